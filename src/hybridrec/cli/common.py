@@ -1,0 +1,60 @@
+"""Hydra glue shared by the entry points: where configs live, preparing data from a config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from hybridrec.data.prepare import prepare_cached
+from hybridrec.data.raw import RawData
+from hybridrec.data.spec import DataSpec
+
+
+def config_dir() -> str:
+    """The ``configs/`` folder: packaged inside a wheel, or at the repository root."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[1] / "configs", here.parents[3] / "configs"):
+        if (candidate / "train.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError("hybridrec's configs/ folder was not found next to the package")
+
+
+def data_config(cfg: DictConfig) -> dict[str, Any]:
+    """The part of the config that determines the prepared files (source + filters + protocol)."""
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    protocol = OmegaConf.to_container(cfg.protocol, resolve=True)
+    assert isinstance(data, dict) and isinstance(protocol, dict)
+    return {"data": data, "protocol": protocol}
+
+
+def prepared_folder(cfg: DictConfig) -> Path:
+    """``<data_dir>/prepared/<name>-<protocol>-<hash of the data config>``."""
+    blob = json.dumps(data_config(cfg), sort_keys=True, default=str).encode()
+    digest = hashlib.sha256(blob).hexdigest()[:10]
+    return Path(cfg.paths.data_dir) / "prepared" / f"{cfg.data.name}-{cfg.protocol.name}-{digest}"
+
+
+def prepare_from_config(cfg: DictConfig) -> tuple[DataSpec, Path]:
+    """Prepare (or reuse) the dataset that ``cfg.data`` + ``cfg.protocol`` describe."""
+    folder = prepared_folder(cfg)
+
+    def make_raw() -> RawData:
+        raw = instantiate(cfg.data.source)
+        if not isinstance(raw, RawData):
+            raise TypeError(f"data.source._target_ must return RawData, got {type(raw).__name__}")
+        return raw
+
+    spec = prepare_cached(
+        make_raw,
+        instantiate(cfg.protocol),
+        folder,
+        min_user_interactions=int(cfg.data.get("min_user_interactions", 0)),
+        min_item_interactions=int(cfg.data.get("min_item_interactions", 0)),
+        source_config=data_config(cfg),
+    )
+    return spec, folder

@@ -1,0 +1,116 @@
+"""hybridrec-train: the Hydra training app.
+
+    hybridrec-train                                   # NeuMF on the embedded synthetic data
+    hybridrec-train model=mf data=ml100k protocol=loo_full
+    hybridrec-train experiment=ncf_neumf_ml1m
+    hybridrec-train --multirun model=mf,gmf,mlp,neumf
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import MLFlowLogger
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from hybridrec.cli.common import config_dir, prepare_from_config
+from hybridrec.lit import RecLitModule
+from hybridrec.tracking import log_run_end, log_run_start
+
+log = logging.getLogger("hybridrec.train")
+
+
+def _output_dir(cfg: DictConfig) -> str:
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.output_dir)
+    return str(cfg.paths.output_dir)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Prepare data, fit, test the best checkpoint, record everything in MLflow.
+
+    Returns the test metrics (and ``val`` best score) as floats.
+    """
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    L.seed_everything(cfg.seed, workers=True)
+
+    spec, data_dir = prepare_from_config(cfg)
+    with open_dict(cfg):
+        cfg.spec = spec.summary()
+        cfg.datamodule.data_dir = str(data_dir)
+        cfg.paths.output_dir = _output_dir(cfg)
+    log.info("data: %s (%d users, %d items, protocol %s) in %s",
+             spec.name, spec.n_users, spec.n_items, spec.protocol, data_dir)
+
+    datamodule = instantiate(cfg.datamodule)
+    module = RecLitModule(
+        model=instantiate(cfg.model),
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        ks=cfg.ks,
+        ties=cfg.ties,
+    )
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(resolved, dict)
+    module.run_config = resolved
+
+    logger = instantiate(cfg.logger)
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
+    if isinstance(logger, MLFlowLogger):
+        log_run_start(logger, resolved, spec, data_dir)
+
+    trainer.fit(module, datamodule=datamodule)
+
+    checkpoint = trainer.checkpoint_callback
+    best_path = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
+    best_score = None
+    if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_score is not None:
+        best_score = float(checkpoint.best_model_score)
+    results: dict[str, float] = {}
+    if cfg.get("test_after_fit", True):
+        tested = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None)
+        results = {k: float(v) for k, v in (tested[0] if tested else {}).items()}
+    if best_score is not None:
+        results[f"best/{cfg.monitor}"] = best_score
+    if isinstance(logger, MLFlowLogger):
+        log_run_end(logger, best_path or None, best_score, cfg.monitor)
+        _print_summary(logger, results)
+    return results
+
+
+def _print_summary(logger: MLFlowLogger, results: dict[str, Any]) -> None:
+    uri = logger._tracking_uri or ""
+    lines = [
+        "",
+        f"MLflow run {logger.run_id} (experiment {logger.experiment_id}) in {uri}",
+        *(f"  {k:<22} {v:.4f}" for k, v in sorted(results.items()) if math.isfinite(v)),
+    ]
+    if uri.startswith("sqlite:") or uri.startswith("file:"):
+        lines.append(f"Open it: mlflow ui --backend-store-uri {uri}  (then http://127.0.0.1:5000)")
+    print("\n".join(lines), flush=True)
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    results = train(cfg)
+    # the value Hydra sweepers optimise: the best validation score
+    return results.get(f"best/{cfg.monitor}")
+
+
+def main() -> None:
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from hybridrec.lit.module import RecLitModule
+
+__all__ = ["RecLitModule"]

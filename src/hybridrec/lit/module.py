@@ -1,0 +1,103 @@
+"""RecLitModule: the one training task — model + losses + metrics + optimiser.
+
+The model maps a batch to scores; the loss terms turn training scores into a loss; evaluation
+ranks the held-out items with :mod:`hybridrec.metrics` and logs ``val/…`` and ``test/…``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from hybridrec.data.batch import RecBatch
+from hybridrec.metrics import positive_ranks, ranking_metrics
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+
+
+class RecLitModule(L.LightningModule):
+    """Args:
+    model: an ``nn.Module`` with ``forward(batch) -> (B, C)`` and ``score_all(batch)``.
+    loss: called as ``loss(scores, batch) -> {"loss": ..., parts}`` (e.g. ``LossSum``).
+    optimizer: a partial taking the parameters (Hydra ``_partial_: true``).
+    scheduler: optional partial taking the optimiser.
+    ks: cut-offs for HR/Recall/NDCG/MRR@K.
+    ties: tie rule for ranks (see :mod:`hybridrec.metrics.ranking`).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        ks: Sequence[int] = (10,),
+        ties: str = "pessimistic",
+    ) -> None:
+        super().__init__()
+        self.model, self.loss = model, loss
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.ks, self.ties = tuple(int(k) for k in ks), ties
+        self.run_config: dict[str, Any] | None = None  # stored in checkpoints by train
+
+    def forward(self, batch: RecBatch) -> Tensor:
+        return self.model(batch)
+
+    # -- one step for train / val / test --------------------------------------------------
+    def _step(self, batch: RecBatch, stage: str) -> Tensor | None:
+        size = len(batch)
+        if stage == "train":
+            out = self.loss(self.model(batch), batch)
+            for name, value in out.items():
+                self.log(f"train/{name}", value, batch_size=size, prog_bar=name == "loss")
+            return out["loss"]
+        if batch.items is not None:  # sampled: rank column 0 among the row's candidates
+            scores = self.model(batch).masked_fill(batch.items == 0, -torch.inf)  # (B, C)
+            positives = torch.zeros(size, 1, dtype=torch.long, device=scores.device)
+            valid = None
+        else:  # full: rank the held-out items among all items, known items masked
+            batch.require("targets", "exclude")
+            assert batch.targets is not None and batch.exclude is not None
+            scores = self.model.score_all(batch).clone()  # (B, N)
+            scores[:, 0] = -torch.inf  # padding
+            scores[batch.exclude[0], batch.exclude[1]] = -torch.inf
+            positives, valid = batch.targets, batch.targets > 0
+        ranks = positive_ranks(scores.float(), positives, valid, ties=self.ties)  # (B, P)
+        for k in self.ks:
+            for name, values in ranking_metrics(ranks, k).as_dict(k).items():
+                self.log(
+                    f"{stage}/{name}",
+                    values.mean(),
+                    batch_size=size,
+                    on_epoch=True,
+                    sync_dist=True,
+                    prog_bar=stage == "val" and name == f"ndcg@{self.ks[0]}",
+                )
+        return None
+
+    def training_step(self, batch: RecBatch, batch_idx: int) -> Tensor:
+        loss = self._step(batch, "train")
+        assert loss is not None
+        return loss
+
+    def validation_step(self, batch: RecBatch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: RecBatch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    # -- optimisation ---------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.run_config is not None:
+            checkpoint["hybridrec_config"] = self.run_config

@@ -1,0 +1,8 @@
+from hybridrec.metrics.ranking import (
+    TIE_MODES,
+    RankingMetrics,
+    positive_ranks,
+    ranking_metrics,
+)
+
+__all__ = ["TIE_MODES", "RankingMetrics", "positive_ranks", "ranking_metrics"]

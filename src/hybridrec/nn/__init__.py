@@ -1,0 +1,4 @@
+from hybridrec.nn.base import PairScorer
+from hybridrec.nn.ncf import GMF, MLP, MF, NeuMF
+
+__all__ = ["GMF", "MF", "MLP", "NeuMF", "PairScorer"]

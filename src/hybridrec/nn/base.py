@@ -1,0 +1,43 @@
+"""The model contract shared by the collaborative models.
+
+A model maps a :class:`RecBatch` to scores; it never computes a loss.
+    forward(batch)    -> (B, C) scores of ``batch.items``
+    score_all(batch)  -> (B, n_items + 1) scores of every item; column 0 is padding
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from hybridrec.data.batch import RecBatch
+
+
+class PairScorer(nn.Module):
+    """Base for models that score (user, item) pairs: subclasses implement :meth:`score`.
+
+    ``score_all`` evaluates every item in chunks of ``chunk_pairs`` (user, item) pairs so a
+    non-factorised model (MLP, NeuMF) never builds a (B, N, D) tensor bigger than that.
+    """
+
+    n_items: int
+    chunk_pairs: int = 1 << 22
+
+    def score(self, users: Tensor, items: Tensor) -> Tensor:
+        """users (B,), items (B, C) -> scores (B, C)."""
+        raise NotImplementedError
+
+    def forward(self, batch: RecBatch) -> Tensor:
+        batch.require("items")
+        assert batch.items is not None
+        return self.score(batch.users, batch.items)
+
+    def score_all(self, batch: RecBatch) -> Tensor:
+        users = batch.users  # (B,)
+        all_items = torch.arange(self.n_items + 1, device=users.device)  # (N + 1,)
+        rows_per_chunk = max(1, self.chunk_pairs // (self.n_items + 1))
+        chunks = [
+            self.score(part, all_items.expand(part.numel(), -1))
+            for part in torch.split(users, rows_per_chunk)
+        ]
+        return torch.cat(chunks, dim=0)  # (B, N + 1)

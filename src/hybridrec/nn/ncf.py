@@ -1,0 +1,258 @@
+"""Neural collaborative filtering: MF, GMF, MLP and NeuMF.
+
+He et al., "Neural Collaborative Filtering", WWW 2017 (GMF, MLP, NeuMF, pre-training), and
+Rendle et al., "Neural Collaborative Filtering vs. Matrix Factorization Revisited", RecSys 2020
+(MF: a plain dot product is the baseline to beat).
+
+Shapes: B = batch rows, C = candidates per row, N = n_items + 1 (item 0 is padding),
+D = embedding size, H = hidden size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from hybridrec.data.batch import RecBatch
+from hybridrec.nn.base import PairScorer
+
+
+def _embedding(rows: int, dim: int, std: float) -> nn.Embedding:
+    table = nn.Embedding(rows, dim)
+    nn.init.normal_(table.weight, std=std)
+    return table
+
+
+class MF(PairScorer):
+    """Matrix factorisation: ``<p_u, q_i> + b_u + b_i + b`` (Rendle et al. 2020's dot product).
+
+    Args:
+        n_users, n_items: sizes from the data spec (items get one extra padding row).
+        embedding_dim: D.
+        use_bias: add user, item and global biases.
+        init_std: std of the normal initialisation of the embeddings.
+    """
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        embedding_dim: int = 64,
+        use_bias: bool = True,
+        init_std: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.n_users, self.n_items = n_users, n_items
+        self.user_embedding = _embedding(n_users, embedding_dim, init_std)
+        self.item_embedding = _embedding(n_items + 1, embedding_dim, init_std)
+        self.use_bias = use_bias
+        if use_bias:
+            self.user_bias = nn.Embedding(n_users, 1)
+            self.item_bias = nn.Embedding(n_items + 1, 1)
+            self.global_bias = nn.Parameter(torch.zeros(1))
+            nn.init.zeros_(self.user_bias.weight)
+            nn.init.zeros_(self.item_bias.weight)
+
+    def score(self, users: Tensor, items: Tensor) -> Tensor:
+        user_vec = self.user_embedding(users).unsqueeze(1)  # (B, 1, D)
+        item_vec = self.item_embedding(items)  # (B, C, D)
+        scores = (user_vec * item_vec).sum(-1)  # (B, C)
+        if self.use_bias:
+            scores = scores + self.user_bias(users) + self.item_bias(items).squeeze(-1)
+            scores = scores + self.global_bias
+        return scores
+
+    def user_state(self, batch: RecBatch) -> Tensor:
+        """(B, D + 2) so that ``user_state @ item_embeddings().T`` equals ``score_all``."""
+        user_vec = self.user_embedding(batch.users)
+        ones = torch.ones_like(user_vec[:, :1])
+        if not self.use_bias:
+            return torch.cat([user_vec, 0 * ones, 0 * ones], 1)
+        return torch.cat([user_vec, ones, self.user_bias(batch.users) + self.global_bias], 1)
+
+    def item_embeddings(self) -> Tensor:
+        """(N, D + 2): item vector, item bias, 1."""
+        item_vec = self.item_embedding.weight
+        ones = torch.ones_like(item_vec[:, :1])
+        bias = self.item_bias.weight if self.use_bias else 0 * ones
+        return torch.cat([item_vec, bias, ones], 1)
+
+    def score_all(self, batch: RecBatch) -> Tensor:
+        return self.user_state(batch) @ self.item_embeddings().T  # (B, N)
+
+
+class GMF(PairScorer):
+    """Generalised MF: ``h^T (p_u ⊙ q_i) + b`` — MF with a learned weight per factor."""
+
+    def __init__(
+        self, n_users: int, n_items: int, embedding_dim: int = 64, init_std: float = 0.01
+    ) -> None:
+        super().__init__()
+        self.n_users, self.n_items = n_users, n_items
+        self.user_embedding = _embedding(n_users, embedding_dim, init_std)
+        self.item_embedding = _embedding(n_items + 1, embedding_dim, init_std)
+        self.predict = nn.Linear(embedding_dim, 1)  # h and b
+
+    def features(self, users: Tensor, items: Tensor) -> Tensor:
+        """(B,), (B, C) -> (B, C, D) element-wise products, NeuMF's GMF half."""
+        return self.user_embedding(users).unsqueeze(1) * self.item_embedding(items)
+
+    def score(self, users: Tensor, items: Tensor) -> Tensor:
+        return self.predict(self.features(users, items)).squeeze(-1)  # (B, C)
+
+    def user_state(self, batch: RecBatch) -> Tensor:
+        """(B, D + 1): ``p_u ⊙ h`` and the bias, against ``item_embeddings`` = ``[q_i, 1]``."""
+        weighted = self.user_embedding(batch.users) * self.predict.weight  # (B, D)
+        return torch.cat([weighted, self.predict.bias.expand(weighted.shape[0], 1)], 1)
+
+    def item_embeddings(self) -> Tensor:
+        item_vec = self.item_embedding.weight
+        return torch.cat([item_vec, torch.ones_like(item_vec[:, :1])], 1)  # (N, D + 1)
+
+    def score_all(self, batch: RecBatch) -> Tensor:
+        return self.user_state(batch) @ self.item_embeddings().T
+
+
+class MLP(PairScorer):
+    """The NCF MLP tower on concatenated user and item embeddings.
+
+    The first layer ``W [p_u; q_i]`` is computed as ``W_u p_u + W_i q_i`` (the same function),
+    so scoring all items projects the item table once instead of building (B, N, 2D).
+
+    Args:
+        embedding_dim: D per side (NCF's ``layers[0] / 2``).
+        hidden_dims: tower widths; the last is the number of predictive factors.
+        dropout: dropout after each hidden layer (NCF used none).
+    """
+
+    chunk_pairs = 1 << 18
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        embedding_dim: int = 32,
+        hidden_dims: Sequence[int] = (32, 16, 8),
+        dropout: float = 0.0,
+        init_std: float = 0.01,
+    ) -> None:
+        super().__init__()
+        if not hidden_dims:
+            raise ValueError("model.hidden_dims: expected at least one layer width")
+        self.n_users, self.n_items = n_users, n_items
+        self.user_embedding = _embedding(n_users, embedding_dim, init_std)
+        self.item_embedding = _embedding(n_items + 1, embedding_dim, init_std)
+        first = hidden_dims[0]
+        self.user_proj = nn.Linear(embedding_dim, first, bias=True)
+        self.item_proj = nn.Linear(embedding_dim, first, bias=False)
+        layers: list[nn.Module] = []
+        for width_in, width_out in zip(hidden_dims[:-1], hidden_dims[1:], strict=True):
+            layers += [nn.ReLU(), nn.Dropout(dropout), nn.Linear(width_in, width_out)]
+        layers += [nn.ReLU(), nn.Dropout(dropout)]
+        self.tower = nn.Sequential(*layers)
+        self.predict = nn.Linear(hidden_dims[-1], 1)
+        self.output_dim = hidden_dims[-1]
+
+    def features_from(self, user_part: Tensor, item_part: Tensor) -> Tensor:
+        """(B, 1, H), (B|1, C, H) first-layer halves -> (B, C, F) tower output."""
+        return self.tower(user_part + item_part)
+
+    def features(self, users: Tensor, items: Tensor) -> Tensor:
+        user_part = self.user_proj(self.user_embedding(users)).unsqueeze(1)  # (B, 1, H)
+        item_part = self.item_proj(self.item_embedding(items))  # (B, C, H)
+        return self.features_from(user_part, item_part)  # (B, C, F)
+
+    def score(self, users: Tensor, items: Tensor) -> Tensor:
+        return self.predict(self.features(users, items)).squeeze(-1)
+
+    def score_all(self, batch: RecBatch) -> Tensor:
+        item_part = self.item_proj(self.item_embedding.weight).unsqueeze(0)  # (1, N, H)
+        rows = max(1, self.chunk_pairs // (self.n_items + 1))
+        out = []
+        for users in torch.split(batch.users, rows):
+            user_part = self.user_proj(self.user_embedding(users)).unsqueeze(1)  # (b, 1, H)
+            out.append(self.predict(self.features_from(user_part, item_part)).squeeze(-1))
+        return torch.cat(out, 0)  # (B, N)
+
+
+class NeuMF(PairScorer):
+    """NeuMF: GMF and MLP with separate embeddings, fused by one prediction layer.
+
+    Args:
+        gmf_dim: GMF embedding size (its predictive factors).
+        mlp_embedding_dim, hidden_dims, dropout: the MLP half (see :class:`MLP`).
+        pretrained_gmf, pretrained_mlp: optional checkpoint paths (Lightning ``.ckpt`` of a GMF
+            / MLP run, or a plain state dict) to initialise from, as in He et al. Section 3.4.1.
+        alpha: the GMF share of the fused prediction layer when initialising from pre-training.
+    """
+
+    chunk_pairs = 1 << 18
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        gmf_dim: int = 8,
+        mlp_embedding_dim: int = 32,
+        hidden_dims: Sequence[int] = (32, 16, 8),
+        dropout: float = 0.0,
+        init_std: float = 0.01,
+        pretrained_gmf: str | None = None,
+        pretrained_mlp: str | None = None,
+        alpha: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.n_users, self.n_items = n_users, n_items
+        self.gmf = GMF(n_users, n_items, gmf_dim, init_std)
+        self.mlp = MLP(n_users, n_items, mlp_embedding_dim, hidden_dims, dropout, init_std)
+        # the halves' own prediction layers are unused here (kept for loading their weights)
+        self.predict = nn.Linear(gmf_dim + self.mlp.output_dim, 1)
+        nn.init.kaiming_uniform_(self.predict.weight, a=1.0)  # LeCun uniform, as NCF's Keras
+        if (pretrained_gmf is None) != (pretrained_mlp is None):
+            raise ValueError("model.pretrained_gmf and model.pretrained_mlp go together")
+        if pretrained_gmf is not None and pretrained_mlp is not None:
+            self.load_pretrained(load_model_state(pretrained_gmf), load_model_state(pretrained_mlp), alpha)
+
+    def load_pretrained(
+        self, gmf_state: Mapping[str, Tensor], mlp_state: Mapping[str, Tensor], alpha: float = 0.5
+    ) -> None:
+        """Initialise both halves from trained GMF / MLP weights and fuse their output layers:
+        ``h = [alpha h_gmf, (1 - alpha) h_mlp]``, ``b = alpha b_gmf + (1 - alpha) b_mlp``."""
+        self.gmf.load_state_dict(gmf_state)
+        self.mlp.load_state_dict(mlp_state)
+        with torch.no_grad():
+            self.predict.weight.copy_(
+                torch.cat([alpha * self.gmf.predict.weight, (1 - alpha) * self.mlp.predict.weight], 1)
+            )
+            self.predict.bias.copy_(
+                alpha * self.gmf.predict.bias + (1 - alpha) * self.mlp.predict.bias
+            )
+
+    def score(self, users: Tensor, items: Tensor) -> Tensor:
+        fused = torch.cat([self.gmf.features(users, items), self.mlp.features(users, items)], -1)
+        return self.predict(fused).squeeze(-1)  # (B, C)
+
+    def score_all(self, batch: RecBatch) -> Tensor:
+        gmf_items = self.gmf.item_embedding.weight.unsqueeze(0)  # (1, N, Dg)
+        mlp_items = self.mlp.item_proj(self.mlp.item_embedding.weight).unsqueeze(0)  # (1, N, H)
+        rows = max(1, self.chunk_pairs // (self.n_items + 1))
+        out = []
+        for users in torch.split(batch.users, rows):
+            gmf = self.gmf.user_embedding(users).unsqueeze(1) * gmf_items  # (b, N, Dg)
+            user_part = self.mlp.user_proj(self.mlp.user_embedding(users)).unsqueeze(1)
+            mlp = self.mlp.features_from(user_part, mlp_items)  # (b, N, F)
+            out.append(self.predict(torch.cat([gmf, mlp], -1)).squeeze(-1))
+        return torch.cat(out, 0)
+
+
+def load_model_state(path: str) -> dict[str, Tensor]:
+    """A model's state dict from a Lightning checkpoint (keys under ``model.``) or a plain one."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if "state_dict" in state:
+        state = state["state_dict"]
+    prefix = "model."
+    if any(key.startswith(prefix) for key in state):
+        state = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+    return state

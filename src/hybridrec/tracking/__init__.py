@@ -1,0 +1,9 @@
+from hybridrec.tracking.mlflow_run import (
+    default_tracking_uri,
+    git_commit,
+    log_run_end,
+    log_run_start,
+    mlflow_key,
+)
+
+__all__ = ["default_tracking_uri", "git_commit", "log_run_end", "log_run_start", "mlflow_key"]

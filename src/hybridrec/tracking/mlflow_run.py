@@ -1,0 +1,96 @@
+"""What every training run records in MLflow, beyond the metrics Lightning logs per epoch.
+
+At start: the resolved config (flattened as params and whole as ``config.yaml``), the data spec
+(``spec.json``) and its fingerprint, the protocol, the git commit. At the end: the best
+checkpoint, its validation score and the test metrics it produced.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lightning.pytorch.loggers import MLFlowLogger
+
+from hybridrec.data.spec import DataSpec
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+
+
+def mlflow_key(name: str) -> str:
+    """MLflow's name for a Lightning metric key: MLflow forbids ``@``, and Lightning's logger
+    drops it, so ``val/ndcg@10`` is stored as ``val/ndcg10``."""
+    return re.sub(r"[^a-zA-Z0-9_/. -]+", "", name)
+
+
+def default_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else an SQLite store in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
+
+
+def git_commit(cwd: str | Path | None = None) -> tuple[str, bool]:
+    """(commit sha or "unknown", whether the work tree has uncommitted changes)."""
+    where = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        return sha, bool(dirty)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", False
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}/" if isinstance(value, dict) else f"{prefix}{key}"))
+        return out
+    return {prefix.rstrip("/"): tree}
+
+
+def log_run_start(
+    logger: MLFlowLogger, config: dict[str, Any], spec: DataSpec, data_dir: str | Path
+) -> None:
+    client, run_id = logger.experiment, logger.run_id
+    assert run_id is not None
+    params = {key: str(value)[:6000] for key, value in _flatten(config).items()}
+    logger.log_hyperparams(params)
+    sha, dirty = git_commit()
+    client.set_tag(run_id, "mlflow.source.git.commit", sha)
+    client.set_tag(run_id, "git_dirty", str(dirty).lower())
+    client.set_tag(run_id, "protocol", spec.protocol)
+    client.set_tag(run_id, "eval_mode", spec.eval_mode)
+    client.set_tag(run_id, "dataset", spec.name)
+    client.set_tag(run_id, "data_fingerprint", spec.fingerprint)
+    model_target = str(config.get("model", {}).get("_target_", "?"))
+    client.set_tag(run_id, "model", model_target.rsplit(".", 1)[-1])
+    with tempfile.TemporaryDirectory() as tmp:
+        config_path = Path(tmp) / "config.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        client.log_artifact(run_id, str(config_path))
+    client.log_artifact(run_id, str(Path(data_dir) / "spec.json"), artifact_path="data")
+
+
+def log_run_end(
+    logger: MLFlowLogger,
+    best_checkpoint: str | None,
+    best_score: float | None,
+    monitor: str,
+) -> None:
+    client, run_id = logger.experiment, logger.run_id
+    assert run_id is not None
+    if best_checkpoint:
+        client.log_artifact(run_id, best_checkpoint, artifact_path="checkpoints")
+        client.set_tag(run_id, "best_checkpoint", Path(best_checkpoint).name)
+    if best_score is not None:
+        client.log_metric(run_id, mlflow_key(f"best/{monitor}"), float(best_score))
