@@ -278,16 +278,22 @@ def main(argv=None):
 
     per_epoch = []
     for epoch in range(args.epochs):
-        t = time.perf_counter()
+        load_before = os.getloadavg()[0]
+        t, c = time.perf_counter(), time.process_time()
         total_loss = trainer._train_epoch(train_data, epoch, show_progress=args.show_progress)
         train_s = time.perf_counter() - t
+        train_cpu = time.process_time() - c  # all threads of this process; > wall when threads overlap
+        load_after = os.getloadavg()[0]
         t = time.perf_counter()
         hr, ndcg = evaluate_ncf(model, uid, iid, uid_field, iid_field, config["device"],
                                 args.eval_batch_users)
         eval_s = time.perf_counter() - t
         rec = {"epoch": epoch, "train_seconds": round(train_s, 3),
                "loss": float(total_loss) / n_batches,  # mean BCE over batches
-               "hr10": round(hr, 4), "ndcg10": round(ndcg, 4), "eval_seconds": round(eval_s, 3)}
+               "hr10": round(hr, 4), "ndcg10": round(ndcg, 4), "eval_seconds": round(eval_s, 3),
+               # contention diagnostics: this process's CPU seconds and the host's 1-min load
+               "train_cpu_seconds": round(train_cpu, 3),
+               "loadavg1_before_after": [round(load_before, 2), round(load_after, 2)]}
         per_epoch.append(rec)
         print(f"[recbole_ncf] {json.dumps(rec)}", file=sys.stderr, flush=True)
 

@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from hybridrec.data.errors import DataError
 from hybridrec.data.prepare import prepare_cached
 from hybridrec.data.raw import RawData
 from hybridrec.data.spec import DataSpec
@@ -39,18 +41,27 @@ def prepared_folder(cfg: DictConfig) -> Path:
     return Path(cfg.paths.data_dir) / "prepared" / f"{cfg.data.name}-{cfg.protocol.name}-{digest}"
 
 
+def read_source(cfg: DictConfig) -> RawData:
+    """Instantiate ``cfg.data.source``; a DataError inside it comes out as itself, not wrapped
+    in Hydra's InstantiationException, so the user sees the file/row/column message first."""
+    try:
+        raw = instantiate(cfg.data.source)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, (DataError, FileNotFoundError)):
+            raise cause from None
+        raise
+    if not isinstance(raw, RawData):
+        raise TypeError(f"data.source._target_ must return RawData, got {type(raw).__name__}")
+    return raw
+
+
 def prepare_from_config(cfg: DictConfig) -> tuple[DataSpec, Path]:
     """Prepare (or reuse) the dataset that ``cfg.data`` + ``cfg.protocol`` describe."""
     folder = prepared_folder(cfg)
 
-    def make_raw() -> RawData:
-        raw = instantiate(cfg.data.source)
-        if not isinstance(raw, RawData):
-            raise TypeError(f"data.source._target_ must return RawData, got {type(raw).__name__}")
-        return raw
-
     spec = prepare_cached(
-        make_raw,
+        lambda: read_source(cfg),
         instantiate(cfg.protocol),
         folder,
         min_user_interactions=int(cfg.data.get("min_user_interactions", 0)),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from typing import Any
 
 import hydra
@@ -22,6 +23,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hybridrec.cli.common import config_dir, prepare_from_config
+from hybridrec.data.errors import DataError
 from hybridrec.lit import RecLitModule
 from hybridrec.tracking import log_run_end, log_run_start
 
@@ -103,7 +105,11 @@ def _print_summary(logger: MLFlowLogger, results: dict[str, Any]) -> None:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    results = train(cfg)
+    try:
+        results = train(cfg)
+    except DataError as exc:  # bad input: the message says where; no traceback from pandas
+        log.error("bad input data: %s", exc)
+        sys.exit(2)
     # the value Hydra sweepers optimise: the best validation score
     return results.get(f"best/{cfg.monitor}")
 

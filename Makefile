@@ -1,0 +1,54 @@
+# hybridrec — `make help` lists the targets. Every target sets up .venv first if it is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-all lint format ui clean bench-ncf bench-recbole
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	# constraints.txt pins torch to the CPU build here; GPU users install their CUDA torch first
+	$(BIN)/pip install -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install hybridrec with its dev tools
+
+train: $(STAMP) ## train NeuMF on the embedded synthetic data; prints the MLflow run and test metrics (ARGS="model=mf ...")
+	$(BIN)/hybridrec-train $(ARGS)
+
+test: $(STAMP) ## run the test suite (not slow, not gpu): a few minutes on 2 cores
+	$(BIN)/python -m pytest $(ARGS)
+
+test-all: $(STAMP) ## also the slow tests (real datasets in ../shared, multi-process DDP)
+	$(BIN)/python -m pytest -m "not gpu" $(ARGS)
+
+lint: $(STAMP) ## ruff, ruff format --check, mypy, hadolint
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
+
+format: $(STAMP) ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix src tests scripts
+	$(BIN)/ruff format src tests scripts
+
+ui: $(STAMP) ## open the MLflow UI on the local store (sqlite:///mlflow.db) at http://127.0.0.1:5000
+	$(BIN)/mlflow server --backend-store-uri sqlite:///mlflow.db --workers 1 --host 127.0.0.1 --port 5000
+
+bench-ncf: $(STAMP) ## NCF ML-1M accuracy benchmarks (MF, NeuMF; see docs/benchmarks.md)
+	$(BIN)/python scripts/bench_ncf_ml1m.py $(ARGS)
+
+bench-recbole: $(STAMP) ## per-epoch time of our NeuMF vs RecBole 1.2.1 in one run
+	bash scripts/setup_recbole.sh
+	$(BIN)/python scripts/bench_speed_recbole.py $(ARGS)
+
+clean: ## remove outputs, prepared data and the local MLflow store (keeps .venv)
+	rm -rf outputs multirun data/prepared mlflow.db mlruns

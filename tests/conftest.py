@@ -1,0 +1,117 @@
+"""Shared fixtures: composing the Hydra config in tests, synthetic data in every format."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+from hybridrec.cli.common import config_dir
+from hybridrec.data import synthetic
+
+CONFIG_DIR = Path(config_dir())
+# small enough that one epoch takes well under a second
+TINY_DATA = ["data.source.n_users=80", "data.source.n_items=60"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if item.get_closest_marker("gpu") and not torch.cuda.is_available():
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite store for the session: creating one runs MLflow's migrations (seconds)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def compose_cfg(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_uri: str
+) -> Iterator[Callable[..., DictConfig]]:
+    """compose_cfg(*overrides) -> the train config rooted in tmp_path (data, outputs, store)."""
+    monkeypatch.chdir(tmp_path)  # MLflow puts artifacts under ./mlruns
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    def _compose(*overrides: str) -> DictConfig:
+        GlobalHydra.instance().clear()
+        base = [
+            f"paths.root_dir={tmp_path}",
+            f"logger.tracking_uri={mlflow_uri}",
+        ]
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return compose(config_name="train", overrides=base + list(overrides))
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="session")
+def syn_data() -> synthetic.SyntheticData:
+    return synthetic.generate(n_users=80, n_items=60, mean_interactions=12, seed=3)
+
+
+@pytest.fixture(scope="session")
+def data_files(tmp_path_factory: pytest.TempPathFactory, syn_data: synthetic.SyntheticData) -> dict[str, str]:
+    """The synthetic data written in every format a data config reads, keyed by config name."""
+    root = tmp_path_factory.mktemp("formats")
+    paths: dict[str, str] = {}
+    for name in ("ml100k", "ml1m", "ml_latest", "ncf_ml1m", "seq", "csv"):
+        (root / name).mkdir()
+    synthetic.write_movielens_100k(syn_data, root / "ml100k")
+    paths["ml100k"] = str(root / "ml100k")
+    synthetic.write_movielens_1m(syn_data, root / "ml1m")
+    paths["ml1m"] = str(root / "ml1m")
+    _write_ml_latest(syn_data, root / "ml_latest")
+    paths["ml_latest"] = str(root / "ml_latest")
+    synthetic.write_ncf(syn_data, root / "ncf_ml1m", name="ml-1m", n_negatives=20)
+    paths["ncf_ml1m"] = str(root / "ncf_ml1m")
+    paths["seq"] = str(synthetic.write_sequences(syn_data, root / "seq" / "seq.txt"))
+    synthetic.write(syn_data, root / "csv", fmt="csv")
+    paths["csv"] = str(root / "csv" / "interactions.csv")
+    return paths
+
+
+def _write_ml_latest(data: synthetic.SyntheticData, folder: Path) -> None:
+    frame = data.interactions
+    ratings = frame.assign(userId=frame["user"] + 1, movieId=frame["item"] + 1)
+    ratings[["userId", "movieId", "rating", "timestamp"]].to_csv(folder / "ratings.csv", index=False)
+    items = data.items.assign(
+        movieId=data.items["item"] + 1,
+        title=data.items["title"] + " (2001)",
+        genres=data.items["category"].str.title(),
+    )
+    items[["movieId", "title", "genres"]].to_csv(folder / "movies.csv", index=False)
+
+
+def data_overrides(name: str, files: dict[str, str]) -> list[str]:
+    """Overrides that point data config ``name`` at its synthetic copy."""
+    if name == "synthetic":
+        return ["data=synthetic", *TINY_DATA]
+    if name in ("ml100k", "ml1m", "ml_latest", "ncf_ml1m"):
+        return [f"data={name}", f"data.source.path={files[name]}"]
+    if name in ("beauty", "ml1m_pieces"):
+        return [f"data={name}", f"data.source.path=[{files['seq']}]"]
+    if name == "csv":
+        return ["data=csv", f"data.source.path={files['csv']}"]
+    raise KeyError(name)
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+os.environ.setdefault("HYDRA_FULL_ERROR", "1")
