@@ -167,7 +167,8 @@ def test_batch_rows_with_different_positive_counts() -> None:
     at5 = _metrics(ranks, 5)
     assert at5["hr@5"] == [1.0, 1.0]
     assert at5["recall@5"] == [1.0, 1.0]
-    assert at5["ndcg@5"] == pytest.approx([0.43067655807339306, 1.0])  # row 0: 1/log2(5)
+    # row 0: 1/log2(5); row 1: (1 + 1/log2(4) + 1/log2(6)) / (1 + 1/log2(3) + 1/log2(4))
+    assert at5["ndcg@5"] == pytest.approx([0.43067655807339306, 0.8854598815714874])
     assert at5["mrr@5"] == pytest.approx([0.25, 1.0])
 
 

@@ -1,4 +1,5 @@
 from hybridrec.tracking.mlflow_run import (
+    MLflowLogger,
     default_tracking_uri,
     git_commit,
     log_run_end,
@@ -6,4 +7,4 @@ from hybridrec.tracking.mlflow_run import (
     mlflow_key,
 )
 
-__all__ = ["default_tracking_uri", "git_commit", "log_run_end", "log_run_start", "mlflow_key"]
+__all__ = ["MLflowLogger", "default_tracking_uri", "git_commit", "log_run_end", "log_run_start", "mlflow_key"]

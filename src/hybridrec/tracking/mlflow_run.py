@@ -12,6 +12,7 @@ import re
 import subprocess
 import tempfile
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -20,6 +21,14 @@ from lightning.pytorch.loggers import MLFlowLogger
 from hybridrec.data.spec import DataSpec
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+
+
+class MLflowLogger(MLFlowLogger):
+    """Lightning's MLFlowLogger with metric keys made MLflow-safe up front (``val/ndcg@10`` ->
+    ``val/ndcg10``) instead of a warning per key per step."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        super().log_metrics({mlflow_key(k): v for k, v in metrics.items()}, step)
 
 
 def mlflow_key(name: str) -> str:

@@ -1,0 +1,267 @@
+"""MF, GMF, MLP, NeuMF: shapes, score_all == forward on every item, overfitting, pre-training."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor
+
+from hybridrec.data.batch import RecBatch
+from hybridrec.losses import BCELoss
+from hybridrec.nn import GMF, MLP, MF, NeuMF, PairScorer
+from hybridrec.nn.ncf import load_model_state
+
+N_USERS, N_ITEMS = 30, 25
+
+FACTORIES: dict[str, Callable[[], PairScorer]] = {
+    "MF": lambda: MF(N_USERS, N_ITEMS, embedding_dim=8),
+    "MF-nobias": lambda: MF(N_USERS, N_ITEMS, embedding_dim=8, use_bias=False),
+    "GMF": lambda: GMF(N_USERS, N_ITEMS, embedding_dim=8, init_std=0.3),
+    "MLP": lambda: MLP(N_USERS, N_ITEMS, embedding_dim=8, hidden_dims=(16, 8), dropout=0.2),
+    "NeuMF": lambda: NeuMF(
+        N_USERS, N_ITEMS, gmf_dim=4, mlp_embedding_dim=8, hidden_dims=(16, 8), dropout=0.2
+    ),
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    # tiny models: intra-op threads only add contention on a busy machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _make(name: str) -> PairScorer:
+    torch.manual_seed(0)
+    model = FACTORIES[name]()
+    with torch.no_grad():  # move biases away from their zero init so they are exercised
+        for param in model.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    return model.eval()
+
+
+def _users(n: int = 7) -> Tensor:
+    return torch.randperm(N_USERS, generator=torch.Generator().manual_seed(1))[:n]
+
+
+def _forward_all(model: PairScorer, users: Tensor) -> Tensor:
+    """forward() over the full item range 0..n_items, one row per user (the slow reference)."""
+    rows = [
+        model(RecBatch(users=u.view(1), items=torch.arange(N_ITEMS + 1).view(1, -1)))
+        for u in users
+    ]
+    return torch.cat(rows, 0)
+
+
+@pytest.mark.parametrize("name", list(FACTORIES))
+def test_forward_shape(name: str) -> None:
+    model = _make(name)
+    users = _users(6)
+    items = torch.randint(1, N_ITEMS + 1, (6, 5))
+    scores = model(RecBatch(users=users, items=items))
+    assert scores.shape == (6, 5)
+    assert scores.dtype == torch.float32 and torch.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("name", list(FACTORIES))
+def test_forward_needs_items(name: str) -> None:
+    with pytest.raises(ValueError, match="items"):
+        _make(name)(RecBatch(users=_users(2)))
+
+
+@pytest.mark.parametrize("name", list(FACTORIES))
+def test_score_all_matches_forward_on_every_item(name: str) -> None:
+    model = _make(name)
+    users = _users(7)
+    with torch.no_grad():
+        reference = _forward_all(model, users)
+        full = model.score_all(RecBatch(users=users))
+        assert full.shape == (7, N_ITEMS + 1)
+        torch.testing.assert_close(full, reference, rtol=1e-5, atol=1e-6)
+        # chunking: 2 users per chunk -> 4 chunks for 7 users, same result
+        model.chunk_pairs = 2 * (N_ITEMS + 1)
+        torch.testing.assert_close(
+            model.score_all(RecBatch(users=users)), reference, rtol=1e-5, atol=1e-6
+        )
+        model.chunk_pairs = 1  # fewer pairs than one row: still one user per chunk
+        torch.testing.assert_close(
+            model.score_all(RecBatch(users=users)), reference, rtol=1e-5, atol=1e-6
+        )
+
+
+@pytest.mark.parametrize("name", ["MLP", "NeuMF"])
+def test_item_table_projection_path_matches_embedding_path(name: str) -> None:
+    """A big batch (more candidates than items) projects the item table once; the same rows
+    scored one by one take the per-candidate path. Both must agree."""
+    model = _make(name)
+    users = _users(7)
+    items = torch.randint(0, N_ITEMS + 1, (7, 6))  # 42 candidates > 26 table rows
+    assert items.numel() > N_ITEMS + 1
+    with torch.no_grad():
+        big = model(RecBatch(users=users, items=items))
+        small = torch.cat(
+            [model(RecBatch(users=users[i : i + 1], items=items[i : i + 1])) for i in range(7)]
+        )
+    torch.testing.assert_close(big, small, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["MF", "MF-nobias", "GMF"])
+def test_user_state_dot_item_embeddings_is_score_all(name: str) -> None:
+    model = _make(name)
+    users = _users(5)
+    with torch.no_grad():
+        dot = model.user_state(RecBatch(users=users)) @ model.item_embeddings().T
+        torch.testing.assert_close(dot, model.score_all(RecBatch(users=users)))
+        torch.testing.assert_close(dot, _forward_all(model, users), rtol=1e-5, atol=1e-6)
+
+
+def test_base_pair_scorer_chunks_score_all() -> None:
+    class Table(PairScorer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.n_items = 4
+
+        def score(self, users: Tensor, items: Tensor) -> Tensor:
+            return (users.unsqueeze(1) * 10 + items).float()
+
+    model = Table()
+    model.chunk_pairs = 5  # one user per chunk
+    out = model.score_all(RecBatch(users=torch.tensor([3, 0, 2])))
+    assert out.tolist() == [
+        [30.0, 31.0, 32.0, 33.0, 34.0],
+        [0.0, 1.0, 2.0, 3.0, 4.0],
+        [20.0, 21.0, 22.0, 23.0, 24.0],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "lr"), [("MF", 0.05), ("GMF", 0.05), ("MLP", 0.03), ("NeuMF", 0.03)]
+)
+def test_overfits_one_batch(name: str, lr: float) -> None:
+    torch.manual_seed(0)
+    model = {
+        "MF": lambda: MF(N_USERS + 20, 40),
+        "GMF": lambda: GMF(N_USERS + 20, 40),
+        "MLP": lambda: MLP(N_USERS + 20, 40),
+        "NeuMF": lambda: NeuMF(N_USERS + 20, 40),
+    }[name]()
+    users = torch.randperm(N_USERS + 20)[:32]
+    items = torch.randint(1, 41, (32, 5))  # 1 positive + 4 negatives
+    labels = torch.tensor([[1.0, 0.0, 0.0, 0.0, 0.0]]).expand(32, -1)
+    batch = RecBatch(users=users, items=items, labels=labels)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = BCELoss()
+    first = loss_fn(model(batch), batch)["loss"].item()
+    for _ in range(300):
+        loss = loss_fn(model(batch), batch)["loss"]
+        if loss.item() < 0.05:
+            break
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.05, f"{name}: loss {first:.3f} -> {loss.item():.3f} after 300 steps"
+
+
+def _trained_halves() -> tuple[GMF, MLP]:
+    torch.manual_seed(0)
+    gmf = GMF(N_USERS, N_ITEMS, embedding_dim=4)
+    mlp = MLP(N_USERS, N_ITEMS, embedding_dim=8, hidden_dims=(16, 8))
+    users = torch.randint(0, N_USERS, (64,))
+    items = torch.randint(1, N_ITEMS + 1, (64, 3))
+    labels = torch.tensor([[1.0, 0.0, 0.0]]).expand(64, -1)
+    batch = RecBatch(users=users, items=items, labels=labels)
+    for model in (gmf, mlp):
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+        for _ in range(20):
+            loss = BCELoss()(model(batch), batch)["loss"]
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+    return gmf, mlp
+
+
+def _neumf() -> NeuMF:
+    return NeuMF(N_USERS, N_ITEMS, gmf_dim=4, mlp_embedding_dim=8, hidden_dims=(16, 8)).eval()
+
+
+def test_neumf_pretrained_alpha_one_is_the_gmf() -> None:
+    gmf, mlp = _trained_halves()
+    neumf = _neumf()
+    neumf.load_pretrained(gmf.state_dict(), mlp.state_dict(), alpha=1.0)
+    # fused weight = [h_gmf, 0 * h_mlp], bias = b_gmf: exactly GMF's prediction
+    torch.testing.assert_close(
+        neumf.predict.weight[:, 4:], torch.zeros(1, 8), rtol=0.0, atol=0.0
+    )
+    users, items = _users(6), torch.randint(1, N_ITEMS + 1, (6, 9))
+    batch = RecBatch(users=users, items=items)
+    with torch.no_grad():
+        torch.testing.assert_close(neumf(batch), gmf(batch), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            neumf.score_all(batch), gmf.score_all(batch), rtol=1e-5, atol=1e-6
+        )
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3])
+def test_neumf_pretrained_is_alpha_fused(alpha: float) -> None:
+    gmf, mlp = _trained_halves()
+    neumf = _neumf()
+    neumf.load_pretrained(gmf.state_dict(), mlp.state_dict(), alpha=alpha)
+    batch = RecBatch(users=_users(6), items=torch.randint(1, N_ITEMS + 1, (6, 9)))
+    with torch.no_grad():
+        expected = alpha * gmf(batch) + (1 - alpha) * mlp(batch)
+        torch.testing.assert_close(neumf(batch), expected, rtol=1e-5, atol=1e-6)
+        expected_all = alpha * gmf.score_all(batch) + (1 - alpha) * mlp.score_all(batch)
+        torch.testing.assert_close(neumf.score_all(batch), expected_all, rtol=1e-5, atol=1e-6)
+
+
+def test_load_model_state_from_lightning_checkpoint_and_plain_dict(tmp_path: Path) -> None:
+    gmf, mlp = _trained_halves()
+    gmf_ckpt = tmp_path / "gmf.ckpt"
+    torch.save(
+        {
+            "state_dict": {"model." + k: v for k, v in gmf.state_dict().items()},
+            "epoch": 3,
+            "global_step": 60,
+        },
+        gmf_ckpt,
+    )
+    mlp_plain = tmp_path / "mlp.pt"
+    torch.save(mlp.state_dict(), mlp_plain)
+
+    loaded = load_model_state(str(gmf_ckpt))
+    assert set(loaded) == set(gmf.state_dict())
+    for key, value in gmf.state_dict().items():
+        assert torch.equal(loaded[key], value)
+    plain = load_model_state(str(mlp_plain))
+    assert set(plain) == set(mlp.state_dict())
+
+    # the constructor path: NeuMF(pretrained_gmf=..., pretrained_mlp=...)
+    neumf = NeuMF(
+        N_USERS,
+        N_ITEMS,
+        gmf_dim=4,
+        mlp_embedding_dim=8,
+        hidden_dims=(16, 8),
+        pretrained_gmf=str(gmf_ckpt),
+        pretrained_mlp=str(mlp_plain),
+        alpha=1.0,
+    ).eval()
+    batch = RecBatch(users=_users(4), items=torch.randint(1, N_ITEMS + 1, (4, 5)))
+    with torch.no_grad():
+        torch.testing.assert_close(neumf(batch), gmf(batch), rtol=1e-5, atol=1e-6)
+
+
+def test_neumf_pretrained_paths_go_together(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="go together"):
+        NeuMF(N_USERS, N_ITEMS, pretrained_gmf=str(tmp_path / "gmf.ckpt"))
+
+
+def test_mlp_needs_a_layer() -> None:
+    with pytest.raises(ValueError, match="hidden_dims"):
+        MLP(N_USERS, N_ITEMS, hidden_dims=())
