@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 from conftest import TINY_DATA, data_overrides, group_options
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hybridrec.cli.common import prepare_from_config, read_source
 from hybridrec.cli.train import train
 from hybridrec.data.batch import RecBatch
 from hybridrec.data.raw import RawData
+from hybridrec.nn import GMF, MLP
 
 Compose = Callable[..., DictConfig]
 GROUPS = ["data", "protocol", "model", "loss", "optimizer", "datamodule", "trainer", "logger",
@@ -100,7 +102,7 @@ def test_trainer_instantiates(compose_cfg: Compose, trainer: str) -> None:
         assert built.world_size == 2
 
 
-def test_datamodule_logger_callbacks_instantiate(compose_cfg: Compose, tmp_path) -> None:  # noqa: ANN001
+def test_datamodule_logger_callbacks_instantiate(compose_cfg: Compose) -> None:
     cfg = _spec_cfg(compose_cfg)
     _, folder = prepare_from_config(cfg)
     with open_dict(cfg):
@@ -116,13 +118,33 @@ def test_datamodule_logger_callbacks_instantiate(compose_cfg: Compose, tmp_path)
 
 @pytest.mark.parametrize("experiment", group_options("experiment"))
 def test_experiment_fast_dev_run(
-    compose_cfg: Compose, data_files: dict[str, str], experiment: str
+    compose_cfg: Compose, data_files: dict[str, str], experiment: str, tmp_path: Path
 ) -> None:
     """Each experiment runs end to end for one batch, on synthetic data in its format."""
-    cfg = compose_cfg(f"experiment={experiment}", "debug=fast_dev_run")
-    name = str(cfg.data.name)
-    cfg = compose_cfg(
-        f"experiment={experiment}", "debug=fast_dev_run", *data_overrides(name, data_files)[1:]
-    )
+    name = str(compose_cfg(f"experiment={experiment}").data.name)
+    overrides = [f"experiment={experiment}", "debug=fast_dev_run",
+                 *data_overrides(name, data_files)[1:]]
+    cfg = compose_cfg(*overrides)
+    if OmegaConf.is_missing(cfg.model, "pretrained_gmf"):
+        cfg = compose_cfg(*overrides, *_pretrained_halves(cfg, tmp_path))
+        assert cfg.model.pretrained_gmf.endswith("gmf.pt")
     results = train(cfg)
     assert "test/hr@10" in results and 0.0 <= results["test/hr@10"] <= 1.0
+
+
+def _pretrained_halves(cfg: DictConfig, tmp_path: Path) -> list[str]:
+    """Save GMF / MLP weights shaped like the NeuMF halves (one plain state dict, one
+    Lightning-style checkpoint) and return the overrides that point the config at them."""
+    spec, _ = prepare_from_config(cfg)
+    m = cfg.model
+    gmf = GMF(spec.n_users, spec.n_items, m.gmf_dim)
+    mlp = MLP(spec.n_users, spec.n_items, m.mlp_embedding_dim, list(m.hidden_dims))
+    torch.save(gmf.state_dict(), tmp_path / "gmf.pt")
+    torch.save(
+        {"state_dict": {f"model.{k}": v for k, v in mlp.state_dict().items()}},
+        tmp_path / "mlp.ckpt",
+    )
+    return [
+        f"model.pretrained_gmf={tmp_path / 'gmf.pt'}",
+        f"model.pretrained_mlp={tmp_path / 'mlp.ckpt'}",
+    ]
