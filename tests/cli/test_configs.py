@@ -128,7 +128,7 @@ def test_experiment_fast_dev_run(
     if OmegaConf.is_missing(cfg.model, "pretrained_gmf"):
         cfg = compose_cfg(*overrides, *_pretrained_halves(cfg, tmp_path))
         assert cfg.model.pretrained_gmf.endswith("gmf.pt")
-    results = train(cfg)
+    results = train(cfg).metrics
     assert "test/hr@10" in results and 0.0 <= results["test/hr@10"] <= 1.0
 
 

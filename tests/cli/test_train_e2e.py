@@ -19,7 +19,7 @@ from hybridrec.cli.train import train
 
 
 def test_fast_dev_run_default_config(compose_cfg: Callable[..., DictConfig]) -> None:
-    results = train(compose_cfg(*TINY_DATA, "debug=fast_dev_run"))
+    results = train(compose_cfg(*TINY_DATA, "debug=fast_dev_run")).metrics
     assert set(results) >= {"test/hr@10", "test/ndcg@10", "test/mrr@10", "test/recall@10"}
 
 
@@ -28,7 +28,7 @@ def test_training_run_is_recorded_in_mlflow(
 ) -> None:
     cfg = compose_cfg(*TINY_DATA, "trainer.max_epochs=3", "model=mf", "optimizer.lr=0.01",
         "datamodule.batch_size=64", "logger.run_name=e2e-mf")
-    results = train(cfg)
+    results = train(cfg).metrics
 
     client = MlflowClient(tracking_uri=mlflow_uri)
     experiment = client.get_experiment_by_name("synthetic")

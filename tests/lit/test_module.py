@@ -149,8 +149,8 @@ def test_sampled_oracle_scores_perfectly(sampled_dir: Path) -> None:
 
 
 def test_sampled_oracle_of_the_wrong_split_scores_zero(sampled_dir: Path) -> None:
-    # knowing the test items does not help on validation: each val row's positive then ties
-    # with its negatives at 0 and loses (pessimistic), unless ... nothing: all zero
+    # knowing the test items does not help on validation: each val positive scores 0 and ties
+    # with its 30 negatives (none of them a known item), so under pessimistic ties it ranks 30
     frames = _frames(sampled_dir)
     trainer = _trainer()
     trainer.validate(_lit(Oracle(frames["test"], frames["train"])), datamodule=_dm(sampled_dir))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from dataclasses import dataclass
 import sys
 from typing import Any
 
@@ -36,11 +38,19 @@ def _output_dir(cfg: DictConfig) -> str:
     return str(cfg.paths.output_dir)
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Prepare data, fit, test the best checkpoint, record everything in MLflow.
+@dataclass
+class TrainResult:
+    """What one training run produced (also recorded in MLflow under ``run_id``)."""
 
-    Returns the test metrics (and ``val`` best score) as floats.
-    """
+    metrics: dict[str, float]  # test/… metrics of the best checkpoint, best/<monitor>
+    run_id: str | None
+    best_checkpoint: str
+    epochs: int  # epochs trained (early stopping may end before max_epochs)
+    fit_seconds: float  # wall time of trainer.fit (training + validation)
+
+
+def train(cfg: DictConfig) -> TrainResult:
+    """Prepare data, fit, test the best checkpoint, record everything in MLflow."""
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     L.seed_everything(cfg.seed, workers=True)
@@ -72,7 +82,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if isinstance(logger, MLFlowLogger):
         log_run_start(logger, resolved, spec, data_dir)
 
+    start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
+    fit_seconds = time.perf_counter() - start
 
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
@@ -88,7 +100,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if isinstance(logger, MLFlowLogger):
         log_run_end(logger, best_path or None, best_score, cfg.monitor)
         _print_summary(logger, results)
-    return results
+    return TrainResult(
+        metrics=results,
+        run_id=logger.run_id if isinstance(logger, MLFlowLogger) else None,
+        best_checkpoint=best_path,
+        epochs=trainer.current_epoch,
+        fit_seconds=fit_seconds,
+    )
 
 
 def _print_summary(logger: MLFlowLogger, results: dict[str, Any]) -> None:
@@ -106,7 +124,7 @@ def _print_summary(logger: MLFlowLogger, results: dict[str, Any]) -> None:
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     try:
-        results = train(cfg)
+        results = train(cfg).metrics
     except DataError as exc:  # bad input: the message says where; no traceback from pandas
         log.error("bad input data: %s", exc)
         sys.exit(2)
