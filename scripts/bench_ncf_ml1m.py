@@ -1,8 +1,9 @@
 """NCF ML-1M accuracy benchmark: train experiments, print HR@10 / NDCG@10, epochs, wall time.
 
-    .venv/bin/python scripts/bench_ncf_ml1m.py                       # MF and NeuMF
-    .venv/bin/python scripts/bench_ncf_ml1m.py --experiments ncf_neumf_ml1m --set trainer.max_epochs=30
-    .venv/bin/python scripts/bench_ncf_ml1m.py --pretrain            # GMF + MLP, then NeuMF from both
+    .venv/bin/python scripts/bench_ncf_ml1m.py                    # MF and NeuMF
+    .venv/bin/python scripts/bench_ncf_ml1m.py --experiments ncf_neumf_ml1m \
+        --set trainer.max_epochs=30
+    .venv/bin/python scripts/bench_ncf_ml1m.py --pretrain         # GMF + MLP, then NeuMF
 
 Data: ../shared/datasets/ncf_ml1m (official test items and 99 negatives per user). Every run is
 also recorded in MLflow (experiment "ncf_ml1m"); the figures printed here come from the runs.
@@ -86,12 +87,15 @@ def main() -> None:
         rows.append(("ncf_neumf_pretrain_ml1m", result, wall, best_epoch, overrides))
 
     print(f"\nMLflow store: {default_tracking_uri()}")
-    print("| experiment | test HR@10 | test NDCG@10 | epochs (best) | fit s | s/epoch | reference |")
+    print(
+        "| experiment | test HR@10 | test NDCG@10 | epochs (best) | fit s | s/epoch | reference |"
+    )
     print("|---|---|---|---|---|---|---|")
     records = []
     for name, result, wall, best_epoch, overrides in rows:
-        hr, ndcg = result.metrics.get("test/hr@10", float("nan")), result.metrics.get(
-            "test/ndcg@10", float("nan")
+        hr, ndcg = (
+            result.metrics.get("test/hr@10", float("nan")),
+            result.metrics.get("test/ndcg@10", float("nan")),
         )
         per_epoch = result.fit_seconds / max(result.epochs, 1)
         print(

@@ -51,7 +51,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import platform
 import sys
@@ -63,26 +62,55 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default="../shared/datasets/ncf_ml1m",
-                   help="NCF files; relative paths are resolved against the repo root")
-    p.add_argument("--work-dir", default="bench/recbole",
-                   help="where the atomic files, logs and RecBole's 'saved/' go (repo-root relative)")
+    p.add_argument(
+        "--data-dir",
+        default="../shared/datasets/ncf_ml1m",
+        help="NCF files; relative paths are resolved against the repo root",
+    )
+    p.add_argument(
+        "--work-dir",
+        default="bench/recbole",
+        help="where the atomic files, logs and RecBole's 'saved/' go (repo-root relative)",
+    )
     p.add_argument("--dataset-name", default="ml1m-ncf")
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=4096,
-                   help="RecBole train_batch_size: rows per batch INCLUDING negatives")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=4096,
+        help="RecBole train_batch_size: rows per batch INCLUDING negatives",
+    )
     p.add_argument("--neg", type=int, default=4, help="uniform negatives per positive")
     p.add_argument("--lr", type=float, default=0.001)
-    p.add_argument("--embedding-size", type=int, default=64,
-                   help="GMF embedding size = predictive factors (RecBole mf_embedding_size)")
-    p.add_argument("--mlp-embedding-size", type=int, default=128,
-                   help="MLP embedding size per user/item (RecBole mlp_embedding_size)")
-    p.add_argument("--mlp-hidden", default="128,64",
-                   help="MLP hidden sizes after the 2*mlp_embedding_size input (RecBole mlp_hidden_size)")
-    p.add_argument("--dropout", type=float, default=0.0, help="MLP dropout (RecBole default 0.1, NCF 0)")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads; default: torch's")
-    p.add_argument("--eval-batch-users", type=int, default=1024,
-                   help="users per predict() call in the NCF evaluation (x100 rows)")
+    p.add_argument(
+        "--embedding-size",
+        type=int,
+        default=64,
+        help="GMF embedding size = predictive factors (RecBole mf_embedding_size)",
+    )
+    p.add_argument(
+        "--mlp-embedding-size",
+        type=int,
+        default=128,
+        help="MLP embedding size per user/item (RecBole mlp_embedding_size)",
+    )
+    p.add_argument(
+        "--mlp-hidden",
+        default="128,64",
+        help="MLP hidden sizes after the 2*mlp_embedding_size input (RecBole mlp_hidden_size)",
+    )
+    p.add_argument(
+        "--dropout", type=float, default=0.0, help="MLP dropout (RecBole default 0.1, NCF 0)"
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads; default: torch's"
+    )
+    p.add_argument(
+        "--eval-batch-users",
+        type=int,
+        default=1024,
+        help="users per predict() call in the NCF evaluation (x100 rows)",
+    )
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--out", default=None, help="write the result JSON here too")
     p.add_argument("--show-progress", action="store_true")
@@ -146,8 +174,9 @@ def build_eval_arrays(dataset, test, negatives, uid_field, iid_field):
         users.append(str(u))
         items.append([str(i)] + [str(x) for x in negs])
     uid = np.asarray(dataset.token2id(uid_field, users), dtype=np.int64)
-    iid = np.asarray(dataset.token2id(iid_field, [t for row in items for t in row]),
-                     dtype=np.int64).reshape(len(users), 100)
+    iid = np.asarray(
+        dataset.token2id(iid_field, [t for row in items for t in row]), dtype=np.int64
+    ).reshape(len(users), 100)
     return uid, iid  # column 0 of iid is the held-out positive
 
 
@@ -222,12 +251,21 @@ def main(argv=None):
         "learner": "adam",
         "learning_rate": args.lr,
         "weight_decay": 0.0,
-        "train_neg_sample_args": {"distribution": "uniform", "sample_num": args.neg,
-                                  "alpha": 1.0, "dynamic": False, "candidate_num": 0},
+        "train_neg_sample_args": {
+            "distribution": "uniform",
+            "sample_num": args.neg,
+            "alpha": 1.0,
+            "dynamic": False,
+            "candidate_num": 0,
+        },
         "eval_step": 10**9,  # RecBole's own evaluation never runs (we loop ourselves anyway)
         "stopping_step": 10**9,
-        "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "group_by": "user",
-                      "order": "RO", "mode": "full"},  # split ignored with benchmark_filename
+        "eval_args": {
+            "split": {"RS": [0.8, 0.1, 0.1]},
+            "group_by": "user",
+            "order": "RO",
+            "mode": "full",
+        },  # split ignored with benchmark_filename
         "metrics": ["Hit", "NDCG"],
         "topk": [10],
         "valid_metric": "NDCG@10",
@@ -273,8 +311,11 @@ def main(argv=None):
         "rows_per_epoch": len(train_data._dataset) * train_data.times,
     }
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"[recbole_ncf] setup {setup_seconds:.1f}s; batching {batching}; params {n_params}",
-          file=sys.stderr, flush=True)
+    print(
+        f"[recbole_ncf] setup {setup_seconds:.1f}s; batching {batching}; params {n_params}",
+        file=sys.stderr,
+        flush=True,
+    )
 
     per_epoch = []
     for epoch in range(args.epochs):
@@ -282,18 +323,26 @@ def main(argv=None):
         t, c = time.perf_counter(), time.process_time()
         total_loss = trainer._train_epoch(train_data, epoch, show_progress=args.show_progress)
         train_s = time.perf_counter() - t
-        train_cpu = time.process_time() - c  # all threads of this process; > wall when threads overlap
+        train_cpu = (
+            time.process_time() - c
+        )  # all threads of this process; > wall when threads overlap
         load_after = os.getloadavg()[0]
         t = time.perf_counter()
-        hr, ndcg = evaluate_ncf(model, uid, iid, uid_field, iid_field, config["device"],
-                                args.eval_batch_users)
+        hr, ndcg = evaluate_ncf(
+            model, uid, iid, uid_field, iid_field, config["device"], args.eval_batch_users
+        )
         eval_s = time.perf_counter() - t
-        rec = {"epoch": epoch, "train_seconds": round(train_s, 3),
-               "loss": float(total_loss) / n_batches,  # mean BCE over batches
-               "hr10": round(hr, 4), "ndcg10": round(ndcg, 4), "eval_seconds": round(eval_s, 3),
-               # contention diagnostics: this process's CPU seconds and the host's 1-min load
-               "train_cpu_seconds": round(train_cpu, 3),
-               "loadavg1_before_after": [round(load_before, 2), round(load_after, 2)]}
+        rec = {
+            "epoch": epoch,
+            "train_seconds": round(train_s, 3),
+            "loss": float(total_loss) / n_batches,  # mean BCE over batches
+            "hr10": round(hr, 4),
+            "ndcg10": round(ndcg, 4),
+            "eval_seconds": round(eval_s, 3),
+            # contention diagnostics: this process's CPU seconds and the host's 1-min load
+            "train_cpu_seconds": round(train_cpu, 3),
+            "loadavg1_before_after": [round(load_before, 2), round(load_after, 2)],
+        }
         per_epoch.append(rec)
         print(f"[recbole_ncf] {json.dumps(rec)}", file=sys.stderr, flush=True)
 
@@ -304,11 +353,22 @@ def main(argv=None):
         "model": "NeuMF",
         "per_epoch": per_epoch,
         "first_epoch_seconds": train_times[0] if train_times else None,
-        "mean_epoch_seconds": (sum(train_times[1:]) / len(train_times[1:])
-                               if len(train_times) > 1 else (train_times[0] if train_times else None)),
+        "mean_epoch_seconds": (
+            sum(train_times[1:]) / len(train_times[1:])
+            if len(train_times) > 1
+            else (train_times[0] if train_times else None)
+        ),
         "mean_epoch_seconds_all": sum(train_times) / len(train_times) if train_times else None,
-        "mean_eval_seconds": (sum(r["eval_seconds"] for r in per_epoch) / len(per_epoch)
-                              if per_epoch else None),
+        # robust to other load on a shared host: median / min over epochs after the first
+        "median_epoch_seconds": (
+            float(np.median(train_times[1:]))
+            if len(train_times) > 1
+            else (train_times[0] if train_times else None)
+        ),
+        "min_epoch_seconds": min(train_times[1:] or train_times) if train_times else None,
+        "mean_eval_seconds": (
+            sum(r["eval_seconds"] for r in per_epoch) / len(per_epoch) if per_epoch else None
+        ),
         "best_epoch": best["epoch"] if best else None,  # 0-based; picked by HR@10, then NDCG@10
         "best_hr10": best["hr10"] if best else None,
         "best_ndcg10": best["ndcg10"] if best else None,
@@ -319,21 +379,37 @@ def main(argv=None):
         "n_users": int(dataset.user_num - 1),  # minus [PAD]
         "n_items": int(dataset.item_num - 1),
         "n_params": n_params,
-        "eval": {"protocol": "NCF leave-one-out, official 99 negatives",
-                 "k": 10, "ties": "conservative (negatives scoring >= positive rank above it)",
-                 "users": int(len(uid))},
+        "eval": {
+            "protocol": "NCF leave-one-out, official 99 negatives",
+            "k": 10,
+            "ties": "conservative (negatives scoring >= positive rank above it)",
+            "users": int(len(uid)),
+        },
         "config": {
-            "epochs": args.epochs, "train_batch_size": args.batch_size, "neg": args.neg,
-            "lr": args.lr, "learner": "adam", "weight_decay": 0.0,
+            "epochs": args.epochs,
+            "train_batch_size": args.batch_size,
+            "neg": args.neg,
+            "lr": args.lr,
+            "learner": "adam",
+            "weight_decay": 0.0,
             "mf_embedding_size": args.embedding_size,
             "mlp_embedding_size": args.mlp_embedding_size,
-            "mlp_hidden_size": mlp_hidden, "dropout_prob": args.dropout,
-            "seed": args.seed, "reproducibility": True, "shuffle": True, "worker": 0,
-            "data_dir": str(data_dir), "atomic_dir": str(work_dir / args.dataset_name),
+            "mlp_hidden_size": mlp_hidden,
+            "dropout_prob": args.dropout,
+            "seed": args.seed,
+            "reproducibility": True,
+            "shuffle": True,
+            "worker": 0,
+            "data_dir": str(data_dir),
+            "atomic_dir": str(work_dir / args.dataset_name),
             "atomic_rows": counts,
         },
-        "versions": {"recbole": md.version("recbole"), "torch": torch.__version__,
-                     "numpy": np.__version__, "python": platform.python_version()},
+        "versions": {
+            "recbole": md.version("recbole"),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
         "threads": torch.get_num_threads(),
         "interop_threads": torch.get_num_interop_threads(),
         "device": str(config["device"]),

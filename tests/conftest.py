@@ -65,7 +65,9 @@ def syn_data() -> synthetic.SyntheticData:
 
 
 @pytest.fixture(scope="session")
-def data_files(tmp_path_factory: pytest.TempPathFactory, syn_data: synthetic.SyntheticData) -> dict[str, str]:
+def data_files(
+    tmp_path_factory: pytest.TempPathFactory, syn_data: synthetic.SyntheticData
+) -> dict[str, str]:
     """The synthetic data written in every format a data config reads, keyed by config name."""
     root = tmp_path_factory.mktemp("formats")
     paths: dict[str, str] = {}
@@ -88,7 +90,9 @@ def data_files(tmp_path_factory: pytest.TempPathFactory, syn_data: synthetic.Syn
 def _write_ml_latest(data: synthetic.SyntheticData, folder: Path) -> None:
     frame = data.interactions
     ratings = frame.assign(userId=frame["user"] + 1, movieId=frame["item"] + 1)
-    ratings[["userId", "movieId", "rating", "timestamp"]].to_csv(folder / "ratings.csv", index=False)
+    ratings[["userId", "movieId", "rating", "timestamp"]].to_csv(
+        folder / "ratings.csv", index=False
+    )
     items = data.items.assign(
         movieId=data.items["item"] + 1,
         title=data.items["title"] + " (2001)",

@@ -8,10 +8,10 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import TINY_DATA, data_overrides, group_options
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from conftest import TINY_DATA, data_overrides, group_options
 from hybridrec.cli.common import prepare_from_config, read_source
 from hybridrec.cli.train import train
 from hybridrec.data.batch import RecBatch
@@ -19,8 +19,21 @@ from hybridrec.data.raw import RawData
 from hybridrec.nn import GMF, MLP
 
 Compose = Callable[..., DictConfig]
-GROUPS = ["data", "protocol", "model", "loss", "optimizer", "datamodule", "trainer", "logger",
-          "callbacks", "debug", "experiment", "paths", "hydra"]
+GROUPS = [
+    "data",
+    "protocol",
+    "model",
+    "loss",
+    "optimizer",
+    "datamodule",
+    "trainer",
+    "logger",
+    "callbacks",
+    "debug",
+    "experiment",
+    "paths",
+    "hydra",
+]
 
 
 def test_every_group_has_options() -> None:
@@ -28,9 +41,7 @@ def test_every_group_has_options() -> None:
         assert group_options(group), f"configs/{group}/ is empty"
 
 
-@pytest.mark.parametrize(
-    ("group", "option"), [(g, o) for g in GROUPS for o in group_options(g)]
-)
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in group_options(g)])
 def test_config_composes(compose_cfg: Compose, group: str, option: str) -> None:
     cfg = compose_cfg(f"{group}={option}")
     assert cfg.seed == 42
@@ -38,7 +49,9 @@ def test_config_composes(compose_cfg: Compose, group: str, option: str) -> None:
 
 
 @pytest.mark.parametrize("name", group_options("data"))
-def test_data_source_instantiates(compose_cfg: Compose, data_files: dict[str, str], name: str) -> None:
+def test_data_source_instantiates(
+    compose_cfg: Compose, data_files: dict[str, str], name: str
+) -> None:
     cfg = compose_cfg(*data_overrides(name, data_files))
     raw = read_source(cfg)
     assert isinstance(raw, RawData)
@@ -122,8 +135,11 @@ def test_experiment_fast_dev_run(
 ) -> None:
     """Each experiment runs end to end for one batch, on synthetic data in its format."""
     name = str(compose_cfg(f"experiment={experiment}").data.name)
-    overrides = [f"experiment={experiment}", "debug=fast_dev_run",
-                 *data_overrides(name, data_files)[1:]]
+    overrides = [
+        f"experiment={experiment}",
+        "debug=fast_dev_run",
+        *data_overrides(name, data_files)[1:],
+    ]
     cfg = compose_cfg(*overrides)
     if OmegaConf.is_missing(cfg.model, "pretrained_gmf"):
         cfg = compose_cfg(*overrides, *_pretrained_halves(cfg, tmp_path))

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import TINY_DATA
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
+from conftest import TINY_DATA
 from hybridrec.cli.train import train
 
 
@@ -26,8 +26,14 @@ def test_fast_dev_run_default_config(compose_cfg: Callable[..., DictConfig]) -> 
 def test_training_run_is_recorded_in_mlflow(
     compose_cfg: Callable[..., DictConfig], mlflow_uri: str
 ) -> None:
-    cfg = compose_cfg(*TINY_DATA, "trainer.max_epochs=3", "model=mf", "optimizer.lr=0.01",
-        "datamodule.batch_size=64", "logger.run_name=e2e-mf")
+    cfg = compose_cfg(
+        *TINY_DATA,
+        "trainer.max_epochs=3",
+        "model=mf",
+        "optimizer.lr=0.01",
+        "datamodule.batch_size=64",
+        "logger.run_name=e2e-mf",
+    )
     results = train(cfg).metrics
 
     client = MlflowClient(tracking_uri=mlflow_uri)
@@ -51,7 +57,9 @@ def test_training_run_is_recorded_in_mlflow(
     assert run.data.metrics["test/hr10"] == pytest.approx(results["test/hr@10"])
     assert run.data.metrics["best/val/ndcg10"] == pytest.approx(max(m.value for m in history))
     # artifacts: resolved config, data spec, best checkpoint
-    local = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, tracking_uri=mlflow_uri))
+    local = Path(
+        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, tracking_uri=mlflow_uri)
+    )
     assert (local / "config.yaml").is_file()
     assert (local / "data" / "spec.json").is_file()
     assert list((local / "checkpoints").glob("*.ckpt"))
@@ -65,7 +73,11 @@ def test_console_script_prints_run_and_metrics(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "hybridrec-train"
     proc = subprocess.run(
         [str(script), *TINY_DATA, "trainer.max_epochs=1", f"paths.root_dir={tmp_path}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r"MLflow run [0-9a-f]{32}", proc.stdout)
@@ -76,9 +88,16 @@ def test_console_script_prints_run_and_metrics(tmp_path: Path) -> None:
 def test_bad_data_path_exits_with_clear_message(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "hybridrec-train"
     proc = subprocess.run(
-        [str(script), "data=ml100k", f"data.source.path={tmp_path}/nowhere",
-         f"paths.root_dir={tmp_path}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            str(script),
+            "data=ml100k",
+            f"data.source.path={tmp_path}/nowhere",
+            f"paths.root_dir={tmp_path}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"},
     )
     assert proc.returncode == 2

@@ -127,6 +127,7 @@ def test_fast_dev_run_logs_train_loss_and_val_metrics(sampled_dir: Path) -> None
     assert all(0.0 <= v <= 1.0 for v in values.values()), values
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
 def test_training_step_returns_the_loss(sampled_dir: Path) -> None:
     torch.manual_seed(0)
     dm = _dm(sampled_dir)

@@ -9,7 +9,7 @@ import torch
 
 from hybridrec.data.batch import RecBatch
 from hybridrec.losses import BCELoss, BPRLoss, LossSum
-from hybridrec.nn import GMF, MLP, MF, NeuMF
+from hybridrec.nn import GMF, MF, MLP, NeuMF
 
 LOG2 = 0.6931471805599453
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,7 @@ from torch import Tensor
 
 from hybridrec.data.batch import RecBatch
 from hybridrec.losses import BCELoss
-from hybridrec.nn import GMF, MLP, MF, NeuMF, PairScorer
+from hybridrec.nn import GMF, MF, MLP, NeuMF, PairScorer
 from hybridrec.nn.ncf import load_model_state
 
 N_USERS, N_ITEMS = 30, 25
@@ -25,15 +25,6 @@ FACTORIES: dict[str, Callable[[], PairScorer]] = {
         N_USERS, N_ITEMS, gmf_dim=4, mlp_embedding_dim=8, hidden_dims=(16, 8), dropout=0.2
     ),
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # tiny models: intra-op threads only add contention on a busy machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _make(name: str) -> PairScorer:
@@ -52,8 +43,7 @@ def _users(n: int = 7) -> Tensor:
 def _forward_all(model: PairScorer, users: Tensor) -> Tensor:
     """forward() over the full item range 0..n_items, one row per user (the slow reference)."""
     rows = [
-        model(RecBatch(users=u.view(1), items=torch.arange(N_ITEMS + 1).view(1, -1)))
-        for u in users
+        model(RecBatch(users=u.view(1), items=torch.arange(N_ITEMS + 1).view(1, -1))) for u in users
     ]
     return torch.cat(rows, 0)
 
@@ -195,9 +185,7 @@ def test_neumf_pretrained_alpha_one_is_the_gmf() -> None:
     neumf = _neumf()
     neumf.load_pretrained(gmf.state_dict(), mlp.state_dict(), alpha=1.0)
     # fused weight = [h_gmf, 0 * h_mlp], bias = b_gmf: exactly GMF's prediction
-    torch.testing.assert_close(
-        neumf.predict.weight[:, 4:], torch.zeros(1, 8), rtol=0.0, atol=0.0
-    )
+    torch.testing.assert_close(neumf.predict.weight[:, 4:], torch.zeros(1, 8), rtol=0.0, atol=0.0)
     users, items = _users(6), torch.randint(1, N_ITEMS + 1, (6, 9))
     batch = RecBatch(users=users, items=items)
     with torch.no_grad():

@@ -18,12 +18,13 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from omegaconf import DictConfig
 
 from hybridrec.data.errors import DataError
 from hybridrec.data.spec import DataSpec
 
 
-def _compose(overrides: list[str]):  # type: ignore[no-untyped-def]
+def _compose(overrides: list[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
 
     from hybridrec.cli.common import config_dir
@@ -91,8 +92,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hybridrec-data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="hybridrec-data",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     syn = sub.add_parser("synthesize", help="write the synthetic dataset as files")
     syn.add_argument("--out", required=True, help="output folder")

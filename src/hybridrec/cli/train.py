@@ -1,19 +1,19 @@
 """hybridrec-train: the Hydra training app.
 
-    hybridrec-train                                   # NeuMF on the embedded synthetic data
-    hybridrec-train model=mf data=ml100k protocol=loo_full
-    hybridrec-train experiment=ncf_neumf_ml1m
-    hybridrec-train --multirun model=mf,gmf,mlp,neumf
+hybridrec-train                                   # NeuMF on the embedded synthetic data
+hybridrec-train model=mf data=ml100k protocol=loo_full
+hybridrec-train experiment=ncf_neumf_ml1m
+hybridrec-train --multirun model=mf,gmf,mlp,neumf
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass
-import sys
-from typing import Any
+from typing import Any, cast
 
 import hydra
 import lightning as L
@@ -60,8 +60,14 @@ def train(cfg: DictConfig) -> TrainResult:
         cfg.spec = spec.summary()
         cfg.datamodule.data_dir = str(data_dir)
         cfg.paths.output_dir = _output_dir(cfg)
-    log.info("data: %s (%d users, %d items, protocol %s) in %s",
-             spec.name, spec.n_users, spec.n_items, spec.protocol, data_dir)
+    log.info(
+        "data: %s (%d users, %d items, protocol %s) in %s",
+        spec.name,
+        spec.n_users,
+        spec.n_items,
+        spec.protocol,
+        data_dir,
+    )
 
     datamodule = instantiate(cfg.datamodule)
     module = RecLitModule(
@@ -72,8 +78,7 @@ def train(cfg: DictConfig) -> TrainResult:
         ks=cfg.ks,
         ties=cfg.ties,
     )
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(resolved, dict)
+    resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     module.run_config = resolved
 
     logger = instantiate(cfg.logger)

@@ -63,7 +63,8 @@ class RecLitModule(L.LightningModule):
         else:  # full: rank the held-out items among all items, known items masked
             batch.require("targets", "exclude")
             assert batch.targets is not None and batch.exclude is not None
-            scores = self.model.score_all(batch).clone()  # (B, N)
+            score_all: Callable[[RecBatch], Tensor] = self.model.score_all  # type: ignore[assignment]
+            scores = score_all(batch).clone()  # (B, N)
             scores[:, 0] = -torch.inf  # padding
             scores[batch.exclude[0], batch.exclude[1]] = -torch.inf
             positives, valid = batch.targets, batch.targets > 0

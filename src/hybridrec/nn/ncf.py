@@ -216,28 +216,38 @@ class NeuMF(PairScorer):
         self.n_users, self.n_items = n_users, n_items
         self.gmf = GMF(n_users, n_items, gmf_dim, init_std)
         self.mlp = MLP(n_users, n_items, mlp_embedding_dim, hidden_dims, dropout, init_std)
-        # the halves' own prediction layers are unused here (kept for loading their weights)
+        # each half keeps its embeddings and tower; one fused layer predicts from both
+        del self.gmf.predict, self.mlp.predict
         self.predict = nn.Linear(gmf_dim + self.mlp.output_dim, 1)
         nn.init.kaiming_uniform_(self.predict.weight, a=1.0)  # LeCun uniform, as NCF's Keras
         if (pretrained_gmf is None) != (pretrained_mlp is None):
             raise ValueError("model.pretrained_gmf and model.pretrained_mlp go together")
         if pretrained_gmf is not None and pretrained_mlp is not None:
-            self.load_pretrained(load_model_state(pretrained_gmf), load_model_state(pretrained_mlp), alpha)
+            self.load_pretrained(
+                load_model_state(pretrained_gmf), load_model_state(pretrained_mlp), alpha
+            )
 
     def load_pretrained(
         self, gmf_state: Mapping[str, Tensor], mlp_state: Mapping[str, Tensor], alpha: float = 0.5
     ) -> None:
-        """Initialise both halves from trained GMF / MLP weights and fuse their output layers:
-        ``h = [alpha h_gmf, (1 - alpha) h_mlp]``, ``b = alpha b_gmf + (1 - alpha) b_mlp``."""
-        self.gmf.load_state_dict(gmf_state)
-        self.mlp.load_state_dict(mlp_state)
+        """Initialise both halves from trained GMF / MLP state dicts and fuse their output
+        layers: ``h = [alpha h_gmf, (1 - alpha) h_mlp]``, ``b = alpha b_gmf + (1 - alpha) b_mlp``
+        (He et al. 2017, Eq. 13)."""
+        heads = {}
+        for name, state, half in (("GMF", gmf_state, self.gmf), ("MLP", mlp_state, self.mlp)):
+            body = {k: v for k, v in state.items() if not k.startswith("predict.")}
+            try:
+                half.load_state_dict(body)
+            except RuntimeError as exc:
+                raise ValueError(
+                    f"the pre-trained {name} does not match this NeuMF's {name} half "
+                    f"(sizes in model config vs the checkpoint): {exc}"
+                ) from exc
+            heads[name] = (state["predict.weight"], state["predict.bias"])
+        (gmf_w, gmf_b), (mlp_w, mlp_b) = heads["GMF"], heads["MLP"]
         with torch.no_grad():
-            self.predict.weight.copy_(
-                torch.cat([alpha * self.gmf.predict.weight, (1 - alpha) * self.mlp.predict.weight], 1)
-            )
-            self.predict.bias.copy_(
-                alpha * self.gmf.predict.bias + (1 - alpha) * self.mlp.predict.bias
-            )
+            self.predict.weight.copy_(torch.cat([alpha * gmf_w, (1 - alpha) * mlp_w], 1))
+            self.predict.bias.copy_(alpha * gmf_b + (1 - alpha) * mlp_b)
 
     def score(self, users: Tensor, items: Tensor) -> Tensor:
         fused = torch.cat([self.gmf.features(users, items), self.mlp.features(users, items)], -1)
@@ -263,5 +273,7 @@ def load_model_state(path: str) -> dict[str, Tensor]:
         state = state["state_dict"]
     prefix = "model."
     if any(key.startswith(prefix) for key in state):
-        state = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+        state = {
+            key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)
+        }
     return state

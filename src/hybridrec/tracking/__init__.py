@@ -7,4 +7,11 @@ from hybridrec.tracking.mlflow_run import (
     mlflow_key,
 )
 
-__all__ = ["MLflowLogger", "default_tracking_uri", "git_commit", "log_run_end", "log_run_start", "mlflow_key"]
+__all__ = [
+    "MLflowLogger",
+    "default_tracking_uri",
+    "git_commit",
+    "log_run_end",
+    "log_run_start",
+    "mlflow_key",
+]

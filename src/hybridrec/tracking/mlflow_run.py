@@ -11,8 +11,8 @@ import os
 import re
 import subprocess
 import tempfile
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -51,7 +51,10 @@ def git_commit(cwd: str | Path | None = None) -> tuple[str, bool]:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=where, capture_output=True, text=True, check=True,
+            cwd=where,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         return sha, bool(dirty)
     except (OSError, subprocess.CalledProcessError):
@@ -62,7 +65,9 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(tree, dict):
         out: dict[str, Any] = {}
         for key, value in tree.items():
-            out.update(_flatten(value, f"{prefix}{key}/" if isinstance(value, dict) else f"{prefix}{key}"))
+            out.update(
+                _flatten(value, f"{prefix}{key}/" if isinstance(value, dict) else f"{prefix}{key}")
+            )
         return out
     return {prefix.rstrip("/"): tree}
 
