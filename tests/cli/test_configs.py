@@ -126,7 +126,7 @@ def test_datamodule_logger_callbacks_instantiate(compose_cfg: Compose) -> None:
     logger = instantiate(cfg.logger)
     assert logger._tracking_uri.startswith("sqlite:///")
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
-    assert len(callbacks) == 3
+    assert len(callbacks) == 4
 
 
 @pytest.mark.parametrize("experiment", group_options("experiment"))

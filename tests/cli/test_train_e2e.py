@@ -55,6 +55,9 @@ def test_training_run_is_recorded_in_mlflow(
     history = client.get_metric_history(run.info.run_id, "val/ndcg10")
     assert len(history) == 3
     assert run.data.metrics["test/hr10"] == pytest.approx(results["test/hr@10"])
+    timings = client.get_metric_history(run.info.run_id, "time/train_epoch_s")
+    assert [m.step for m in timings] == [0, 1, 2]
+    assert all(m.value > 0 for m in timings)
     assert run.data.metrics["best/val/ndcg10"] == pytest.approx(max(m.value for m in history))
     # artifacts: resolved config, data spec, best checkpoint
     local = Path(

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from hybridrec.cli.common import config_dir, prepare_from_config
 from hybridrec.data.errors import DataError
 from hybridrec.lit import RecLitModule
+from hybridrec.lit.callbacks import EpochTimer
 from hybridrec.tracking import log_run_end, log_run_start
 
 log = logging.getLogger("hybridrec.train")
@@ -47,6 +48,7 @@ class TrainResult:
     best_checkpoint: str
     epochs: int  # epochs trained (early stopping may end before max_epochs)
     fit_seconds: float  # wall time of trainer.fit (training + validation)
+    train_epoch_seconds: list[float]  # per epoch, training only (EpochTimer; empty without it)
 
 
 def train(cfg: DictConfig) -> TrainResult:
@@ -111,6 +113,9 @@ def train(cfg: DictConfig) -> TrainResult:
         best_checkpoint=best_path,
         epochs=trainer.current_epoch,
         fit_seconds=fit_seconds,
+        train_epoch_seconds=next(
+            (c.train_seconds for c in callbacks if isinstance(c, EpochTimer)), []
+        ),
     )
 
 
