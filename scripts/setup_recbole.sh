@@ -29,7 +29,7 @@ RUNTIME_EXTRAS=()
 if [[ ! -x "$PY" ]]; then
     echo "[setup_recbole] creating venv at $VENV" >&2
     "$PYTHON_BIN" -m venv "$VENV"
-    "$PY" -m pip install -q --upgrade pip
+    "$PY" -m pip install -q --upgrade pip 2> >(grep -v "^WARNING: Location '.*' is ignored" >&2)
 fi
 
 CONSTRAINTS="$(mktemp)"
@@ -52,9 +52,12 @@ if check; then
     echo "[setup_recbole] RecBole already installed" >&2
 else
     echo "[setup_recbole] installing torch 2.13.0 (CPU) + recbole 1.2.1" >&2
+    # The host's pip config lists local index folders that may be missing; pip warns
+    # once per package about them ("Location ... is ignored"), so drop those lines.
     "$PY" -m pip install -q -c "$CONSTRAINTS" \
         torch==2.13.0 recbole==1.2.1 'setuptools<81' 'numpy<2' 'pandas<3' \
-        "${RUNTIME_EXTRAS[@]}"
+        ${RUNTIME_EXTRAS[@]+"${RUNTIME_EXTRAS[@]}"} \
+        2> >(grep -v "^WARNING: Location '.*' is ignored" >&2)
     if ! check; then
         echo "[setup_recbole] import check failed; traceback:" >&2
         TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 "$PY" -c \
