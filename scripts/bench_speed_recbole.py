@@ -70,7 +70,7 @@ def run_ours(epochs: int, threads: int, batch_rows: int, negatives: int) -> dict
 def run_recbole(epochs: int, threads: int | None, batch_rows: int, negatives: int) -> dict:
     if not RECBOLE_PY.is_file():
         raise SystemExit(f"{RECBOLE_PY} missing: run `bash scripts/setup_recbole.sh` first")
-    out = ROOT / "bench" / "recbole_neumf.json"
+    out = ROOT / "bench" / f"recbole_neumf_threads{threads or 0}.json"
     cmd = [
         str(RECBOLE_PY),
         str(ROOT / "scripts" / "recbole_ncf.py"),
@@ -107,20 +107,23 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, default=4096)
     parser.add_argument("--neg", type=int, default=4)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="ours")
-    parser.add_argument("--recbole-threads", type=int, default=0, help="0 = torch default")
+    parser.add_argument(
+        "--recbole-threads", type=int, nargs="+", default=[1, 2], help="0 = torch default"
+    )
     parser.add_argument("--skip-recbole", action="store_true")
     parser.add_argument("--out", default="bench/speed_vs_recbole.json")
     args = parser.parse_args()
 
     rows = []
     if not args.skip_recbole:
-        rows.append(
-            run_recbole(args.epochs, args.recbole_threads or None, args.batch_rows, args.neg)
-        )
+        for threads in args.recbole_threads:
+            rows.append(run_recbole(args.epochs, threads or None, args.batch_rows, args.neg))
     for threads in args.threads:
         rows.append(run_ours(args.epochs, threads, args.batch_rows, args.neg))
 
-    reference = rows[0]["mean_epoch_s"] if not args.skip_recbole else None
+    # the ratio is against RecBole's fastest setting in this run
+    recbole = [r["mean_epoch_s"] for r in rows if r["side"].startswith("RecBole")]
+    reference = min(recbole) if recbole else None
     print(
         f"\nNeuMF-64 on NCF ML-1M, {args.epochs} epochs, {args.neg} negatives, "
         f"{os.cpu_count()} CPU cores, python {sys.version.split()[0]}"
