@@ -79,6 +79,7 @@ def train(cfg: DictConfig) -> TrainResult:
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
         ks=cfg.ks,
         ties=cfg.ties,
+        embedding_l2=float(cfg.get("embedding_l2", 0.0)),
     )
     resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     module.run_config = resolved

@@ -28,6 +28,8 @@ class RecLitModule(L.LightningModule):
     scheduler: optional partial taking the optimiser.
     ks: cut-offs for HR/Recall/NDCG/MRR@K.
     ties: tie rule for ranks (see :mod:`hybridrec.metrics.ranking`).
+    embedding_l2: weight of the model's ``embedding_penalty(batch)`` (L2 on the embedding rows
+        each batch uses, as in Rendle et al. 2020); 0 disables it.
     """
 
     def __init__(
@@ -38,11 +40,19 @@ class RecLitModule(L.LightningModule):
         scheduler: SchedulerFactory | None = None,
         ks: Sequence[int] = (10,),
         ties: str = "pessimistic",
+        embedding_l2: float = 0.0,
     ) -> None:
         super().__init__()
         self.model, self.loss = model, loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.ks, self.ties = tuple(int(k) for k in ks), ties
+        if embedding_l2 < 0:
+            raise ValueError(f"embedding_l2={embedding_l2}: expected >= 0")
+        if embedding_l2 > 0 and not hasattr(model, "embedding_penalty"):
+            raise ValueError(
+                f"embedding_l2 > 0 but {type(model).__name__} has no embedding_penalty"
+            )
+        self.embedding_l2 = float(embedding_l2)
         self.run_config: dict[str, Any] | None = None  # stored in checkpoints by train
 
     def forward(self, batch: RecBatch) -> Tensor:
@@ -53,6 +63,10 @@ class RecLitModule(L.LightningModule):
         size = len(batch)
         if stage == "train":
             out = self.loss(self.model(batch), batch)
+            if self.embedding_l2 > 0:
+                penalty = self.model.embedding_penalty(batch)  # type: ignore[operator]
+                out["l2"] = penalty.detach()
+                out["loss"] = out["loss"] + self.embedding_l2 * penalty
             for name, value in out.items():
                 self.log(f"train/{name}", value, batch_size=size, prog_bar=name == "loss")
             return out["loss"]

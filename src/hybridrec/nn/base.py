@@ -41,3 +41,21 @@ class PairScorer(nn.Module):
             for part in torch.split(users, rows_per_chunk)
         ]
         return torch.cat(chunks, dim=0)  # (B, N + 1)
+
+    def embedding_penalty(self, batch: RecBatch) -> Tensor:
+        """Squared L2 norm of the embedding rows a training batch uses, per (user, candidate)
+        pair: ``mean_b(|e_u|^2 + mean_c |e_c|^2)`` summed over the model's tables (biases
+        included). Tables whose attribute name contains ``user`` are indexed by users, the
+        others by candidate items. Rendle et al.'s per-example regulariser, for the task to
+        weight (``RecLitModule(embedding_l2=...)``)."""
+        batch.require("items")
+        assert batch.items is not None
+        penalty = torch.zeros((), device=batch.users.device)
+        for name, table in self.named_modules():
+            if not isinstance(table, nn.Embedding):
+                continue
+            if "user" in name.rsplit(".", 1)[-1]:
+                penalty = penalty + table(batch.users).pow(2).sum(-1).mean()  # (B,) -> ()
+            else:
+                penalty = penalty + table(batch.items).pow(2).sum(-1).mean()  # (B, C) -> ()
+        return penalty
