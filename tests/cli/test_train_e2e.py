@@ -107,3 +107,31 @@ def test_bad_data_path_exits_with_clear_message(tmp_path: Path) -> None:
     output = proc.stdout + proc.stderr
     assert f"{tmp_path}/nowhere/u.data" in output
     assert "Traceback" not in output
+
+
+def test_multirun_sweeps_models(tmp_path: Path) -> None:
+    """`hybridrec-train --multirun model=mf,gmf` runs one job per value, each its own run."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    script = Path(sys.executable).parent / "hybridrec-train"
+    proc = subprocess.run(
+        [
+            str(script),
+            "--multirun",
+            "model=mf,gmf",
+            *TINY_DATA,
+            "trainer.max_epochs=1",
+            f"paths.root_dir={tmp_path}",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(re.findall(r"MLflow run [0-9a-f]{32}", proc.stdout)) == 2
+    runs = MlflowClient(tracking_uri=uri).search_runs(
+        [MlflowClient(tracking_uri=uri).get_experiment_by_name("synthetic").experiment_id]
+    )
+    assert sorted(r.data.tags["model"] for r in runs) == ["GMF", "MF"]
+    assert len(list((tmp_path / "multirun").glob("*/*/checkpoints/*.ckpt"))) == 2
