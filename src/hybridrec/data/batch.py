@@ -1,0 +1,53 @@
+"""RecBatch: the one batch type every model, loss and metric reads.
+
+Shapes use B = batch rows, C = candidates per row, T = history length, P = positives per row.
+Item indices start at 1; index 0 is padding everywhere (candidates, history, targets).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class RecBatch:
+    users: Tensor  # (B,) long, user indices in [0, n_users)
+    items: Tensor | None = None  # (B, C) long, candidates; column 0 is the positive where one is
+    labels: Tensor | None = None  # (B, C) float, 1 for positives, 0 for sampled negatives
+    history: Tensor | None = None  # (B, T) long, recent items, left-padded with 0
+    history_lengths: Tensor | None = None  # (B,) long
+    targets: Tensor | None = None  # (B, P) long, held-out items for full ranking, 0-padded
+    exclude: Tensor | None = None  # (2, E) long, (row, item) pairs masked in full ranking
+    item_tokens: Tensor | None = None  # (B, C, L) long, item text tokens (content tower)
+    rating_pairs: Tensor | None = None  # (R, 3) long (user, preferred item, other item)
+    rating_weights: Tensor | None = None  # (R,) float, rater reliability per pair
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> RecBatch:
+        """Move every tensor field to ``device`` (the batch itself when nothing moves)."""
+        moved = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Tensor) and value.device != torch.device(device):
+                moved[f.name] = value.to(device, non_blocking=non_blocking)
+        return dataclasses.replace(self, **moved) if moved else self
+
+    def pin_memory(self) -> RecBatch:
+        pinned = {
+            f.name: (v.pin_memory() if isinstance(v, Tensor) else v)
+            for f in dataclasses.fields(self)
+            for v in [getattr(self, f.name)]
+        }
+        return RecBatch(**pinned)
+
+    def __len__(self) -> int:
+        return int(self.users.shape[0])
+
+    def require(self, *names: str) -> None:
+        """Raise a clear error when a model or loss needs a field this batch lacks."""
+        missing = [n for n in names if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"RecBatch is missing field(s) {missing} needed here")

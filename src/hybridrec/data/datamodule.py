@@ -1,0 +1,286 @@
+"""RecDataModule: a prepared dataset held as tensors, batches made by index arithmetic.
+
+No per-sample ``__getitem__``: an epoch is one ``randperm`` over the training pairs, each batch a
+slice of it plus one vectorised call to the negative sampler. The tensors can live on the
+training device (``data_on_device``), so on a GPU batches are made there and never copied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from hybridrec.data.batch import RecBatch
+from hybridrec.data.prepare import read_negatives
+from hybridrec.data.sampling import NegativeSampler, pair_keys
+from hybridrec.data.spec import DataSpec
+
+
+def _long(frame: pd.DataFrame, column: str) -> Tensor:
+    return torch.as_tensor(frame[column].to_numpy(np.int64, copy=True))
+
+
+class CSR:
+    """Items per user as a compressed row list: ``items[indptr[u]:indptr[u+1]]``."""
+
+    def __init__(self, users: Tensor, items: Tensor, n_users: int) -> None:
+        order = torch.argsort(users, stable=True)
+        self.items = items[order]  # (E,) grouped by user
+        counts = torch.bincount(users, minlength=n_users)
+        self.indptr = torch.zeros(n_users + 1, dtype=torch.long)
+        self.indptr[1:] = torch.cumsum(counts, 0)
+
+    def to(self, device: torch.device | str) -> CSR:
+        self.items, self.indptr = self.items.to(device), self.indptr.to(device)
+        return self
+
+    def gather(self, users: Tensor) -> tuple[Tensor, Tensor]:
+        """users (B,) -> (rows (E,), items (E,)): every (batch row, item) pair of those users."""
+        starts, ends = self.indptr[users], self.indptr[users + 1]
+        counts = ends - starts  # (B,)
+        rows = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), counts)
+        # position inside each user's run: global arange minus the run's start offset
+        offsets = torch.cumsum(counts, 0) - counts
+        within = torch.arange(rows.numel(), device=users.device) - offsets[rows]
+        return rows, self.items[starts[rows] + within]
+
+    def padded(self, users: Tensor) -> Tensor:
+        """users (B,) -> (B, P) items, 0-padded to the longest row in the batch."""
+        rows, items = self.gather(users)
+        counts = self.indptr[users + 1] - self.indptr[users]
+        width = int(counts.max().item()) if counts.numel() else 0
+        out = torch.zeros(users.numel(), max(width, 1), dtype=torch.long, device=users.device)
+        offsets = torch.cumsum(counts, 0) - counts
+        cols = torch.arange(rows.numel(), device=users.device) - offsets[rows]
+        out[rows, cols] = items
+        return out
+
+
+class TrainBatches:
+    """One epoch of shuffled training batches: positives plus sampled negatives.
+
+    Each row is a user, column 0 of ``items`` the positive, columns 1..K the negatives.
+    Under DDP each rank takes its share of one permutation (same seed on every rank).
+    """
+
+    def __init__(
+        self,
+        users: Tensor,
+        items: Tensor,
+        sampler: NegativeSampler,
+        batch_size: int,
+        num_negatives: int,
+        seed: int,
+        drop_last: bool = False,
+    ) -> None:
+        self.users, self.items, self.sampler = users, items, sampler
+        self.batch_size, self.num_negatives = batch_size, num_negatives
+        self.seed, self.drop_last = seed, drop_last
+        self.epoch, self.rank, self.world_size = 0, 0, 1
+        # the trainer's epoch counter when there is a trainer, so a resumed run continues with
+        # the permutation and negatives of the epoch it resumes at
+        self.epoch_source: Callable[[], int] | None = None
+
+    def _n_rows(self) -> int:
+        return self.users.numel() // self.world_size
+
+    def __len__(self) -> int:
+        rows = self._n_rows()
+        return rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
+
+    def __iter__(self) -> Iterator[RecBatch]:
+        device = self.users.device
+        if self.epoch_source is not None:
+            self.epoch = self.epoch_source()
+        shuffle = torch.Generator(device="cpu").manual_seed(self.seed + self.epoch)
+        perm = torch.randperm(self.users.numel(), generator=shuffle).to(device)
+        perm = perm[self.rank :: self.world_size][: self._n_rows()]
+        negatives_rng = torch.Generator(device=device)
+        negatives_rng.manual_seed(self.seed * 1_000_003 + self.epoch * 101 + self.rank)
+        self.epoch += 1
+        labels = torch.zeros(1, 1 + self.num_negatives, device=device)
+        labels[0, 0] = 1.0
+        for index in torch.split(perm, self.batch_size):
+            if self.drop_last and index.numel() < self.batch_size:
+                break
+            users = self.users[index]  # (B,)
+            positives = self.items[index].unsqueeze(1)  # (B, 1)
+            negatives = self.sampler.sample(users, self.num_negatives, negatives_rng)  # (B, K)
+            yield RecBatch(
+                users=users,
+                items=torch.cat([positives, negatives], dim=1),  # (B, 1 + K)
+                labels=labels.expand(users.numel(), -1),
+            )
+
+
+class EvalBatches:
+    """Validation or test batches.
+
+    sampled: ``items`` (B, 1 + K) = held-out item then its negatives; a negative equal to the
+        positive (the NCF files have a few) becomes padding 0, which the metrics mask.
+    full: ``targets`` (B, P) = the user's held-out items, ``exclude`` = the user's known items
+        (masked to -inf before ranking).
+    """
+
+    def __init__(
+        self,
+        users: Tensor,
+        batch_size: int,
+        candidates: Tensor | None = None,
+        targets: CSR | None = None,
+        known: CSR | None = None,
+    ) -> None:
+        self.users, self.batch_size = users, batch_size
+        self.candidates, self.targets, self.known = candidates, targets, known
+        self.rank, self.world_size = 0, 1
+
+    def _rows(self) -> Tensor:
+        rows = torch.arange(self.users.numel(), device=self.users.device)
+        return rows[self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        return -(-self._rows().numel() // self.batch_size)
+
+    def __iter__(self) -> Iterator[RecBatch]:
+        for index in torch.split(self._rows(), self.batch_size):
+            users = self.users[index]
+            if self.candidates is not None:
+                items = self.candidates[index]
+                labels = torch.zeros_like(items, dtype=torch.float)
+                labels[:, 0] = 1.0
+                yield RecBatch(users=users, items=items, labels=labels)
+            else:
+                assert self.targets is not None and self.known is not None
+                rows, known_items = self.known.gather(users)
+                yield RecBatch(
+                    users=users,
+                    targets=self.targets.padded(users),
+                    exclude=torch.stack([rows, known_items]),
+                )
+
+
+class RecDataModule(L.LightningDataModule):
+    """Loads a prepared folder (see :mod:`hybridrec.data.prepare`) into tensors.
+
+    Args:
+        data_dir: the prepared folder holding spec.json.
+        batch_size: training positives per batch (each brings ``num_negatives`` negatives, so a
+            batch scores ``batch_size * (1 + num_negatives)`` pairs).
+        num_negatives: sampled negatives per positive for training.
+        eval_batch_size: users per validation/test batch.
+        seed: shuffling and negative-sampling seed.
+        data_on_device: move the tensors to the trainer's device once, at setup.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        batch_size: int = 1024,
+        num_negatives: int = 4,
+        eval_batch_size: int = 1024,
+        seed: int = 0,
+        data_on_device: bool = True,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError("datamodule.batch_size and eval_batch_size must be >= 1")
+        if num_negatives < 0:
+            raise ValueError(f"datamodule.num_negatives={num_negatives}: expected >= 0")
+        self.data_dir = Path(data_dir)
+        self.spec = DataSpec.load(self.data_dir)
+        self.batch_size, self.num_negatives = batch_size, num_negatives
+        self.eval_batch_size, self.seed = eval_batch_size, seed
+        self.data_on_device = data_on_device
+        self._train: TrainBatches | None = None
+        self._val: EvalBatches | None = None
+        self._test: EvalBatches | None = None
+
+    def _frame(self, role: str) -> pd.DataFrame:
+        return pd.read_parquet(self.data_dir / self.spec.files[role])
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._train is not None:
+            return
+        n_users, n_items = self.spec.n_users, self.spec.n_items
+        train, val, test = self._frame("train"), self._frame("val"), self._frame("test")
+        train_users, train_items = _long(train, "user"), _long(train, "item")
+        sampler = NegativeSampler(pair_keys(train_users, train_items, n_items), n_items)
+        self._train = TrainBatches(
+            train_users, train_items, sampler, self.batch_size, self.num_negatives, self.seed
+        )
+        if self.spec.eval_mode == "sampled":
+            self._val = self._sampled(val, "val_negatives")
+            self._test = self._sampled(test, "test_negatives")
+        else:
+            seen = CSR(train_users, train_items, n_users)
+            seen_and_val = CSR(
+                torch.cat([train_users, _long(val, "user")]),
+                torch.cat([train_items, _long(val, "item")]),
+                n_users,
+            )
+            self._val = self._full(val, seen)
+            self._test = self._full(test, seen_and_val)
+        trainer = self._trainer_or_none()
+        if trainer is not None:
+            for batches in (self._train, self._val, self._test):
+                batches.rank, batches.world_size = trainer.global_rank, trainer.world_size
+            self._train.epoch_source = lambda: trainer.current_epoch
+            if self.data_on_device:
+                self._move(trainer.strategy.root_device)
+
+    def _trainer_or_none(self) -> L.Trainer | None:
+        return getattr(self, "trainer", None)
+
+    def _sampled(self, frame: pd.DataFrame, negatives_role: str) -> EvalBatches:
+        negatives = torch.as_tensor(read_negatives(self.data_dir / self.spec.files[negatives_role]))
+        positives = _long(frame, "item").unsqueeze(1)  # (R, 1)
+        negatives = negatives.masked_fill(negatives == positives, 0)  # a repeat of the positive
+        return EvalBatches(
+            _long(frame, "user"),
+            self.eval_batch_size,
+            candidates=torch.cat([positives, negatives], 1),
+        )
+
+    def _full(self, frame: pd.DataFrame, known: CSR) -> EvalBatches:
+        users, items = _long(frame, "user"), _long(frame, "item")
+        eval_users = torch.unique(users)
+        return EvalBatches(
+            eval_users,
+            self.eval_batch_size,
+            targets=CSR(users, items, self.spec.n_users),
+            known=known,
+        )
+
+    def _move(self, device: torch.device) -> None:
+        assert self._train is not None and self._val is not None and self._test is not None
+        train = self._train
+        train.users, train.items = train.users.to(device), train.items.to(device)
+        train.sampler.to(device)
+        for batches in (self._val, self._test):
+            batches.users = batches.users.to(device)
+            if batches.candidates is not None:
+                batches.candidates = batches.candidates.to(device)
+            for csr in (batches.targets, batches.known):
+                if csr is not None:
+                    csr.to(device)
+
+    def train_dataloader(self) -> TrainBatches:
+        self.setup()
+        assert self._train is not None
+        return self._train
+
+    def val_dataloader(self) -> EvalBatches:
+        self.setup()
+        assert self._val is not None
+        return self._val
+
+    def test_dataloader(self) -> EvalBatches:
+        self.setup()
+        assert self._test is not None
+        return self._test

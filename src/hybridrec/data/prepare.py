@@ -1,0 +1,253 @@
+"""prepare: raw source -> mapped ids -> protocol split -> parquet files + spec.json.
+
+Folder layout (all item indices 1..n_items, 0 = padding; users 0..n_users-1):
+    train.parquet        user, item [, timestamp]
+    val.parquet          user, item              (+ val_negatives.parquet for sampled eval)
+    test.parquet         user, item              (+ test_negatives.parquet)
+    users.parquet        index, raw_id
+    items.parquet        index, raw_id [, text fields]
+    spec.json            DataSpec (sizes, counts, fingerprint of the files above)
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hybridrec.data.errors import DataError
+from hybridrec.data.protocols import Split
+from hybridrec.data.raw import RawData
+from hybridrec.data.spec import DataSpec, fingerprint_files
+
+FILE_ROLES = ("train", "val", "test", "val_negatives", "test_negatives", "users", "items")
+
+
+class SplitProtocol(Protocol):
+    name: str
+
+    def split(
+        self,
+        interactions: pd.DataFrame,
+        n_items: int,
+        given_test: pd.DataFrame | None = ...,
+        given_negatives: np.ndarray | None = ...,
+    ) -> Split: ...
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    unique = pd.unique(values)
+    try:
+        return np.sort(unique)
+    except TypeError:  # mixed ids (ints and strings): order by their text
+        return np.asarray(sorted(unique, key=str), dtype=object)
+
+
+def _map(index: pd.Index, values: Any, what: str, where: str, offset: int = 0) -> np.ndarray:
+    codes = index.get_indexer(values)
+    if (codes < 0).any():
+        first = int(np.flatnonzero(codes < 0)[0])
+        raise DataError(
+            f"{what} {np.asarray(values)[first]!r} is not in the training interactions",
+            path=where,
+            row=first + 1,
+        )
+    return (codes + offset).astype(np.int64)
+
+
+def _filter_counts(frame: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
+    """Drop rare items, then rare users (one pass each, in that order, like RecBole)."""
+    if min_item > 1:
+        frame = frame[frame.groupby("item")["item"].transform("size") >= min_item]
+    if min_user > 1:
+        frame = frame[frame.groupby("user")["user"].transform("size") >= min_user]
+    return frame.reset_index(drop=True)
+
+
+def _write_negatives(path: Path, frame: pd.DataFrame, negatives: np.ndarray) -> None:
+    n_rows, k = negatives.shape
+    flat = pa.array(negatives.reshape(-1).astype(np.int64))
+    table = pa.table(
+        {
+            "user": frame["user"].to_numpy(np.int64),
+            "item": frame["item"].to_numpy(np.int64),
+            "negatives": pa.FixedSizeListArray.from_arrays(flat, k),
+        }
+    )
+    pq.write_table(table, path)
+
+
+def read_negatives(path: Path) -> np.ndarray:
+    """(n_rows, K) int64 negatives from a ``*_negatives.parquet`` file."""
+    column = pq.read_table(path, columns=["negatives"]).column("negatives").combine_chunks()
+    k = column.type.list_size
+    return column.flatten().to_numpy().reshape(-1, k).astype(np.int64)
+
+
+def prepare(
+    raw: RawData,
+    protocol: SplitProtocol,
+    folder: str | Path,
+    *,
+    min_user_interactions: int = 0,
+    min_item_interactions: int = 0,
+    source_config: dict[str, Any] | None = None,
+) -> DataSpec:
+    """Map ids, split with ``protocol``, write the prepared folder atomically, return its spec."""
+    folder = Path(folder)
+    where = str(raw.files[0]) if raw.files else raw.name
+    frame = raw.interactions
+    if len(frame) == 0:
+        raise DataError("no interactions to prepare (the source is empty)", path=where)
+    counts: dict[str, int] = {"raw_interactions": len(frame)}
+    keep = ["user", "item"] + (["timestamp"] if raw.has_timestamps else [])
+    frame = frame[keep]
+    if raw.has_timestamps:
+        frame = frame.sort_values("timestamp", kind="stable")
+    before = len(frame)
+    frame = frame.drop_duplicates(["user", "item"], keep="first")
+    counts["repeat_pairs_dropped"] = before - len(frame)
+    frame = _filter_counts(frame, min_user_interactions, min_item_interactions)
+    counts["rare_filtered"] = before - counts["repeat_pairs_dropped"] - len(frame)
+    if len(frame) == 0:
+        raise DataError(
+            "no interactions left after filtering: lower data.min_user_interactions / "
+            "data.min_item_interactions",
+            path=where,
+        )
+
+    # -- id maps: users from the interactions; items from everything that can be ranked
+    user_ids = _sorted_unique(frame["user"].to_numpy())
+    item_pool = [frame["item"].to_numpy()]
+    if raw.test is not None:
+        item_pool.append(raw.test["item"].to_numpy())
+    if raw.test_negatives is not None:
+        item_pool.append(np.concatenate(raw.test_negatives["negatives"].to_numpy()))
+    item_ids = _sorted_unique(np.concatenate(item_pool))
+    user_index, item_index = pd.Index(user_ids), pd.Index(item_ids)
+    n_users, n_items = len(user_ids), len(item_ids)
+
+    mapped = pd.DataFrame(
+        {
+            "user": _map(user_index, frame["user"], "user", where),
+            "item": _map(item_index, frame["item"], "item", where, offset=1),
+        }
+    )
+    if raw.has_timestamps:
+        mapped["timestamp"] = frame["timestamp"].to_numpy()
+
+    given_test = given_negatives = None
+    if raw.test is not None:
+        test_where = str(raw.files[1]) if len(raw.files) > 1 else where
+        given_test = pd.DataFrame(
+            {
+                "user": _map(user_index, raw.test["user"], "test user", test_where),
+                "item": _map(item_index, raw.test["item"], "test item", test_where, offset=1),
+            }
+        )
+        if raw.test_negatives is not None:
+            # align the negatives to the test rows by user (one test row per user)
+            negs = raw.test_negatives
+            neg_users = _map(user_index, negs["user"], "negatives user", where)
+            order = pd.Index(neg_users).get_indexer(given_test["user"])
+            if (order < 0).any():
+                raise DataError(
+                    "a test user has no row in the negatives file",
+                    path=test_where,
+                    row=int(np.flatnonzero(order < 0)[0]) + 1,
+                )
+            raw_negs = np.stack(negs["negatives"].to_numpy())[order]
+            given_negatives = _map(
+                item_index, raw_negs.reshape(-1), "negative item", where, offset=1
+            ).reshape(raw_negs.shape)
+
+    split = protocol.split(mapped, n_items, given_test, given_negatives)
+    counts.update(split.counts)
+    if len(split.test) == 0:
+        raise DataError(
+            f"protocol {protocol.name} left no test interactions (users need at least 3)",
+            path=where,
+        )
+
+    # -- write into a temporary folder, then move into place: never a half-written dataset
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    try:
+        files: dict[str, str] = {}
+        for role in ("train", "val", "test"):
+            part: pd.DataFrame = getattr(split, role)
+            columns = ["user", "item"] + (
+                ["timestamp"] if role == "train" and raw.has_timestamps else []
+            )
+            part[columns].to_parquet(tmp / f"{role}.parquet", index=False)
+            files[role] = f"{role}.parquet"
+            negatives = getattr(split, f"{role}_negatives", None)
+            if negatives is not None:
+                _write_negatives(tmp / f"{role}_negatives.parquet", part, negatives)
+                files[f"{role}_negatives"] = f"{role}_negatives.parquet"
+        pd.DataFrame({"index": np.arange(n_users), "raw_id": user_ids}).to_parquet(
+            tmp / "users.parquet", index=False
+        )
+        items = pd.DataFrame({"index": np.arange(1, n_items + 1), "raw_id": item_ids})
+        text_fields: list[str] = []
+        if raw.items is not None:
+            side = raw.items.drop_duplicates("item").set_index("item")
+            text_fields = [
+                c
+                for c in side.columns
+                if side[c].dtype == object or str(side[c].dtype).startswith("str")
+            ]
+            items = items.join(side, on="raw_id")
+        items.to_parquet(tmp / "items.parquet", index=False)
+        files["users"], files["items"] = "users.parquet", "items.parquet"
+        ordered = [tmp / files[r] for r in FILE_ROLES if r in files]
+        negatives_k = split.test_negatives.shape[1] if split.test_negatives is not None else 0
+        spec = DataSpec(
+            name=raw.name,
+            protocol=protocol.name,
+            n_users=n_users,
+            n_items=n_items,
+            n_train=len(split.train),
+            n_val=len(split.val),
+            n_test=len(split.test),
+            eval_mode=split.eval_mode,
+            n_eval_negatives=int(negatives_k),
+            has_timestamps=raw.has_timestamps and not raw.ordered_by_file,
+            item_text_fields=text_fields,
+            fingerprint=fingerprint_files(ordered),
+            files=files,
+            counts=counts,
+            source=source_config or {},
+        )
+        spec.save(tmp)
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return spec
+
+
+def prepare_cached(
+    make_raw: Callable[[], RawData],
+    protocol: SplitProtocol,
+    folder: str | Path,
+    **kwargs: Any,
+) -> DataSpec:
+    """Reuse ``folder`` when it already holds a prepared dataset, else prepare it.
+
+    Callers put a hash of the data config in the folder name, so a changed config gets a new
+    folder rather than stale data.
+    """
+    folder = Path(folder)
+    if (folder / "spec.json").is_file():
+        return DataSpec.load(folder)
+    return prepare(make_raw(), protocol, folder, **kwargs)

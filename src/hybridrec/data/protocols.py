@@ -1,0 +1,198 @@
+"""Evaluation protocols: how interactions are split into train / validation / test.
+
+Every protocol returns a :class:`Split` over *mapped* indices (users 0.., items 1..). The
+validation split exists for early stopping and model selection and never contains a test pair;
+the model never trains on validation or test pairs.
+
+| protocol      | test                                   | validation                        | ranking |
+|---------------|----------------------------------------|-----------------------------------|---------|
+| loo_sampled   | each user's last interaction (or given)| each user's last remaining one    | 1 + N sampled (or given) negatives |
+| loo_full      | same                                   | same                              | all items, known items masked |
+| temporal      | interactions after a global time cut   | the slice before that cut         | all items, known items masked |
+
+Without timestamps, "last" is a seeded random pick per user (the NCF paper's validation rule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hybridrec.data.sampling import NegativeSampler, pair_keys
+
+EVAL_MODES = ("sampled", "full")
+
+
+@dataclass
+class Split:
+    """Mapped train/val/test frames (columns ``user``, ``item`` [, ``timestamp``])."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    eval_mode: str
+    val_negatives: np.ndarray | None = None  # (n_val, K) item indices, row-aligned with val
+    test_negatives: np.ndarray | None = None  # (n_test, K)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _order_key(frame: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+    """A per-row sort key: the timestamp where there is one, else a random tie-free key."""
+    if "timestamp" in frame.columns:
+        return frame["timestamp"].to_numpy(dtype=np.float64)
+    return rng.permutation(len(frame)).astype(np.float64)
+
+
+def hold_out_last(
+    frame: pd.DataFrame, rng: np.random.Generator, min_remaining: int = 1
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split off each user's last row (by timestamp, else random).
+
+    Users with at most ``min_remaining`` rows keep all of them (nothing held out), so every
+    evaluated user still has training data. Returns (kept, held_out).
+    """
+    key = _order_key(frame, rng)
+    # position from the end within the user: 0 = the latest row; ties broken by row order
+    order = np.lexsort((np.arange(len(frame)), key, frame["user"].to_numpy()))
+    ordered = frame.iloc[order]
+    from_end = ordered.groupby("user", sort=False).cumcount(ascending=False).to_numpy()
+    sizes = ordered.groupby("user", sort=False)["user"].transform("size").to_numpy()
+    held = (from_end == 0) & (sizes > min_remaining)
+    return ordered[~held].reset_index(drop=True), ordered[held].reset_index(drop=True)
+
+
+def sample_eval_negatives(
+    held_out: pd.DataFrame,
+    known: pd.DataFrame,
+    n_items: int,
+    n_negatives: int,
+    seed: int,
+) -> np.ndarray:
+    """(n_rows, n_negatives) uniform negatives per held-out row, none of them an item the user
+    has in ``known`` (all of the user's interactions, train + val + test)."""
+    keys = pair_keys(
+        torch.as_tensor(known["user"].to_numpy(np.int64, copy=True)),
+        torch.as_tensor(known["item"].to_numpy(np.int64, copy=True)),
+        n_items,
+    )
+    sampler = NegativeSampler(keys, n_items)
+    generator = torch.Generator().manual_seed(seed)
+    users = torch.as_tensor(held_out["user"].to_numpy(np.int64, copy=True))
+    return sampler.sample(users, n_negatives, generator=generator).numpy()
+
+
+@dataclass
+class LeaveOneOut:
+    """Leave the last interaction out per user for test, the one before it for validation.
+
+    eval_mode: ``sampled`` ranks the held-out item against ``n_negatives`` sampled negatives
+        (or the source's given negatives file), ``full`` against every item with the user's
+        known items masked.
+    use_given_test: use the source's own held-out file (e.g. NCF's ``.test.rating``) if it has
+        one; otherwise hold out the last interaction.
+    """
+
+    eval_mode: str = "sampled"
+    n_negatives: int = 99
+    use_given_test: bool = True
+    seed: int = 0
+    name: str = "loo_sampled"
+
+    def __post_init__(self) -> None:
+        if self.eval_mode not in EVAL_MODES:
+            raise ValueError(f"protocol.eval_mode={self.eval_mode!r}: expected one of {EVAL_MODES}")
+        if self.eval_mode == "sampled" and self.n_negatives < 1:
+            raise ValueError(f"protocol.n_negatives={self.n_negatives}: expected >= 1")
+
+    def split(
+        self,
+        interactions: pd.DataFrame,
+        n_items: int,
+        given_test: pd.DataFrame | None = None,
+        given_negatives: np.ndarray | None = None,
+    ) -> Split:
+        rng = np.random.default_rng(self.seed)
+        counts: dict[str, int] = {}
+        if given_test is not None and self.use_given_test:
+            rest, test = interactions, given_test.reset_index(drop=True)
+        else:
+            rest, test = hold_out_last(interactions, rng, min_remaining=2)
+            given_negatives = None
+        train, val = hold_out_last(rest, rng, min_remaining=1)
+        counts["users_without_test"] = int(interactions["user"].nunique() - test["user"].nunique())
+        split = Split(train=train, val=val, test=test, eval_mode=self.eval_mode, counts=counts)
+        if self.eval_mode == "sampled":
+            known = pd.concat([interactions[["user", "item"]], test[["user", "item"]]])
+            # validation ranks against as many negatives as the test does
+            width = given_negatives.shape[1] if given_negatives is not None else self.n_negatives
+            split.val_negatives = sample_eval_negatives(val, known, n_items, width, self.seed + 1)
+            if given_negatives is not None:
+                split.test_negatives = given_negatives
+            else:
+                split.test_negatives = sample_eval_negatives(
+                    test, known, n_items, self.n_negatives, self.seed + 2
+                )
+        return split
+
+
+@dataclass
+class TemporalSplit:
+    """A global time cut: the latest ``test_fraction`` of interactions (by timestamp) is test,
+    the ``val_fraction`` before it validation, the rest train. Held-out rows of users or items
+    never seen in training are dropped (and counted): they are a cold-start problem, measured
+    by the ``cold_items`` protocol instead."""
+
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    name: str = "temporal"
+    eval_mode: str = "full"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("test_fraction", "val_fraction"):
+            value = getattr(self, key)
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"protocol.{key}={value}: expected a fraction in (0, 1)")
+        if self.test_fraction + self.val_fraction >= 1.0:
+            raise ValueError("protocol.test_fraction + protocol.val_fraction must be < 1")
+        if self.eval_mode != "full":
+            raise ValueError("protocol temporal ranks all items: eval_mode must be 'full'")
+
+    def split(
+        self,
+        interactions: pd.DataFrame,
+        n_items: int,
+        given_test: pd.DataFrame | None = None,
+        given_negatives: np.ndarray | None = None,
+    ) -> Split:
+        if "timestamp" not in interactions.columns:
+            raise ValueError(
+                "protocol temporal needs timestamps, and this dataset has none: "
+                "choose protocol=loo_sampled or protocol=loo_full"
+            )
+        times = interactions["timestamp"].to_numpy(dtype=np.float64)
+        t_test = np.quantile(times, 1.0 - self.test_fraction)
+        # rounded so 1 - 0.2 - 0.2 is 0.6, not 0.6000000000000001
+        t_val = np.quantile(times, round(1.0 - self.test_fraction - self.val_fraction, 12))
+        train = interactions[times < t_val]
+        val = interactions[(times >= t_val) & (times < t_test)]
+        test = interactions[times >= t_test]
+        counts: dict[str, int] = {}
+        seen_users = set(train["user"].unique())
+        seen_items = set(train["item"].unique())
+
+        def keep_seen(frame: pd.DataFrame, label: str) -> pd.DataFrame:
+            mask = frame["user"].isin(seen_users) & frame["item"].isin(seen_items)
+            counts[f"{label}_dropped_unseen"] = int((~mask).sum())
+            return frame[mask].reset_index(drop=True)
+
+        return Split(
+            train=train.reset_index(drop=True),
+            val=keep_seen(val, "val"),
+            test=keep_seen(test, "test"),
+            eval_mode="full",
+            counts=counts,
+        )

@@ -1,0 +1,774 @@
+"""Deterministic synthetic recommender data: the embedded default dataset and the test fixture.
+
+Why synthetic: the project must train out of the box (``make train``) without downloading
+anything, and every test needs data whose answer is known. The generator therefore plants a
+structure that a model can learn and that tests can check against the truth:
+
+* Items fall into ``n_categories = min(n_factors, 12)`` categories. Each category has a centre
+  direction in the ``n_factors``-dim latent space (orthonormal, so categories are distinct);
+  an item's factor vector is its centre plus noise.
+* Each user likes 1-3 categories (Dirichlet weights over their centres) plus noise.
+* A user's items are drawn without replacement from ``softmax(u . v / T + b)`` where ``b`` is a
+  Zipf-like popularity logit (``-popularity_skew * log(rank)``), so both taste and popularity
+  matter. Sampling without replacement is done with the Gumbel top-k trick, which is exactly
+  successive sampling from that softmax.
+* Star ratings follow the user's affinity to the item; timestamps form sessions of events minutes
+  apart separated by breaks of hours to days; item text (title, description, brand) is drawn from
+  a per-category vocabulary so text predicts the latent category; marketer ratings follow a hidden
+  item quality that only partly agrees with the latent factors, seen through per-rater scales and
+  noise (the last rater is deliberately unreliable).
+
+All randomness comes from ``numpy.random.default_rng`` seeded from one ``seed``; each part
+(factors, interactions, text, marketer ratings) has its own child stream (``SeedSequence.spawn``)
+so that, e.g., changing ``n_raters`` does not change the interactions.
+
+Writers turn a :class:`SyntheticData` into the on-disk formats of the real benchmarks
+(MovieLens 100K / 1M, NCF, space-separated sequences; see ``/work/shared/datasets/README.md``) so
+every reader can be tested on generated data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from hybridrec.data.raw import RawData
+
+#: 2024-01-01T00:00:00Z: interactions start here and span about ``ACTIVE_DAYS`` days.
+START_TIMESTAMP = 1_704_067_200
+ACTIVE_DAYS = 90
+DAY = 86_400
+
+#: Softmax temperature on ``u . v``; lower means taste dominates popularity more.
+TEMPERATURE = 0.15
+#: Share of items whose description is empty (rounded to a whole number of items).
+EMPTY_DESCRIPTION_SHARE = 0.02
+#: Probability that the gap before an event is a break (hours to days) rather than minutes.
+BREAK_PROBABILITY = 0.15
+#: Segment names used as marketer-rating ``context`` (about a third of rows have one).
+SEGMENTS = ("young_families", "students", "retirees", "professionals", "outdoor_enthusiasts")
+CONTEXT_SHARE = 1 / 3
+#: Rater scales, cycled by rater index: (low, high). Scores are whole numbers on the scale.
+RATER_SCALES: tuple[tuple[int, int], ...] = ((1, 5), (0, 100), (1, 10), (-2, 2))
+#: Per-rater noise on the hidden quality (standard deviations); the last rater is the noisy one.
+RELIABLE_NOISE = 0.35
+NOISY_NOISE = 1.6
+
+# The 18 MovieLens genres (ML-1M names; ML-100K adds "unknown" at flag 0).
+ML_GENRES = (
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
+
+
+@dataclass(frozen=True)
+class _Category:
+    name: str
+    nouns: tuple[str, ...]  # product words; a title ends with one
+    modifiers: tuple[str, ...]  # category-specific title words
+    uses: tuple[str, ...]  # "made for ... and ..." phrases in descriptions
+    brands: tuple[str, ...]
+    base_price: float
+    genres: tuple[str, ...]  # MovieLens genres this category maps onto
+
+
+# Ordered: the first ``n_categories`` are used. "Café" (kitchen) is deliberately non-ASCII so the
+# latin-1 MovieLens writers and their readers get exercised on an accented character.
+_CATEGORIES: tuple[_Category, ...] = (
+    _Category(
+        "outdoor",
+        ("tent", "backpack", "lantern", "hammock", "compass", "headlamp", "canteen", "tarp"),
+        ("trail", "camping", "hiking", "alpine", "waterproof", "rugged", "expedition"),
+        ("weekend hikes", "camping trips", "mountain trails", "backcountry nights"),
+        ("Northpeak", "Trailborn", "Summit & Co"),
+        60.0,
+        ("Adventure", "Western"),
+    ),
+    _Category(
+        "kitchen",
+        ("skillet", "knife", "kettle", "blender", "saucepan", "grater", "teapot", "whisk"),
+        ("cast-iron", "nonstick", "stainless", "chef", "café", "ceramic", "bakery"),
+        ("everyday cooking", "family dinners", "baking", "morning coffee"),
+        ("Café Verde", "Hearthline", "Copperpot"),
+        35.0,
+        ("Comedy",),
+    ),
+    _Category(
+        "electronics",
+        ("headphones", "charger", "speaker", "tablet", "router", "webcam", "keyboard", "drone"),
+        ("wireless", "bluetooth", "rechargeable", "digital", "portable", "4k", "noise-cancelling"),
+        ("streaming music", "video calls", "gaming", "working from home"),
+        ("Voltix", "Nexon", "Auralink"),
+        120.0,
+        ("Sci-Fi", "Action"),
+    ),
+    _Category(
+        "books",
+        ("novel", "cookbook", "memoir", "atlas", "anthology", "guide", "thriller", "biography"),
+        ("paperback", "hardcover", "illustrated", "bestselling", "collected", "annotated"),
+        ("quiet evenings", "book clubs", "long commutes", "curious minds"),
+        ("Inkwell Press", "Paperlane", "Quillhouse"),
+        15.0,
+        ("Drama", "Mystery"),
+    ),
+    _Category(
+        "beauty",
+        ("serum", "moisturizer", "lipstick", "shampoo", "cleanser", "perfume", "mascara", "balm"),
+        ("hydrating", "organic", "matte", "fragrance-free", "vitamin", "botanical", "silky"),
+        ("daily skincare", "sensitive skin", "evening routines", "glowing skin"),
+        ("Lumiere", "Petalia", "Dermacare"),
+        20.0,
+        ("Romance",),
+    ),
+    _Category(
+        "toys",
+        ("puzzle", "robot", "doll", "blocks", "kite", "train", "plush", "boardgame"),
+        ("wooden", "educational", "colorful", "stacking", "remote-control", "musical", "magnetic"),
+        ("toddlers", "family game nights", "creative play", "rainy afternoons"),
+        ("Playnest", "Tinkertot", "Jollybox"),
+        25.0,
+        ("Children's", "Animation"),
+    ),
+    _Category(
+        "sports",
+        ("dumbbells", "racket", "jersey", "sneakers", "ball", "yoga-mat", "helmet", "gloves"),
+        ("training", "running", "fitness", "tennis", "breathable", "lightweight", "pro-grade"),
+        ("morning runs", "gym sessions", "team practice", "home workouts"),
+        ("Stridex", "Athleta Prime", "Kinetix"),
+        45.0,
+        ("Action", "War"),
+    ),
+    _Category(
+        "garden",
+        ("planter", "hose", "shears", "seeds", "trowel", "birdhouse", "sprinkler", "compost"),
+        ("herb", "flowering", "raised-bed", "heirloom", "perennial", "greenhouse", "terracotta"),
+        ("backyard gardens", "balcony herbs", "spring planting", "vegetable beds"),
+        ("Greenfold", "Rootwell", "Bloomery"),
+        30.0,
+        ("Documentary",),
+    ),
+    _Category(
+        "office",
+        ("notebook", "stapler", "planner", "pen", "organizer", "lamp", "binder", "whiteboard"),
+        ("ergonomic", "desk", "refillable", "minimalist", "magnetic", "dotted", "executive"),
+        ("busy workdays", "note taking", "project planning", "home offices"),
+        ("Deskwise", "Clearline", "Ledgerly"),
+        12.0,
+        ("Film-Noir", "Crime"),
+    ),
+    _Category(
+        "pets",
+        ("leash", "collar", "kibble", "litter", "chew-toy", "bed", "carrier", "brush"),
+        ("grain-free", "chewable", "orthopedic", "reflective", "catnip", "puppy", "senior"),
+        ("daily walks", "playful cats", "growing puppies", "car trips"),
+        ("Pawsome", "Tailwind", "Furbelle"),
+        18.0,
+        ("Fantasy",),
+    ),
+    _Category(
+        "music",
+        ("guitar", "ukulele", "keyboard", "metronome", "microphone", "amplifier", "drumsticks"),
+        ("acoustic", "electric", "studio", "vintage", "beginner", "tuned", "concert"),
+        ("practice sessions", "live gigs", "home recording", "music lessons"),
+        ("Resonance", "Fretworks", "Tempo & Tone"),
+        80.0,
+        ("Musical",),
+    ),
+    _Category(
+        "apparel",
+        ("jacket", "sweater", "scarf", "jeans", "boots", "hoodie", "shirt", "raincoat"),
+        ("wool", "denim", "slim-fit", "cozy", "tailored", "linen", "insulated"),
+        ("cold mornings", "city weekends", "office days", "travel"),
+        ("Threadline", "Urban Loom", "Woolhaven"),
+        40.0,
+        ("Horror", "Thriller"),
+    ),
+)
+
+# Words any category's titles and descriptions may use: they carry no category signal.
+_GENERIC_WORDS = (
+    "premium",
+    "classic",
+    "compact",
+    "deluxe",
+    "essential",
+    "everyday",
+    "smart",
+    "pro",
+    "mini",
+    "ultra",
+    "signature",
+    "original",
+)
+
+
+@dataclass
+class SyntheticData:
+    """One generated dataset and the truth behind it.
+
+    interactions: ``user``, ``item``, ``rating``, ``timestamp``, ``session`` (all int64), sorted by
+        user then timestamp; no duplicate (user, item) pairs.
+    items: ``item`` (int64), ``title``, ``category``, ``brand``, ``description`` (strings;
+        ``EMPTY_DESCRIPTION_SHARE`` of descriptions are ``""``), ``price`` (float64).
+    ratings: marketer ratings ``rater`` ("rater_k"), ``item`` (int64), ``context`` ("" or a
+        segment), ``score`` (float64 on the rater's scale, see ``RATER_SCALES``), ``timestamp``.
+    user_factors: (n_users, n_factors) true user vectors.
+    item_factors: (n_items, n_factors) true item vectors.
+    item_bias: (n_items,) popularity logit added to ``u . v / TEMPERATURE`` when sampling.
+    item_quality: (n_items,) hidden marketer quality (standardised) behind ``ratings``.
+    item_category: (n_items,) category index of each item (``items.category`` is its name).
+    rater_noise: (n_raters,) noise standard deviation of each rater on the quality scale.
+    """
+
+    interactions: pd.DataFrame
+    items: pd.DataFrame
+    ratings: pd.DataFrame
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    item_bias: np.ndarray
+    item_quality: np.ndarray
+    item_category: np.ndarray
+    rater_noise: np.ndarray
+
+    def affinity(self) -> np.ndarray:
+        """(n_users, n_items) true taste scores ``u . v`` (no popularity term)."""
+        return self.user_factors @ self.item_factors.T
+
+    def to_raw(self, name: str = "synthetic") -> RawData:
+        """The data as a reader would return it (copies, so callers may modify them)."""
+        return RawData(
+            name=name,
+            interactions=self.interactions.copy(),
+            items=self.items.copy(),
+            ratings=self.ratings.copy(),
+            ordered_by_file=False,
+        )
+
+
+def generate(
+    n_users: int = 500,
+    n_items: int = 300,
+    n_factors: int = 8,
+    mean_interactions: float = 25,
+    popularity_skew: float = 1.0,
+    n_raters: int = 4,
+    ratings_per_rater: int = 60,
+    session_gap: int = 1800,
+    seed: int = 0,
+) -> SyntheticData:
+    """Generate a dataset; identical output for identical arguments.
+
+    Args:
+        n_users, n_items: sizes; ids are ``0..n-1``.
+        n_factors: latent dimension; also the number of categories (at most 12).
+        mean_interactions: mean interactions per user (at least 5 each, at most ``n_items // 2``).
+        popularity_skew: Zipf exponent of the popularity logit; 0 means taste only.
+        n_raters, ratings_per_rater: marketer ratings (each rater rates distinct items).
+        session_gap: seconds; a gap larger than this starts a new session.
+        seed: the only source of randomness.
+    """
+    if n_users < 1 or n_items < 10:
+        raise ValueError(f"need n_users >= 1 and n_items >= 10, got {n_users}, {n_items}")
+    if n_factors < 1:
+        raise ValueError(f"n_factors must be >= 1, got {n_factors}")
+    if mean_interactions < 5:
+        raise ValueError(f"mean_interactions must be >= 5, got {mean_interactions}")
+    if ratings_per_rater < 0:
+        raise ValueError(f"ratings_per_rater must be >= 0, got {ratings_per_rater}")
+    # a rater judges each item at most once: small catalogues get every item rated
+    ratings_per_rater = min(ratings_per_rater, n_items)
+    if n_raters < 0 or session_gap < 1:
+        raise ValueError(f"need n_raters >= 0 and session_gap >= 1, got {n_raters}, {session_gap}")
+
+    rng_factors, rng_inter, rng_text, rng_ratings = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
+    )
+    n_categories = min(n_factors, len(_CATEGORIES))
+    factors = _latent_factors(rng_factors, n_users, n_items, n_factors, n_categories)
+    user_factors, item_factors, item_category, item_bias, quality = factors
+    item_bias = item_bias * popularity_skew
+
+    interactions = _interactions(
+        rng_inter,
+        user_factors,
+        item_factors,
+        item_bias,
+        mean_interactions=mean_interactions,
+        session_gap=session_gap,
+        item_category=item_category,
+    )
+    items = _items(rng_text, item_category, quality)
+    ratings, rater_noise = _marketer_ratings(
+        rng_ratings, item_factors, quality, n_raters, ratings_per_rater
+    )
+    return SyntheticData(
+        interactions=interactions,
+        items=items,
+        ratings=ratings,
+        user_factors=user_factors,
+        item_factors=item_factors,
+        item_bias=item_bias,
+        item_quality=quality,
+        item_category=item_category,
+        rater_noise=rater_noise,
+    )
+
+
+def read_synthetic(
+    n_users: int = 500,
+    n_items: int = 300,
+    n_factors: int = 8,
+    mean_interactions: float = 25,
+    popularity_skew: float = 1.0,
+    n_raters: int = 4,
+    ratings_per_rater: int = 60,
+    session_gap: int = 1800,
+    seed: int = 0,
+    name: str = "synthetic",
+) -> RawData:
+    """``generate(...).to_raw(name)``: a data source for Hydra ``_target_`` configs."""
+    data = generate(
+        n_users=n_users,
+        n_items=n_items,
+        n_factors=n_factors,
+        mean_interactions=mean_interactions,
+        popularity_skew=popularity_skew,
+        n_raters=n_raters,
+        ratings_per_rater=ratings_per_rater,
+        session_gap=session_gap,
+        seed=seed,
+    )
+    return data.to_raw(name)
+
+
+# --------------------------------------------------------------------------------------------
+# Generation parts
+
+
+def _latent_factors(
+    rng: np.random.Generator, n_users: int, n_items: int, n_factors: int, n_categories: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Returns user (U, d), item (I, d) factors, item category (I,), popularity logit (I,) at
+    skew 1, and standardised marketer quality (I,)."""
+    # Orthonormal category centres (C, d): QR of a Gaussian gives a random rotation, so categories
+    # are equally distinct whatever the seed.
+    q, _ = np.linalg.qr(rng.standard_normal((n_factors, n_factors)))
+    centres = q[:n_categories]
+
+    # Balanced category sizes, in random item order.
+    item_category = rng.permutation(np.arange(n_items) % n_categories)
+    item_factors = centres[item_category] + rng.normal(0.0, 0.3, (n_items, n_factors))
+
+    # Each user likes 1-3 categories: Dirichlet weights on those centres, scaled so that a liked
+    # category's affinity is a few temperatures above an unliked one.
+    n_liked = rng.integers(1, min(3, n_categories) + 1, size=n_users)
+    weights = np.zeros((n_users, n_categories))
+    for u in range(n_users):
+        liked = rng.choice(n_categories, size=n_liked[u], replace=False)
+        weights[u, liked] = rng.dirichlet(np.full(n_liked[u], 2.0))
+    user_factors = 1.2 * weights @ centres + rng.normal(0.0, 0.25, (n_users, n_factors))
+
+    # Zipf popularity: the item of popularity rank r gets logit -log(r); ranks are random so
+    # popularity is independent of category.
+    ranks = rng.permutation(n_items) + 1
+    item_bias = -np.log(ranks.astype(float))
+
+    # Marketer quality: partly the item's position along a hidden "appeal" direction of the latent
+    # space (correlation ~0.6), partly something the interactions never show.
+    direction = rng.standard_normal(n_factors)
+    direction /= np.linalg.norm(direction)
+    appeal = _standardise(item_factors @ direction)
+    quality = _standardise(0.6 * appeal + 0.8 * rng.standard_normal(n_items))
+    return user_factors, item_factors, item_category, item_bias, quality
+
+
+def _interactions(
+    rng: np.random.Generator,
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    item_bias: np.ndarray,
+    *,
+    mean_interactions: float,
+    session_gap: int,
+    item_category: np.ndarray,
+) -> pd.DataFrame:
+    n_users, n_items = user_factors.shape[0], item_factors.shape[0]
+    affinity = user_factors @ item_factors.T  # (U, I)
+    logits = affinity / TEMPERATURE + item_bias[None, :]
+
+    # Per-user counts: 5 + lognormal with the right mean, capped so negatives remain to sample.
+    excess = max(mean_interactions - 5.0, 1e-6)
+    sigma = 0.6
+    counts = 5 + np.round(rng.lognormal(np.log(excess) - sigma**2 / 2, sigma, n_users))
+    counts = np.clip(counts, 5, max(5, n_items // 2)).astype(np.int64)
+
+    # Gumbel top-k: argsort of logits + Gumbel noise gives a sample without replacement from the
+    # softmax, in the order it would be drawn. (U, I)
+    perturbed = logits + rng.gumbel(size=(n_users, n_items))
+    order = np.argsort(-perturbed, axis=1)
+
+    # Star ratings follow the affinity, standardised over the chosen (user, item) pairs (chosen
+    # items already have high affinity; standardising over all pairs would give nearly all 5s),
+    # plus noise; centred near MovieLens' mean of about 3.6 stars.
+    chosen_mask = np.zeros((n_users, n_items), dtype=bool)
+    for u in range(n_users):
+        chosen_mask[u, order[u, : counts[u]]] = True
+    chosen_aff = affinity[chosen_mask]
+    z = (affinity - chosen_aff.mean()) / max(float(chosen_aff.std()), 1e-12)  # (U, I)
+    stars_all = np.clip(np.round(3.6 + 1.0 * z + rng.normal(0.0, 0.6, z.shape)), 1, 5)
+
+    users, items, stars, times = [], [], [], []
+    span_seconds = ACTIVE_DAYS * DAY
+    n_categories = int(item_category.max()) + 1
+    for u in range(n_users):
+        chosen = order[u, : counts[u]]
+        # Time order: items of the same category tend to come together (a session browses a
+        # category), which gives sequence models something to learn; the noise interleaves them.
+        cat_key = rng.random(n_categories)
+        key = cat_key[item_category[chosen]] + rng.normal(0.0, 0.25, chosen.size)
+        chosen = chosen[np.argsort(key, kind="stable")]
+        ts = _user_timestamps(rng, chosen.size, session_gap, span_seconds)
+        users.append(np.full(chosen.size, u))
+        items.append(chosen)
+        stars.append(stars_all[u, chosen])
+        times.append(ts)
+
+    frame = pd.DataFrame(
+        {
+            "user": np.concatenate(users).astype(np.int64),
+            "item": np.concatenate(items).astype(np.int64),
+            "rating": np.concatenate(stars).astype(np.int64),
+            "timestamp": np.concatenate(times).astype(np.int64),
+        }
+    )
+    # Already sorted by user, then timestamp (strictly increasing within a user).
+    gap = frame["timestamp"].diff().to_numpy()
+    new_user = frame["user"].diff().to_numpy() != 0
+    new_session = new_user | (gap > session_gap)
+    frame["session"] = (np.cumsum(new_session) - 1).astype(np.int64)
+    return frame
+
+
+def _user_timestamps(
+    rng: np.random.Generator, n: int, session_gap: int, span_seconds: int
+) -> np.ndarray:
+    """(n,) strictly increasing unix seconds: gaps of minutes, with occasional breaks of hours
+    to days spread over a user-specific active span within the ``ACTIVE_DAYS`` window."""
+    gaps = np.round(rng.exponential(150.0, n - 1)) + 5  # minutes apart, never zero
+    is_break = rng.random(n - 1) < BREAK_PROBABILITY
+    n_breaks = int(is_break.sum())
+    if n_breaks:
+        # Active span of 20-80 days shared among the breaks; each break also clears session_gap
+        # so that it always starts a new session.
+        active = rng.uniform(20, 80) * DAY
+        gaps[is_break] = np.round(active * rng.dirichlet(np.ones(n_breaks))) + session_gap + 60
+    total = float(gaps.sum())
+    start = rng.uniform(0, max(span_seconds - total, 0.0))
+    ts = START_TIMESTAMP + int(start) + np.concatenate([[0], np.cumsum(gaps)])
+    return ts.astype(np.int64)
+
+
+def _items(
+    rng: np.random.Generator, item_category: np.ndarray, quality: np.ndarray
+) -> pd.DataFrame:
+    n_items = item_category.size
+    titles, categories, brands, descriptions, prices = [], [], [], [], []
+    for i in range(n_items):
+        cat = _CATEGORIES[item_category[i]]
+        noun = str(rng.choice(cat.nouns))
+        # 2-4 words: 1-3 modifiers (category words more often than generic ones), then the noun.
+        n_mod = int(rng.integers(1, 4))
+        pool = list(cat.modifiers) + list(_GENERIC_WORDS)
+        p = np.array([2.0] * len(cat.modifiers) + [1.0] * len(_GENERIC_WORDS))
+        mods = rng.choice(pool, size=n_mod, replace=False, p=p / p.sum())
+        titles.append(" ".join(_cap(w) for w in [*mods, noun]))
+        brand = str(rng.choice(cat.brands))
+        uses = rng.choice(cat.uses, size=2, replace=False)
+        adjective = str(rng.choice(cat.modifiers))
+        generic = str(rng.choice(_GENERIC_WORDS))
+        article = "An" if generic[0] in "aeiou" else "A"
+        descriptions.append(
+            f"{article} {generic} {adjective} {noun} by {brand}, made for {uses[0]} and {uses[1]}."
+        )
+        categories.append(cat.name)
+        brands.append(brand)
+        # Better items cost a little more; .99 endings look like shop prices.
+        price = cat.base_price * np.exp(0.15 * quality[i] + rng.normal(0.0, 0.35))
+        prices.append(max(round(price) - 0.01, 0.99))
+
+    n_empty = int(round(EMPTY_DESCRIPTION_SHARE * n_items))
+    for i in rng.choice(n_items, size=n_empty, replace=False):
+        descriptions[i] = ""
+    return pd.DataFrame(
+        {
+            "item": np.arange(n_items, dtype=np.int64),
+            "title": titles,
+            "category": categories,
+            "brand": brands,
+            "description": descriptions,
+            "price": np.asarray(prices, dtype=np.float64),
+        }
+    )
+
+
+def _marketer_ratings(
+    rng: np.random.Generator,
+    item_factors: np.ndarray,
+    quality: np.ndarray,
+    n_raters: int,
+    ratings_per_rater: int,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    n_items, n_factors = item_factors.shape
+    # Each segment prefers a direction in the latent space; in that context an item's perceived
+    # quality shifts by its (standardised) position along it. (S, d) -> (S, I)
+    seg_dirs = rng.standard_normal((len(SEGMENTS), n_factors))
+    seg_effect = np.stack([_standardise(item_factors @ d) for d in seg_dirs])
+
+    noise = np.full(n_raters, RELIABLE_NOISE)
+    if n_raters >= 2:
+        noise[-1] = NOISY_NOISE  # the deliberately unreliable rater
+    rows: list[pd.DataFrame] = []
+    for r in range(n_raters):
+        lo, hi = RATER_SCALES[r % len(RATER_SCALES)]
+        # Uniform over items (not by popularity), so rarely interacted items get rated too.
+        items = np.sort(rng.choice(n_items, size=ratings_per_rater, replace=False))
+        has_ctx = rng.random(ratings_per_rater) < CONTEXT_SHARE
+        seg = rng.integers(0, len(SEGMENTS), size=ratings_per_rater)
+        latent = quality[items] + np.where(has_ctx, 0.5 * seg_effect[seg, items], 0.0)
+        latent = latent + rng.normal(0.0, noise[r], ratings_per_rater)
+        # Per-rater leniency (bias) then a logistic squash onto the rater's own scale.
+        leniency = rng.normal(0.0, 0.3)
+        unit = 1.0 / (1.0 + np.exp(-(1.2 * latent + leniency)))
+        score = np.round(lo + unit * (hi - lo))
+        stamps = START_TIMESTAMP + rng.integers(0, ACTIVE_DAYS * DAY, size=ratings_per_rater)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "rater": f"rater_{r}",
+                    "item": items.astype(np.int64),
+                    "context": np.where(has_ctx, np.asarray(SEGMENTS)[seg], ""),
+                    "score": score.astype(np.float64),
+                    "timestamp": stamps.astype(np.int64),
+                }
+            )
+        )
+    if rows:
+        ratings = pd.concat(rows, ignore_index=True)
+        ratings = ratings.sort_values(["rater", "timestamp"], kind="stable", ignore_index=True)
+    else:
+        ratings = pd.DataFrame(
+            {
+                "rater": pd.Series([], dtype=object).astype(str),
+                "item": np.array([], dtype=np.int64),
+                "context": pd.Series([], dtype=object).astype(str),
+                "score": np.array([], dtype=np.float64),
+                "timestamp": np.array([], dtype=np.int64),
+            }
+        )
+    ratings["rater"] = ratings["rater"].astype(str)
+    ratings["context"] = ratings["context"].astype(str)
+    return ratings, noise
+
+
+def _standardise(x: np.ndarray) -> np.ndarray:
+    std = float(x.std())
+    return (x - x.mean()) / (std if std > 0 else 1.0)
+
+
+def _cap(word: str) -> str:
+    return "-".join(part[:1].upper() + part[1:] for part in word.split("-"))
+
+
+# --------------------------------------------------------------------------------------------
+# Writers
+
+
+def write(
+    data: SyntheticData, folder: str | Path, fmt: Literal["csv", "parquet"] = "csv"
+) -> list[Path]:
+    """Write ``interactions``, ``items`` and ``ratings`` as ``<name>.<fmt>`` (with a header).
+
+    In CSV an empty ``description`` or ``context`` reads back as missing (NaN), which is the
+    point: readers must cope with missing text.
+    """
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, frame in (
+        ("interactions", data.interactions),
+        ("items", data.items),
+        ("ratings", data.ratings),
+    ):
+        path = out / f"{name}.{fmt}"
+        if fmt == "csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
+        paths.append(path)
+    return paths
+
+
+def _item_genres(data: SyntheticData) -> list[tuple[str, ...]]:
+    return [_CATEGORIES[c].genres for c in data.item_category]
+
+
+def _movie_title(data: SyntheticData, item: int) -> tuple[str, int]:
+    # A fixed pseudo-year per item (no randomness needed): "Title (Year)" as MovieLens writes it.
+    year = 1980 + (item * 7) % 44
+    return f"{data.items['title'].iat[item]} ({year})", year
+
+
+def write_movielens_100k(data: SyntheticData, folder: str | Path) -> list[Path]:
+    """MovieLens 100K layout: ``u.data`` (TAB user item rating timestamp, 1-based ids, no header),
+    ``u.item`` (latin-1, ``id|title (year)|release date|video date|url|19 genre flags``) and
+    ``u.genre`` (``name|flag index``). Categories map onto genres (``_Category.genres``)."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    inter = data.interactions
+    u_data = out / "u.data"
+    _write_lines(
+        u_data,
+        (
+            f"{u + 1}\t{i + 1}\t{r}\t{t}"
+            for u, i, r, t in zip(
+                inter["user"].to_numpy(),
+                inter["item"].to_numpy(),
+                inter["rating"].to_numpy(),
+                inter["timestamp"].to_numpy(),
+            )
+        ),
+        encoding="ascii",
+    )
+    all_genres = ("unknown", *ML_GENRES)
+    lines = []
+    for item, genres in enumerate(_item_genres(data)):
+        title, year = _movie_title(data, item)
+        flags = "|".join("1" if g in genres else "0" for g in all_genres)
+        url = f"http://example.org/item/{item + 1}"
+        lines.append(f"{item + 1}|{title}|01-Jan-{year}||{url}|{flags}")
+    u_item = out / "u.item"
+    _write_lines(u_item, lines, encoding="latin-1")
+    u_genre = out / "u.genre"
+    _write_lines(u_genre, [f"{g}|{k}" for k, g in enumerate(all_genres)] + [""], encoding="ascii")
+    return [u_data, u_item, u_genre]
+
+
+def write_movielens_1m(data: SyntheticData, folder: str | Path) -> list[Path]:
+    """MovieLens 1M layout: ``ratings.dat`` (``UserID::MovieID::Rating::Timestamp``) and
+    ``movies.dat`` (``MovieID::Title (Year)::Genre|Genre``, latin-1), 1-based ids."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    inter = data.interactions
+    ratings = out / "ratings.dat"
+    _write_lines(
+        ratings,
+        (
+            f"{u + 1}::{i + 1}::{r}::{t}"
+            for u, i, r, t in zip(
+                inter["user"].to_numpy(),
+                inter["item"].to_numpy(),
+                inter["rating"].to_numpy(),
+                inter["timestamp"].to_numpy(),
+            )
+        ),
+        encoding="ascii",
+    )
+    movies = out / "movies.dat"
+    _write_lines(
+        movies,
+        (
+            f"{item + 1}::{_movie_title(data, item)[0]}::{'|'.join(genres)}"
+            for item, genres in enumerate(_item_genres(data))
+        ),
+        encoding="latin-1",
+    )
+    return [ratings, movies]
+
+
+def write_ncf(
+    data: SyntheticData,
+    folder: str | Path,
+    name: str = "syn",
+    n_negatives: int = 99,
+    seed: int = 0,
+) -> list[Path]:
+    """NCF (He et al. 2017) files, 0-based ids, TAB-separated, no header:
+
+    ``{name}.train.rating``: ``user item rating timestamp``, all but each user's latest event;
+    ``{name}.test.rating``: each user's latest event; ``{name}.test.negative``:
+    ``(user,item)`` then ``n_negatives`` items the user never interacted with (sampled with
+    ``default_rng(seed)``, without replacement).
+    """
+    inter = data.interactions  # sorted by user then timestamp, so the last row is the latest
+    is_last = inter["user"].ne(inter["user"].shift(-1)).to_numpy()
+    train, test = inter[~is_last], inter[is_last]
+    n_items = data.item_factors.shape[0]
+    rng = np.random.default_rng(seed)
+    seen_by_user = inter.groupby("user", sort=True)["item"].agg(lambda s: s.to_numpy())
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = ["user", "item", "rating", "timestamp"]
+    paths = [out / f"{name}.train.rating", out / f"{name}.test.rating"]
+    for path, frame in zip(paths, (train, test)):
+        _write_lines(path, ("\t".join(map(str, row)) for row in frame[cols].to_numpy()))
+
+    neg_lines = []
+    for u, i in zip(test["user"].to_numpy(), test["item"].to_numpy()):
+        seen = np.zeros(n_items, dtype=bool)
+        seen[seen_by_user[u]] = True
+        unseen = np.flatnonzero(~seen)
+        if unseen.size < n_negatives:
+            raise ValueError(
+                f"user {u} has only {unseen.size} unseen items, fewer than "
+                f"n_negatives={n_negatives}; generate more items or ask for fewer negatives"
+            )
+        negs = rng.choice(unseen, size=n_negatives, replace=False)
+        neg_lines.append(f"({u},{i})\t" + "\t".join(map(str, negs)))
+    neg_path = out / f"{name}.test.negative"
+    _write_lines(neg_path, neg_lines)
+    return [*paths, neg_path]
+
+
+def write_sequences(data: SyntheticData, path: str | Path) -> Path:
+    """SASRec / S3-Rec style: one line per user, ``user item item ...`` in time order, 1-based."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    inter = data.interactions  # sorted by user then timestamp
+    lines = [
+        " ".join(map(str, [u + 1, *(items + 1)]))
+        for u, items in inter.groupby("user", sort=True)["item"].agg(lambda s: s.to_numpy()).items()
+    ]
+    _write_lines(path, lines)
+    return path
+
+
+def _write_lines(path: Path, lines: Iterable[str], encoding: str = "ascii") -> None:
+    # "\n" endings on every platform, final newline included, as in the original files.
+    with open(path, "w", encoding=encoding, newline="\n") as f:
+        for line in lines:
+            f.write(line)
+            f.write("\n")
