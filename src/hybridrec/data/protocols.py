@@ -4,11 +4,10 @@ Every protocol returns a :class:`Split` over *mapped* indices (users 0.., items 
 validation split exists for early stopping and model selection and never contains a test pair;
 the model never trains on validation or test pairs.
 
-| protocol      | test                                   | validation                        | ranking |
-|---------------|----------------------------------------|-----------------------------------|---------|
-| loo_sampled   | each user's last interaction (or given)| each user's last remaining one    | 1 + N sampled (or given) negatives |
-| loo_full      | same                                   | same                              | all items, known items masked |
-| temporal      | interactions after a global time cut   | the slice before that cut         | all items, known items masked |
+    loo_sampled  test: each user's last interaction (or the source's test file);
+                 validation: the last remaining one; rank 1 + N sampled (or given) negatives
+    loo_full     same split; rank all items, the user's known items masked
+    temporal     test: after a global time cut; validation: the slice before it; all items
 
 Without timestamps, "last" is a seeded random pick per user (the NCF paper's validation rule).
 """
