@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -269,6 +270,15 @@ class RecDataModule(L.LightningDataModule):
             for csr in (batches.targets, batches.known):
                 if csr is not None:
                     csr.to(device)
+
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        # RecBatch moves itself (a no-op when the data is already there); Lightning's generic
+        # path deep-copies the dataclass on every step
+        if isinstance(batch, RecBatch):
+            return batch.to(device)
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def train_dataloader(self) -> TrainBatches:
         self.setup()

@@ -95,14 +95,6 @@ class RecLitModule(L.LightningModule):
                 )
         return None
 
-    def transfer_batch_to_device(
-        self, batch: Any, device: torch.device, dataloader_idx: int
-    ) -> Any:
-        # RecBatch moves itself; Lightning's generic path deep-copies the dataclass every step
-        if isinstance(batch, RecBatch):
-            return batch.to(device)
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     def training_step(self, batch: RecBatch, batch_idx: int) -> Tensor:
         loss = self._step(batch, "train")
         assert loss is not None
