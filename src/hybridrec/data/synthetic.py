@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from hybridrec.data.raw import RawData
+from hybridrec.data.readers import ML100K_GENRES
 
 #: 2024-01-01T00:00:00Z: interactions start here and span about ``ACTIVE_DAYS`` days.
 START_TIMESTAMP = 1_704_067_200
@@ -60,26 +61,7 @@ RELIABLE_NOISE = 0.35
 NOISY_NOISE = 1.6
 
 # The 18 MovieLens genres (ML-1M names; ML-100K adds "unknown" at flag 0).
-ML_GENRES = (
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-)
+ML_GENRES = ML100K_GENRES[1:]
 
 
 @dataclass(frozen=True)
