@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from conftest import TINY_DATA
 from omegaconf import DictConfig
 
+from conftest import TINY_DATA
 from hybridrec.cli.train import train
 
 
