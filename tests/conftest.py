@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -112,6 +113,15 @@ def data_overrides(name: str, files: dict[str, str]) -> list[str]:
     if name == "csv":
         return ["data=csv", f"data.source.path={files['csv']}"]
     raise KeyError(name)
+
+
+def prepare_tiny(folder: Path, protocol: Any, n_users: int = 60, n_items: int = 40) -> Path:
+    """A small synthetic dataset prepared under ``protocol`` into ``folder`` (returned)."""
+    from hybridrec.data.prepare import prepare
+
+    raw = synthetic.read_synthetic(n_users=n_users, n_items=n_items, seed=0, ratings_per_rater=20)
+    prepare(raw, protocol, folder)
+    return folder
 
 
 def group_options(group: str) -> list[str]:

@@ -13,29 +13,23 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from conftest import prepare_tiny
 from hybridrec.data.datamodule import CSR, RecDataModule, TrainBatches
-from hybridrec.data.prepare import prepare, read_negatives
+from hybridrec.data.prepare import read_negatives
 from hybridrec.data.protocols import LeaveOneOut
-from hybridrec.data.synthetic import read_synthetic
 
 N_USERS, N_ITEMS = 60, 40
 
 
-def _prepare(folder: Path, protocol: LeaveOneOut) -> Path:
-    raw = read_synthetic(n_users=N_USERS, n_items=N_ITEMS, seed=0, ratings_per_rater=20)
-    prepare(raw, protocol, folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def sampled_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _prepare(tmp_path_factory.mktemp("dm") / "sampled", LeaveOneOut(n_negatives=20))
+    return prepare_tiny(tmp_path_factory.mktemp("dm") / "sampled", LeaveOneOut(n_negatives=20))
 
 
 @pytest.fixture(scope="module")
 def full_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     protocol = LeaveOneOut(eval_mode="full", name="loo_full")
-    return _prepare(tmp_path_factory.mktemp("dm") / "full", protocol)
+    return prepare_tiny(tmp_path_factory.mktemp("dm") / "full", protocol)
 
 
 def _pairs(frame: pd.DataFrame) -> list[tuple[int, int]]:

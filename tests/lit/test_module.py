@@ -16,11 +16,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from conftest import prepare_tiny
 from hybridrec.data.batch import RecBatch
 from hybridrec.data.datamodule import RecDataModule
-from hybridrec.data.prepare import prepare
 from hybridrec.data.protocols import LeaveOneOut
-from hybridrec.data.synthetic import read_synthetic
 from hybridrec.lit import RecLitModule
 from hybridrec.losses import BCELoss, LossSum
 from hybridrec.nn import MF
@@ -29,21 +28,15 @@ N_USERS, N_ITEMS = 60, 40
 METRICS = ("hr@10", "ndcg@10", "mrr@10", "recall@10")
 
 
-def _prepare(folder: Path, protocol: LeaveOneOut) -> Path:
-    raw = read_synthetic(n_users=N_USERS, n_items=N_ITEMS, seed=0, ratings_per_rater=20)
-    prepare(raw, protocol, folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def sampled_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _prepare(tmp_path_factory.mktemp("lit") / "sampled", LeaveOneOut(n_negatives=30))
+    return prepare_tiny(tmp_path_factory.mktemp("lit") / "sampled", LeaveOneOut(n_negatives=30))
 
 
 @pytest.fixture(scope="module")
 def full_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     protocol = LeaveOneOut(eval_mode="full", name="loo_full")
-    return _prepare(tmp_path_factory.mktemp("lit") / "full", protocol)
+    return prepare_tiny(tmp_path_factory.mktemp("lit") / "full", protocol)
 
 
 def _dm(folder: Path) -> RecDataModule:
