@@ -19,6 +19,8 @@ from hybridrec.data import synthetic
 CONFIG_DIR = Path(config_dir())
 # small enough that one epoch takes well under a second
 TINY_DATA = ["data.source.n_users=80", "data.source.n_items=60"]
+#: the synthetic clicks span ~3 months: hold out 10 days for test and validation, not 1
+SESSION_DAYS = ["protocol=session", "protocol.test_days=10", "protocol.val_days=10"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -85,6 +87,9 @@ def data_files(
     paths["seq"] = str(synthetic.write_sequences(syn_data, root / "seq" / "seq.txt"))
     synthetic.write(syn_data, root / "csv", fmt="csv")
     paths["csv"] = str(root / "csv" / "interactions.csv")
+    train, test = synthetic.write_sessions(syn_data, root / "sessions")
+    paths["sessions_train"], paths["sessions_test"] = str(train), str(test)
+    paths["diginetica"] = str(synthetic.write_diginetica(syn_data, root / "digi" / "views.csv"))
     return paths
 
 
@@ -108,10 +113,19 @@ def data_overrides(name: str, files: dict[str, str]) -> list[str]:
         return ["data=synthetic", *TINY_DATA]
     if name in ("ml100k", "ml1m", "ml_latest", "ncf_ml1m"):
         return [f"data={name}", f"data.source.path={files[name]}"]
-    if name in ("beauty", "ml1m_pieces"):
+    if name in ("beauty", "ml1m_pieces", "sports", "video"):
         return [f"data={name}", f"data.source.path=[{files['seq']}]"]
     if name == "csv":
         return ["data=csv", f"data.source.path={files['csv']}"]
+    if name == "rsc15_100k":
+        return [
+            "data=rsc15_100k",
+            f"data.source.path={files['sessions_train']}",
+            f"data.source.test_path={files['sessions_test']}",
+            *SESSION_DAYS,
+        ]
+    if name == "diginetica":
+        return ["data=diginetica", f"data.source.path={files['diginetica']}", *SESSION_DAYS]
     raise KeyError(name)
 
 

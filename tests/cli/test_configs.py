@@ -60,8 +60,11 @@ def test_data_source_instantiates(
 
 
 @pytest.mark.parametrize("protocol", group_options("protocol"))
-def test_protocol_prepares(compose_cfg: Compose, protocol: str) -> None:
-    cfg = compose_cfg(f"protocol={protocol}", *TINY_DATA)
+def test_protocol_prepares(compose_cfg: Compose, data_files: dict[str, str], protocol: str) -> None:
+    if protocol == "session":  # sessions come from click files
+        cfg = compose_cfg(*data_overrides("rsc15_100k", data_files), f"protocol={protocol}")
+    else:
+        cfg = compose_cfg(f"protocol={protocol}", *TINY_DATA)
     spec, folder = prepare_from_config(cfg)
     assert spec.protocol == protocol
     assert spec.n_test > 0 and spec.n_val > 0 and spec.n_train > spec.n_test
@@ -82,7 +85,13 @@ def _spec_cfg(compose_cfg: Compose, *overrides: str) -> DictConfig:
 def test_model_instantiates_and_scores(compose_cfg: Compose, model: str) -> None:
     cfg = _spec_cfg(compose_cfg, f"model={model}")
     net = instantiate(cfg.model)
-    batch = RecBatch(users=torch.tensor([0, 1]), items=torch.tensor([[1, 2, 3], [4, 5, 6]]))
+    if not getattr(net, "requires_training", True):  # count-based: fitted on sequences
+        net.fit_sequences(torch.tensor([1, 2, 3, 2, 4, 5]), torch.tensor([0, 3, 6]))
+    batch = RecBatch(
+        users=torch.tensor([0, 1]),
+        items=torch.tensor([[1, 2, 3], [4, 5, 6]]),
+        history=torch.tensor([[0, 1, 2], [3, 4, 5]]),  # sequence models read the history
+    )
     assert net(batch).shape == (2, 3)
     assert net.score_all(batch).shape == (2, cfg.spec.n_items + 1)
 

@@ -71,9 +71,25 @@ def train(cfg: DictConfig) -> TrainResult:
         data_dir,
     )
 
+    if spec.n_val == 0:  # no validation split: fixed epochs, the last one is kept
+        log.info(
+            "no validation split: training %s epochs, keeping the last", cfg.trainer.max_epochs
+        )
+        with open_dict(cfg):
+            cfg.trainer.limit_val_batches = 0
+            if cfg.get("callbacks"):
+                cfg.callbacks.early_stopping = None
+                if cfg.callbacks.get("model_checkpoint"):
+                    cfg.callbacks.model_checkpoint.monitor = None
+                    cfg.callbacks.model_checkpoint.filename = "last_epoch_{epoch:03d}"
+
     datamodule = instantiate(cfg.datamodule)
+    model = instantiate(cfg.model)
+    trains = getattr(model, "requires_training", True)
+    if not trains:  # count-based baselines: fitted from the training sequences, no optimiser
+        model.fit_sequences(*datamodule.train_sequences())
     module = RecLitModule(
-        model=instantiate(cfg.model),
+        model=model,
         loss=instantiate(cfg.loss),
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
@@ -91,7 +107,10 @@ def train(cfg: DictConfig) -> TrainResult:
         log_run_start(logger, resolved, spec, data_dir)
 
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    if trains:
+        trainer.fit(module, datamodule=datamodule)
+    elif spec.n_val > 0:
+        trainer.validate(module, datamodule=datamodule)
     fit_seconds = time.perf_counter() - start
 
     checkpoint = trainer.checkpoint_callback
@@ -101,7 +120,9 @@ def train(cfg: DictConfig) -> TrainResult:
         best_score = float(checkpoint.best_model_score)
     results: dict[str, float] = {}
     if cfg.get("test_after_fit", True):
-        tested = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None)
+        tested = trainer.test(
+            module, datamodule=datamodule, ckpt_path=(best_path or None) if trains else None
+        )
         results = {k: float(v) for k, v in (tested[0] if tested else {}).items()}
     if best_score is not None:
         results[f"best/{cfg.monitor}"] = best_score

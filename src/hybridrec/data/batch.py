@@ -1,7 +1,15 @@
 """RecBatch: the one batch type every model, loss and metric reads.
 
-Shapes use B = batch rows, C = candidates per row, T = history length, P = positives per row.
-Item indices start at 1; index 0 is padding everywhere (candidates, history, targets).
+Shapes use B = batch rows, C = candidates per row, T = history length, P = positives per row,
+S = negatives shared by every row. Item indices start at 1; index 0 is padding everywhere
+(candidates, history, targets).
+
+Two training layouts:
+  per-row     ``items`` (B, 1 + K): column 0 the positive, then the row's own negatives
+              (the NCF models); scores are (B, 1 + K), the positive in column 0.
+  shared      ``items`` (B, 1) the positives and ``negatives`` (S,) scored by every row
+              (session-parallel GRU4Rec); scores are (B, B + S): every row scores every row's
+              positive, then the shared negatives, so row i's positive is in column i.
 """
 
 from __future__ import annotations
@@ -25,6 +33,12 @@ class RecBatch:
     item_tokens: Tensor | None = None  # (B, C, L) long, item text tokens (content tower)
     rating_pairs: Tensor | None = None  # (R, 3) long (user, preferred item, other item)
     rating_weights: Tensor | None = None  # (R,) float, rater reliability per pair
+    # -- session-parallel training (see hybridrec.data.sequences) -------------------------
+    negatives: Tensor | None = None  # (S,) long, negatives shared by every row (shared layout)
+    column_logq: Tensor | None = None  # (B + S,) float, log sampling weight of each score column
+    session_inputs: Tensor | None = None  # (B,) long, the item each session row has just seen
+    session_slots: Tensor | None = None  # (B,) long, the hidden-state slot each row continues
+    session_starts: Tensor | None = None  # (B,) bool, the row starts a session: reset its state
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> RecBatch:
         """Move every tensor field to ``device`` (the batch itself when nothing moves)."""
@@ -42,6 +56,17 @@ class RecBatch:
             for v in [getattr(self, f.name)]
         }
         return RecBatch(**pinned)
+
+    @property
+    def shared_layout(self) -> bool:
+        """True when the scores are (B, B + S) with row i's positive in column i."""
+        return self.negatives is not None
+
+    def positive_columns(self) -> Tensor:
+        """(B,) column of each row's positive in its training scores (see the module doc)."""
+        if self.shared_layout:
+            return torch.arange(len(self), device=self.users.device)
+        return torch.zeros(len(self), dtype=torch.long, device=self.users.device)
 
     def __len__(self) -> int:
         return int(self.users.shape[0])

@@ -195,6 +195,11 @@ class RecDataModule(L.LightningDataModule):
             raise ValueError(f"datamodule.num_negatives={num_negatives}: expected >= 0")
         self.data_dir = Path(data_dir)
         self.spec = DataSpec.load(self.data_dir)
+        if self.spec.layout != "pairs":
+            raise ValueError(
+                f"{self.data_dir} holds {self.spec.layout} (protocol {self.spec.protocol}): "
+                "train it with datamodule=sequence and a session model (e.g. model=gru4rec)"
+            )
         self.batch_size, self.num_negatives = batch_size, num_negatives
         self.eval_batch_size, self.seed = eval_batch_size, seed
         self.data_on_device = data_on_device
@@ -225,6 +230,9 @@ class RecDataModule(L.LightningDataModule):
                 torch.cat([train_items, _long(val, "item")]),
                 n_users,
             )
+            if not self.spec.mask_known:  # rank the user's known items too
+                nothing = torch.zeros(0, dtype=torch.long)
+                seen = seen_and_val = CSR(nothing, nothing, n_users)
             self._val = self._full(val, seen)
             self._test = self._full(test, seen_and_val)
         trainer = self._trainer_or_none()
@@ -234,6 +242,14 @@ class RecDataModule(L.LightningDataModule):
             self._train.epoch_source = lambda: trainer.current_epoch
             if self.data_on_device:
                 self._move(trainer.strategy.root_device)
+
+    def train_sequences(self) -> tuple[Tensor, Tensor]:
+        """(items (E,), offsets (n_users + 1,)): each user's training items (in no particular
+        order), for count-based models such as :class:`hybridrec.nn.Popularity`."""
+        self.setup()
+        assert self._train is not None
+        csr = CSR(self._train.users.cpu(), self._train.items.cpu(), self.spec.n_users)
+        return csr.items, csr.indptr
 
     def _trainer_or_none(self) -> L.Trainer | None:
         return getattr(self, "trainer", None)

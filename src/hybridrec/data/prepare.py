@@ -100,7 +100,15 @@ def prepare(
     min_item_interactions: int = 0,
     source_config: dict[str, Any] | None = None,
 ) -> DataSpec:
-    """Map ids, split with ``protocol``, write the prepared folder atomically, return its spec."""
+    """Map ids, split with ``protocol``, write the prepared folder atomically, return its spec.
+
+    Session protocols (``protocol.layout == "sessions"``) go to
+    :func:`hybridrec.data.sessions.prepare_sessions`, which keeps order and repeats.
+    """
+    if getattr(protocol, "layout", "pairs") == "sessions":
+        from hybridrec.data.sessions import prepare_sessions
+
+        return prepare_sessions(raw, protocol, folder, source_config=source_config)  # type: ignore[arg-type]
     folder = Path(folder)
     where = str(raw.files[0]) if raw.files else raw.name
     frame = raw.interactions
@@ -220,6 +228,7 @@ def prepare(
             eval_mode=split.eval_mode,
             n_eval_negatives=int(negatives_k),
             has_timestamps=raw.has_timestamps and not raw.ordered_by_file,
+            mask_known=bool(getattr(protocol, "mask_known", True)),
             item_text_fields=text_fields,
             fingerprint=fingerprint_files(ordered),
             files=files,

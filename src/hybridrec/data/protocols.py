@@ -92,6 +92,8 @@ class LeaveOneOut:
         known items masked.
     use_given_test: use the source's own held-out file (e.g. NCF's ``.test.rating``) if it has
         one; otherwise hold out the last interaction.
+    mask_known: full ranking masks the user's known items (ICLRec/S3-Rec style); False ranks
+        them too (GRU4Rec's evaluation, where a user may come back to an item).
     """
 
     eval_mode: str = "sampled"
@@ -99,6 +101,7 @@ class LeaveOneOut:
     use_given_test: bool = True
     seed: int = 0
     name: str = "loo_sampled"
+    mask_known: bool = True
 
     def __post_init__(self) -> None:
         if self.eval_mode not in EVAL_MODES:

@@ -31,6 +31,8 @@ class DataSpec:
     eval_mode: str  # "sampled" (1 positive + negatives) or "full" (rank every item)
     n_eval_negatives: int = 0  # negatives per sampled-evaluation row
     has_timestamps: bool = False
+    layout: str = "pairs"  # "pairs" (user, item) or "sessions" (ordered clicks, see sessions.py)
+    mask_known: bool = True  # full ranking masks the user's known items (False: rank them too)
     item_text_fields: list[str] = field(default_factory=list)
     fingerprint: str = ""  # sha256 over the prepared files, in a fixed order
     files: dict[str, str] = field(default_factory=dict)  # role -> file name in the folder
@@ -66,6 +68,7 @@ class DataSpec:
             "n_val": self.n_val,
             "n_test": self.n_test,
             "eval_mode": self.eval_mode,
+            "layout": self.layout,
             "fingerprint": self.fingerprint,
         }
 

@@ -754,3 +754,42 @@ def _write_lines(path: Path, lines: Iterable[str], encoding: str = "ascii") -> N
         for line in lines:
             f.write(line)
             f.write("\n")
+
+
+def write_sessions(data: SyntheticData, folder: str | Path, test_days: float = 10.0) -> list[Path]:
+    """GRU4Rec style click files: ``train.tsv`` and ``test.tsv`` (TAB, header
+    ``SessionId ItemId Time``), the sessions ending in the last ``test_days`` days as test."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    inter = data.interactions.sort_values(["session", "timestamp"], kind="stable")
+    ends = inter.groupby("session")["timestamp"].transform("max")
+    late = ends >= inter["timestamp"].max() - test_days * 86_400
+    frame = pd.DataFrame(
+        {"SessionId": inter["session"] + 1, "ItemId": inter["item"] + 1, "Time": inter["timestamp"]}
+    )
+    paths = [folder / "train.tsv", folder / "test.tsv"]
+    frame[~late.to_numpy()].to_csv(paths[0], sep="\t", index=False)
+    frame[late.to_numpy()].to_csv(paths[1], sep="\t", index=False)
+    return paths
+
+
+def write_diginetica(data: SyntheticData, path: str | Path) -> Path:
+    """Diginetica's raw ``train-item-views.csv`` (``;``-separated): session_id, user_id (NA),
+    item_id, timeframe (ms since the session's first click), eventdate (the session's day)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    inter = data.interactions.sort_values(["session", "timestamp"], kind="stable")
+    first = inter.groupby("session")["timestamp"].transform("min")
+    day = pd.to_datetime(first, unit="s").dt.strftime("%Y-%m-%d")
+    midnight = pd.to_datetime(day).astype("int64") // 10**9
+    frame = pd.DataFrame(
+        {
+            "session_id": inter["session"] + 1,
+            "user_id": "NA",
+            "item_id": inter["item"] + 1,
+            "timeframe": (inter["timestamp"] - midnight) * 1000,
+            "eventdate": day,
+        }
+    )
+    frame.to_csv(path, sep=";", index=False)
+    return path

@@ -1,3 +1,4 @@
 from hybridrec.losses.ranking import BCELoss, BPRLoss, LossSum
+from hybridrec.losses.session import BPRMaxLoss, CrossEntropyLoss
 
-__all__ = ["BCELoss", "BPRLoss", "LossSum"]
+__all__ = ["BCELoss", "BPRLoss", "BPRMaxLoss", "CrossEntropyLoss", "LossSum"]

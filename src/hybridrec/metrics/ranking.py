@@ -2,7 +2,8 @@
 
 Every metric is computed from the 0-based *rank* of each positive among all scored candidates
 (rank 0 = first place). Ranks come from sorting each row once and binary-searching the
-positives' scores, so there is no (B, P, N) comparison tensor.
+positives' scores, so there is no (B, P, N) comparison tensor (rows with at most 4 positives
+compare directly: (B, P, N) booleans, cheaper than a sort).
 
 Ties. A constant-score model must not look good, so ties are counted explicitly:
   - ``pessimistic`` (default; GRU4Rec's "conservative"): the positive is placed below every
@@ -38,11 +39,16 @@ def positive_ranks(
     if ties not in _TIE_WEIGHT:
         raise ValueError(f"ties={ties!r}: expected one of {TIE_MODES}")
     num_candidates = scores.shape[1]
-    sorted_scores, _ = torch.sort(scores, dim=1)  # (B, N) ascending
     pos_scores = torch.gather(scores, 1, positives)  # (B, P)
     # count of candidates strictly greater / greater-or-equal than each positive's score
-    n_greater = num_candidates - torch.searchsorted(sorted_scores, pos_scores, right=True)
-    n_greater_eq = num_candidates - torch.searchsorted(sorted_scores, pos_scores, right=False)
+    if positives.shape[1] <= 4:  # a few positives per row: comparing is cheaper than sorting
+        above = scores.unsqueeze(1)  # (B, 1, N)
+        n_greater = (above > pos_scores.unsqueeze(2)).sum(2)  # (B, P)
+        n_greater_eq = (above >= pos_scores.unsqueeze(2)).sum(2)
+    else:
+        sorted_scores, _ = torch.sort(scores, dim=1)  # (B, N) ascending
+        n_greater = num_candidates - torch.searchsorted(sorted_scores, pos_scores, right=True)
+        n_greater_eq = num_candidates - torch.searchsorted(sorted_scores, pos_scores, right=False)
     n_tied_others = (n_greater_eq - n_greater - 1).clamp(min=0)  # minus the positive itself
     ranks = n_greater.to(scores.dtype) + _TIE_WEIGHT[ties] * n_tied_others.to(scores.dtype)
     if valid is not None:

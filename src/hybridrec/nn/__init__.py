@@ -1,4 +1,6 @@
 from hybridrec.nn.base import PairScorer
+from hybridrec.nn.baselines import ItemKNN, Popularity
+from hybridrec.nn.gru4rec import GRU4Rec
 from hybridrec.nn.ncf import GMF, MF, MLP, NeuMF
 
-__all__ = ["GMF", "MF", "MLP", "NeuMF", "PairScorer"]
+__all__ = ["GMF", "GRU4Rec", "MF", "MLP", "ItemKNN", "NeuMF", "PairScorer", "Popularity"]

@@ -1,0 +1,482 @@
+"""Sequence data for session models (GRU4Rec): session-parallel training, prefix evaluation.
+
+Training (Hidasi et al. 2016, section 3.1.1): the B rows of a mini-batch each follow one
+sequence (a session, or a user's history); every step feeds each row's current item and asks
+for its next one. When a row's sequence ends, the next sequence takes that row over and the
+model resets the row's hidden state. There is no padding: a step holds only the rows that still
+have a sequence, so the last steps of an epoch shrink as the longest sequences finish. Every
+(item, next item) pair of every training sequence is used exactly once per epoch.
+
+Evaluation rows are (history, target) pairs: the whole prefix before the target is fed through
+the model (left-padded to the batch's longest), the target is ranked.
+    session protocol   every click after the first of every held-out session
+    loo_full/sampled   validation: the user's training sequence -> the held-out val item;
+                       test: the training sequence + the val item -> the test item
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from hybridrec.data.batch import RecBatch
+from hybridrec.data.errors import DataError
+from hybridrec.data.prepare import read_negatives
+from hybridrec.data.spec import DataSpec
+
+ORDERS = ("time", "random")
+
+
+def sequences_from_frame(frame: pd.DataFrame, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """(user, item, timestamp) rows -> (items (E,), offsets (n_users + 1,)) with each user's
+    items in time order (ties kept in file order)."""
+    ordered = frame.sort_values(["user", "timestamp"], kind="stable")
+    counts = np.bincount(ordered["user"].to_numpy(np.int64), minlength=n_users)
+    offsets = np.zeros(n_users + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(counts)
+    return ordered["item"].to_numpy(np.int64), offsets
+
+
+class AliasSampler:
+    """Draws from a discrete distribution in O(1) per draw (Walker/Vose alias tables): two
+    uniform numbers and two gathers, ~20x faster than a binary search over the CDF here."""
+
+    def __init__(self, weights: np.ndarray) -> None:
+        n = weights.size
+        prob = weights.astype(np.float64) * n / weights.sum()
+        alias = np.arange(n)
+        small = [i for i in range(n) if prob[i] < 1.0]
+        large = [i for i in range(n) if prob[i] >= 1.0]
+        while small and large:
+            s, g = small.pop(), large.pop()
+            alias[s] = g
+            prob[g] -= 1.0 - prob[s]
+            (small if prob[g] < 1.0 else large).append(g)
+        for i in small + large:  # numerical leftovers are certain picks of themselves
+            prob[i] = 1.0
+        self.prob = torch.as_tensor(prob, dtype=torch.float32)  # (n,)
+        self.alias = torch.as_tensor(alias, dtype=torch.long)  # (n,)
+
+    def sample(self, count: int, generator: torch.Generator) -> Tensor:
+        device = self.prob.device
+        column = torch.randint(
+            self.prob.numel(), (count,), generator=generator, device=device
+        )  # (count,)
+        keep = torch.rand(count, generator=generator, device=device) < self.prob[column]
+        return torch.where(keep, column, self.alias[column])
+
+    def to(self, device: torch.device) -> AliasSampler:
+        self.prob, self.alias = self.prob.to(device), self.alias.to(device)
+        return self
+
+
+def session_parallel_schedule(lengths: np.ndarray, order: np.ndarray, batch_size: int) -> Any:
+    """Which row each sequence runs in and from which step.
+
+    lengths: (n,) sequence lengths; ``order``: the sequence indices in the order they enter.
+    A sequence of length L occupies one row for L - 1 steps. Rows are filled greedily: the
+    next sequence takes the row that frees first (the lowest row on ties), which is the
+    official GRU4Rec iterator's behaviour. Sequences shorter than 2 are skipped.
+    Returns (sequence, row, first_step) arrays, one entry per scheduled sequence.
+    """
+    order = order[lengths[order] >= 2]
+    rows = np.empty(order.size, dtype=np.int64)
+    first = np.empty(order.size, dtype=np.int64)
+    free: list[tuple[int, int]] = [(0, row) for row in range(batch_size)]  # (free at, row)
+    for k, seq in enumerate(order.tolist()):
+        at, row = heapq.heappop(free)
+        rows[k], first[k] = row, at
+        heapq.heappush(free, (at + int(lengths[seq]) - 1, row))
+    return order, rows, first
+
+
+class SessionParallelBatches:
+    """One epoch of session-parallel training batches (see the module doc).
+
+    Each batch: ``session_inputs`` (B,) current items, ``items`` (B, 1) next items,
+    ``session_slots`` (B,) rows, ``session_starts`` (B,) True where a sequence begins,
+    ``users`` (B,) sequence indices, ``negatives`` (S,) shared negatives drawn from
+    popularity^``sample_alpha`` (training counts), ``column_logq`` (B + S,) the log sampling
+    weights of the score columns for logQ correction: log(count) for the in-batch positives,
+    alpha * log(count) for the sampled ones (the official GRU4Rec code's correction).
+    """
+
+    def __init__(
+        self,
+        items: Tensor,
+        offsets: Tensor,
+        batch_size: int,
+        n_negatives: int,
+        sample_alpha: float,
+        seed: int,
+        n_items: int,
+        order: str = "time",
+        first_times: Tensor | None = None,
+    ) -> None:
+        if order not in ORDERS:
+            raise ValueError(f"datamodule.order={order!r}: expected one of {ORDERS}")
+        self.items, self.offsets = items, offsets  # (E,), (n + 1,)
+        self.batch_size, self.n_negatives = batch_size, n_negatives
+        self.sample_alpha, self.seed, self.order = sample_alpha, seed, order
+        self.first_times = first_times  # (n,) start time of each sequence, for order="time"
+        counts = torch.bincount(items, minlength=n_items + 1).double()
+        counts[0] = 0.0
+        self.log_counts = torch.log(counts.clamp(min=1.0)).float()  # (N + 1,)
+        weights = counts.pow(sample_alpha) * (counts > 0)  # padding and unseen items: 0
+        self.sampler = AliasSampler(weights.numpy())
+        self.epoch = 0
+        self.epoch_source: Callable[[], int] | None = None
+        self._fixed: tuple[Tensor, ...] | None = None  # the "time" schedule, built once
+
+    # -- the schedule ----------------------------------------------------------------------
+    def _entry_order(self, epoch: int) -> np.ndarray:
+        n = self.offsets.numel() - 1
+        if self.order == "random":
+            rng = np.random.default_rng(self.seed + epoch)
+            return rng.permutation(n)
+        if self.first_times is None:
+            return np.arange(n)
+        return np.lexsort((np.arange(n), self.first_times.cpu().numpy()))
+
+    def _build(self, epoch: int) -> tuple[Tensor, ...]:
+        """Flat event arrays sorted by (step, row) plus each step's slice boundaries."""
+        offsets = self.offsets.cpu().numpy()
+        lengths = np.diff(offsets)
+        seqs, rows, first = session_parallel_schedule(
+            lengths, self._entry_order(epoch), self.batch_size
+        )
+        steps_per = lengths[seqs] - 1  # (k,)
+        seq_of = np.repeat(seqs, steps_per)  # (P,) one per (input, next) pair
+        within = np.arange(seq_of.size) - np.repeat(np.cumsum(steps_per) - steps_per, steps_per)
+        step = np.repeat(first, steps_per) + within
+        row = np.repeat(rows, steps_per)
+        order = np.lexsort((row, step))
+        position = (offsets[seq_of] + within)[order]  # index of the input item in ``items``
+        step, row, seq_of, within = step[order], row[order], seq_of[order], within[order]
+        n_steps = int(step[-1]) + 1 if step.size else 0
+        bounds = np.searchsorted(step, np.arange(n_steps + 1))
+        device = self.items.device
+        return tuple(
+            torch.as_tensor(a).to(device) for a in (position, row, seq_of, within == 0, bounds)
+        )
+
+    def _schedule(self) -> tuple[Tensor, ...]:
+        if self.order == "time":
+            if self._fixed is None:
+                self._fixed = self._build(0)
+            return self._fixed
+        return self._build(self.epoch)
+
+    def __len__(self) -> int:
+        return int(self._schedule()[-1].numel() - 1)
+
+    def __iter__(self) -> Iterator[RecBatch]:
+        if self.epoch_source is not None:
+            self.epoch = self.epoch_source()
+        position, row, seq_of, starts, bounds = self._schedule()
+        device = self.items.device
+        generator = torch.Generator(device=device)
+        generator.manual_seed(self.seed * 1_000_003 + self.epoch * 101)
+        self.epoch += 1
+        cuts = bounds.tolist()
+        for t in range(len(cuts) - 1):
+            part = slice(cuts[t], cuts[t + 1])
+            where = position[part]
+            targets = self.items[where + 1]  # (B,)
+            negatives = self.sampler.sample(self.n_negatives, generator)  # (S,)
+            logq = torch.cat(
+                [self.log_counts[targets], self.sample_alpha * self.log_counts[negatives]]
+            )
+            yield RecBatch(
+                users=seq_of[part],
+                items=targets.unsqueeze(1),
+                negatives=negatives,
+                column_logq=logq,
+                session_inputs=self.items[where],
+                session_slots=row[part],
+                session_starts=starts[part],
+            )
+
+    def to(self, device: torch.device) -> None:
+        self.items, self.offsets = self.items.to(device), self.offsets.to(device)
+        self.log_counts = self.log_counts.to(device)
+        self.sampler.to(device)
+        self._fixed = None
+
+
+class PrefixBatches:
+    """Evaluation rows (history = ``flat[start:end]``, target), batched by history length.
+
+    ``candidates`` (R, 1 + K): sampled evaluation (column 0 the target), else full ranking
+    with ``targets`` (B, 1); ``mask_known`` puts every history item into ``exclude``.
+    ``max_history`` keeps the most recent items only (0 = the whole prefix).
+    """
+
+    def __init__(
+        self,
+        flat: Tensor,
+        starts: Tensor,
+        ends: Tensor,
+        targets: Tensor,
+        users: Tensor,
+        batch_size: int,
+        candidates: Tensor | None = None,
+        mask_known: bool = False,
+        max_history: int = 0,
+    ) -> None:
+        by_length = torch.argsort(ends - starts, stable=True)  # short histories together
+        self.flat = flat
+        self.starts, self.ends = starts[by_length], ends[by_length]
+        self.targets, self.users = targets[by_length], users[by_length]
+        self.candidates = None if candidates is None else candidates[by_length]
+        self.batch_size, self.mask_known, self.max_history = batch_size, mask_known, max_history
+
+    def __len__(self) -> int:
+        return -(-self.targets.numel() // self.batch_size)
+
+    def _ranges(self, starts: Tensor, ends: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(row, column-from-the-right, flat index) of every history item of the rows."""
+        counts = ends - starts
+        row = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts)
+        before = torch.cumsum(counts, 0) - counts
+        within = torch.arange(row.numel(), device=counts.device) - before[row]
+        from_right = counts[row] - 1 - within  # 0 = the latest item
+        return row, from_right, starts[row] + within
+
+    def __iter__(self) -> Iterator[RecBatch]:
+        for lo in range(0, self.targets.numel(), self.batch_size):
+            part = slice(lo, lo + self.batch_size)
+            starts, ends = self.starts[part], self.ends[part]
+            row, from_right, index = self._ranges(starts, ends)
+            lengths = ends - starts
+            if self.max_history > 0:
+                lengths = lengths.clamp(max=self.max_history)
+            width = max(int(lengths.max().item()) if lengths.numel() else 1, 1)
+            history = torch.zeros(starts.numel(), width, dtype=torch.long, device=starts.device)
+            keep = from_right < width
+            history[row[keep], width - 1 - from_right[keep]] = self.flat[index[keep]]
+            if self.mask_known:
+                exclude = torch.stack([row, self.flat[index]])
+            else:
+                exclude = torch.zeros(2, 0, dtype=torch.long, device=starts.device)
+            batch = RecBatch(users=self.users[part], history=history, history_lengths=lengths)
+            if self.candidates is not None:
+                items = self.candidates[part]
+                batch.items = items
+                batch.labels = (torch.arange(items.shape[1], device=items.device) == 0).float()
+                batch.labels = batch.labels.expand(items.shape[0], -1)
+            else:
+                batch.targets = self.targets[part].unsqueeze(1)
+                batch.exclude = exclude
+            yield batch
+
+    def to(self, device: torch.device) -> None:
+        for name in ("flat", "starts", "ends", "targets", "users", "candidates"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(device))
+
+
+def _long(frame: pd.DataFrame, column: str) -> Tensor:
+    return torch.as_tensor(frame[column].to_numpy(np.int64, copy=True))
+
+
+class SequenceDataModule(L.LightningDataModule):
+    """A prepared folder as sequences, for session models (see the module doc).
+
+    Args:
+        data_dir: the prepared folder (session layout, or a leave-one-out split whose training
+            file has timestamps, e.g. user sequences read with ``read_sequences``).
+        batch_size: session-parallel rows per training batch.
+        n_negatives: negatives shared by the whole batch, drawn from popularity^sample_alpha.
+        sample_alpha: 0 = uniform over training items, 1 = proportional to popularity.
+        order: ``time`` (sequences enter by their first timestamp, the official GRU4Rec order,
+            the same every epoch) or ``random`` (reshuffled every epoch).
+        eval_batch_size: evaluation rows per batch.
+        max_history: evaluation keeps the latest ``max_history`` items of a prefix (0 = all).
+        seed: sampling and shuffling seed.
+        data_on_device: move the tensors to the trainer's device once, at setup.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        batch_size: int = 128,
+        n_negatives: int = 2048,
+        sample_alpha: float = 0.5,
+        order: str = "time",
+        eval_batch_size: int = 1024,
+        max_history: int = 0,
+        seed: int = 0,
+        data_on_device: bool = True,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError("datamodule.batch_size and eval_batch_size must be >= 1")
+        if n_negatives < 0:
+            raise ValueError(f"datamodule.n_negatives={n_negatives}: expected >= 0")
+        if order not in ORDERS:
+            raise ValueError(f"datamodule.order={order!r}: expected one of {ORDERS}")
+        self.data_dir = Path(data_dir)
+        self.spec = DataSpec.load(self.data_dir)
+        self.batch_size, self.n_negatives = batch_size, n_negatives
+        self.sample_alpha, self.order = sample_alpha, order
+        self.eval_batch_size, self.max_history = eval_batch_size, max_history
+        self.seed, self.data_on_device = seed, data_on_device
+        self._train: SessionParallelBatches | None = None
+        self._val: PrefixBatches | None = None
+        self._test: PrefixBatches | None = None
+
+    def _frame(self, role: str) -> pd.DataFrame:
+        frame = pd.read_parquet(self.data_dir / self.spec.files[role])
+        if role == "train" and "timestamp" not in frame.columns:
+            raise DataError(
+                "sequence models need the order of each user's interactions, and this prepared "
+                "dataset has no timestamps: use a source with times or ordered sequences "
+                "(e.g. read_sequences with ordered: true)",
+                path=self.data_dir / self.spec.files[role],
+            )
+        return frame
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._train is not None:
+            return
+        spec = self.spec
+        train = self._frame("train")
+        items, offsets = sequences_from_frame(train, spec.n_users)
+        first_times = None
+        if spec.layout == "sessions":
+            first = train.groupby("user")["timestamp"].min()
+            times = np.full(spec.n_users, np.inf)
+            times[first.index.to_numpy()] = first.to_numpy()
+            first_times = torch.as_tensor(times)
+        self._train = SessionParallelBatches(
+            torch.as_tensor(items.copy()),
+            torch.as_tensor(offsets),
+            self.batch_size,
+            self.n_negatives,
+            self.sample_alpha,
+            self.seed,
+            spec.n_items,
+            order=self.order,
+            first_times=first_times,
+        )
+        if spec.layout == "sessions":
+            self._val = self._session_rows(self._frame("val"))
+            self._test = self._session_rows(self._frame("test"))
+        else:
+            self._val, self._test = self._loo_rows(train, items, offsets)
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            if trainer.world_size > 1:
+                raise NotImplementedError(
+                    "session-parallel training runs on one device (its rows carry hidden "
+                    "state from batch to batch); use trainer=cpu or trainer=gpu"
+                )
+            self._train.epoch_source = lambda: trainer.current_epoch
+            if self.data_on_device:
+                device = trainer.strategy.root_device
+                for batches in (self._train, self._val, self._test):
+                    batches.to(device)
+
+    def _session_rows(self, frame: pd.DataFrame) -> PrefixBatches:
+        """Every click after a session's first is a target; its prefix is the history."""
+        flat, offsets = sequences_from_frame(frame, self.spec.n_users)
+        session = np.repeat(np.arange(self.spec.n_users), np.diff(offsets))
+        is_first = np.zeros(flat.size, dtype=bool)
+        is_first[offsets[:-1][np.diff(offsets) > 0]] = True
+        positions = np.flatnonzero(~is_first)
+        return PrefixBatches(
+            torch.as_tensor(flat),
+            torch.as_tensor(offsets[session[positions]]),
+            torch.as_tensor(positions),
+            torch.as_tensor(flat[positions]),
+            torch.as_tensor(session[positions]),
+            self.eval_batch_size,
+            mask_known=False,
+            max_history=self.max_history,
+        )
+
+    def _loo_rows(
+        self, train: pd.DataFrame, items: np.ndarray, offsets: np.ndarray
+    ) -> tuple[PrefixBatches, PrefixBatches]:
+        spec = self.spec
+        val, test = self._frame("val"), self._frame("test")
+        mask = spec.eval_mode == "full" and spec.mask_known
+        val_users = val["user"].to_numpy(np.int64, copy=True)
+        val_batches = PrefixBatches(
+            torch.as_tensor(items.copy()),
+            torch.as_tensor(offsets[val_users]),
+            torch.as_tensor(offsets[val_users + 1]),
+            _long(val, "item"),
+            torch.as_tensor(val_users),
+            self.eval_batch_size,
+            candidates=self._candidates(val, "val_negatives"),
+            mask_known=mask,
+            max_history=self.max_history,
+        )
+        # test histories: training sequence + the validation item (fed, never trained on)
+        with_val = pd.concat(
+            [
+                train[["user", "item", "timestamp"]],
+                val.assign(timestamp=np.inf)[["user", "item", "timestamp"]],
+            ]
+        )
+        items2, offsets2 = sequences_from_frame(with_val, spec.n_users)
+        test_users = test["user"].to_numpy(np.int64, copy=True)
+        test_batches = PrefixBatches(
+            torch.as_tensor(items2),
+            torch.as_tensor(offsets2[test_users]),
+            torch.as_tensor(offsets2[test_users + 1]),
+            _long(test, "item"),
+            torch.as_tensor(test_users),
+            self.eval_batch_size,
+            candidates=self._candidates(test, "test_negatives"),
+            mask_known=mask,
+            max_history=self.max_history,
+        )
+        return val_batches, test_batches
+
+    def _candidates(self, frame: pd.DataFrame, role: str) -> Tensor | None:
+        if self.spec.eval_mode != "sampled":
+            return None
+        negatives = torch.as_tensor(read_negatives(self.data_dir / self.spec.files[role]))
+        positives = _long(frame, "item").unsqueeze(1)  # (R, 1)
+        negatives = negatives.masked_fill(negatives == positives, 0)
+        return torch.cat([positives, negatives], 1)  # (R, 1 + K)
+
+    def train_sequences(self) -> tuple[Tensor, Tensor]:
+        """(items (E,), offsets (n + 1,)) of the training sequences, for count-based models."""
+        self.setup()
+        assert self._train is not None
+        return self._train.items, self._train.offsets
+
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        if isinstance(batch, RecBatch):
+            return batch.to(device)
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def train_dataloader(self) -> SessionParallelBatches:
+        self.setup()
+        assert self._train is not None
+        return self._train
+
+    def val_dataloader(self) -> PrefixBatches:
+        self.setup()
+        assert self._val is not None
+        return self._val
+
+    def test_dataloader(self) -> PrefixBatches:
+        self.setup()
+        assert self._test is not None
+        return self._test

@@ -1,0 +1,153 @@
+"""GRU4Rec's listwise losses: sampled softmax cross-entropy and BPR-max.
+
+Both read (B, C) scores in either training layout of :mod:`hybridrec.data.batch`: per-row
+(B, 1 + K) with the positive in column 0, or shared (B, B + S) with row i's positive in column
+i and every other column a negative for row i (the other rows' positives, then the shared
+samples). The positive's column comes from :meth:`RecBatch.positive_columns`.
+
+Reference: Hidasi & Karatzoglou, "Recurrent Neural Networks with Top-k Gains for Session-based
+Recommendations" (CIKM 2018), and the official PyTorch GRU4Rec code, whose behaviour these
+match (except that they average over rows where the official code sums).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hybridrec.data.batch import RecBatch
+
+
+def _column_items(scores: Tensor, batch: RecBatch) -> Tensor:
+    """The item held by each score column: (B + S,) in the shared layout, (B, C) per row."""
+    batch.require("items")
+    assert batch.items is not None
+    if batch.shared_layout:
+        assert batch.negatives is not None
+        columns = torch.cat([batch.items[:, 0], batch.negatives])  # (B + S,)
+    else:
+        columns = batch.items  # (B, C)
+    if columns.shape[-1] != scores.shape[1]:
+        raise ValueError(
+            f"scores have {scores.shape[1]} columns but the batch holds {columns.shape[-1]} "
+            "candidate items"
+        )
+    return columns
+
+
+def _positive_mask(scores: Tensor, batch: RecBatch) -> Tensor:
+    """(B, C) bool: True at each row's positive column."""
+    positives = batch.positive_columns().to(scores.device)  # (B,)
+    column_ids = torch.arange(scores.shape[1], device=scores.device)  # (C,)
+    return column_ids.unsqueeze(0) == positives.unsqueeze(1)
+
+
+def _accidental_hits(scores: Tensor, batch: RecBatch) -> Tensor:
+    """(B, C) bool: True at a negative column that holds the row's positive item (the item
+    sampled again, or another row's identical positive in the shared layout)."""
+    columns = _column_items(scores, batch).to(scores.device)  # (C,) or (B, C)
+    assert batch.items is not None
+    target = batch.items[:, :1].to(scores.device)  # (B, 1)
+    return (columns == target) & ~_positive_mask(scores, batch)  # (C,) broadcasts over rows
+
+
+class CrossEntropyLoss(nn.Module):
+    """Softmax cross-entropy of each row's positive against every score column.
+
+    ``loss = mean_i [ -log softmax(scores_i - logq * column_logq)[positive_i] ]``.
+
+    Args:
+        logq: weight of the logQ correction for sampled softmax (Yi et al. 2019), 0 to turn it
+            off. The data module fills ``batch.column_logq`` (C,) with the log sampling weight
+            of each column (the official GRU4Rec's ``log(pop)`` for in-batch positives and
+            ``log(pop ** alpha)`` for shared samples), and it is subtracted from every row's
+            scores. Required in the shared layout; in the per-row layout a batch without it is
+            taken as uniformly sampled, where the correction is a constant shift (a no-op).
+        remove_accidental_hits: drop negative columns that hold the row's positive item.
+    """
+
+    def __init__(self, logq: float = 0.0, remove_accidental_hits: bool = False) -> None:
+        super().__init__()
+        if logq < 0:
+            raise ValueError(f"logq: expected >= 0, got {logq}")
+        self.logq = float(logq)
+        self.remove_accidental_hits = remove_accidental_hits
+
+    def forward(self, scores: Tensor, batch: RecBatch) -> dict[str, Tensor]:
+        logits = scores  # (B, C)
+        if self.logq > 0 and (batch.shared_layout or batch.column_logq is not None):
+            batch.require("column_logq")
+            assert batch.column_logq is not None
+            if batch.column_logq.shape[-1] != scores.shape[1]:
+                raise ValueError(
+                    f"column_logq has {batch.column_logq.shape[-1]} columns, scores have "
+                    f"{scores.shape[1]}"
+                )
+            logits = logits - self.logq * batch.column_logq.to(logits)  # (C,) over the rows
+        if self.remove_accidental_hits:
+            logits = logits.masked_fill(_accidental_hits(scores, batch), float("-inf"))
+        targets = batch.positive_columns().to(scores.device)  # (B,)
+        return {"loss": F.cross_entropy(logits, targets)}
+
+
+class BPRMaxLoss(nn.Module):
+    """BPR-max (Hidasi & Karatzoglou 2018): BPR against a softmax-weighted mix of negatives.
+
+    For row i with positive score r_i and negatives j (every other column), with
+    ``s_j = softmax_j(r_j)`` taken over the negatives only::
+
+        loss_i = -log(sum_j s_j * sigmoid(r_i - r_j) + 1e-24) + score_reg * sum_j s_j * r_j**2
+
+    averaged over the rows. The second term pulls the hard negatives' scores towards 0.
+
+    Args:
+        score_reg: weight of the score regularisation (the official code's ``bpreg``).
+        elu: when > 0, scores first go through ``elu(x, alpha=elu)`` (the official final
+            activation ``elu-<alpha>``, e.g. 0.5).
+        remove_accidental_hits: drop negative columns that hold the row's positive item; a row
+            left without negatives then contributes 0.
+
+    Returns ``{"loss": total, "score_reg": the regularisation part (detached)}``.
+    """
+
+    def __init__(
+        self, score_reg: float = 1.0, elu: float = 0.0, remove_accidental_hits: bool = False
+    ) -> None:
+        super().__init__()
+        if score_reg < 0:
+            raise ValueError(f"score_reg: expected >= 0, got {score_reg}")
+        if elu < 0:
+            raise ValueError(f"elu: expected >= 0, got {elu}")
+        self.score_reg = float(score_reg)
+        self.elu = float(elu)
+        self.remove_accidental_hits = remove_accidental_hits
+
+    def forward(self, scores: Tensor, batch: RecBatch) -> dict[str, Tensor]:
+        if scores.shape[1] < 2:
+            raise ValueError(
+                "BPR-max needs at least one negative column: sample negatives "
+                "(per-row num_negatives >= 1, or shared negatives / batch size > 1)"
+            )
+        scores = scores.float()  # the 1e-24 floor underflows in half precision
+        if self.elu > 0:
+            scores = F.elu(scores, alpha=self.elu)
+        negative = ~_positive_mask(scores, batch)  # (B, C) bool
+        if self.remove_accidental_hits:
+            negative = negative & ~_accidental_hits(scores, batch)
+        positives = batch.positive_columns().to(scores.device)  # (B,)
+        target = scores.gather(1, positives.unsqueeze(1))  # (B, 1)
+
+        # softmax over each row's negatives; rows without any get all-zero weights (no NaN)
+        masked = scores.masked_fill(~negative, torch.finfo(scores.dtype).min)  # (B, C)
+        shifted = masked - masked.max(dim=1, keepdim=True).values.detach()
+        weights = torch.exp(shifted) * negative  # (B, C)
+        total = weights.sum(dim=1, keepdim=True).clamp_min(torch.finfo(scores.dtype).tiny)
+        weights = weights / total
+
+        ranking = -torch.log((weights * torch.sigmoid(target - scores)).sum(dim=1) + 1e-24)  # (B,)
+        reg = self.score_reg * (weights * scores.pow(2)).sum(dim=1)  # (B,)
+        has_negative = negative.any(dim=1)  # (B,)
+        ranking = torch.where(has_negative, ranking, torch.zeros_like(ranking))
+        reg_mean = reg.mean()
+        return {"loss": ranking.mean() + reg_mean, "score_reg": reg_mean.detach()}

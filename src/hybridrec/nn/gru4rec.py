@@ -1,0 +1,225 @@
+"""GRU4Rec (Hidasi et al., ICLR 2016; Hidasi & Karatzoglou, CIKM 2018), as the official code.
+
+What makes it GRU4Rec rather than "a GRU over item ids" (Hidasi & Czapp, RecSys 2023):
+  - session-parallel training (:mod:`hybridrec.data.sequences`): one GRU step per batch, the
+    hidden state carried between batches and reset where a new session takes a row over;
+    back-propagation through one step (the carried state is detached), as in the official code;
+  - the output layer scores only the batch's own next items plus shared negatives sampled from
+    popularity^alpha (scores (B, B + S)), trained with cross-entropy + logQ correction or
+    BPR-max (:mod:`hybridrec.losses.session`);
+  - embedding options: ``constrained`` (the input embedding IS the output item table, the
+    official default), ``separate`` (an input table of ``embedding_dim``), ``none`` (one-hot
+    input: the first GRU layer's input weights are an item table of 3 x hidden);
+  - dropout on the input embedding and on each layer's output (the official code stores the
+    dropped-out output as the next step's state; so does this one);
+  - the official initialisation: uniform(+-sqrt(6 / (fan_in + fan_out))) per gate block,
+    zero biases;
+  - sparse gradients for the item tables (``sparse=True``) so Adagrad touches only the rows a
+    batch uses (:class:`hybridrec.optim.AdagradM`, the official optimiser).
+
+Evaluation encodes a left-padded history (B, T) step by step from a zero state and scores
+items with the output table: ``h @ W_y^T + b_y``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hybridrec.data.batch import RecBatch
+
+EMBEDDINGS = ("constrained", "separate", "none")
+
+
+def _uniform_(tensor: Tensor, fan_in: int, fan_out: int) -> None:
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    with torch.no_grad():
+        tensor.uniform_(-bound, bound)
+
+
+class OneHotGRUCell(nn.Module):
+    """A GRU cell whose input is a one-hot item: the input weights are an item table (N, 3H).
+
+    Same gate equations as ``nn.GRUCell`` (reset, update, new), without an input bias.
+    """
+
+    def __init__(self, n_rows: int, hidden: int, sparse: bool) -> None:
+        super().__init__()
+        self.input_table = nn.Embedding(n_rows, 3 * hidden, sparse=sparse)  # x -> (r, z, n)
+        self.weight_hh = nn.Parameter(torch.empty(3 * hidden, hidden))
+        self.bias_hh = nn.Parameter(torch.zeros(3 * hidden))
+        for gate in range(3):
+            block = slice(gate * hidden, (gate + 1) * hidden)
+            _uniform_(self.input_table.weight[:, block], n_rows, hidden)
+            _uniform_(self.weight_hh[block], hidden, hidden)
+
+    def forward(self, items: Tensor, h: Tensor) -> Tensor:
+        gx = self.input_table(items)  # (B, 3H)
+        gh = F.linear(h, self.weight_hh, self.bias_hh)  # (B, 3H)
+        xr, xz, xn = gx.chunk(3, 1)
+        hr, hz, hn = gh.chunk(3, 1)
+        r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        return (1.0 - z) * n + z * h
+
+
+class GRU4Rec(nn.Module):
+    """Args:
+    n_items: items 1..n_items (0 = padding).
+    layers: hidden sizes of the stacked GRU layers, e.g. ``[100]``.
+    embedding: ``constrained`` | ``separate`` | ``none`` (see the module doc).
+    embedding_dim: input table width for ``separate``.
+    dropout_embed: dropout on the input embedding (training only).
+    dropout_hidden: dropout on each GRU layer's output (training only).
+    sparse: sparse gradients for the item tables (needs a sparse-aware optimiser:
+        ``hybridrec.optim.AdagradM`` or ``torch.optim.SparseAdam``; set False for Adam).
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        layers: Sequence[int] = (100,),
+        embedding: str = "constrained",
+        embedding_dim: int = 0,
+        dropout_embed: float = 0.0,
+        dropout_hidden: float = 0.0,
+        sparse: bool = True,
+    ) -> None:
+        super().__init__()
+        if embedding not in EMBEDDINGS:
+            raise ValueError(f"model.embedding={embedding!r}: expected one of {EMBEDDINGS}")
+        layers = [int(x) for x in layers]
+        if not layers or min(layers) < 1:
+            raise ValueError(f"model.layers={layers}: expected one or more positive sizes")
+        if embedding == "separate" and embedding_dim < 1:
+            raise ValueError("model.embedding=separate needs model.embedding_dim >= 1")
+        self.n_items, self.layers, self.embedding = n_items, layers, embedding
+        rows = n_items + 1
+        self.item_out = nn.Embedding(rows, layers[-1], sparse=sparse)  # W_y (N + 1, H)
+        self.item_bias = nn.Embedding(rows, 1, sparse=sparse)  # b_y
+        _uniform_(self.item_out.weight, rows, layers[-1])
+        nn.init.zeros_(self.item_bias.weight)
+        self.item_in: nn.Embedding | None = None
+        self.onehot: OneHotGRUCell | None = None
+        cells: list[nn.Module] = []
+        if embedding == "constrained":
+            n_input = layers[-1]
+        elif embedding == "separate":
+            self.item_in = nn.Embedding(rows, embedding_dim, sparse=sparse)
+            _uniform_(self.item_in.weight, rows, embedding_dim)
+            n_input = embedding_dim
+        else:
+            self.onehot = OneHotGRUCell(rows, layers[0], sparse)
+            n_input = layers[0]
+        first = 1 if embedding == "none" else 0
+        for i in range(first, len(layers)):
+            size_in = layers[i - 1] if i > 0 else n_input
+            cell = nn.GRUCell(size_in, layers[i])
+            for gate in range(3):
+                block = slice(gate * layers[i], (gate + 1) * layers[i])
+                _uniform_(cell.weight_ih[block], size_in, layers[i])
+                _uniform_(cell.weight_hh[block], layers[i], layers[i])
+            nn.init.zeros_(cell.bias_ih)
+            nn.init.zeros_(cell.bias_hh)
+            cells.append(cell)
+        self.cells = nn.ModuleList(cells)
+        self.dropout_embed = nn.Dropout(dropout_embed)
+        self.dropout_hidden = nn.Dropout(dropout_hidden)
+        with torch.no_grad():  # padding rows score nothing and embed to zero
+            self.item_out.weight[0].zero_()
+        self._state: list[Tensor] = []  # session-parallel hidden state, one (slots, H) per layer
+
+    # -- one GRU step ----------------------------------------------------------------------
+    def step(self, items: Tensor, state: list[Tensor]) -> list[Tensor]:
+        """items (B,), state [(B, H_l)] -> new state [(B, H_l)]; the last is the output."""
+        new: list[Tensor] = []
+        if self.onehot is not None:
+            x = self.dropout_hidden(self.onehot(items, state[0]))
+            new.append(x)
+            return new + self._layers(x, state[1:])
+        table = self.item_in if self.item_in is not None else self.item_out
+        return self._layers(self.dropout_embed(table(items)), state)
+
+    def _layers(self, x: Tensor, state: list[Tensor]) -> list[Tensor]:
+        """The GRU cells on an embedded input x (B, E) -> their new states."""
+        new: list[Tensor] = []
+        for cell, h in zip(self.cells, state, strict=True):
+            x = self.dropout_hidden(cell(x, h))  # (B, H_l)
+            new.append(x)
+        return new
+
+    def _zeros(self, rows: int, like: Tensor) -> list[Tensor]:
+        return [like.new_zeros(rows, h, dtype=self.item_out.weight.dtype) for h in self.layers]
+
+    # -- session-parallel training ---------------------------------------------------------
+    def _carried_state(self, batch: RecBatch) -> list[Tensor]:
+        slots, starts = batch.session_slots, batch.session_starts
+        assert slots is not None and starts is not None
+        need = int(slots.max().item()) + 1
+        if (
+            not self._state
+            or self._state[0].shape[0] < need
+            or self._state[0].device != slots.device
+        ):
+            self._state = self._zeros(max(need, len(batch)), slots)
+        keep = (~starts).unsqueeze(1).to(self._state[0].dtype)  # (B, 1) 0 where a session starts
+        return [s[slots] * keep for s in self._state]
+
+    def _train_scores(self, batch: RecBatch) -> Tensor:
+        batch.require("items", "negatives", "session_inputs", "session_slots", "session_starts")
+        assert batch.items is not None and batch.negatives is not None
+        assert batch.session_inputs is not None and batch.session_slots is not None
+        inputs = batch.session_inputs  # (B,)
+        columns = torch.cat([batch.items[:, 0], batch.negatives])  # (B + S,)
+        if self.embedding == "constrained":  # one lookup of the shared table (one sparse grad)
+            both = self.item_out(torch.cat([inputs, columns]))  # (B + B + S, H)
+            embedded, outputs = both[: inputs.numel()], both[inputs.numel() :]
+            state = self._layers(self.dropout_embed(embedded), self._carried_state(batch))
+        else:
+            state = self.step(inputs, self._carried_state(batch))
+            outputs = self.item_out(columns)  # (B + S, H)
+        with torch.no_grad():  # carry the state to the next batch, cut from this graph
+            for layer, h in enumerate(state):
+                self._state[layer][batch.session_slots] = h.detach()
+        return torch.addmm(self.item_bias(columns).T, state[-1], outputs.T)  # (B, B + S)
+
+    # -- evaluation ------------------------------------------------------------------------
+    def user_state(self, batch: RecBatch) -> Tensor:
+        """Encode ``batch.history`` (B, T), left-padded with 0, from a zero state -> (B, H)."""
+        batch.require("history")
+        history = batch.history
+        assert history is not None
+        state = self._zeros(history.shape[0], history)
+        for t in range(history.shape[1]):
+            items = history[:, t]  # (B,)
+            seen = (items > 0).unsqueeze(1)  # padding leaves the state as it is
+            if not bool(seen.any()):
+                continue
+            stepped = self.step(items, state)
+            state = [torch.where(seen, new, old) for new, old in zip(stepped, state, strict=True)]
+        return state[-1]
+
+    def item_embeddings(self) -> tuple[Tensor, Tensor]:
+        """(W_y (N + 1, H), b_y (N + 1,)): score = user_state @ W_y^T + b_y."""
+        return self.item_out.weight, self.item_bias.weight[:, 0]
+
+    def score_all(self, batch: RecBatch) -> Tensor:
+        weight, bias = self.item_embeddings()
+        return self.user_state(batch) @ weight.T + bias  # (B, N + 1)
+
+    def forward(self, batch: RecBatch) -> Tensor:
+        if batch.session_inputs is not None:  # session-parallel training step
+            return self._train_scores(batch)
+        batch.require("items")
+        assert batch.items is not None
+        h = self.user_state(batch)  # (B, H)
+        candidates = self.item_out(batch.items)  # (B, C, H)
+        return torch.einsum("bh,bch->bc", h, candidates) + self.item_bias(batch.items)[..., 0]
+
+    def reset_state(self) -> None:
+        """Forget the carried session-parallel state (the next batch starts every row anew)."""
+        self._state = []
