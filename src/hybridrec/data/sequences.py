@@ -42,7 +42,7 @@ def sequences_from_frame(frame: pd.DataFrame, n_users: int) -> tuple[np.ndarray,
     counts = np.bincount(ordered["user"].to_numpy(np.int64), minlength=n_users)
     offsets = np.zeros(n_users + 1, dtype=np.int64)
     offsets[1:] = np.cumsum(counts)
-    return ordered["item"].to_numpy(np.int64), offsets
+    return ordered["item"].to_numpy(np.int64, copy=True), offsets
 
 
 class AliasSampler:
