@@ -154,7 +154,8 @@ def test_experiment_fast_dev_run(
         cfg = compose_cfg(*overrides, *_pretrained_halves(cfg, tmp_path))
         assert cfg.model.pretrained_gmf.endswith("gmf.pt")
     results = train(cfg).metrics
-    assert "test/hr@10" in results and 0.0 <= results["test/hr@10"] <= 1.0
+    k = cfg.ks[0]
+    assert f"test/hr@{k}" in results and 0.0 <= results[f"test/hr@{k}"] <= 1.0
 
 
 def _pretrained_halves(cfg: DictConfig, tmp_path: Path) -> list[str]:
