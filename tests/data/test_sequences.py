@@ -11,8 +11,8 @@ from hybridrec.data.sequences import (
     AliasSampler,
     PrefixBatches,
     SessionParallelBatches,
-    session_parallel_schedule,
     sequences_from_frame,
+    session_parallel_schedule,
 )
 
 

@@ -104,7 +104,6 @@ def test_pair_datamodule_refuses_sessions(tmp_path: Path) -> None:
 
 def test_loo_sequences_test_history_includes_the_val_item(tmp_path: Path) -> None:
     from conftest import prepare_tiny
-
     from hybridrec.data.protocols import LeaveOneOut
 
     folder = prepare_tiny(tmp_path / "loo", LeaveOneOut(eval_mode="full"))
