@@ -135,3 +135,25 @@ def test_multirun_sweeps_models(tmp_path: Path) -> None:
     )
     assert sorted(r.data.tags["model"] for r in runs) == ["GMF", "MF"]
     assert len(list((tmp_path / "multirun").glob("*/*/checkpoints/*.ckpt"))) == 2
+
+
+def test_refit_on_val_retrains_for_the_chosen_epochs(
+    compose_cfg: Callable[..., DictConfig], data_files: dict[str, str], tmp_path: Path
+) -> None:
+    """GRU4Rec on user sequences: select the epoch on validation, retrain on train +
+    validation for that many epochs, test the refit model (saved next to the selection)."""
+    from conftest import data_overrides
+
+    cfg = compose_cfg(
+        "experiment=gru4rec_beauty_bprmax",
+        *data_overrides("beauty", data_files)[1:],
+        "trainer.max_epochs=2",
+        "model.layers=[8]",
+        "datamodule.n_negatives=16",
+        "refit_on_val=true",
+        f"paths.output_dir={tmp_path}",
+    )
+    result = train(cfg)
+    assert Path(result.best_checkpoint).name.startswith("refit_epochs_")
+    assert Path(result.best_checkpoint).is_file()
+    assert 0.0 <= result.metrics["test/hr@10"] <= 1.0

@@ -13,6 +13,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import hydra
@@ -119,7 +120,18 @@ def train(cfg: DictConfig) -> TrainResult:
     if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_score is not None:
         best_score = float(checkpoint.best_model_score)
     results: dict[str, float] = {}
-    if cfg.get("test_after_fit", True):
+    if bool(cfg.get("refit_on_val")) and trains and best_path:
+        # test the model retrained on train + validation instead of the selected one
+        best_path, refitted = _refit_on_val(cfg, best_path)
+        if cfg.get("test_after_fit", True):
+            tested = refitted.test(
+                refitted.lightning_module,
+                datamodule=refitted.datamodule,  # type: ignore[attr-defined]
+            )
+            results = {k: float(v) for k, v in (tested[0] if tested else {}).items()}
+            if isinstance(logger, MLFlowLogger):
+                logger.log_metrics(results)
+    elif cfg.get("test_after_fit", True):
         tested = trainer.test(
             module, datamodule=datamodule, ckpt_path=(best_path or None) if trains else None
         )
@@ -139,6 +151,41 @@ def train(cfg: DictConfig) -> TrainResult:
             (c.train_seconds for c in callbacks if isinstance(c, EpochTimer)), []
         ),
     )
+
+
+def _refit_on_val(cfg: DictConfig, best_path: str) -> tuple[str, L.Trainer]:
+    """Retrain from scratch on train + validation for the epochs validation chose.
+
+    Model selection stays on the validation split (the best epoch); only the final model sees
+    the validation items as training data, as a refit does. Validation is skipped (it would be
+    scored on trained items); the refit model is saved next to the selection checkpoint.
+    """
+    epochs = int(torch.load(best_path, map_location="cpu", weights_only=False)["epoch"]) + 1
+    log.info("refit on train + validation for %d epochs (chosen on validation)", epochs)
+    datamodule = instantiate(cfg.datamodule, train_on_val=True)
+    module = RecLitModule(
+        model=instantiate(cfg.model),
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        ks=cfg.ks,
+        ties=cfg.ties,
+        embedding_l2=float(cfg.get("embedding_l2", 0.0)),
+    )
+    module.run_config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        logger=False,
+        callbacks=[EpochTimer()],
+        max_epochs=epochs,
+        min_epochs=epochs,
+        limit_val_batches=0,
+        enable_checkpointing=False,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    path = str(Path(best_path).with_name(f"refit_epochs_{epochs:03d}.ckpt"))
+    trainer.save_checkpoint(path)
+    return path, trainer
 
 
 def _print_summary(logger: MLFlowLogger, results: dict[str, Any]) -> None:

@@ -304,6 +304,9 @@ class SequenceDataModule(L.LightningDataModule):
         max_history: evaluation keeps the latest ``max_history`` items of a prefix (0 = all).
         seed: sampling and shuffling seed.
         data_on_device: move the tensors to the trainer's device once, at setup.
+        train_on_val: train on the training sequences + the validation items (leave-one-out
+            only): the refit after model selection (``refit_on_val`` in the train config);
+            validation metrics are then meaningless and the trainer skips them.
     """
 
     def __init__(
@@ -317,10 +320,12 @@ class SequenceDataModule(L.LightningDataModule):
         max_history: int = 0,
         seed: int = 0,
         data_on_device: bool = True,
+        train_on_val: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError("datamodule.batch_size and eval_batch_size must be >= 1")
+        self.train_on_val = train_on_val
         if n_negatives < 0:
             raise ValueError(f"datamodule.n_negatives={n_negatives}: expected >= 0")
         if order not in ORDERS:
@@ -351,6 +356,14 @@ class SequenceDataModule(L.LightningDataModule):
             return
         spec = self.spec
         train = self._frame("train")
+        if self.train_on_val:
+            if spec.layout == "sessions":
+                raise ValueError(
+                    "train_on_val (refit_on_val) applies to leave-one-out splits; with the "
+                    "session protocol set protocol.val_days=0 to train on every session instead"
+                )
+            val = self._frame("val")
+            train = pd.concat([train, val.assign(timestamp=np.inf)[list(train.columns)]])
         items, offsets = sequences_from_frame(train, spec.n_users)
         first_times = None
         if spec.layout == "sessions":
@@ -373,7 +386,7 @@ class SequenceDataModule(L.LightningDataModule):
             self._val = self._session_rows(self._frame("val"))
             self._test = self._session_rows(self._frame("test"))
         else:
-            self._val, self._test = self._loo_rows(train, items, offsets)
+            self._val, self._test = self._loo_rows(self._frame("train"))
         trainer = getattr(self, "trainer", None)
         if trainer is not None:
             if trainer.world_size > 1:
@@ -405,10 +418,9 @@ class SequenceDataModule(L.LightningDataModule):
             max_history=self.max_history,
         )
 
-    def _loo_rows(
-        self, train: pd.DataFrame, items: np.ndarray, offsets: np.ndarray
-    ) -> tuple[PrefixBatches, PrefixBatches]:
+    def _loo_rows(self, train: pd.DataFrame) -> tuple[PrefixBatches, PrefixBatches]:
         spec = self.spec
+        items, offsets = sequences_from_frame(train, spec.n_users)
         val, test = self._frame("val"), self._frame("test")
         mask = spec.eval_mode == "full" and spec.mask_known
         val_users = val["user"].to_numpy(np.int64, copy=True)
