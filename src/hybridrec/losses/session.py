@@ -132,6 +132,8 @@ class BPRMaxLoss(nn.Module):
         scores = scores.float()  # the 1e-24 floor underflows in half precision
         if self.elu > 0:
             scores = F.elu(scores, alpha=self.elu)
+        if not self.remove_accidental_hits:  # every other column is a negative: fused path
+            return self._all_other_columns(scores, batch)
         negative = ~_positive_mask(scores, batch)  # (B, C) bool
         if self.remove_accidental_hits:
             negative = negative & ~_accidental_hits(scores, batch)
@@ -151,3 +153,16 @@ class BPRMaxLoss(nn.Module):
         ranking = torch.where(has_negative, ranking, torch.zeros_like(ranking))
         reg_mean = reg.mean()
         return {"loss": ranking.mean() + reg_mean, "score_reg": reg_mean.detach()}
+
+    def _all_other_columns(self, scores: Tensor, batch: RecBatch) -> dict[str, Tensor]:
+        """The same loss when every column but the positive is a negative, with fewer passes
+        over the (B, C) scores (it is most of a GRU4Rec step): the positive is set to -inf
+        and one fused softmax gives the negatives' weights (exactly 0 at the positive)."""
+        positives = batch.positive_columns().to(scores.device).unsqueeze(1)  # (B, 1)
+        target = scores.gather(1, positives)  # (B, 1)
+        weights = torch.softmax(scores.scatter(1, positives, -torch.inf), dim=1)  # (B, C)
+        hit = (weights * torch.sigmoid(target - scores)).sum(dim=1)  # (B,)
+        reg = self.score_reg * (weights * scores * scores).sum(dim=1)  # (B,)
+        reg_mean = reg.mean()
+        ranking = -torch.log(hit + 1e-24).mean()
+        return {"loss": ranking + reg_mean, "score_reg": reg_mean.detach()}
