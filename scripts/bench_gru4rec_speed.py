@@ -11,12 +11,15 @@ Sides (``--sides``, run one after another in that order, never two at once, all 
   scripts/official_gru4rec.py in a subprocess (our venv), on CPU, one run per loss of
   ``--losses``. Training data: each user's history minus its last item as one session. Epoch
   seconds: the official code's own per-epoch figure (one pass over the minibatches, negative
-  sample store refreshes included). Accuracy after ``--epochs`` epochs.
+  sample store refreshes included: with the bpr-max defaults its 10M-sample store runs out
+  every ~2.5 epochs, making epochs 3, 5, 8 and 10 some 8-15 s slower; the median mostly skips
+  them). Accuracy after ``--epochs`` epochs.
 - ``recbole``: RecBole 1.2.1 ``GRU4Rec`` (CE over all items, batch 256, max 50 items of
-  history, embedding 64 / hidden 128, its defaults) through scripts/recbole_gru4rec.py in the
-  RecBole venv; leave-one-out (history minus the last two items trains). Epoch seconds:
-  ``trainer._train_epoch``. Only ``--recbole-epochs`` epochs (default 2: enough for timing), so
-  its accuracy is after that many epochs, not converged. One run (CE) whatever ``--losses``.
+  history, embedding 64 / hidden 64; its yaml's hidden default is 128) through
+  scripts/recbole_gru4rec.py in the RecBole venv; leave-one-out (history minus the last two
+  items trains). Epoch seconds: ``trainer._train_epoch``. Only ``--recbole-epochs`` epochs
+  (default 2: enough for timing), so its accuracy is after that many epochs, not converged.
+  One run (CE) whatever ``--losses``.
 - ``ours``: hybridrec in-process, ``hybridrec.cli.train.train`` on
   ``experiment=gru4rec_beauty_bprmax`` / ``gru4rec_beauty_xe`` (one per loss), ``--epochs``
   epochs, early stopping off. Epoch seconds: the EpochTimer callback (training only, validation
