@@ -341,6 +341,8 @@ def main(argv=None):
             "path": str(data_path),
             "sessions": int(frame["SessionId"].nunique()),
             "train_events": len(frame),
+            # next-item targets per epoch = events minus one session start per session
+            "train_targets": len(frame) - int(frame["SessionId"].nunique()),
             "items_in_map": int(gru.data_iterator.n_items),
         },
         "official": {
