@@ -1,6 +1,6 @@
 """Print the per-epoch validation curve and epoch times of the latest MLflow runs.
 
-    .venv/bin/python scripts/mlflow_last.py [N]      # the N latest runs (default 1)
+.venv/bin/python scripts/mlflow_last.py [N]      # the N latest runs (default 1)
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ item map (52 targets never occur in training: they count as misses).
 Training: ``GRU4Rec(device=cpu)``, ``set_params`` with the defaults for ``--loss`` (below) and
 the ``--params`` overrides, then ``fit`` for ``--epochs`` epochs (compatibility-mode init,
 sample store of 10M; under NumPy >= 2 one method is replaced at run time so that the
-compatibility-mode init stays float32, see ``numpy2_shim``). Per-epoch seconds are the official
+compatibility-mode init stays float32, see ``numpy2_shim``; with logQ, ``torch.tensor`` accepts
+the popularity Series once, see ``series_tensor_shim``). Per-epoch seconds are the official
 code's own figure (``time.time()`` around one epoch of minibatches, negative-sample store
 refreshes included; its printed ``EpochN --> loss: ... (S s)`` lines are parsed).
 
@@ -256,6 +257,32 @@ def numpy2_shim(model_cls) -> bool:
     return True
 
 
+def series_tensor_shim(gru):
+    """Let the official ``fit`` build its logQ popularity tensor from a pandas Series.
+
+    With ``loss=cross-entropy`` and ``logq > 0``, ``fit`` calls ``torch.tensor(pop[...])`` on
+    a pandas Series, which current torch/pandas refuse ("could not determine the shape of
+    object type 'Series'"). This wraps ``torch.tensor`` until that one call (converting the
+    Series with ``to_numpy()``, same values) and then puts the original back, so it is gone
+    before the model is built and the epochs run. Returns the original (to restore) or None.
+    """
+    import pandas as pd
+    import torch
+
+    if not (gru.loss == "cross-entropy" and gru.logq > 0):
+        return None
+    original = torch.tensor
+
+    def tensor(data, *args, **kwargs):
+        if isinstance(data, pd.Series | pd.Index):
+            torch.tensor = original  # one shot
+            data = data.to_numpy()
+        return original(data, *args, **kwargs)
+
+    torch.tensor = tensor
+    return original
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -304,12 +331,15 @@ def main(argv=None):
 
     tee = EpochTee(sys.stdout)
     sys.stdout = tee
+    original_tensor = series_tensor_shim(gru)
     try:
         t0 = time.perf_counter()
         gru.fit(frame, sample_cache_max_size=args.sample_store)
         fit_seconds = time.perf_counter() - t0
     finally:
         sys.stdout = tee.stream
+        if original_tensor is not None:
+            torch.tensor = original_tensor
     if getattr(gru, "error_during_train", False):
         raise SystemExit("official GRU4Rec stopped with a NaN loss")
     per_epoch = tee.epochs
@@ -349,6 +379,7 @@ def main(argv=None):
             "dir": str(official_dir),
             "gru4rec_pytorch_sha256": sha256(source),
             "numpy2_init_shim": shimmed,
+            "series_tensor_shim": original_tensor is not None,
         },
         "seed": args.seed,
         "threads": torch.get_num_threads(),
