@@ -89,17 +89,8 @@ def train(cfg: DictConfig) -> TrainResult:
     trains = getattr(model, "requires_training", True)
     if not trains:  # count-based baselines: fitted from the training sequences, no optimiser
         model.fit_sequences(*datamodule.train_sequences())
-    module = RecLitModule(
-        model=model,
-        loss=instantiate(cfg.loss),
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-        ks=cfg.ks,
-        ties=cfg.ties,
-        embedding_l2=float(cfg.get("embedding_l2", 0.0)),
-    )
-    resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
-    module.run_config = resolved
+    module = _task(cfg, model)
+    resolved = module.run_config or {}
 
     logger = instantiate(cfg.logger)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
@@ -153,6 +144,22 @@ def train(cfg: DictConfig) -> TrainResult:
     )
 
 
+def _task(cfg: DictConfig, model: Any) -> RecLitModule:
+    """The training task for ``model`` as the config describes it (resolved config attached,
+    so checkpoints carry it)."""
+    module = RecLitModule(
+        model=model,
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        ks=cfg.ks,
+        ties=cfg.ties,
+        embedding_l2=float(cfg.get("embedding_l2", 0.0)),
+    )
+    module.run_config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+    return module
+
+
 def _refit_on_val(cfg: DictConfig, best_path: str) -> tuple[str, L.Trainer]:
     """Retrain from scratch on train + validation for the epochs validation chose.
 
@@ -163,16 +170,7 @@ def _refit_on_val(cfg: DictConfig, best_path: str) -> tuple[str, L.Trainer]:
     epochs = int(torch.load(best_path, map_location="cpu", weights_only=False)["epoch"]) + 1
     log.info("refit on train + validation for %d epochs (chosen on validation)", epochs)
     datamodule = instantiate(cfg.datamodule, train_on_val=True)
-    module = RecLitModule(
-        model=instantiate(cfg.model),
-        loss=instantiate(cfg.loss),
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-        ks=cfg.ks,
-        ties=cfg.ties,
-        embedding_l2=float(cfg.get("embedding_l2", 0.0)),
-    )
-    module.run_config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+    module = _task(cfg, instantiate(cfg.model))
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         logger=False,

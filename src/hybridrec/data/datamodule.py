@@ -166,7 +166,20 @@ class EvalBatches:
                 )
 
 
-class RecDataModule(L.LightningDataModule):
+class RecBatchDataModule(L.LightningDataModule):
+    """Base of the data modules whose loaders yield :class:`RecBatch` objects."""
+
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        # RecBatch moves itself (a no-op when the data is already there); Lightning's generic
+        # path deep-copies the dataclass on every step
+        if isinstance(batch, RecBatch):
+            return batch.to(device)
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+
+class RecDataModule(RecBatchDataModule):
     """Loads a prepared folder (see :mod:`hybridrec.data.prepare`) into tensors.
 
     Args:
@@ -286,15 +299,6 @@ class RecDataModule(L.LightningDataModule):
             for csr in (batches.targets, batches.known):
                 if csr is not None:
                     csr.to(device)
-
-    def transfer_batch_to_device(
-        self, batch: Any, device: torch.device, dataloader_idx: int
-    ) -> Any:
-        # RecBatch moves itself (a no-op when the data is already there); Lightning's generic
-        # path deep-copies the dataclass on every step
-        if isinstance(batch, RecBatch):
-            return batch.to(device)
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def train_dataloader(self) -> TrainBatches:
         self.setup()

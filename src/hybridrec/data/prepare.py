@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -82,6 +83,22 @@ def _write_negatives(path: Path, frame: pd.DataFrame, negatives: np.ndarray) -> 
         }
     )
     pq.write_table(table, path)
+
+
+@contextmanager
+def staged_folder(folder: Path) -> Iterator[Path]:
+    """Write into a temporary sibling of ``folder``; on success it replaces ``folder``, on any
+    error it is removed: a prepared folder is never half-written."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    try:
+        yield tmp
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def read_negatives(path: Path) -> np.ndarray:
@@ -185,9 +202,7 @@ def prepare(
         )
 
     # -- write into a temporary folder, then move into place: never a half-written dataset
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
-    try:
+    with staged_folder(folder) as tmp:
         files: dict[str, str] = {}
         for role in ("train", "val", "test"):
             part: pd.DataFrame = getattr(split, role)
@@ -236,12 +251,6 @@ def prepare(
             source=source_config or {},
         )
         spec.save(tmp)
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return spec
 
 

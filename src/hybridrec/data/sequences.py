@@ -21,13 +21,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
 from hybridrec.data.batch import RecBatch
+from hybridrec.data.datamodule import RecBatchDataModule
 from hybridrec.data.errors import DataError
 from hybridrec.data.prepare import read_negatives
 from hybridrec.data.spec import DataSpec
@@ -289,7 +289,7 @@ def _long(frame: pd.DataFrame, column: str) -> Tensor:
     return torch.as_tensor(frame[column].to_numpy(np.int64, copy=True))
 
 
-class SequenceDataModule(L.LightningDataModule):
+class SequenceDataModule(RecBatchDataModule):
     """A prepared folder as sequences, for session models (see the module doc).
 
     Args:
@@ -470,13 +470,6 @@ class SequenceDataModule(L.LightningDataModule):
         self.setup()
         assert self._train is not None
         return self._train.items, self._train.offsets
-
-    def transfer_batch_to_device(
-        self, batch: Any, device: torch.device, dataloader_idx: int
-    ) -> Any:
-        if isinstance(batch, RecBatch):
-            return batch.to(device)
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def train_dataloader(self) -> SessionParallelBatches:
         self.setup()

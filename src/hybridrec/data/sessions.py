@@ -23,8 +23,6 @@ Timestamps are in seconds (the readers convert); ``*_days`` are multiplied by 86
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from hybridrec.data.errors import DataError
+from hybridrec.data.prepare import staged_folder
 from hybridrec.data.protocols import Split
 from hybridrec.data.raw import RawData
 from hybridrec.data.readers import read_table
@@ -233,9 +232,7 @@ def prepare_sessions(
 
     counts = dict(split.counts)
     counts["raw_clicks"] = len(raw.interactions) + (len(given) if given is not None else 0)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
-    try:
+    with staged_folder(folder) as tmp:
         files: dict[str, str] = {}
         sizes: dict[str, int] = {}
         for role, part in parts.items():
@@ -278,10 +275,4 @@ def prepare_sessions(
             source=source_config or {},
         )
         spec.save(tmp)
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return spec
