@@ -9,11 +9,13 @@ Sides (``--sides``, run one after another in that order, never two at once, all 
 
 - ``official``: the official GRU4Rec PyTorch code from a clone outside the repo, through
   scripts/official_gru4rec.py in a subprocess (our venv), on CPU, one run per loss of
-  ``--losses``. Training data: each user's history minus its last item as one session. Epoch
-  seconds: the official code's own per-epoch figure (one pass over the minibatches, negative
-  sample store refreshes included: with the bpr-max defaults its 10M-sample store runs out
-  every ~2.5 epochs, making epochs 3, 5, 8 and 10 some 8-15 s slower; the median mostly skips
-  them). Accuracy after ``--epochs`` epochs.
+  ``--losses``, with OUR experiment's hyper-parameters (layers, batch, dropout, Adagrad lr and
+  momentum, negatives and alpha, bpreg / logq / ELU: ``official_params``; ``--official-params``
+  replaces them), so both sides train the same model. Training data: each user's history minus
+  its last item as one session. Epoch seconds: the official code's own per-epoch figure (one
+  pass over the minibatches, negative sample store refreshes included: with 2,048 negatives
+  its 10M-sample store runs out every few epochs, making those epochs some 8-15 s slower; the
+  median mostly skips them). Accuracy after ``--epochs`` epochs.
 - ``recbole``: RecBole 1.2.1 ``GRU4Rec`` (CE over all items, batch 256, max 50 items of
   history, embedding 64 / hidden 64; its yaml's hidden default is 128) through
   scripts/recbole_gru4rec.py in the RecBole venv; leave-one-out (history minus the last two
@@ -70,6 +72,41 @@ def _env(threads: int) -> dict:
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
+def _compose(experiment: str, overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from hybridrec.cli.common import config_dir
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name="train", overrides=[f"experiment={experiment}", *overrides])
+
+
+def official_params(loss: str, overrides: list[str]) -> str:
+    """Our experiment's hyper-parameters in the official ``set_params`` names (k=v,k=v), so the
+    official side trains the same model as ours (same layers, batch, dropout, optimiser,
+    negatives, loss settings)."""
+    cfg = _compose(OURS_EXPERIMENT[loss], overrides)
+    term = cfg.loss.terms.ranking
+    if cfg.model.embedding != "constrained":
+        raise SystemExit("official side: only model.embedding=constrained is mapped")
+    params = {
+        "layers": "/".join(str(x) for x in cfg.model.layers),
+        "batch_size": cfg.datamodule.batch_size,
+        "dropout_p_embed": cfg.model.dropout_embed,
+        "dropout_p_hidden": cfg.model.dropout_hidden,
+        "learning_rate": cfg.optimizer.lr,
+        "momentum": cfg.optimizer.momentum,
+        "n_sample": cfg.datamodule.n_negatives,
+        "sample_alpha": cfg.datamodule.sample_alpha,
+        "bpreg": term.get("score_reg", 0.0),
+        "logq": term.get("logq", 0.0),
+        "elu_param": term.get("elu", 0.0),
+    }
+    return ",".join(f"{k}={v}" for k, v in params.items())
+
+
 def run_official(args, loss: str) -> dict:
     out = ROOT / "bench" / f"gru4rec_speed_official_{loss}.json"
     cmd = [
@@ -88,8 +125,8 @@ def run_official(args, loss: str) -> dict:
         "--out",
         str(out),
     ]
-    if args.official_params:
-        cmd += ["--params", args.official_params]
+    params = args.official_params or official_params(loss, args.ours_override)
+    cmd += ["--params", params]
     subprocess.run(cmd, check=True, cwd=ROOT, env=_env(args.threads))
     data = json.loads(out.read_text())
     return {
@@ -100,6 +137,7 @@ def run_official(args, loss: str) -> dict:
         "hr10": data["hr10"],
         "ndcg10": data["ndcg10"],
         "metrics": f"after {args.epochs} epochs (conservative ties)",
+        "params": params,
         "json": str(out),
     }
 
@@ -137,27 +175,20 @@ def run_recbole(args) -> dict:
 
 
 def run_ours(args, loss: str) -> dict:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from hybridrec.cli.common import config_dir
     from hybridrec.cli.train import train
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(
-            config_name="train",
-            overrides=[
-                f"experiment={OURS_EXPERIMENT[loss]}",
-                f"threads={args.threads}",
-                f"trainer.max_epochs={args.epochs}",
-                "callbacks.early_stopping=null",
-                "callbacks.progress_bar.refresh_rate=500",
-                f"paths.output_dir=outputs/bench/gru4rec_speed/{time.strftime('%Y%m%d-%H%M%S')}",
-                "logger.tags.benchmark=gru4rec_speed",
-                *args.ours_override,
-            ],
-        )
+    cfg = _compose(
+        OURS_EXPERIMENT[loss],
+        [
+            f"threads={args.threads}",
+            f"trainer.max_epochs={args.epochs}",
+            "callbacks.early_stopping=null",
+            "callbacks.progress_bar.refresh_rate=500",
+            f"paths.output_dir=outputs/bench/gru4rec_speed/{time.strftime('%Y%m%d-%H%M%S')}",
+            "logger.tags.benchmark=gru4rec_speed",
+            *args.ours_override,
+        ],
+    )
     result = train(cfg)
     if cfg.get("refit_on_val"):
         how = "refit on train+val for the epochs chosen on validation"
@@ -216,7 +247,11 @@ def main() -> None:
         "--losses", default="bpr-max,cross-entropy", help="official and ours: bpr-max and/or XE"
     )
     parser.add_argument("--official-dir", default=os.environ.get("GRU4REC_OFFICIAL_DIR"))
-    parser.add_argument("--official-params", default="", help="k=v,k=v overrides (official)")
+    parser.add_argument(
+        "--official-params",
+        default="",
+        help="k=v,k=v for the official side; default: our experiment's hyper-parameters",
+    )
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--epochs", type=int, default=10, help="official and ours")
     parser.add_argument("--recbole-epochs", type=int, default=2)
