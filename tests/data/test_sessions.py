@@ -139,6 +139,17 @@ def test_read_sessions_and_diginetica_round_trip(tmp_path: Path) -> None:
     )
 
 
+def test_diginetica_times_are_epoch_seconds(tmp_path: Path) -> None:
+    """A hand-written file: day midnight (UTC) + timeframe ms, whatever pandas' datetime unit."""
+    path = tmp_path / "views.csv"
+    path.write_text(
+        "session_id;user_id;item_id;timeframe;eventdate\n"
+        "7;NA;5;1500;2016-05-09\n7;NA;6;90000;2016-05-09\n8;NA;5;0;2016-05-10\n"
+    )
+    times = read_diginetica(path).interactions.sort_values("timestamp")["timestamp"].tolist()
+    assert times == [1462752000 + 1.5, 1462752000 + 90.0, 1462838400.0]
+
+
 def test_bad_session_files_name_the_problem(tmp_path: Path) -> None:
     path = tmp_path / "clicks.tsv"
     path.write_text("SessionId\tItemId\tTime\n1\t5\t10.0\n1\t6\tsoon\n")

@@ -101,7 +101,8 @@ def read_diginetica(path: str | Path, name: str = "diginetica") -> RawData:
                 row=row + 2,
                 column=column,
             )
-    day = (dates.astype("int64") // 10**9).astype(np.float64)
+    # seconds since the epoch whatever the datetime unit (pandas 3 parses dates at "us")
+    day = (dates - pd.Timestamp(0)) / pd.Timedelta(seconds=1)
     df = pd.DataFrame({"user": frame["session_id"], "item": frame["item_id"]})
     df["timestamp"] = day.groupby(df["user"]).transform("min").to_numpy() + frames / 1000.0
     inter = check_interactions(df, path, header_rows=1, duplicates="keep")

@@ -781,7 +781,7 @@ def write_diginetica(data: SyntheticData, path: str | Path) -> Path:
     inter = data.interactions.sort_values(["session", "timestamp"], kind="stable")
     first = inter.groupby("session")["timestamp"].transform("min")
     day = pd.to_datetime(first, unit="s").dt.strftime("%Y-%m-%d")
-    midnight = pd.to_datetime(day).astype("int64") // 10**9
+    midnight = (pd.to_datetime(day) - pd.Timestamp(0)) // pd.Timedelta(seconds=1)
     frame = pd.DataFrame(
         {
             "session_id": inter["session"] + 1,
