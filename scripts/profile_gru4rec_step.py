@@ -75,8 +75,10 @@ def main() -> None:
     print(f"{' '.join(overrides)}  threads={args.threads}  bf16={args.bf16}  {n_steps} steps/epoch")
     print(f"  batches : {iterate * 1e3:6.2f} ms/step  (epoch ~ {iterate * n_steps:5.1f} s)")
     print(f"  compute : {compute * 1e3:6.2f} ms/step  (epoch ~ {compute * n_steps:5.1f} s)")
-    print(f"  total   : {(iterate + compute) * 1e3:6.2f} ms/step  "
-          f"(epoch ~ {(iterate + compute) * n_steps:5.1f} s)")
+    print(
+        f"  total   : {(iterate + compute) * 1e3:6.2f} ms/step  "
+        f"(epoch ~ {(iterate + compute) * n_steps:5.1f} s)"
+    )
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
