@@ -9,6 +9,7 @@ from hybridrec.data.batch import RecBatch
 from hybridrec.data.sequences import SessionParallelBatches
 from hybridrec.losses import BPRMaxLoss, CrossEntropyLoss
 from hybridrec.nn import GRU4Rec
+from hybridrec.nn.gru4rec import OneHotGRUCell
 from hybridrec.optim import AdagradM
 
 N_ITEMS = 12
@@ -77,6 +78,22 @@ def test_sparse_gradients_touch_only_the_batch_rows() -> None:
     CrossEntropyLoss()(model(batch), batch)["loss"].backward()
     grad = model.item_out.weight.grad
     assert grad is not None and grad.is_sparse
+
+
+def test_one_hot_cell_is_the_official_gru_embedding() -> None:
+    """embedding=none: reset gate before the recurrent product, update gate on the candidate
+    (the official GRUEmbedding), written out by hand for two items."""
+    torch.manual_seed(0)
+    cell = OneHotGRUCell(n_rows=5, hidden=3, sparse=False)
+    with torch.no_grad():
+        cell.bias.uniform_(-0.5, 0.5)
+    items, h = torch.tensor([1, 4]), torch.randn(2, 3)
+    table = cell.input_table.weight[items] + cell.bias  # (2, 9): candidate, reset, update
+    w_r, w_z = cell.weight_rz[:, :3], cell.weight_rz[:, 3:]
+    r = torch.sigmoid(table[:, 3:6] + h @ w_r)
+    z = torch.sigmoid(table[:, 6:] + h @ w_z)
+    expected = (1 - z) * h + z * torch.tanh(table[:, :3] + (r * h) @ cell.weight_c)
+    torch.testing.assert_close(cell(items, h), expected)
 
 
 def test_bad_arguments() -> None:

@@ -27,7 +27,6 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hybridrec.data.batch import RecBatch
@@ -44,27 +43,34 @@ def _uniform_(tensor: Tensor, fan_in: int, fan_out: int) -> None:
 class OneHotGRUCell(nn.Module):
     """A GRU cell whose input is a one-hot item: the input weights are an item table (N, 3H).
 
-    Same gate equations as ``nn.GRUCell`` (reset, update, new), without an input bias.
+    The official ``GRUEmbedding``, not ``nn.GRUCell``: the reset gate scales the previous state
+    *before* the recurrent product, and the update gate weighs the candidate::
+
+        x_c, x_r, x_z = table[item] + b                     # (B, H) each
+        r = sigmoid(x_r + h W_r);  z = sigmoid(x_z + h W_z)
+        h_new = (1 - z) * h + z * tanh(x_c + (r * h) W_c)
     """
 
     def __init__(self, n_rows: int, hidden: int, sparse: bool) -> None:
         super().__init__()
-        self.input_table = nn.Embedding(n_rows, 3 * hidden, sparse=sparse)  # x -> (r, z, n)
-        self.weight_hh = nn.Parameter(torch.empty(3 * hidden, hidden))
-        self.bias_hh = nn.Parameter(torch.zeros(3 * hidden))
+        self.input_table = nn.Embedding(n_rows, 3 * hidden, sparse=sparse)  # x -> (c, r, z)
+        self.weight_rz = nn.Parameter(torch.empty(hidden, 2 * hidden))  # h -> (r, z)
+        self.weight_c = nn.Parameter(torch.empty(hidden, hidden))  # (r * h) -> candidate
+        self.bias = nn.Parameter(torch.zeros(3 * hidden))
         for gate in range(3):
             block = slice(gate * hidden, (gate + 1) * hidden)
             _uniform_(self.input_table.weight[:, block], n_rows, hidden)
-            _uniform_(self.weight_hh[block], hidden, hidden)
+        for gate in range(2):
+            _uniform_(self.weight_rz[:, gate * hidden : (gate + 1) * hidden], hidden, hidden)
+        _uniform_(self.weight_c, hidden, hidden)
 
     def forward(self, items: Tensor, h: Tensor) -> Tensor:
-        gx = self.input_table(items)  # (B, 3H)
-        gh = F.linear(h, self.weight_hh, self.bias_hh)  # (B, 3H)
-        xr, xz, xn = gx.chunk(3, 1)
-        hr, hz, hn = gh.chunk(3, 1)
-        r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
-        n = torch.tanh(xn + r * hn)
-        return (1.0 - z) * n + z * h
+        gx = self.input_table(items) + self.bias  # (B, 3H)
+        x_c, x_r, x_z = gx.chunk(3, 1)
+        h_r, h_z = (h @ self.weight_rz).chunk(2, 1)  # (B, H) each
+        r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+        candidate = torch.tanh(x_c + (r * h) @ self.weight_c)  # (B, H)
+        return (1.0 - z) * h + z * candidate
 
 
 class GRU4Rec(nn.Module):
