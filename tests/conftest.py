@@ -90,6 +90,12 @@ def data_files(
     train, test = synthetic.write_sessions(syn_data, root / "sessions")
     paths["sessions_train"], paths["sessions_test"] = str(train), str(test)
     paths["diginetica"] = str(synthetic.write_diginetica(syn_data, root / "digi" / "views.csv"))
+    # UniSRec atomic files; short histories so the reader has to stitch truncated ones
+    synthetic.write_unisrec(syn_data, root / "unisrec", name="Scientific", max_len=5)
+    paths["unisrec"] = str(root / "unisrec")
+    # the ML-1M pieces number items MovieID - 1: 0-based lines, joined to ml1m's movies.dat
+    pieces = synthetic.write_sequences(syn_data, root / "pieces" / "all.txt", offset=0)
+    paths["pieces"] = str(pieces)
     return paths
 
 
@@ -117,6 +123,14 @@ def data_overrides(name: str, files: dict[str, str]) -> list[str]:
         return [f"data={name}", f"data.source.path=[{files['seq']}]"]
     if name == "csv":
         return ["data=csv", f"data.source.path={files['csv']}"]
+    if name == "scientific":
+        return ["data=scientific", f"data.source.path={files['unisrec']}"]
+    if name == "ml1m_pieces_text":
+        return [
+            "data=ml1m_pieces_text",
+            f"data.source.interactions.path=[{files['pieces']}]",
+            f"data.source.items.path={files['ml1m']}/movies.dat",
+        ]
     if name == "rsc15_100k":
         return [
             "data=rsc15_100k",

@@ -6,6 +6,8 @@ Folder layout (all item indices 1..n_items, 0 = padding; users 0..n_users-1):
     test.parquet         user, item              (+ test_negatives.parquet)
     users.parquet        index, raw_id
     items.parquet        index, raw_id [, text fields]
+    item_text.parquet    index, text (0..n_items, 0 = padding ""), when an item text config
+                         (``data.text``) is given: see hybridrec.data.text
     spec.json            DataSpec (sizes, counts, fingerprint of the files above)
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,8 +29,18 @@ from hybridrec.data.errors import DataError
 from hybridrec.data.protocols import Split
 from hybridrec.data.raw import RawData
 from hybridrec.data.spec import DataSpec, fingerprint_files
+from hybridrec.data.text import ITEM_TEXT_FILE, TextConfig, assemble_item_text, text_sha256
 
-FILE_ROLES = ("train", "val", "test", "val_negatives", "test_negatives", "users", "items")
+FILE_ROLES = (
+    "train",
+    "val",
+    "test",
+    "val_negatives",
+    "test_negatives",
+    "users",
+    "items",
+    "item_text",
+)
 
 
 class SplitProtocol(Protocol):
@@ -116,8 +128,14 @@ def prepare(
     min_user_interactions: int = 0,
     min_item_interactions: int = 0,
     source_config: dict[str, Any] | None = None,
+    item_text: Mapping[str, Any] | None = None,
 ) -> DataSpec:
     """Map ids, split with ``protocol``, write the prepared folder atomically, return its spec.
+
+    ``item_text``: the item text config (``fields``, ``sep``, ``missing``; see
+    :class:`hybridrec.data.text.TextConfig`); None takes ``source_config["data"]["text"]``
+    (the data config's ``text`` section, which the CLI passes and hashes into the folder name).
+    With one, and an item table in ``raw``, ``item_text.parquet`` is written.
 
     Session protocols (``protocol.layout == "sessions"``) go to
     :func:`hybridrec.data.sessions.prepare_sessions`, which keeps order and repeats.
@@ -230,6 +248,21 @@ def prepare(
             items = items.join(side, on="raw_id")
         items.to_parquet(tmp / "items.parquet", index=False)
         files["users"], files["items"] = "users.parquet", "items.parquet"
+        text_cfg = _text_config(item_text, source_config)
+        text_sha, n_without_text = "", 0
+        if text_cfg is not None:
+            if raw.items is None:
+                raise DataError(
+                    "data.text asks for item text, but this source has no item table; "
+                    "set data.text=null or give the reader an item table",
+                    path=where,
+                )
+            texts, n_without_text = _item_texts(raw.items, item_ids, text_cfg)
+            pd.DataFrame({"index": np.arange(n_items + 1), "text": texts}).to_parquet(
+                tmp / ITEM_TEXT_FILE, index=False
+            )
+            files["item_text"] = ITEM_TEXT_FILE
+            text_fields, text_sha = text_cfg.field_names(), text_sha256(texts)
         ordered = [tmp / files[r] for r in FILE_ROLES if r in files]
         negatives_k = split.test_negatives.shape[1] if split.test_negatives is not None else 0
         spec = DataSpec(
@@ -245,6 +278,8 @@ def prepare(
             has_timestamps=raw.has_timestamps and not raw.ordered_by_file,
             mask_known=bool(getattr(protocol, "mask_known", True)),
             item_text_fields=text_fields,
+            text_sha256=text_sha,
+            n_items_without_text=n_without_text,
             fingerprint=fingerprint_files(ordered),
             files=files,
             counts=counts,
@@ -252,6 +287,25 @@ def prepare(
         )
         spec.save(tmp)
     return spec
+
+
+def _text_config(
+    item_text: Mapping[str, Any] | None, source_config: Mapping[str, Any] | None
+) -> TextConfig | None:
+    if item_text is None and source_config is not None:
+        data = source_config.get("data")
+        item_text = data.get("text") if isinstance(data, Mapping) else None
+    return None if item_text is None else TextConfig.from_config(item_text)
+
+
+def _item_texts(side: pd.DataFrame, item_ids: np.ndarray, cfg: TextConfig) -> tuple[list[str], int]:
+    """Texts aligned with the item index (element 0 = padding ""), and how many of the indexed
+    items had none (items without a row in the table included)."""
+    table = side.drop_duplicates("item").set_index("item").reindex(pd.Index(item_ids))
+    table = table.rename_axis("item").reset_index()
+    table.attrs["path"] = side.attrs.get("path", "item table")
+    texts = assemble_item_text(table, cfg.fields, sep=cfg.sep, missing=cfg.missing)
+    return ["", *(str(t) for t in texts.tolist())], int(texts.attrs["n_missing"])
 
 
 def prepare_cached(

@@ -32,6 +32,7 @@ __all__ = [
     "read_movielens_100k",
     "read_movielens_1m",
     "read_movielens_latest",
+    "read_movies_dat",
     "read_ncf",
     "read_sequences",
     "read_table",
@@ -160,9 +161,16 @@ def read_movielens_1m(
     df.columns = pd.Index(["user", "item", "rating", "timestamp"])
     inter = _min_rating(check_interactions(df, data_path, duplicates=duplicates), min_rating)
 
-    item_path = require_file(
-        folder / "movies.dat", "MovieLens 1M's movies.dat (MovieID::Title (Year)::Genre|Genre)"
-    )
+    item_path = folder / "movies.dat"
+    items = read_movies_dat(item_path)
+    return RawData(name="ml1m", interactions=inter, items=items, files=[data_path, item_path])
+
+
+def read_movies_dat(path: str | Path) -> pd.DataFrame:
+    """MovieLens 1M's ``movies.dat`` (latin-1, ``MovieID::Title (Year)::Genre|Genre``) as an item
+    table: ``item`` (the MovieID), ``title`` (year suffix removed), ``year`` (Int64, NA when the
+    title has none) and ``genres`` (``"Action|Comedy"``)."""
+    item_path = require_file(path, "MovieLens 1M's movies.dat (MovieID::Title (Year)::Genre|Genre)")
     text = item_path.read_text(encoding="latin-1").rstrip()
     lines = pd.Series(text.splitlines(), dtype="str")
     parts = lines.str.extract(r"^\s*([^:]+?)\s*::(.*)::([^:]*)$")
@@ -175,8 +183,7 @@ def read_movielens_1m(
         )
     if len(parts) == 0:
         raise DataError("empty file: no item rows", path=item_path)
-    items = _movielens_items(parts[0], parts[1], parts[2], item_path, header_rows=0)
-    return RawData(name="ml1m", interactions=inter, items=items, files=[data_path, item_path])
+    return _movielens_items(parts[0], parts[1], parts[2], item_path, header_rows=0)
 
 
 def read_movielens_latest(

@@ -34,6 +34,8 @@ class DataSpec:
     layout: str = "pairs"  # "pairs" (user, item) or "sessions" (ordered clicks, see sessions.py)
     mask_known: bool = True  # full ranking masks the user's known items (False: rank them too)
     item_text_fields: list[str] = field(default_factory=list)
+    text_sha256: str = ""  # sha256 of the assembled item texts ("" when there is no item text)
+    n_items_without_text: int = 0  # items whose text fields were all empty (see data.text)
     fingerprint: str = ""  # sha256 over the prepared files, in a fixed order
     files: dict[str, str] = field(default_factory=dict)  # role -> file name in the folder
     counts: dict[str, int] = field(default_factory=dict)  # dropped rows etc., for the record

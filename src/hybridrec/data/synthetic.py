@@ -23,8 +23,8 @@ All randomness comes from ``numpy.random.default_rng`` seeded from one ``seed``;
 so that, e.g., changing ``n_raters`` does not change the interactions.
 
 Writers turn a :class:`SyntheticData` into the on-disk formats of the real benchmarks
-(MovieLens 100K / 1M, NCF, space-separated sequences; see ``/work/shared/datasets/README.md``) so
-every reader can be tested on generated data.
+(MovieLens 100K / 1M, NCF, space-separated sequences, UniSRec; see
+``/work/shared/datasets/README.md``) so every reader can be tested on generated data.
 """
 
 from __future__ import annotations
@@ -735,17 +735,74 @@ def write_ncf(
     return [*paths, neg_path]
 
 
-def write_sequences(data: SyntheticData, path: str | Path) -> Path:
-    """SASRec / S3-Rec style: one line per user, ``user item item ...`` in time order, 1-based."""
+def write_sequences(data: SyntheticData, path: str | Path, offset: int = 1) -> Path:
+    """SASRec / S3-Rec style: one line per user, ``user item item ...`` in time order, ids
+    ``+ offset`` (1-based by default; ``offset=0`` for the ML-1M pieces' ``MovieID - 1``, which
+    then join :func:`write_movielens_1m`'s movies.dat with ``item_id_offset=1``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     inter = data.interactions  # sorted by user then timestamp
     lines = [
-        " ".join(map(str, [u + 1, *(items + 1)]))
+        " ".join(map(str, [u + offset, *(items + offset)]))
         for u, items in inter.groupby("user", sort=True)["item"].agg(lambda s: s.to_numpy()).items()
     ]
     _write_lines(path, lines)
     return path
+
+
+def unisrec_asin(item: int) -> str:
+    """The synthetic ASIN of an item ("B" + 9 digits, leading zeros: ids that stay strings)."""
+    return f"B{item:09d}"
+
+
+def write_unisrec(
+    data: SyntheticData, folder: str | Path, name: str = "Scientific", max_len: int = 50
+) -> list[Path]:
+    """UniSRec / RecBole atomic files ``<name>.*`` (the Amazon Scientific layout, 0-based ids).
+
+    ``.train.inter`` / ``.valid.inter`` / ``.test.inter``: TAB, header ``user_id:token
+    item_id_list:token_seq item_id:token``; a user of L events has train rows for targets
+    L-3 .. 1 (longest first, as RecBole writes them), a valid row (target L-2) and a test row
+    (target L-1); histories keep the latest ``max_len`` items. ``.item2index`` /
+    ``.user2index``: ``raw id \t index``. ``.text``: header ``item_id:token text:token_seq``,
+    ``"title. category. brand. "`` by ASIN; items with an empty description get no row, so
+    readers meet items without text.
+    """
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    header = "user_id:token\titem_id_list:token_seq\titem_id:token"
+    rows: dict[str, list[str]] = {"train": [header], "valid": [header], "test": [header]}
+    sequences = data.interactions.groupby("user", sort=True)["item"].agg(list)
+    for user, seq in sequences.items():
+        n = len(seq)
+        if n < 3:
+            raise ValueError(f"user {user} has {n} events; the UniSRec layout needs at least 3")
+        for split, target in [("train", t) for t in range(n - 3, 0, -1)] + [
+            ("valid", n - 2),
+            ("test", n - 1),
+        ]:
+            history = " ".join(map(str, seq[max(0, target - max_len) : target]))
+            rows[split].append(f"{user}\t{history}\t{seq[target]}")
+    paths = []
+    for split in ("train", "valid", "test"):
+        paths.append(out / f"{name}.{split}.inter")
+        _write_lines(paths[-1], rows[split])
+    items = data.items
+    asins = [unisrec_asin(int(i)) for i in items["item"]]
+    paths.append(out / f"{name}.item2index")
+    _write_lines(paths[-1], (f"{a}\t{i}" for i, a in enumerate(asins)))
+    paths.append(out / f"{name}.user2index")
+    _write_lines(paths[-1], (f"A{u:012d}\t{u}" for u in sequences.index))
+    text = ["item_id:token\ttext:token_seq"] + [
+        f"{a}\t{t}. {c}. {b}. "
+        for a, t, c, b, d in zip(
+            asins, items["title"], items["category"], items["brand"], items["description"]
+        )
+        if d
+    ]
+    paths.append(out / f"{name}.text")
+    _write_lines(paths[-1], text, encoding="utf-8")
+    return paths
 
 
 def _write_lines(path: Path, lines: Iterable[str], encoding: str = "ascii") -> None:

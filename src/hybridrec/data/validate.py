@@ -334,7 +334,8 @@ def check_interactions(
 def check_items(df: pd.DataFrame, path: str | Path, header_rows: int = 0) -> pd.DataFrame:
     """Validate an item side table: an ``item`` column with one non-empty id per row.
 
-    Ids are normalised like interaction ids; text columns are kept as they are.
+    Ids are normalised like interaction ids; text columns are kept as they are. The file is
+    recorded in ``attrs["path"]`` so later errors about an item's text can name it.
     """
     check_columns(df, ["item"], path)
     where = _locator(path, header_rows, None)
@@ -354,4 +355,5 @@ def check_items(df: pd.DataFrame, path: str | Path, header_rows: int = 0) -> pd.
             row=where(j)[1],
             column="item",
         )
+    out.attrs["path"] = str(path)
     return out
