@@ -113,6 +113,10 @@ def staged_folder(folder: Path) -> Iterator[Path]:
         raise
 
 
+#: per-row flags a protocol may add to val/test (``cold``: the target is a cold item)
+HELD_OUT_FLAGS = ("cold",)
+
+
 def read_negatives(path: Path) -> np.ndarray:
     """(n_rows, K) int64 negatives from a ``*_negatives.parquet`` file."""
     column = pq.read_table(path, columns=["negatives"]).column("negatives").combine_chunks()
@@ -227,6 +231,7 @@ def prepare(
             columns = ["user", "item"] + (
                 ["timestamp"] if role == "train" and raw.has_timestamps else []
             )
+            columns += [c for c in HELD_OUT_FLAGS if role != "train" and c in part.columns]
             part[columns].to_parquet(tmp / f"{role}.parquet", index=False)
             files[role] = f"{role}.parquet"
             negatives = getattr(split, f"{role}_negatives", None)

@@ -8,6 +8,7 @@ the model never trains on validation or test pairs.
                  validation: the last remaining one; rank 1 + N sampled (or given) negatives
     loo_full     same split; rank all items, the user's known items masked
     temporal     test: after a global time cut; validation: the slice before it; all items
+    cold_items   a seeded share of items never trains; held-out rows flagged cold / warm
 
 Without timestamps, "last" is a seeded random pick per user (the NCF paper's validation rule).
 """
@@ -195,6 +196,106 @@ class TemporalSplit:
             train=train.reset_index(drop=True),
             val=keep_seen(val, "val"),
             test=keep_seen(test, "test"),
+            eval_mode="full",
+            counts=counts,
+        )
+
+
+@dataclass
+class ColdItems:
+    """A seeded share of items is never seen in training ("cold"); the model must rank them
+    from side information (item text) alone.
+
+    Split, in this order:
+      1. ``cold_share`` of the items that have interactions are drawn (seeded) as cold; of
+         those, ``val_share`` are validation-cold, the rest test-cold. Every interaction with a
+         cold item leaves training.
+      2. The warm interactions are split leave-one-out: each user's last warm interaction (by
+         timestamp, else random) is the warm test row, the one before it the warm validation
+         row (users with too few warm interactions keep them all for training).
+      3. Validation = warm validation rows + interactions with validation-cold items; test =
+         warm test rows + interactions with test-cold items. Held-out rows of users who have
+         no training interaction left are dropped (counted).
+    Each held-out row carries ``cold`` (bool), so metrics are reported for cold targets, warm
+    targets and all of them separately. Ranking is ``full`` (all items, the user's training
+    items masked); ``candidates: cold`` ranks cold targets among the cold items only (the
+    "new arrivals" shelf) — applied by the evaluation, recorded here.
+
+    A source's own test file is ignored (this protocol makes its own split; counted as
+    ``given_test_ignored``).
+    """
+
+    cold_share: float = 0.2
+    val_share: float = 0.5
+    seed: int = 0
+    candidates: str = "all"
+    name: str = "cold_items"
+    eval_mode: str = "full"
+    mask_known: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.cold_share < 1.0:
+            raise ValueError(f"protocol.cold_share={self.cold_share}: expected a share in (0, 1)")
+        if not 0.0 <= self.val_share < 1.0:
+            raise ValueError(f"protocol.val_share={self.val_share}: expected a share in [0, 1)")
+        if self.candidates not in ("all", "cold"):
+            raise ValueError(f"protocol.candidates={self.candidates!r}: expected 'all' or 'cold'")
+        if self.eval_mode != "full":
+            raise ValueError("protocol cold_items ranks all items: eval_mode must be 'full'")
+
+    def cold_item_sets(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(validation-cold, test-cold) item indices, sorted, drawn from ``items`` (seeded)."""
+        rng = np.random.default_rng(self.seed)
+        pool = np.unique(items)
+        n_cold = int(round(self.cold_share * len(pool)))
+        if n_cold < 1 or n_cold >= len(pool):
+            raise ValueError(
+                f"protocol.cold_share={self.cold_share} makes {n_cold} cold items out of "
+                f"{len(pool)}: need at least one cold and one warm item"
+            )
+        cold = rng.permutation(pool)[:n_cold]
+        n_val = int(round(self.val_share * n_cold))
+        return np.sort(cold[:n_val]), np.sort(cold[n_val:])
+
+    def split(
+        self,
+        interactions: pd.DataFrame,
+        n_items: int,
+        given_test: pd.DataFrame | None = None,
+        given_negatives: np.ndarray | None = None,
+    ) -> Split:
+        counts: dict[str, int] = {"given_test_ignored": int(given_test is not None)}
+        items = interactions["item"].to_numpy()
+        cold_val, cold_test = self.cold_item_sets(items)
+        is_cold_val = np.isin(items, cold_val)
+        is_cold_test = np.isin(items, cold_test)
+        warm = interactions[~(is_cold_val | is_cold_test)]
+        rng = np.random.default_rng(self.seed + 1)
+        rest, warm_test = hold_out_last(warm, rng, min_remaining=2)
+        train, warm_val = hold_out_last(rest, rng, min_remaining=1)
+        trained_users = train["user"].unique()
+
+        def held_out(warm_rows: pd.DataFrame, cold_rows: pd.DataFrame, label: str) -> pd.DataFrame:
+            frame = pd.concat(
+                [warm_rows.assign(cold=False), cold_rows.assign(cold=True)], ignore_index=True
+            )
+            seen = frame["user"].isin(trained_users)
+            counts[f"{label}_rows_without_training_user"] = int((~seen).sum())
+            frame = frame[seen].reset_index(drop=True)
+            counts[f"{label}_cold_rows"] = int(frame["cold"].sum())
+            counts[f"{label}_warm_rows"] = int((~frame["cold"]).sum())
+            return frame
+
+        val = held_out(warm_val, interactions[is_cold_val], "val")
+        test = held_out(warm_test, interactions[is_cold_test], "test")
+        counts["cold_items_val"], counts["cold_items_test"] = len(cold_val), len(cold_test)
+        leaked = np.isin(train["item"].to_numpy(), np.concatenate([cold_val, cold_test]))
+        if leaked.any():  # pragma: no cover - guarded by construction
+            raise AssertionError("a cold item reached the training split")
+        return Split(
+            train=train.reset_index(drop=True),
+            val=val,
+            test=test,
             eval_mode="full",
             counts=counts,
         )

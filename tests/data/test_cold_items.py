@@ -1,0 +1,84 @@
+"""The cold_items protocol: cold items never train, held-out rows are flagged, seeded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hybridrec.data.prepare import prepare
+from hybridrec.data.protocols import ColdItems
+from hybridrec.data.synthetic import read_synthetic
+
+
+@pytest.fixture(scope="module")
+def mapped() -> pd.DataFrame:
+    inter = read_synthetic(n_users=80, n_items=50, seed=3, ratings_per_rater=20).interactions
+    return pd.DataFrame(
+        {
+            "user": inter["user"].to_numpy(np.int64),
+            "item": inter["item"].to_numpy(np.int64) + 1,
+            "timestamp": inter["timestamp"].to_numpy(np.int64),
+        }
+    )
+
+
+def test_cold_items_never_train_and_every_cold_interaction_is_held_out(
+    mapped: pd.DataFrame,
+) -> None:
+    protocol = ColdItems(cold_share=0.2, val_share=0.5, seed=1)
+    split = protocol.split(mapped, n_items=50)
+    cold_val, cold_test = protocol.cold_item_sets(mapped["item"].to_numpy())
+    cold = np.concatenate([cold_val, cold_test])
+    assert len(cold) == round(0.2 * mapped["item"].nunique())
+    assert not np.isin(split.train["item"], cold).any()
+    # held-out rows: flagged cold exactly when the item is cold, val-cold in val, test-cold in test
+    assert (split.val["cold"] == split.val["item"].isin(cold_val)).all()
+    assert (split.test["cold"] == split.test["item"].isin(cold_test)).all()
+    assert not split.val["item"].isin(cold_test).any()
+    assert not split.test["item"].isin(cold_val).any()
+    # no pair is in two parts; every cold interaction of a trained user is held out
+    parts = [set(zip(f["user"], f["item"])) for f in (split.train, split.val, split.test)]
+    assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+    trained = set(split.train["user"])
+    cold_rows = mapped[mapped["item"].isin(cold) & mapped["user"].isin(trained)]
+    assert len(cold_rows) == int(split.val["cold"].sum() + split.test["cold"].sum())
+    # warm rows: at most one per user per part, and only for users who still train
+    for frame in (split.val, split.test):
+        warm = frame[~frame["cold"]]
+        assert warm["user"].is_unique and warm["user"].isin(trained).all()
+    assert split.counts["test_cold_rows"] > 0 and split.counts["test_warm_rows"] > 0
+
+
+def test_cold_split_is_seeded(mapped: pd.DataFrame) -> None:
+    a = ColdItems(seed=4).cold_item_sets(mapped["item"].to_numpy())
+    b = ColdItems(seed=4).cold_item_sets(mapped["item"].to_numpy())
+    c = ColdItems(seed=5).cold_item_sets(mapped["item"].to_numpy())
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
+
+
+def test_bad_cold_settings_name_the_key(mapped: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="protocol.cold_share"):
+        ColdItems(cold_share=1.0)
+    with pytest.raises(ValueError, match="protocol.val_share"):
+        ColdItems(val_share=1.0)
+    with pytest.raises(ValueError, match="protocol.candidates"):
+        ColdItems(candidates="new")
+    with pytest.raises(ValueError, match="cold_share=0.001"):
+        ColdItems(cold_share=0.001).split(mapped, n_items=50)
+
+
+def test_prepared_files_keep_the_cold_flag(tmp_path: Path) -> None:
+    raw = read_synthetic(n_users=60, n_items=40, seed=2, ratings_per_rater=20)
+    spec = prepare(raw, ColdItems(cold_share=0.25, seed=0), tmp_path / "prepared")
+    folder = tmp_path / "prepared"
+    train = pd.read_parquet(folder / spec.files["train"])
+    test = pd.read_parquet(folder / spec.files["test"])
+    assert "cold" not in train.columns and test["cold"].dtype == bool
+    assert test["cold"].any() and not test.loc[test["cold"], "item"].isin(train["item"]).any()
+    assert spec.protocol == "cold_items" and spec.counts["cold_items_test"] > 0
+    # cold items keep their index (they are rankable) although no training row has them
+    assert spec.n_items == raw.interactions["item"].nunique()
