@@ -157,3 +157,18 @@ def test_refit_on_val_retrains_for_the_chosen_epochs(
     assert Path(result.best_checkpoint).name.startswith("refit_epochs_")
     assert Path(result.best_checkpoint).is_file()
     assert 0.0 <= result.metrics["test/hr@10"] <= 1.0
+
+
+def test_cold_items_report_cold_warm_and_all(compose_cfg: Callable[..., DictConfig]) -> None:
+    """cold_items: test metrics per slice. Ranking cold targets among the cold items only
+    (candidates=cold) removes competitors, so with the same model (one epoch, same seed) it can
+    only raise the cold slice, and leaves the warm slice exactly as it was."""
+    common = (*TINY_DATA, "protocol=cold_items", "trainer.max_epochs=1", "model=mf")
+    among_all = train(compose_cfg(*common)).metrics
+    among_cold = train(compose_cfg(*common, "protocol.candidates=cold")).metrics
+    for results in (among_all, among_cold):
+        for slice_ in ("", "cold/", "warm/"):
+            assert 0.0 <= results[f"test/{slice_}ndcg@10"] <= 1.0
+    assert among_cold["test/warm/ndcg@10"] == pytest.approx(among_all["test/warm/ndcg@10"])
+    assert among_cold["test/cold/hr@10"] >= among_all["test/cold/hr@10"]
+    assert among_cold["test/cold/mrr@10"] > among_all["test/cold/mrr@10"]

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from hybridrec.data.datamodule import RecDataModule
 from hybridrec.data.prepare import prepare
 from hybridrec.data.protocols import ColdItems
 from hybridrec.data.synthetic import read_synthetic
@@ -82,3 +84,52 @@ def test_prepared_files_keep_the_cold_flag(tmp_path: Path) -> None:
     assert spec.protocol == "cold_items" and spec.counts["cold_items_test"] > 0
     # cold items keep their index (they are rankable) although no training row has them
     assert spec.n_items == raw.interactions["item"].nunique()
+
+
+@pytest.fixture(scope="module")
+def cold_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    raw = read_synthetic(n_users=60, n_items=40, seed=2, ratings_per_rater=20)
+    folder = tmp_path_factory.mktemp("cold") / "prepared"
+    prepare(raw, ColdItems(cold_share=0.25, seed=0, candidates="cold"), folder)
+    return folder
+
+
+def _cold_set(folder: Path) -> set[int]:
+    return set(pd.read_parquet(folder / "cold_items.parquet")["item"].tolist())
+
+
+def test_cold_items_never_appear_in_training_batches(cold_folder: Path) -> None:
+    """Neither as positives nor as sampled negatives, over several epochs."""
+    datamodule = RecDataModule(cold_folder, batch_size=32, num_negatives=8, data_on_device=False)
+    datamodule.setup()
+    cold = torch.tensor(sorted(_cold_set(cold_folder)))
+    loader = datamodule.train_dataloader()
+    seen = 0
+    for epoch in range(3):
+        loader.epoch_source = lambda epoch=epoch: epoch
+        for batch in loader:
+            assert batch.items is not None
+            assert not torch.isin(batch.items, cold).any()
+            seen += batch.items.numel()
+    assert seen > 0
+
+
+def test_eval_rows_are_split_by_slice(cold_folder: Path) -> None:
+    datamodule = RecDataModule(cold_folder, eval_batch_size=16, data_on_device=False)
+    datamodule.setup()
+    cold = _cold_set(cold_folder)
+    test = pd.read_parquet(cold_folder / "test.parquet")
+    rows = 0
+    for batch in datamodule.test_dataloader():
+        assert batch.cold is not None and batch.targets is not None
+        assert (
+            batch.restrict_to is not None
+            and set(torch.nonzero(batch.restrict_to).squeeze(1).tolist()) == cold
+        )
+        for user, is_cold, targets in zip(batch.users, batch.cold, batch.targets, strict=True):
+            items = {int(i) for i in targets if i > 0}
+            expected = test[(test["user"] == int(user)) & (test["cold"] == bool(is_cold))]
+            assert items == set(expected["item"].tolist())
+            assert all((i in cold) == bool(is_cold) for i in items)
+            rows += 1
+    assert rows == test.groupby(["user", "cold"]).ngroups

@@ -30,6 +30,8 @@ class RecBatch:
     history_lengths: Tensor | None = None  # (B,) long
     targets: Tensor | None = None  # (B, P) long, held-out items for full ranking, 0-padded
     exclude: Tensor | None = None  # (2, E) long, (row, item) pairs masked in full ranking
+    cold: Tensor | None = None  # (B,) bool, the row's targets are cold items (cold_items)
+    restrict_to: Tensor | None = None  # (N + 1,) bool, the only items a cold row ranks among
     item_tokens: Tensor | None = None  # (B, C, L) long, item text tokens (content tower)
     rating_pairs: Tensor | None = None  # (R, 3) long (user, preferred item, other item)
     rating_weights: Tensor | None = None  # (R,) float, rater reliability per pair

@@ -126,7 +126,9 @@ class EvalBatches:
     sampled: ``items`` (B, 1 + K) = held-out item then its negatives; a negative equal to the
         positive (the NCF files have a few) becomes padding 0, which the metrics mask.
     full: ``targets`` (B, P) = the user's held-out items, ``exclude`` = the user's known items
-        (masked to -inf before ranking).
+        (masked to -inf before ranking). With ``cold`` (R,) flags (the cold_items protocol) a
+        user has up to two rows, one per slice: ``keys`` (R,) then index ``targets`` by row,
+        and ``restrict_to`` (N + 1,) limits what cold rows rank among (``candidates: cold``).
     """
 
     def __init__(
@@ -136,9 +138,13 @@ class EvalBatches:
         candidates: Tensor | None = None,
         targets: CSR | None = None,
         known: CSR | None = None,
+        keys: Tensor | None = None,
+        cold: Tensor | None = None,
+        restrict_to: Tensor | None = None,
     ) -> None:
         self.users, self.batch_size = users, batch_size
         self.candidates, self.targets, self.known = candidates, targets, known
+        self.keys, self.cold, self.restrict_to = keys, cold, restrict_to
         self.rank, self.world_size = 0, 1
 
     def _rows(self) -> Tensor:
@@ -159,10 +165,13 @@ class EvalBatches:
             else:
                 assert self.targets is not None and self.known is not None
                 rows, known_items = self.known.gather(users)
+                keys = self.keys[index] if self.keys is not None else users
                 yield RecBatch(
                     users=users,
-                    targets=self.targets.padded(users),
+                    targets=self.targets.padded(keys),
                     exclude=torch.stack([rows, known_items]),
+                    cold=self.cold[index] if self.cold is not None else None,
+                    restrict_to=self.restrict_to,
                 )
 
 
@@ -229,7 +238,13 @@ class RecDataModule(RecBatchDataModule):
         n_users, n_items = self.spec.n_users, self.spec.n_items
         train, val, test = self._frame("train"), self._frame("val"), self._frame("test")
         train_users, train_items = _long(train, "user"), _long(train, "item")
-        sampler = NegativeSampler(pair_keys(train_users, train_items, n_items), n_items)
+        pool = None
+        if "cold_items" in self.spec.files:  # cold items stay out of training, as negatives too
+            warm = torch.ones(n_items + 1, dtype=torch.bool)
+            warm[0] = False
+            warm[_long(self._frame("cold_items"), "item")] = False
+            pool = torch.nonzero(warm).squeeze(1)
+        sampler = NegativeSampler(pair_keys(train_users, train_items, n_items), n_items, pool=pool)
         self._train = TrainBatches(
             train_users, train_items, sampler, self.batch_size, self.num_negatives, self.seed
         )
@@ -279,12 +294,31 @@ class RecDataModule(RecBatchDataModule):
 
     def _full(self, frame: pd.DataFrame, known: CSR) -> EvalBatches:
         users, items = _long(frame, "user"), _long(frame, "item")
-        eval_users = torch.unique(users)
+        if "cold" not in frame.columns:
+            eval_users = torch.unique(users)
+            return EvalBatches(
+                eval_users,
+                self.eval_batch_size,
+                targets=CSR(users, items, self.spec.n_users),
+                known=known,
+            )
+        # one row per (user, slice): the user's cold targets and warm targets ranked apart
+        pairs = frame["user"].to_numpy(np.int64) * 2 + frame["cold"].to_numpy(np.int64)
+        codes, uniques = pd.factorize(pairs, sort=True)
+        row_of = torch.as_tensor(codes.astype(np.int64))  # (E,) row of each target
+        restrict = None
+        if self.spec.candidates == "cold":
+            cold_items = _long(self._frame("cold_items"), "item")
+            restrict = torch.zeros(self.spec.n_items + 1, dtype=torch.bool)
+            restrict[cold_items] = True
         return EvalBatches(
-            eval_users,
+            torch.as_tensor(uniques // 2),
             self.eval_batch_size,
-            targets=CSR(users, items, self.spec.n_users),
+            targets=CSR(row_of, items, len(uniques)),
             known=known,
+            keys=torch.arange(len(uniques)),
+            cold=torch.as_tensor(uniques % 2 == 1),
+            restrict_to=restrict,
         )
 
     def _move(self, device: torch.device) -> None:
@@ -299,6 +333,10 @@ class RecDataModule(RecBatchDataModule):
             for csr in (batches.targets, batches.known):
                 if csr is not None:
                     csr.to(device)
+            for name in ("keys", "cold", "restrict_to"):
+                value = getattr(batches, name)
+                if value is not None:
+                    setattr(batches, name, value.to(device))
 
     def train_dataloader(self) -> TrainBatches:
         self.setup()

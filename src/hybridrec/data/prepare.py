@@ -40,6 +40,7 @@ FILE_ROLES = (
     "users",
     "items",
     "item_text",
+    "cold_items",
 )
 
 
@@ -238,6 +239,11 @@ def prepare(
             if negatives is not None:
                 _write_negatives(tmp / f"{role}_negatives.parquet", part, negatives)
                 files[f"{role}_negatives"] = f"{role}_negatives.parquet"
+        if split.cold_items is not None:
+            pd.DataFrame({"item": np.sort(split.cold_items)}).to_parquet(
+                tmp / "cold_items.parquet", index=False
+            )
+            files["cold_items"] = "cold_items.parquet"
         pd.DataFrame({"index": np.arange(n_users), "raw_id": user_ids}).to_parquet(
             tmp / "users.parquet", index=False
         )
@@ -282,6 +288,7 @@ def prepare(
             n_eval_negatives=int(negatives_k),
             has_timestamps=raw.has_timestamps and not raw.ordered_by_file,
             mask_known=bool(getattr(protocol, "mask_known", True)),
+            candidates=str(getattr(protocol, "candidates", "all")),
             item_text_fields=text_fields,
             text_sha256=text_sha,
             n_items_without_text=n_without_text,

@@ -37,6 +37,7 @@ class Split:
     val_negatives: np.ndarray | None = None  # (n_val, K) item indices, row-aligned with val
     test_negatives: np.ndarray | None = None  # (n_test, K)
     counts: dict[str, int] = field(default_factory=dict)
+    cold_items: np.ndarray | None = None  # item indices never trained on (cold_items protocol)
 
 
 def _order_key(frame: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
@@ -298,4 +299,5 @@ class ColdItems:
             test=test,
             eval_mode="full",
             counts=counts,
+            cold_items=np.concatenate([cold_val, cold_test]),
         )

@@ -81,18 +81,30 @@ class RecLitModule(L.LightningModule):
             scores = score_all(batch).clone()  # (B, N)
             scores[:, 0] = -torch.inf  # padding
             scores[batch.exclude[0], batch.exclude[1]] = -torch.inf
+            if batch.cold is not None and batch.restrict_to is not None:
+                # candidates: cold -> cold rows rank among the cold items only
+                outside = batch.cold.unsqueeze(1) & ~batch.restrict_to.unsqueeze(0)  # (B, N)
+                scores = scores.masked_fill(outside, -torch.inf)
             positives, valid = batch.targets, batch.targets > 0
         ranks = positive_ranks(scores.float(), positives, valid, ties=self.ties)  # (B, P)
+        # rows per slice: all rows, and with cold flags the cold-target and warm-target rows
+        slices: list[tuple[str, Tensor | None]] = [("", None)]
+        if batch.cold is not None:
+            slices += [("cold/", batch.cold), ("warm/", ~batch.cold)]
         for k in self.ks:
             for name, values in ranking_metrics(ranks, k).as_dict(k).items():
-                self.log(
-                    f"{stage}/{name}",
-                    values.mean(),
-                    batch_size=size,
-                    on_epoch=True,
-                    sync_dist=True,
-                    prog_bar=stage == "val" and name == f"ndcg@{self.ks[0]}",
-                )
+                for prefix, rows in slices:
+                    n_rows = size if rows is None else int(rows.sum())
+                    if n_rows == 0:
+                        continue
+                    self.log(
+                        f"{stage}/{prefix}{name}",
+                        (values if rows is None else values[rows]).mean(),
+                        batch_size=n_rows,
+                        on_epoch=True,
+                        sync_dist=True,
+                        prog_bar=stage == "val" and not prefix and name == f"ndcg@{self.ks[0]}",
+                    )
         return None
 
     def training_step(self, batch: RecBatch, batch_idx: int) -> Tensor:
