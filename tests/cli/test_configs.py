@@ -75,9 +75,10 @@ def test_protocol_prepares(compose_cfg: Compose, data_files: dict[str, str], pro
 
 def _spec_cfg(compose_cfg: Compose, *overrides: str) -> DictConfig:
     cfg = compose_cfg(*TINY_DATA, *overrides)
-    spec, _ = prepare_from_config(cfg)
+    spec, folder = prepare_from_config(cfg)
     with open_dict(cfg):
         cfg.spec = spec.summary()
+        cfg.datamodule.data_dir = str(folder)  # as train sets it: text models read item text
     return cfg
 
 

@@ -1,0 +1,234 @@
+"""TextRec: a text-only two-tower recommender.
+
+An item is its text: its vector is a text encoder (bag of words, a small Transformer, or a
+pretrained Hugging Face model) applied to the item's tokens, with no item ID embedding and no
+item bias. A user is an ID embedding. ``score(u, i) = <user_vec(u), item_vec(i)>``. Because
+nothing about an item is learned per ID, an item never seen in training (a cold item) is scored
+from its text alone, exactly like a warm one.
+
+The catalogue's texts (``item_text.parquet`` of the prepared folder, see
+:func:`hybridrec.data.text.load_item_text`) are tokenised once at construction into the buffers
+``item_ids`` / ``item_mask``. Training encodes only the distinct items of a batch; evaluation
+encodes the whole catalogue once (in chunks) and reuses it until the model trains again.
+
+Shapes: B = batch rows, C = candidates per row, M = distinct items, N = n_items + 1 (item 0 is
+padding), L = tokens per item, D = ``dim``, H = a pretrained encoder's hidden size.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hybridrec.data.batch import RecBatch
+from hybridrec.data.text import ITEM_TEXT_FILE, load_item_text
+from hybridrec.nn.text import BagEncoder, PretrainedTextEncoder, TransformerTextEncoder
+from hybridrec.text.tokenize import TextTokenizer, load_tokenizer, train_wordpiece
+
+ENCODERS = ("bag", "transformer", "pretrained")
+
+
+def _catalogue_text(data_dir: str | os.PathLike[str], n_items: int) -> list[str]:
+    """Item i's text at row i (row 0 = padding ""), checked against ``n_items``."""
+    try:
+        texts = load_item_text(Path(data_dir))
+    except FileNotFoundError as error:
+        raise ValueError(
+            f"model.data_dir={os.fspath(data_dir)!r} has no {ITEM_TEXT_FILE}: TextRec needs item "
+            "text; set data.text in the data config (the item fields to join) and prepare the "
+            "data again"
+        ) from error
+    if len(texts) != n_items + 1:
+        raise ValueError(
+            f"model.data_dir={os.fspath(data_dir)!r}: {ITEM_TEXT_FILE} has {len(texts)} rows, "
+            f"expected model.n_items + 1 = {n_items + 1} (is data_dir the prepared folder of "
+            "this run's data?)"
+        )
+    return texts
+
+
+class TextRec(nn.Module):
+    """User ID embedding against item vectors computed from item text only.
+
+    There is deliberately no learned per-item bias or ID embedding: cold items must be scored
+    from their text alone, the same way as items seen in training.
+
+    Args:
+        n_users, n_items: sizes from the data spec (items get one extra padding row).
+        data_dir: the prepared folder holding ``item_text.parquet`` (``data.text`` set).
+        encoder: ``bag`` (masked mean of token embeddings), ``transformer`` (small Transformer
+            from scratch, mean-pooled) or ``pretrained`` (Hugging Face ``pretrained``).
+        dim: D, the user and item vector size.
+        vocab_size: size of the WordPiece vocabulary trained on the catalogue's texts (all of
+            them: new items have text too) when ``tokenizer`` is None.
+        max_length: L cap, special tokens included.
+        tokenizer: Hugging Face name or path of a pretrained tokenizer; None = train WordPiece
+            (``bag`` / ``transformer``) or the pretrained model's own (``pretrained``).
+        pretrained: Hugging Face name or path of the encoder, for ``encoder="pretrained"``.
+        trainable_layers: ``pretrained`` only. 0 = frozen: the catalogue is encoded once at
+            construction and only a Linear H -> D projection trains on top; k > 0 = the top k
+            layers fine-tune and the backbone runs in every forward.
+        transformer_layers, heads: ``transformer`` only: depth and attention heads.
+    """
+
+    #: items encoded per chunk when the whole catalogue is encoded
+    chunk_items = 1024
+
+    item_ids: Tensor
+    item_mask: Tensor
+    item_features: Tensor | None
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        data_dir: str | os.PathLike[str],
+        encoder: str = "bag",
+        dim: int = 64,
+        vocab_size: int = 8000,
+        max_length: int = 32,
+        tokenizer: str | None = None,
+        pretrained: str | None = None,
+        trainable_layers: int = 0,
+        transformer_layers: int = 2,
+        heads: int = 4,
+    ) -> None:
+        super().__init__()
+        if encoder not in ENCODERS:
+            raise ValueError(f"model.encoder={encoder!r}: expected one of {ENCODERS}")
+        if dim < 1:
+            raise ValueError(f"model.dim must be >= 1, got {dim}")
+        if encoder == "pretrained" and pretrained is None:
+            raise ValueError(
+                "model.pretrained: encoder=pretrained needs a Hugging Face model name or path"
+            )
+        self.n_users, self.n_items, self.dim = n_users, n_items, dim
+        self.encoder_kind = encoder
+        texts = _catalogue_text(data_dir, n_items)
+
+        source = tokenizer if encoder != "pretrained" else (tokenizer or pretrained)
+        if source is None:  # a vocabulary fitted to the catalogue, new items included
+            self.tokenizer: TextTokenizer = train_wordpiece(
+                texts[1:], vocab_size=vocab_size, max_length=max_length
+            )
+        else:
+            self.tokenizer = load_tokenizer(source, max_length=max_length)
+        item_ids, item_mask = self.tokenizer.encode(texts)  # (N, L) each
+        # non-persistent: rebuilt from data_dir whenever the model is built
+        self.register_buffer("item_ids", item_ids, persistent=False)
+        self.register_buffer("item_mask", item_mask, persistent=False)
+
+        pad_id, vocab = self.tokenizer.pad_id, self.tokenizer.vocab_size
+        self.text_encoder: nn.Module | None
+        self.register_buffer("item_features", None, persistent=False)
+        if encoder == "bag":
+            self.text_encoder = BagEncoder(vocab, dim, pad_id=pad_id)
+            encoded_dim = dim
+        elif encoder == "transformer":
+            # mean pooling: works with any tokenizer, [CLS] or not
+            self.text_encoder = TransformerTextEncoder(
+                vocab,
+                dim=dim,
+                layers=transformer_layers,
+                heads=heads,
+                ffn_dim=4 * dim,
+                max_length=max_length,
+                pooling="mean",
+                pad_id=pad_id,
+            )
+            encoded_dim = dim
+        else:
+            assert pretrained is not None
+            backbone = PretrainedTextEncoder(pretrained, trainable_layers=trainable_layers)
+            encoded_dim = backbone.out_dim
+            if backbone.frozen:
+                # fixed vectors: encode once, keep only them (not the backbone's weights)
+                features = backbone.encode_catalogue(
+                    item_ids, item_mask, tokenizer_fingerprint=self.tokenizer.fingerprint()
+                )  # (N, H)
+                self.item_features = features.float()
+                self.text_encoder = None
+            else:
+                self.text_encoder = backbone
+        # a frozen pretrained model always gets a projection: it is all that trains there
+        if encoded_dim != dim or self.text_encoder is None:
+            self.projection: nn.Module = nn.Linear(encoded_dim, dim)
+        else:
+            self.projection = nn.Identity()
+
+        self.user_embedding = nn.Embedding(n_users, dim)
+        nn.init.normal_(self.user_embedding.weight, std=dim**-0.5)
+        self._catalogue: Tensor | None = None  # (N, D) item vectors, cached while evaluating
+
+    def train(self, mode: bool = True) -> TextRec:
+        # weights may change between evaluations: the next one encodes the catalogue again
+        self._catalogue = None
+        super().train(mode)
+        return self
+
+    def encode_items(self, items: Tensor) -> Tensor:
+        """(M,) item indices -> (M, D) item vectors, from the items' text alone."""
+        if self.item_features is not None:
+            return self.projection(self.item_features[items])  # (M, D)
+        assert self.text_encoder is not None
+        encoded = self.text_encoder(self.item_ids[items], self.item_mask[items])  # (M, E)
+        return self.projection(encoded)  # (M, D)
+
+    def item_vectors(self) -> Tensor:
+        """(N, D) every item's vector, encoded in chunks of ``chunk_items``.
+
+        While not training the result is computed without gradients and cached, so one
+        evaluation epoch encodes the catalogue once; ``train()`` / ``eval()`` drop the cache.
+        """
+        device = self.item_ids.device
+        cached = self._catalogue
+        if not self.training and cached is not None and cached.device == device:
+            return cached
+        all_items = torch.arange(self.n_items + 1, device=device)  # (N,)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.training):
+            vectors = torch.cat(
+                [self.encode_items(part) for part in torch.split(all_items, self.chunk_items)]
+            )  # (N, D)
+        if not self.training:
+            self._catalogue = vectors
+        return vectors
+
+    def user_state(self, batch: RecBatch) -> Tensor:
+        """(B, D) user vectors: ``user_state @ item_embeddings()[0].T`` equals ``score_all``."""
+        return self.user_embedding(batch.users)
+
+    def item_embeddings(self) -> tuple[Tensor, Tensor]:
+        """(item vectors (N, D), bias (N,) of zeros): the export layout of the other models."""
+        vectors = self.item_vectors()
+        return vectors, vectors.new_zeros(vectors.shape[0])
+
+    def forward(self, batch: RecBatch) -> Tensor:
+        """users (B,), items (B, C) -> scores (B, C); encodes each distinct item once."""
+        batch.require("items")
+        assert batch.items is not None
+        items = batch.items  # (B, C)
+        cached = self._catalogue
+        if not self.training and cached is not None and cached.device == items.device:
+            item_vec = cached[items]  # (B, C, D)
+        else:
+            unique, inverse = torch.unique(items, return_inverse=True)  # (M,), (B, C)
+            item_vec = self.encode_items(unique)[inverse]  # (B, C, D)
+        user_vec = self.user_embedding(batch.users).unsqueeze(1)  # (B, 1, D)
+        return (user_vec * item_vec).sum(-1)  # (B, C)
+
+    def score_all(self, batch: RecBatch) -> Tensor:
+        """(B, N) scores of every item; column 0 (padding) is left to the caller to mask."""
+        return self.user_state(batch) @ self.item_vectors().T  # (B, N)
+
+    def extra_repr(self) -> str:
+        return f"encoder={self.encoder_kind!r}, dim={self.dim}, tokenizer={self.tokenizer!r}"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a cached catalogue is derived state: never pickled (deepcopy, checkpoint callbacks)
+        state = self.__dict__.copy()
+        state["_catalogue"] = None
+        return state
