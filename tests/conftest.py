@@ -152,6 +152,28 @@ def prepare_tiny(folder: Path, protocol: Any, n_users: int = 60, n_items: int = 
     return folder
 
 
+def save_tiny_bert(folder: Path, tokenizer: Any) -> Path:
+    """A 2-layer, 32-wide random BERT over ``tokenizer``'s vocabulary (a
+    :class:`hybridrec.text.TextTokenizer`), saved with that tokenizer as one local folder: the
+    stand-in for a hub model in tests (no network)."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+        pad_token_id=tokenizer.pad_id,
+    )
+    transformers.BertModel(config).save_pretrained(str(folder))
+    transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer.backend, pad_token="[PAD]", unk_token="[UNK]"
+    ).save_pretrained(str(folder))
+    return folder
+
+
 def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 

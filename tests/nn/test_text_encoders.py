@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from conftest import save_tiny_bert
 from hybridrec.nn.text import BagEncoder, PretrainedTextEncoder, TransformerTextEncoder
 from hybridrec.text import TextTokenizer, train_wordpiece
 
@@ -120,20 +121,7 @@ def test_bag_is_the_masked_mean() -> None:
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory, tokenizer: TextTokenizer) -> Path:
     """A 2-layer, 32-wide random BERT over the trained vocabulary, saved as a local folder."""
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=32,
-        pad_token_id=tokenizer.pad_id,
-    )
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    transformers.BertModel(config).save_pretrained(str(folder))
-    return folder
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), tokenizer)
 
 
 @pytest.mark.parametrize("pooling", ["mean", "cls"])

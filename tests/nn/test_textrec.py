@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import save_tiny_bert
 from hybridrec.data.batch import RecBatch
 from hybridrec.data.prepare import prepare
 from hybridrec.data.protocols import LeaveOneOut
@@ -187,24 +188,8 @@ def test_config_errors(prepared: tuple[Path, int, int], tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory, prepared: tuple[Path, int, int]) -> Path:
     """A 2-layer, 32-wide random BERT with its own WordPiece tokenizer, saved as one folder."""
-    transformers = pytest.importorskip("transformers")
     tokenizer = train_wordpiece(load_item_text(prepared[0])[1:], vocab_size=300, max_length=16)
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=32,
-        pad_token_id=tokenizer.pad_id,
-    )
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    transformers.BertModel(config).save_pretrained(str(folder))
-    transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer.backend, pad_token="[PAD]", unk_token="[UNK]"
-    ).save_pretrained(str(folder))
-    return folder
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), tokenizer)
 
 
 def test_pretrained_frozen_trains_only_the_projection(
