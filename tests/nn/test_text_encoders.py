@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,19 +13,6 @@ from torch import Tensor, nn
 from conftest import save_tiny_bert
 from hybridrec.nn.text import BagEncoder, PretrainedTextEncoder, TransformerTextEncoder
 from hybridrec.text import TextTokenizer, train_wordpiece
-
-# Never reach the network. huggingface_hub reads HF_HUB_OFFLINE once, on import: set it at
-# collection, before any test imports transformers, and patch the constant if already imported.
-os.environ["HF_HUB_OFFLINE"] = "1"
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    constants = sys.modules.get("huggingface_hub.constants")
-    if constants is not None:
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-
 
 TITLES = [
     f"{brand} {colour} {thing}"

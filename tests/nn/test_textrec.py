@@ -3,9 +3,7 @@ the missing item text error, and the pretrained (frozen / fine-tuned) encoder.""
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -22,23 +20,12 @@ from hybridrec.losses import BPRLoss
 from hybridrec.nn import TextRec
 from hybridrec.text import train_wordpiece
 
-# Never reach the network (see tests/nn/test_text_encoders.py).
-os.environ["HF_HUB_OFFLINE"] = "1"
-
 TEXT = {"fields": {"title": "", "category": "Category: ", "brand": "Brand: "}}
 SMALL = {"dim": 16, "vocab_size": 300, "max_length": 16}
 ENCODERS = {
     "bag": {"encoder": "bag", **SMALL},
     "transformer": {"encoder": "transformer", "transformer_layers": 1, "heads": 2, **SMALL},
 }
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    constants = sys.modules.get("huggingface_hub.constants")
-    if constants is not None:
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
 
 
 @pytest.fixture(scope="module")

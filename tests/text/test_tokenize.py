@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from hybridrec.text import SPECIAL_TOKENS, TextTokenizer, load_tokenizer, train_wordpiece
-
-# Never reach the network. huggingface_hub reads HF_HUB_OFFLINE once, on import: set it at
-# collection, before any test imports transformers, and patch the constant if already imported.
-os.environ["HF_HUB_OFFLINE"] = "1"
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    constants = sys.modules.get("huggingface_hub.constants")
-    if constants is not None:
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-
 
 COLOURS = ["red", "blue", "black", "green"]
 THINGS = ["running shoes", "kettle", "wallet", "desk lamp", "sanding roll"]
