@@ -11,12 +11,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from conftest import TINY_DATA, data_overrides, group_options
+from conftest import TINY_DATA, data_overrides, group_options, save_tiny_bert
 from hybridrec.cli.common import prepare_from_config, read_source
 from hybridrec.cli.train import train
 from hybridrec.data.batch import RecBatch
 from hybridrec.data.raw import RawData
-from hybridrec.nn import GMF, MLP
+from hybridrec.nn import GMF, MLP, SeqRec, TextItemTower
+from hybridrec.text import train_wordpiece
 
 Compose = Callable[..., DictConfig]
 GROUPS = [
@@ -95,6 +96,29 @@ def test_model_instantiates_and_scores(compose_cfg: Compose, model: str) -> None
     )
     assert net(batch).shape == (2, 3)
     assert net.score_all(batch).shape == (2, cfg.spec.n_items + 1)
+
+
+@pytest.mark.parametrize("text", group_options("model/text"))
+def test_text_tower_options_instantiate(compose_cfg: Compose, text: str, tmp_path: Path) -> None:
+    """Each model/text option builds the sequence model's item tower and trains one step."""
+    overrides = ["model=seqtext", f"model/text={text}"]
+    if text == "minilm":  # the real MiniLM is an optional extra: a tiny local BERT stands in
+        tokenizer = train_wordpiece(["a tiny vocabulary for a tiny model"], vocab_size=120)
+        tiny = save_tiny_bert(tmp_path / "tiny_bert", tokenizer)
+        overrides += [f"model.text.pretrained={tiny}", "model.text.max_length=16"]
+    cfg = _spec_cfg(compose_cfg, *overrides)
+    net = instantiate(cfg.model)
+    assert isinstance(net, SeqRec) and isinstance(net.text, TextItemTower)
+    assert net.text.encoder_kind == cfg.model.text.encoder
+    batch = RecBatch(
+        users=torch.tensor([0, 1]),
+        history=torch.tensor([[0, 1, 2], [3, 4, 5]]),
+        sequence_targets=torch.tensor([[0, 2, 3], [4, 5, 6]]),
+    )
+    scores = net.train()(batch)
+    assert scores.shape == (5, cfg.spec.n_items + 1)
+    scores.logsumexp(1).mean().backward()
+    assert any(p.grad is not None for p in net.text.parameters())
 
 
 @pytest.mark.parametrize("loss", group_options("loss"))

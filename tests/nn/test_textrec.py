@@ -54,7 +54,10 @@ def _batch(n_users: int, n_items: int, rows: int = 6, columns: int = 5) -> RecBa
 def test_shapes_and_score_all_matches_forward(prepared: tuple[Path, int, int], name: str) -> None:
     _, n_users, n_items = prepared
     model = _model(prepared, name).eval()
-    assert model.item_ids.shape[0] == n_items + 1 and model.item_mask.shape == model.item_ids.shape
+    assert (
+        model.items.item_ids.shape[0] == n_items + 1
+        and model.items.item_mask.shape == model.items.item_ids.shape
+    )
     batch = _batch(n_users, n_items)
     with torch.no_grad():
         scores = model(batch)  # no cache yet: encodes the batch's distinct items
@@ -79,13 +82,13 @@ def test_catalogue_is_encoded_once_per_evaluation(
     _, n_users, n_items = prepared
     model = _model(prepared)
     calls: list[int] = []
-    encode = model.encode_items
+    encode = model.items.encode_items
 
     def counting(items: torch.Tensor) -> torch.Tensor:
         calls.append(items.numel())
         return encode(items)
 
-    monkeypatch.setattr(model, "encode_items", counting)
+    monkeypatch.setattr(model.items, "encode_items", counting)
     batch = _batch(n_users, n_items)
     model.eval()
     with torch.no_grad():
@@ -110,7 +113,7 @@ def test_catalogue_is_encoded_once_per_evaluation(
     assert not torch.allclose(third, first)
     # in training mode nothing is cached and score_all keeps its graph
     model.train()
-    assert model.score_all(batch).requires_grad and model._catalogue is None
+    assert model.score_all(batch).requires_grad and model.items._catalogue is None
 
 
 @pytest.mark.parametrize("name", list(ENCODERS))
@@ -184,14 +187,18 @@ def test_pretrained_frozen_trains_only_the_projection(
 ) -> None:
     _, n_users, n_items = prepared
     model = _model(prepared, encoder="pretrained", pretrained=str(tiny_bert)).train()
-    assert model.item_features is not None and model.item_features.shape == (n_items + 1, 32)
+    assert model.items.item_features is not None and model.items.item_features.shape == (
+        n_items + 1,
+        32,
+    )
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
-    assert trainable == {"user_embedding.weight", "projection.weight", "projection.bias"}
+    projection = {"items.projection.weight", "items.projection.bias"}
+    assert trainable == {"user_embedding.weight", *projection}
     batch = _batch(n_users, n_items)
     scores = model(batch)
     assert scores.shape == (6, 5)
     scores.sum().backward()
-    assert model.projection.weight.grad is not None  # type: ignore[union-attr]
+    assert model.items.projection.weight.grad is not None  # type: ignore[union-attr]
     with torch.no_grad():
         model.eval()
         assert model.score_all(batch).shape == (6, n_items + 1)
@@ -204,7 +211,7 @@ def test_pretrained_fine_tunes_the_top_layer(
     model = _model(
         prepared, encoder="pretrained", pretrained=str(tiny_bert), trainable_layers=1
     ).train()
-    assert model.item_features is None and model.text_encoder is not None
+    assert model.items.item_features is None and model.items.text_encoder is not None
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert any(".layer.1." in name for name in trainable)
     assert not any(".layer.0." in name for name in trainable)

@@ -15,6 +15,11 @@ from hybridrec.data.errors import DataError
 from hybridrec.data.prepare import prepare_cached
 from hybridrec.data.raw import RawData
 from hybridrec.data.spec import DataSpec
+from hybridrec.text.minilm import minilm_path
+
+# ${minilm_path:} in a config: the MiniLM folder of the optional hybridrec[minilm] package,
+# resolved only when a config actually reads it
+OmegaConf.register_new_resolver("minilm_path", lambda: str(minilm_path()), replace=True)
 
 
 def config_dir() -> str:

@@ -4,12 +4,16 @@ Shapes use B = batch rows, C = candidates per row, T = history length, P = posit
 S = negatives shared by every row. Item indices start at 1; index 0 is padding everywhere
 (candidates, history, targets).
 
-Two training layouts:
+Three training layouts:
   per-row     ``items`` (B, 1 + K): column 0 the positive, then the row's own negatives
               (the NCF models); scores are (B, 1 + K), the positive in column 0.
   shared      ``items`` (B, 1) the positives and ``negatives`` (S,) scored by every row
               (session-parallel GRU4Rec); scores are (B, B + S): every row scores every row's
               positive, then the shared negatives, so row i's positive is in column i.
+  sequence    ``history`` (B, T) inputs and ``sequence_targets`` (B, T) the item after each
+              input (0 = no target there), next-item training of SASRec-style models; scores
+              are (R, N + 1) for the R positions with a target (row-major order) against the
+              whole catalogue, so a row's positive column is its target item itself.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ class RecBatch:
     session_inputs: Tensor | None = None  # (B,) long, the item each session row has just seen
     session_slots: Tensor | None = None  # (B,) long, the hidden-state slot each row continues
     session_starts: Tensor | None = None  # (B,) bool, the row starts a session: reset its state
+    # -- next-item training over whole sequences (sequence layout) -------------------------
+    sequence_targets: Tensor | None = None  # (B, T) long, the item after history[:, t]; 0 = none
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> RecBatch:
         """Move every tensor field to ``device`` (the batch itself when nothing moves)."""
@@ -64,8 +70,16 @@ class RecBatch:
         """True when the scores are (B, B + S) with row i's positive in column i."""
         return self.negatives is not None
 
+    @property
+    def sequence_layout(self) -> bool:
+        """True when the scores are (R, N + 1): one row per target of ``sequence_targets``."""
+        return self.sequence_targets is not None
+
     def positive_columns(self) -> Tensor:
-        """(B,) column of each row's positive in its training scores (see the module doc)."""
+        """Column of each scoring row's positive in its training scores (see the module doc):
+        (B,) in the per-row and shared layouts, (R,) the target items in the sequence one."""
+        if self.sequence_targets is not None:
+            return self.sequence_targets[self.sequence_targets > 0]  # (R,)
         if self.shared_layout:
             return torch.arange(len(self), device=self.users.device)
         return torch.zeros(len(self), dtype=torch.long, device=self.users.device)

@@ -1,4 +1,4 @@
-"""Sequence data for session models (GRU4Rec): session-parallel training, prefix evaluation.
+"""Sequence data for sequence models: session-parallel or next-item training, prefix evaluation.
 
 Training (Hidasi et al. 2016, section 3.1.1): the B rows of a mini-batch each follow one
 sequence (a session, or a user's history); every step feeds each row's current item and asks
@@ -6,6 +6,11 @@ for its next one. When a row's sequence ends, the next sequence takes that row o
 model resets the row's hidden state. There is no padding: a step holds only the rows that still
 have a sequence, so the last steps of an epoch shrink as the longest sequences finish. Every
 (item, next item) pair of every training sequence is used exactly once per epoch.
+
+Next-item training (SASRec, Kang & McAuley 2018; the layout ``sequence`` of RecBatch): each
+training sequence is cut, from its end, into windows of at most ``max_length`` inputs; a window
+feeds its items and asks for the item after each one, so again every (item, next item) pair is
+used once per epoch. Windows are shuffled every epoch and left-padded to the batch's longest.
 
 Evaluation rows are (history, target) pairs: the whole prefix before the target is fed through
 the model (left-padded to the batch's longest), the target is ranked.
@@ -33,6 +38,7 @@ from hybridrec.data.prepare import read_negatives
 from hybridrec.data.spec import DataSpec
 
 ORDERS = ("time", "random")
+TRAININGS = ("session_parallel", "next_item")
 
 
 def sequences_from_frame(frame: pd.DataFrame, n_users: int) -> tuple[np.ndarray, np.ndarray]:
@@ -212,6 +218,113 @@ class SessionParallelBatches:
         self._fixed = None
 
 
+def _ranges(starts: Tensor, ends: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(row, column-from-the-right, flat index) of every item of the ranges [start, end)."""
+    counts = ends - starts
+    row = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts)
+    before = torch.cumsum(counts, 0) - counts
+    within = torch.arange(row.numel(), device=counts.device) - before[row]
+    from_right = counts[row] - 1 - within  # 0 = the latest item
+    return row, from_right, starts[row] + within
+
+
+def next_item_windows(offsets: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Input windows [start, end) of flat positions, cut from each sequence's end.
+
+    A sequence at [s, e) has inputs s .. e - 2 (each followed by its target); its windows are
+    [max(s, e - 1 - (k + 1) * max_length), e - 1 - k * max_length) for k = 0, 1, ...
+    Returns (starts, ends), one entry per window, sequences shorter than 2 give none.
+    """
+    inputs = np.diff(offsets) - 1  # (n,) inputs per sequence
+    n_windows = np.where(inputs > 0, -(-inputs // max_length), 0)  # ceil
+    sequence = np.repeat(np.arange(inputs.size), n_windows)
+    k = np.arange(sequence.size) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
+    ends = offsets[sequence + 1] - 1 - k * max_length
+    starts = np.maximum(offsets[sequence], ends - max_length)
+    return starts, ends
+
+
+class NextItemBatches:
+    """One epoch of next-item training batches (see the module doc).
+
+    Each batch: ``users`` (B,) the window's sequence, ``history`` (B, T) the inputs
+    left-padded with 0, ``history_lengths`` (B,), ``sequence_targets`` (B, T) the item after
+    each input (0 under padding).
+
+    ``bucket``: the shuffled windows are sorted by length within groups of ``bucket_batches``
+    batches before being cut into batches, and the batches are then shuffled. Sequence lengths
+    are skewed (Amazon Scientific: mean 5.6, a few at 50), so without it most of a batch's
+    (B, T) positions are padding; with it a batch holds windows of similar length and an epoch
+    encodes several times fewer positions (the same windows, in a less random mix).
+    """
+
+    bucket_batches = 64
+
+    def __init__(
+        self,
+        items: Tensor,
+        offsets: Tensor,
+        batch_size: int,
+        max_length: int,
+        seed: int,
+        bucket: bool = True,
+    ) -> None:
+        if max_length < 1:
+            raise ValueError(f"datamodule.max_length={max_length}: expected >= 1")
+        self.items, self.offsets = items, offsets  # (E,), (n + 1,)
+        self.batch_size, self.max_length, self.seed = batch_size, max_length, seed
+        self.bucket = bucket
+        starts, ends = next_item_windows(offsets.cpu().numpy(), max_length)
+        self.starts, self.ends = torch.as_tensor(starts), torch.as_tensor(ends)  # (W,)
+        sequence = np.searchsorted(offsets.cpu().numpy(), starts, side="right") - 1
+        self.sequence = torch.as_tensor(sequence)  # (W,)
+        self.epoch = 0
+        self.epoch_source: Callable[[], int] | None = None
+
+    def __len__(self) -> int:
+        return -(-self.starts.numel() // self.batch_size)
+
+    def __iter__(self) -> Iterator[RecBatch]:
+        if self.epoch_source is not None:
+            self.epoch = self.epoch_source()
+        generator = torch.Generator()
+        generator.manual_seed(self.seed * 1_000_003 + self.epoch * 101)
+        self.epoch += 1
+        order = torch.randperm(self.starts.numel(), generator=generator)  # (W,)
+        if self.bucket:
+            lengths = (self.ends - self.starts).cpu()[order]
+            group = self.batch_size * self.bucket_batches
+            order = torch.cat(
+                [
+                    part[torch.argsort(length, stable=True)]
+                    for part, length in zip(order.split(group), lengths.split(group), strict=True)
+                ]
+            )
+        batches = order.to(self.starts.device).split(self.batch_size)
+        for b in torch.randperm(len(batches), generator=generator).tolist():
+            pick = batches[b]
+            starts, ends = self.starts[pick], self.ends[pick]  # (B,)
+            row, from_right, index = _ranges(starts, ends)
+            lengths = ends - starts
+            width = int(lengths.max().item())
+            shape = (pick.numel(), width)
+            history = torch.zeros(shape, dtype=torch.long, device=starts.device)
+            targets = torch.zeros(shape, dtype=torch.long, device=starts.device)
+            column = width - 1 - from_right
+            history[row, column] = self.items[index]
+            targets[row, column] = self.items[index + 1]
+            yield RecBatch(
+                users=self.sequence[pick],
+                history=history,
+                history_lengths=lengths,
+                sequence_targets=targets,
+            )
+
+    def to(self, device: torch.device) -> None:
+        for name in ("items", "offsets", "starts", "ends", "sequence"):
+            setattr(self, name, getattr(self, name).to(device))
+
+
 class PrefixBatches:
     """Evaluation rows (history = ``flat[start:end]``, target), batched by history length.
 
@@ -242,20 +355,11 @@ class PrefixBatches:
     def __len__(self) -> int:
         return -(-self.targets.numel() // self.batch_size)
 
-    def _ranges(self, starts: Tensor, ends: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(row, column-from-the-right, flat index) of every history item of the rows."""
-        counts = ends - starts
-        row = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts)
-        before = torch.cumsum(counts, 0) - counts
-        within = torch.arange(row.numel(), device=counts.device) - before[row]
-        from_right = counts[row] - 1 - within  # 0 = the latest item
-        return row, from_right, starts[row] + within
-
     def __iter__(self) -> Iterator[RecBatch]:
         for lo in range(0, self.targets.numel(), self.batch_size):
             part = slice(lo, lo + self.batch_size)
             starts, ends = self.starts[part], self.ends[part]
-            row, from_right, index = self._ranges(starts, ends)
+            row, from_right, index = _ranges(starts, ends)
             lengths = ends - starts
             if self.max_history > 0:
                 lengths = lengths.clamp(max=self.max_history)
@@ -295,7 +399,14 @@ class SequenceDataModule(RecBatchDataModule):
     Args:
         data_dir: the prepared folder (session layout, or a leave-one-out split whose training
             file has timestamps, e.g. user sequences read with ``read_sequences``).
-        batch_size: session-parallel rows per training batch.
+        training: ``session_parallel`` (GRU4Rec: one step per batch, shared negatives) or
+            ``next_item`` (SASRec-style models: windows of whole sequences, every position
+            scored against the whole catalogue; ``n_negatives``, ``sample_alpha`` and
+            ``order`` are unused).
+        batch_size: session-parallel rows, or next-item windows, per training batch.
+        max_length: ``next_item``: inputs per training window (the model's context length).
+        bucket: ``next_item``: batch windows of similar length together (see
+            :class:`NextItemBatches`).
         n_negatives: negatives shared by the whole batch, drawn from popularity^sample_alpha.
         sample_alpha: 0 = uniform over training items, 1 = proportional to popularity.
         order: ``time`` (sequences enter by their first timestamp, the official GRU4Rec order,
@@ -312,7 +423,10 @@ class SequenceDataModule(RecBatchDataModule):
     def __init__(
         self,
         data_dir: str | Path,
+        training: str = "session_parallel",
         batch_size: int = 128,
+        max_length: int = 50,
+        bucket: bool = True,
         n_negatives: int = 2048,
         sample_alpha: float = 0.5,
         order: str = "time",
@@ -330,13 +444,18 @@ class SequenceDataModule(RecBatchDataModule):
             raise ValueError(f"datamodule.n_negatives={n_negatives}: expected >= 0")
         if order not in ORDERS:
             raise ValueError(f"datamodule.order={order!r}: expected one of {ORDERS}")
+        if training not in TRAININGS:
+            raise ValueError(f"datamodule.training={training!r}: expected one of {TRAININGS}")
+        if max_length < 1:
+            raise ValueError(f"datamodule.max_length={max_length}: expected >= 1")
+        self.training, self.max_length, self.bucket = training, max_length, bucket
         self.data_dir = Path(data_dir)
         self.spec = DataSpec.load(self.data_dir)
         self.batch_size, self.n_negatives = batch_size, n_negatives
         self.sample_alpha, self.order = sample_alpha, order
         self.eval_batch_size, self.max_history = eval_batch_size, max_history
         self.seed, self.data_on_device = seed, data_on_device
-        self._train: SessionParallelBatches | None = None
+        self._train: SessionParallelBatches | NextItemBatches | None = None
         self._val: PrefixBatches | None = None
         self._test: PrefixBatches | None = None
 
@@ -371,17 +490,27 @@ class SequenceDataModule(RecBatchDataModule):
             times = np.full(spec.n_users, np.inf)
             times[first.index.to_numpy()] = first.to_numpy()
             first_times = torch.as_tensor(times)
-        self._train = SessionParallelBatches(
-            torch.as_tensor(items.copy()),
-            torch.as_tensor(offsets),
-            self.batch_size,
-            self.n_negatives,
-            self.sample_alpha,
-            self.seed,
-            spec.n_items,
-            order=self.order,
-            first_times=first_times,
-        )
+        if self.training == "next_item":
+            self._train = NextItemBatches(
+                torch.as_tensor(items.copy()),
+                torch.as_tensor(offsets),
+                self.batch_size,
+                self.max_length,
+                self.seed,
+                bucket=self.bucket,
+            )
+        else:
+            self._train = SessionParallelBatches(
+                torch.as_tensor(items.copy()),
+                torch.as_tensor(offsets),
+                self.batch_size,
+                self.n_negatives,
+                self.sample_alpha,
+                self.seed,
+                spec.n_items,
+                order=self.order,
+                first_times=first_times,
+            )
         if spec.layout == "sessions":
             self._val = self._session_rows(self._frame("val"))
             self._test = self._session_rows(self._frame("test"))
@@ -391,8 +520,9 @@ class SequenceDataModule(RecBatchDataModule):
         if trainer is not None:
             if trainer.world_size > 1:
                 raise NotImplementedError(
-                    "session-parallel training runs on one device (its rows carry hidden "
-                    "state from batch to batch); use trainer=cpu or trainer=gpu"
+                    "sequence training runs on one device (session-parallel rows carry hidden "
+                    "state from batch to batch; prefix evaluation is not sharded); use "
+                    "trainer=cpu or trainer=gpu"
                 )
             self._train.epoch_source = lambda: trainer.current_epoch
             if self.data_on_device:
@@ -471,7 +601,7 @@ class SequenceDataModule(RecBatchDataModule):
         assert self._train is not None
         return self._train.items, self._train.offsets
 
-    def train_dataloader(self) -> SessionParallelBatches:
+    def train_dataloader(self) -> SessionParallelBatches | NextItemBatches:
         self.setup()
         assert self._train is not None
         return self._train

@@ -15,6 +15,16 @@ from torch import Tensor, nn
 from hybridrec.data.batch import RecBatch
 
 
+def _per_row_only(batch: RecBatch, name: str) -> None:
+    """These losses read column 0 as the positive: refuse the shared and sequence layouts."""
+    if batch.shared_layout or batch.sequence_layout:
+        raise ValueError(
+            f"loss={name} reads column 0 of per-row candidates as the positive, but this batch "
+            "is in the shared or sequence layout (session/next-item training): use loss=xe "
+            "(or loss=bprmax for session-parallel batches)"
+        )
+
+
 class BCELoss(nn.Module):
     """Pointwise binary cross-entropy on the positive and each sampled negative (NCF's log loss).
 
@@ -23,6 +33,7 @@ class BCELoss(nn.Module):
     """
 
     def forward(self, scores: Tensor, batch: RecBatch) -> dict[str, Tensor]:
+        _per_row_only(batch, "bce")
         batch.require("labels")
         assert batch.labels is not None
         loss = F.binary_cross_entropy_with_logits(scores, batch.labels)  # mean over B * C
@@ -34,6 +45,7 @@ class BPRLoss(nn.Module):
     sampled negatives (Rendle et al. 2009)."""
 
     def forward(self, scores: Tensor, batch: RecBatch) -> dict[str, Tensor]:
+        _per_row_only(batch, "bpr")
         if scores.shape[1] < 2:
             raise ValueError("BPR needs sampled negatives: set datamodule.num_negatives >= 1")
         margin = scores[:, :1] - scores[:, 1:]  # (B, C - 1)

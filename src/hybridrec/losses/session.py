@@ -21,6 +21,8 @@ from hybridrec.data.batch import RecBatch
 
 def _column_items(scores: Tensor, batch: RecBatch) -> Tensor:
     """The item held by each score column: (B + S,) in the shared layout, (B, C) per row."""
+    if batch.sequence_layout:  # every column is the item of that index
+        return torch.arange(scores.shape[1], device=scores.device)  # (N + 1,)
     batch.require("items")
     assert batch.items is not None
     if batch.shared_layout:
@@ -47,6 +49,8 @@ def _accidental_hits(scores: Tensor, batch: RecBatch) -> Tensor:
     """(B, C) bool: True at a negative column that holds the row's positive item (the item
     sampled again, or another row's identical positive in the shared layout)."""
     columns = _column_items(scores, batch).to(scores.device)  # (C,) or (B, C)
+    if batch.sequence_layout:  # each item has exactly one column: no accidental hits
+        return torch.zeros_like(scores, dtype=torch.bool)
     assert batch.items is not None
     target = batch.items[:, :1].to(scores.device)  # (B, 1)
     return (columns == target) & ~_positive_mask(scores, batch)  # (C,) broadcasts over rows
@@ -87,6 +91,8 @@ class CrossEntropyLoss(nn.Module):
             logits = logits - self.logq * batch.column_logq.to(logits)  # (C,) over the rows
         if self.remove_accidental_hits:
             logits = logits.masked_fill(_accidental_hits(scores, batch), float("-inf"))
+        if batch.sequence_layout:  # column 0 is the padding item, never a candidate
+            logits = torch.cat([torch.full_like(logits[:, :1], -torch.inf), logits[:, 1:]], 1)
         targets = batch.positive_columns().to(scores.device)  # (B,)
         return {"loss": F.cross_entropy(logits, targets)}
 
@@ -124,6 +130,11 @@ class BPRMaxLoss(nn.Module):
         self.remove_accidental_hits = remove_accidental_hits
 
     def forward(self, scores: Tensor, batch: RecBatch) -> dict[str, Tensor]:
+        if batch.sequence_layout:
+            raise ValueError(
+                "loss=bprmax is not implemented for next-item training over the whole "
+                "catalogue (the sequence layout): use loss=xe"
+            )
         if scores.shape[1] < 2:
             raise ValueError(
                 "BPR-max needs at least one negative column: sample negatives "

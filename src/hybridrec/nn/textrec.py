@@ -1,4 +1,4 @@
-"""TextRec: a text-only two-tower recommender.
+"""The item text tower, and TextRec: a text-only two-tower recommender.
 
 An item is its text: its vector is a text encoder (bag of words, a small Transformer, or a
 pretrained Hugging Face model) applied to the item's tokens, with no item ID embedding and no
@@ -6,10 +6,12 @@ item bias. A user is an ID embedding. ``score(u, i) = <user_vec(u), item_vec(i)>
 nothing about an item is learned per ID, an item never seen in training (a cold item) is scored
 from its text alone, exactly like a warm one.
 
-The catalogue's texts (``item_text.parquet`` of the prepared folder, see
-:func:`hybridrec.data.text.load_item_text`) are tokenised once at construction into the buffers
-``item_ids`` / ``item_mask``. Training encodes only the distinct items of a batch; evaluation
-encodes the whole catalogue once (in chunks) and reuses it until the model trains again.
+:class:`TextItemTower` is the item half, shared with the sequence model
+(:class:`hybridrec.nn.SeqRec`). The catalogue's texts (``item_text.parquet`` of the prepared
+folder, see :func:`hybridrec.data.text.load_item_text`) are tokenised once at construction into
+the buffers ``item_ids`` / ``item_mask``. TextRec's training encodes only the distinct items of
+a batch; evaluation encodes the whole catalogue once (in chunks) and reuses it until the model
+trains again.
 
 Shapes: B = batch rows, C = candidates per row, M = distinct items, N = n_items + 1 (item 0 is
 padding), L = tokens per item, D = ``dim``, H = a pretrained encoder's hidden size.
@@ -26,10 +28,12 @@ from torch import Tensor, nn
 
 from hybridrec.data.batch import RecBatch
 from hybridrec.data.text import ITEM_TEXT_FILE, load_item_text
+from hybridrec.nn.adaptor import MoEAdaptor
 from hybridrec.nn.text import BagEncoder, PretrainedTextEncoder, TransformerTextEncoder
 from hybridrec.text.tokenize import TextTokenizer, load_tokenizer, train_wordpiece
 
 ENCODERS = ("bag", "transformer", "pretrained")
+ADAPTORS = ("linear", "moe")
 
 
 def _catalogue_text(data_dir: str | os.PathLike[str], n_items: int) -> list[str]:
@@ -51,18 +55,15 @@ def _catalogue_text(data_dir: str | os.PathLike[str], n_items: int) -> list[str]
     return texts
 
 
-class TextRec(nn.Module):
-    """User ID embedding against item vectors computed from item text only.
-
-    There is deliberately no learned per-item bias or ID embedding: cold items must be scored
-    from their text alone, the same way as items seen in training.
+class TextItemTower(nn.Module):
+    """Item vectors from item text alone: tokens -> text encoder -> adaptor -> (N, D).
 
     Args:
-        n_users, n_items: sizes from the data spec (items get one extra padding row).
+        n_items: items in the data spec (the catalogue gets one extra padding row, item 0).
         data_dir: the prepared folder holding ``item_text.parquet`` (``data.text`` set).
         encoder: ``bag`` (masked mean of token embeddings), ``transformer`` (small Transformer
             from scratch, mean-pooled) or ``pretrained`` (Hugging Face ``pretrained``).
-        dim: D, the user and item vector size.
+        dim: D, the item vector size.
         vocab_size: size of the WordPiece vocabulary trained on the catalogue's texts (all of
             them: new items have text too) when ``tokenizer`` is None.
         max_length: L cap, special tokens included.
@@ -70,9 +71,13 @@ class TextRec(nn.Module):
             (``bag`` / ``transformer``) or the pretrained model's own (``pretrained``).
         pretrained: Hugging Face name or path of the encoder, for ``encoder="pretrained"``.
         trainable_layers: ``pretrained`` only. 0 = frozen: the catalogue is encoded once at
-            construction and only a Linear H -> D projection trains on top; k > 0 = the top k
-            layers fine-tune and the backbone runs in every forward.
+            construction and only the adaptor trains on top; k > 0 = the top k layers
+            fine-tune and the backbone runs in every forward.
         transformer_layers, heads: ``transformer`` only: depth and attention heads.
+        adaptor: what maps the encoder's output to D: ``linear`` (a Linear layer, left out
+            when the sizes already match and something else trains) or ``moe`` (UniSRec's
+            mixture of whitening experts, :class:`hybridrec.nn.adaptor.MoEAdaptor`).
+        experts, adaptor_dropout: ``moe`` only.
     """
 
     #: items encoded per chunk when the whole catalogue is encoded
@@ -84,7 +89,6 @@ class TextRec(nn.Module):
 
     def __init__(
         self,
-        n_users: int,
         n_items: int,
         data_dir: str | os.PathLike[str],
         encoder: str = "bag",
@@ -96,18 +100,22 @@ class TextRec(nn.Module):
         trainable_layers: int = 0,
         transformer_layers: int = 2,
         heads: int = 4,
+        adaptor: str = "linear",
+        experts: int = 8,
+        adaptor_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if encoder not in ENCODERS:
             raise ValueError(f"model.encoder={encoder!r}: expected one of {ENCODERS}")
+        if adaptor not in ADAPTORS:
+            raise ValueError(f"model.adaptor={adaptor!r}: expected one of {ADAPTORS}")
         if dim < 1:
             raise ValueError(f"model.dim must be >= 1, got {dim}")
         if encoder == "pretrained" and pretrained is None:
             raise ValueError(
                 "model.pretrained: encoder=pretrained needs a Hugging Face model name or path"
             )
-        self.n_users, self.n_items, self.dim = n_users, n_items, dim
-        self.encoder_kind = encoder
+        self.n_items, self.dim, self.encoder_kind = n_items, dim, encoder
         texts = _catalogue_text(data_dir, n_items)
 
         source = tokenizer if encoder != "pretrained" else (tokenizer or pretrained)
@@ -154,17 +162,17 @@ class TextRec(nn.Module):
                 self.text_encoder = None
             else:
                 self.text_encoder = backbone
-        # a frozen pretrained model always gets a projection: it is all that trains there
-        if encoded_dim != dim or self.text_encoder is None:
-            self.projection: nn.Module = nn.Linear(encoded_dim, dim)
+        self.projection: nn.Module
+        if adaptor == "moe":
+            self.projection = MoEAdaptor(encoded_dim, dim, experts, adaptor_dropout)
+        elif encoded_dim != dim or self.text_encoder is None:
+            # a frozen pretrained model always gets one: it is all that trains there
+            self.projection = nn.Linear(encoded_dim, dim)
         else:
             self.projection = nn.Identity()
-
-        self.user_embedding = nn.Embedding(n_users, dim)
-        nn.init.normal_(self.user_embedding.weight, std=dim**-0.5)
         self._catalogue: Tensor | None = None  # (N, D) item vectors, cached while evaluating
 
-    def train(self, mode: bool = True) -> TextRec:
+    def train(self, mode: bool = True) -> TextItemTower:
         # weights may change between evaluations: the next one encodes the catalogue again
         self._catalogue = None
         super().train(mode)
@@ -178,6 +186,13 @@ class TextRec(nn.Module):
         encoded = self.text_encoder(self.item_ids[items], self.item_mask[items])  # (M, E)
         return self.projection(encoded)  # (M, D)
 
+    def cached(self, device: torch.device) -> Tensor | None:
+        """The (N, D) catalogue of the current evaluation, if one is cached on ``device``."""
+        cached = self._catalogue
+        if not self.training and cached is not None and cached.device == device:
+            return cached
+        return None
+
     def item_vectors(self) -> Tensor:
         """(N, D) every item's vector, encoded in chunks of ``chunk_items``.
 
@@ -185,8 +200,8 @@ class TextRec(nn.Module):
         evaluation epoch encodes the catalogue once; ``train()`` / ``eval()`` drop the cache.
         """
         device = self.item_ids.device
-        cached = self._catalogue
-        if not self.training and cached is not None and cached.device == device:
+        cached = self.cached(device)
+        if cached is not None:
             return cached
         all_items = torch.arange(self.n_items + 1, device=device)  # (N,)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.training):
@@ -197,32 +212,13 @@ class TextRec(nn.Module):
             self._catalogue = vectors
         return vectors
 
-    def user_state(self, batch: RecBatch) -> Tensor:
-        """(B, D) user vectors: ``user_state @ item_embeddings()[0].T`` equals ``score_all``."""
-        return self.user_embedding(batch.users)
-
-    def item_embeddings(self) -> tuple[Tensor, Tensor]:
-        """(item vectors (N, D), bias (N,) of zeros): the export layout of the other models."""
-        vectors = self.item_vectors()
-        return vectors, vectors.new_zeros(vectors.shape[0])
-
-    def forward(self, batch: RecBatch) -> Tensor:
-        """users (B,), items (B, C) -> scores (B, C); encodes each distinct item once."""
-        batch.require("items")
-        assert batch.items is not None
-        items = batch.items  # (B, C)
-        cached = self._catalogue
-        if not self.training and cached is not None and cached.device == items.device:
-            item_vec = cached[items]  # (B, C, D)
-        else:
-            unique, inverse = torch.unique(items, return_inverse=True)  # (M,), (B, C)
-            item_vec = self.encode_items(unique)[inverse]  # (B, C, D)
-        user_vec = self.user_embedding(batch.users).unsqueeze(1)  # (B, 1, D)
-        return (user_vec * item_vec).sum(-1)  # (B, C)
-
-    def score_all(self, batch: RecBatch) -> Tensor:
-        """(B, N) scores of every item; column 0 (padding) is left to the caller to mask."""
-        return self.user_state(batch) @ self.item_vectors().T  # (B, N)
+    def forward(self, items: Tensor) -> Tensor:
+        """items (...) -> (..., D); encodes each distinct item once (or reads the cache)."""
+        cached = self.cached(items.device)
+        if cached is not None:
+            return cached[items]
+        unique, inverse = torch.unique(items, return_inverse=True)  # (M,), (...)
+        return self.encode_items(unique)[inverse]  # (..., D)
 
     def extra_repr(self) -> str:
         return f"encoder={self.encoder_kind!r}, dim={self.dim}, tokenizer={self.tokenizer!r}"
@@ -232,3 +228,75 @@ class TextRec(nn.Module):
         state = self.__dict__.copy()
         state["_catalogue"] = None
         return state
+
+
+class TextRec(nn.Module):
+    """User ID embedding against item vectors computed from item text only.
+
+    There is deliberately no learned per-item bias or ID embedding: cold items must be scored
+    from their text alone, the same way as items seen in training.
+
+    Args:
+        n_users, n_items: sizes from the data spec (items get one extra padding row).
+        data_dir ... adaptor_dropout: the item tower's, see :class:`TextItemTower`.
+    """
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        data_dir: str | os.PathLike[str],
+        encoder: str = "bag",
+        dim: int = 64,
+        vocab_size: int = 8000,
+        max_length: int = 32,
+        tokenizer: str | None = None,
+        pretrained: str | None = None,
+        trainable_layers: int = 0,
+        transformer_layers: int = 2,
+        heads: int = 4,
+        adaptor: str = "linear",
+        experts: int = 8,
+        adaptor_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.n_users, self.n_items, self.dim = n_users, n_items, dim
+        self.items = TextItemTower(
+            n_items,
+            data_dir,
+            encoder=encoder,
+            dim=dim,
+            vocab_size=vocab_size,
+            max_length=max_length,
+            tokenizer=tokenizer,
+            pretrained=pretrained,
+            trainable_layers=trainable_layers,
+            transformer_layers=transformer_layers,
+            heads=heads,
+            adaptor=adaptor,
+            experts=experts,
+            adaptor_dropout=adaptor_dropout,
+        )
+        self.user_embedding = nn.Embedding(n_users, dim)
+        nn.init.normal_(self.user_embedding.weight, std=dim**-0.5)
+
+    def user_state(self, batch: RecBatch) -> Tensor:
+        """(B, D) user vectors: ``user_state @ item_embeddings()[0].T`` equals ``score_all``."""
+        return self.user_embedding(batch.users)
+
+    def item_embeddings(self) -> tuple[Tensor, Tensor]:
+        """(item vectors (N, D), bias (N,) of zeros): the export layout of the other models."""
+        vectors = self.items.item_vectors()
+        return vectors, vectors.new_zeros(vectors.shape[0])
+
+    def forward(self, batch: RecBatch) -> Tensor:
+        """users (B,), items (B, C) -> scores (B, C); encodes each distinct item once."""
+        batch.require("items")
+        assert batch.items is not None
+        item_vec = self.items(batch.items)  # (B, C, D)
+        user_vec = self.user_embedding(batch.users).unsqueeze(1)  # (B, 1, D)
+        return (user_vec * item_vec).sum(-1)  # (B, C)
+
+    def score_all(self, batch: RecBatch) -> Tensor:
+        """(B, N) scores of every item; column 0 (padding) is left to the caller to mask."""
+        return self.user_state(batch) @ self.items.item_vectors().T  # (B, N)

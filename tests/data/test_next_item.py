@@ -1,0 +1,125 @@
+"""Next-item training windows (SASRec-style): window cuts, every pair once per epoch, padding,
+bucketing, seeding, and the data module's next_item mode on a prepared folder."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hybridrec.data.prepare import prepare
+from hybridrec.data.protocols import LeaveOneOut
+from hybridrec.data.sequences import NextItemBatches, SequenceDataModule, next_item_windows
+from hybridrec.data.synthetic import read_synthetic
+
+
+def _sequences(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    items = torch.as_tensor(rng.integers(1, 30, size=sum(lengths)))
+    offsets = torch.zeros(len(lengths) + 1, dtype=torch.long)
+    offsets[1:] = torch.cumsum(torch.as_tensor(lengths), 0)
+    return items, offsets
+
+
+def test_windows_are_cut_from_the_end() -> None:
+    # sequences at [0, 7), [7, 8) (one item: no window), [8, 11)
+    starts, ends = next_item_windows(np.array([0, 7, 8, 11]), max_length=3)
+    # 6 inputs (0..5) -> [3, 6) then [0, 3); 2 inputs (8, 9) -> [8, 10)
+    assert list(zip(starts.tolist(), ends.tolist(), strict=True)) == [(3, 6), (0, 3), (8, 10)]
+    starts, ends = next_item_windows(np.array([0, 7]), max_length=4)
+    assert list(zip(starts.tolist(), ends.tolist(), strict=True)) == [(2, 6), (0, 2)]
+
+
+@pytest.mark.parametrize("bucket", [True, False])
+def test_every_pair_once_per_epoch_with_left_padding(bucket: bool) -> None:
+    lengths = [7, 1, 3, 12, 2, 5, 9]
+    items, offsets = _sequences(lengths)
+    batches = NextItemBatches(items, offsets, batch_size=3, max_length=4, seed=0, bucket=bucket)
+    expected: Counter[tuple[int, int, int]] = Counter()  # (sequence start, input, next)
+    for s, e in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
+        for j in range(s, e - 1):
+            expected[(s, int(items[j]), int(items[j + 1]))] += 1
+    seen: Counter[tuple[int, int, int]] = Counter()
+    n_batches = 0
+    for batch in batches:
+        n_batches += 1
+        assert batch.history is not None and batch.sequence_targets is not None
+        assert batch.history_lengths is not None
+        assert batch.history.shape == batch.sequence_targets.shape
+        assert batch.history.shape[1] <= 4 and len(batch) <= 3
+        for row in range(len(batch)):
+            length = int(batch.history_lengths[row])
+            hist, targets = batch.history[row], batch.sequence_targets[row]
+            width = hist.numel()
+            # left padding: zeros first, then the window; targets only under real inputs
+            assert not hist[: width - length].any() and not targets[: width - length].any()
+            assert (hist[width - length :] > 0).all() and (targets[width - length :] > 0).all()
+            # the target after each input is the next input (within the window)
+            assert torch.equal(targets[width - length : -1], hist[width - length + 1 :])
+            start = int(offsets[batch.users[row]])
+            for a, b in zip(hist[width - length :], targets[width - length :], strict=True):
+                seen[(start, int(a), int(b))] += 1
+    assert n_batches == len(batches)
+    assert seen == expected  # every (input, next) pair of every sequence exactly once
+    assert batch.positive_columns().numel() == int((batch.sequence_targets > 0).sum())
+
+
+def test_seeded_shuffle_and_bucketing_cuts_padding() -> None:
+    lengths = [2] * 60 + [30] * 6
+    items, offsets = _sequences(lengths)
+
+    def epoch(bucket: bool, seed: int = 0) -> list[torch.Tensor]:
+        batches = NextItemBatches(items, offsets, 8, max_length=20, seed=seed, bucket=bucket)
+        return [b.history for b in batches if b.history is not None]
+
+    first, again = epoch(True), epoch(True)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(
+        a.shape == b.shape and torch.equal(a, b)
+        for a, b in zip(first, epoch(True, seed=1), strict=True)
+    )
+    padded = sum(h.numel() for h in epoch(False))
+    bucketed = sum(h.numel() for h in first)
+    assert bucketed < padded / 3  # short windows are no longer padded to the long ones
+
+
+def test_epochs_reshuffle() -> None:
+    items, offsets = _sequences([5] * 20)
+    batches = NextItemBatches(items, offsets, 4, max_length=10, seed=0)
+    one = [b.users.tolist() for b in batches]
+    two = [b.users.tolist() for b in batches]
+    assert one != two and sorted(sum(one, [])) == sorted(sum(two, []))
+
+
+def test_bad_max_length() -> None:
+    items, offsets = _sequences([3])
+    with pytest.raises(ValueError, match="max_length"):
+        NextItemBatches(items, offsets, 4, max_length=0, seed=0)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    raw = read_synthetic(n_users=50, n_items=40, seed=2, ratings_per_rater=20)
+    folder = tmp_path_factory.mktemp("next_item") / "prep"
+    prepare(raw, LeaveOneOut(eval_mode="full"), folder)
+    return folder
+
+
+def test_datamodule_next_item_mode(prepared: Path) -> None:
+    dm = SequenceDataModule(prepared, training="next_item", batch_size=16, max_length=5)
+    dm.setup()
+    targets = sum(
+        int((b.sequence_targets > 0).sum())
+        for b in dm.train_dataloader()
+        if b.sequence_targets is not None
+    )
+    items, offsets = dm.train_sequences()
+    lengths = torch.diff(offsets)
+    assert targets == int((lengths - 1).clamp(min=0).sum())  # one per (input, next) pair
+    batch = next(iter(dm.val_dataloader()))
+    assert batch.history is not None and batch.targets is not None  # prefix rows, as before
+    with pytest.raises(ValueError, match="datamodule.training"):
+        SequenceDataModule(prepared, training="windows")

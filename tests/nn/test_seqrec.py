@@ -1,0 +1,198 @@
+"""SeqRec: training layout shapes, score_all parity, padding and causality invariants, the text
+tower (cold items scored from text, identical text -> identical scores), overfitting, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from hybridrec.data.batch import RecBatch
+from hybridrec.data.prepare import prepare
+from hybridrec.data.protocols import LeaveOneOut
+from hybridrec.data.synthetic import read_synthetic
+from hybridrec.data.text import ITEM_TEXT_FILE
+from hybridrec.losses import CrossEntropyLoss
+from hybridrec.nn import MoEAdaptor, SeqRec, TextItemTower
+
+N_ITEMS = 30
+TEXT = {"fields": {"title": "", "category": "Category: ", "brand": "Brand: "}}
+
+
+def _model(**kwargs: object) -> SeqRec:
+    torch.manual_seed(0)
+    settings: dict[str, object] = {"dim": 16, "layers": 2, "heads": 2, "dropout": 0.0}
+    return SeqRec(5, N_ITEMS, **{**settings, **kwargs})  # type: ignore[arg-type]
+
+
+def _history(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded (B, T) history and (B,) lengths from lists."""
+    width = max(len(r) for r in rows)
+    history = torch.tensor([[0] * (width - len(r)) + r for r in rows])
+    return history, torch.tensor([len(r) for r in rows])
+
+
+def test_training_scores_one_row_per_target() -> None:
+    model = _model().train()
+    history, lengths = _history([[1, 2, 3], [4, 5]])
+    targets = torch.tensor([[2, 3, 9], [0, 5, 7]])
+    batch = RecBatch(
+        users=torch.tensor([0, 1]),
+        history=history,
+        history_lengths=lengths,
+        sequence_targets=targets,
+    )
+    scores = model(batch)
+    assert scores.shape == (5, N_ITEMS + 1)  # 3 + 2 positions with a target
+    torch.testing.assert_close(batch.positive_columns(), torch.tensor([2, 3, 9, 5, 7]))
+    loss = CrossEntropyLoss()(scores, batch)["loss"]
+    # hand value: cross-entropy over items 1..N (column 0, padding, is never a candidate)
+    logits = scores[:, 1:]
+    expected = torch.nn.functional.cross_entropy(logits, batch.positive_columns() - 1)
+    torch.testing.assert_close(loss, expected)
+
+
+def test_score_all_matches_forward_and_export_layout() -> None:
+    model = _model().eval()
+    history, lengths = _history([[1, 2, 3, 4], [7], [5, 6]])
+    items = torch.tensor([[3, 4, 5], [1, 2, 8], [9, 10, 11]])
+    batch = RecBatch(
+        users=torch.zeros(3, dtype=torch.long),
+        items=items,
+        history=history,
+        history_lengths=lengths,
+    )
+    with torch.no_grad():
+        full = model.score_all(batch)
+        assert full.shape == (3, N_ITEMS + 1)
+        torch.testing.assert_close(full.gather(1, items), model(batch))
+        vectors, bias = model.item_embeddings()
+        torch.testing.assert_close(model.user_state(batch) @ vectors.T + bias, full)
+
+
+@pytest.mark.parametrize("temperature", [None, 0.1])
+def test_left_padding_width_does_not_change_scores(temperature: float | None) -> None:
+    model = _model(temperature=temperature).eval()
+    narrow = RecBatch(users=torch.tensor([0]), history=torch.tensor([[4, 2, 9]]))
+    wide = RecBatch(users=torch.tensor([0]), history=torch.tensor([[0, 0, 0, 4, 2, 9]]))
+    with torch.no_grad():
+        torch.testing.assert_close(model.score_all(narrow), model.score_all(wide))
+
+
+def test_attention_is_causal() -> None:
+    model = _model().eval()
+    table = model.item_table().detach()
+    a = model.encode(torch.tensor([[3, 4, 5, 6]]), torch.tensor([4]), table)
+    b = model.encode(torch.tensor([[3, 4, 5, 11]]), torch.tensor([4]), table)
+    torch.testing.assert_close(a[:, :3], b[:, :3])  # earlier positions never see later items
+    assert not torch.allclose(a[:, 3], b[:, 3])
+
+
+def test_history_longer_than_max_length_reads_the_latest_items() -> None:
+    model = _model(max_length=3).eval()
+    long = RecBatch(users=torch.tensor([0]), history=torch.tensor([[8, 9, 1, 2, 3]]))
+    short = RecBatch(users=torch.tensor([0]), history=torch.tensor([[1, 2, 3]]))
+    with torch.no_grad():
+        torch.testing.assert_close(model.score_all(long), model.score_all(short))
+    too_wide = RecBatch(
+        users=torch.tensor([0]),
+        history=torch.tensor([[8, 9, 1, 2, 3]]),
+        sequence_targets=torch.tensor([[9, 1, 2, 3, 4]]),
+    )
+    with pytest.raises(ValueError, match="datamodule.max_length"):
+        model.train()(too_wide)
+
+
+def test_overfits_a_small_batch() -> None:
+    model = _model(dropout=0.1).train()
+    history, lengths = _history([[1, 2, 3, 4], [5, 6, 7], [8, 9]])
+    targets, _ = _history([[2, 3, 4, 10], [6, 7, 11], [9, 12]])
+    batch = RecBatch(
+        users=torch.zeros(3, dtype=torch.long),
+        history=history,
+        history_lengths=lengths,
+        sequence_targets=targets,
+    )
+    loss = CrossEntropyLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    first = float(loss(model(batch), batch)["loss"].detach())
+    for _ in range(150):
+        optimizer.zero_grad()
+        value = loss(model(batch), batch)["loss"]
+        value.backward()
+        optimizer.step()
+    assert float(value.detach()) < 0.1 * first
+
+
+def test_bad_settings() -> None:
+    with pytest.raises(ValueError, match="item_id"):
+        SeqRec(5, N_ITEMS, item_id=False, text=None)
+    with pytest.raises(ValueError, match="heads"):
+        SeqRec(5, N_ITEMS, dim=10, heads=3)
+    with pytest.raises(ValueError, match="temperature"):
+        SeqRec(5, N_ITEMS, temperature=0.0)
+
+
+# -- with the item text tower --------------------------------------------------------------
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """(folder, n_items) of a small prepared synthetic dataset whose items 1 and 2 share one
+    text (so a text-only model must score them identically)."""
+    raw = read_synthetic(n_users=40, n_items=30, seed=1, ratings_per_rater=20)
+    folder = tmp_path_factory.mktemp("seqrec") / "prep"
+    spec = prepare(raw, LeaveOneOut(eval_mode="full"), folder, item_text=TEXT)
+    texts = pd.read_parquet(folder / ITEM_TEXT_FILE)
+    texts.loc[texts["index"] == 2, "text"] = texts.loc[texts["index"] == 1, "text"].iloc[0]
+    texts.to_parquet(folder / ITEM_TEXT_FILE)
+    return folder, spec.n_items
+
+
+@pytest.mark.parametrize("item_id", [False, True])
+def test_text_tower_scores_items_by_their_text(prepared: tuple[Path, int], item_id: bool) -> None:
+    folder, n_items = prepared
+    torch.manual_seed(0)
+    tower = TextItemTower(n_items, folder, dim=16, vocab_size=200, max_length=16)
+    model = SeqRec(5, n_items, dim=16, dropout=0.0, item_id=item_id, text=tower).eval()
+    assert (model.item_embedding is None) != item_id
+    batch = RecBatch(users=torch.tensor([0, 1]), history=torch.tensor([[0, 3, 4], [5, 6, 7]]))
+    with torch.no_grad():
+        scores = model.score_all(batch)
+    assert scores.shape == (2, n_items + 1) and torch.isfinite(scores).all()
+    same = torch.allclose(scores[:, 1], scores[:, 2])
+    assert same != item_id  # text only: identical text, identical scores; + ID: not
+
+
+def test_text_tower_trains_through_the_catalogue(prepared: tuple[Path, int]) -> None:
+    folder, n_items = prepared
+    tower = TextItemTower(n_items, folder, dim=16, vocab_size=200, max_length=16)
+    model = SeqRec(5, n_items, dim=16, item_id=False, text=tower).train()
+    history, lengths = _history([[1, 2, 3], [4, 5]])
+    batch = RecBatch(
+        users=torch.tensor([0, 1]),
+        history=history,
+        history_lengths=lengths,
+        sequence_targets=torch.tensor([[2, 3, 9], [0, 5, 7]]),
+    )
+    CrossEntropyLoss()(model(batch), batch)["loss"].backward()
+    assert tower.text_encoder is not None
+    grad = tower.text_encoder.token_embedding.weight.grad  # type: ignore[union-attr]
+    assert grad is not None and grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="dim"):
+        SeqRec(5, n_items, dim=32, item_id=False, text=tower)
+
+
+def test_moe_adaptor_shapes_and_whitening() -> None:
+    torch.manual_seed(0)
+    adaptor = MoEAdaptor(12, 5, experts=3)
+    x = torch.randn(7, 12)
+    assert adaptor(x).shape == (7, 5) and adaptor(x.view(7, 1, 12)).shape == (7, 1, 5)
+    # one expert: exactly (x - b) W
+    single = MoEAdaptor(12, 5, experts=1)
+    with torch.no_grad():
+        single.centres.normal_()
+    expected = (x - single.centres[0]) @ single.weights[0]
+    torch.testing.assert_close(single(x), expected)
+    with pytest.raises(ValueError, match="experts"):
+        MoEAdaptor(12, 5, experts=0)
