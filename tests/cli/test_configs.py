@@ -98,14 +98,23 @@ def test_model_instantiates_and_scores(compose_cfg: Compose, model: str) -> None
     assert net.score_all(batch).shape == (2, cfg.spec.n_items + 1)
 
 
+def _tiny_pretrained(tmp_path: Path) -> list[str]:
+    """Overrides pointing model.text at a tiny random BERT saved under tmp_path."""
+    tokenizer = train_wordpiece(["a tiny vocabulary for a tiny model"], vocab_size=120)
+    tiny = save_tiny_bert(tmp_path / "tiny_bert", tokenizer)
+    return [
+        f"model.text.pretrained={tiny}",
+        "model.text.max_length=16",
+        f"model.text.cache_dir={tmp_path / 'text_vectors'}",
+    ]
+
+
 @pytest.mark.parametrize("text", group_options("model/text"))
 def test_text_tower_options_instantiate(compose_cfg: Compose, text: str, tmp_path: Path) -> None:
     """Each model/text option builds the sequence model's item tower and trains one step."""
     overrides = ["model=seqtext", f"model/text={text}"]
     if text == "minilm":  # the real MiniLM is an optional extra: a tiny local BERT stands in
-        tokenizer = train_wordpiece(["a tiny vocabulary for a tiny model"], vocab_size=120)
-        tiny = save_tiny_bert(tmp_path / "tiny_bert", tokenizer)
-        overrides += [f"model.text.pretrained={tiny}", "model.text.max_length=16"]
+        overrides += _tiny_pretrained(tmp_path)
     cfg = _spec_cfg(compose_cfg, *overrides)
     net = instantiate(cfg.model)
     assert isinstance(net, SeqRec) and isinstance(net.text, TextItemTower)
@@ -175,6 +184,11 @@ def test_experiment_fast_dev_run(
         *data_overrides(name, data_files)[1:],
     ]
     cfg = compose_cfg(*overrides)
+    text = cfg.model.get("text")
+    if text is not None and text.encoder == "pretrained":
+        # the real MiniLM is an optional extra (not a CI install): a tiny local BERT stands in
+        overrides += _tiny_pretrained(tmp_path)
+        cfg = compose_cfg(*overrides)
     if OmegaConf.is_missing(cfg.model, "pretrained_gmf"):
         cfg = compose_cfg(*overrides, *_pretrained_halves(cfg, tmp_path))
         assert cfg.model.pretrained_gmf.endswith("gmf.pt")

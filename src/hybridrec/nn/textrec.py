@@ -78,6 +78,8 @@ class TextItemTower(nn.Module):
             when the sizes already match and something else trains) or ``moe`` (UniSRec's
             mixture of whitening experts, :class:`hybridrec.nn.adaptor.MoEAdaptor`).
         experts, adaptor_dropout: ``moe`` only.
+        cache_dir: frozen ``pretrained`` only: where the catalogue's vectors are kept between
+            runs (keyed by model weights, tokenizer and token ids); None = encode every run.
     """
 
     #: items encoded per chunk when the whole catalogue is encoded
@@ -103,6 +105,7 @@ class TextItemTower(nn.Module):
         adaptor: str = "linear",
         experts: int = 8,
         adaptor_dropout: float = 0.0,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
         if encoder not in ENCODERS:
@@ -151,7 +154,9 @@ class TextItemTower(nn.Module):
             encoded_dim = dim
         else:
             assert pretrained is not None
-            backbone = PretrainedTextEncoder(pretrained, trainable_layers=trainable_layers)
+            backbone = PretrainedTextEncoder(
+                pretrained, trainable_layers=trainable_layers, cache_dir=cache_dir
+            )
             encoded_dim = backbone.out_dim
             if backbone.frozen:
                 # fixed vectors: encode once, keep only them (not the backbone's weights)
@@ -238,7 +243,7 @@ class TextRec(nn.Module):
 
     Args:
         n_users, n_items: sizes from the data spec (items get one extra padding row).
-        data_dir ... adaptor_dropout: the item tower's, see :class:`TextItemTower`.
+        data_dir ... cache_dir: the item tower's, see :class:`TextItemTower`.
     """
 
     def __init__(
@@ -258,6 +263,7 @@ class TextRec(nn.Module):
         adaptor: str = "linear",
         experts: int = 8,
         adaptor_dropout: float = 0.0,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
         self.n_users, self.n_items, self.dim = n_users, n_items, dim
@@ -276,6 +282,7 @@ class TextRec(nn.Module):
             adaptor=adaptor,
             experts=experts,
             adaptor_dropout=adaptor_dropout,
+            cache_dir=cache_dir,
         )
         self.user_embedding = nn.Embedding(n_users, dim)
         nn.init.normal_(self.user_embedding.weight, std=dim**-0.5)
