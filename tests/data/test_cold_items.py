@@ -12,6 +12,7 @@ import torch
 from hybridrec.data.datamodule import RecDataModule
 from hybridrec.data.prepare import prepare
 from hybridrec.data.protocols import ColdItems
+from hybridrec.data.sequences import SequenceDataModule
 from hybridrec.data.synthetic import read_synthetic
 
 
@@ -131,5 +132,47 @@ def test_eval_rows_are_split_by_slice(cold_folder: Path) -> None:
             expected = test[(test["user"] == int(user)) & (test["cold"] == bool(is_cold))]
             assert items == set(expected["item"].tolist())
             assert all((i in cold) == bool(is_cold) for i in items)
+            rows += 1
+    assert rows == test.groupby(["user", "cold"]).ngroups
+
+
+def test_next_item_training_never_sees_cold_items(cold_folder: Path) -> None:
+    """Sequence models: no cold item in any history or target, and none among the loss's
+    columns (the full-catalogue softmax leaves them out as negatives too)."""
+    datamodule = SequenceDataModule(
+        cold_folder, training="next_item", batch_size=8, max_length=6, data_on_device=False
+    )
+    datamodule.setup()
+    cold = torch.tensor(sorted(_cold_set(cold_folder)))
+    seen = 0
+    for batch in datamodule.train_dataloader():
+        assert batch.history is not None and batch.sequence_targets is not None
+        assert not torch.isin(batch.history, cold).any()
+        assert not torch.isin(batch.sequence_targets, cold).any()
+        assert batch.train_columns is not None and not batch.train_columns[cold].any()
+        seen += int((batch.sequence_targets > 0).sum())
+    assert seen > 0
+    with pytest.raises(ValueError, match="refit_on_val"):
+        SequenceDataModule(cold_folder, training="next_item", train_on_val=True).setup()
+
+
+def test_sequence_eval_rows_are_split_by_slice(cold_folder: Path) -> None:
+    datamodule = SequenceDataModule(cold_folder, training="next_item", data_on_device=False)
+    datamodule.setup()
+    cold = _cold_set(cold_folder)
+    train = pd.read_parquet(cold_folder / "train.parquet")
+    test = pd.read_parquet(cold_folder / "test.parquet")
+    rows = 0
+    for batch in datamodule.test_dataloader():
+        assert batch.cold is not None and batch.targets is not None and batch.history is not None
+        assert batch.restrict_to is not None and batch.exclude is not None
+        assert set(torch.nonzero(batch.restrict_to).squeeze(1).tolist()) == cold
+        for row, (user, is_cold) in enumerate(zip(batch.users, batch.cold, strict=True)):
+            items = {int(i) for i in batch.targets[row] if i > 0}
+            expected = test[(test["user"] == int(user)) & (test["cold"] == bool(is_cold))]
+            assert items == set(expected["item"].tolist())
+            # the history is the user's whole training sequence
+            history = {int(i) for i in batch.history[row] if i > 0}
+            assert history == set(train.loc[train["user"] == int(user), "item"].tolist())
             rows += 1
     assert rows == test.groupby(["user", "cold"]).ngroups

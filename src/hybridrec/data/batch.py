@@ -47,6 +47,7 @@ class RecBatch:
     session_starts: Tensor | None = None  # (B,) bool, the row starts a session: reset its state
     # -- next-item training over whole sequences (sequence layout) -------------------------
     sequence_targets: Tensor | None = None  # (B, T) long, the item after history[:, t]; 0 = none
+    train_columns: Tensor | None = None  # (N + 1,) bool, items the loss may score (None = all)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> RecBatch:
         """Move every tensor field to ``device`` (the batch itself when nothing moves)."""

@@ -256,6 +256,9 @@ class NextItemBatches:
     are skewed (Amazon Scientific: mean 5.6, a few at 50), so without it most of a batch's
     (B, T) positions are padding; with it a batch holds windows of similar length and an epoch
     encodes several times fewer positions (the same windows, in a less random mix).
+
+    ``train_columns`` (N + 1,) bool, when given, rides on every batch: the only items the
+    loss scores (the cold_items protocol keeps cold items out of training as negatives too).
     """
 
     bucket_batches = 64
@@ -268,12 +271,13 @@ class NextItemBatches:
         max_length: int,
         seed: int,
         bucket: bool = True,
+        train_columns: Tensor | None = None,
     ) -> None:
         if max_length < 1:
             raise ValueError(f"datamodule.max_length={max_length}: expected >= 1")
         self.items, self.offsets = items, offsets  # (E,), (n + 1,)
         self.batch_size, self.max_length, self.seed = batch_size, max_length, seed
-        self.bucket = bucket
+        self.bucket, self.train_columns = bucket, train_columns
         starts, ends = next_item_windows(offsets.cpu().numpy(), max_length)
         self.starts, self.ends = torch.as_tensor(starts), torch.as_tensor(ends)  # (W,)
         sequence = np.searchsorted(offsets.cpu().numpy(), starts, side="right") - 1
@@ -318,19 +322,24 @@ class NextItemBatches:
                 history=history,
                 history_lengths=lengths,
                 sequence_targets=targets,
+                train_columns=self.train_columns,
             )
 
     def to(self, device: torch.device) -> None:
-        for name in ("items", "offsets", "starts", "ends", "sequence"):
-            setattr(self, name, getattr(self, name).to(device))
+        for name in ("items", "offsets", "starts", "ends", "sequence", "train_columns"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(device))
 
 
 class PrefixBatches:
     """Evaluation rows (history = ``flat[start:end]``, target), batched by history length.
 
     ``candidates`` (R, 1 + K): sampled evaluation (column 0 the target), else full ranking
-    with ``targets`` (B, 1); ``mask_known`` puts every history item into ``exclude``.
-    ``max_history`` keeps the most recent items only (0 = the whole prefix).
+    with ``targets`` (R,) one per row, or (R, P) several, 0-padded; ``mask_known`` puts every
+    history item into ``exclude``. ``max_history`` keeps the most recent items only (0 = the
+    whole prefix). ``cold`` (R,) and ``restrict_to`` (N + 1,): the cold_items protocol's row
+    flags and cold-only candidates (see :class:`hybridrec.data.datamodule.EvalBatches`).
     """
 
     def __init__(
@@ -344,12 +353,16 @@ class PrefixBatches:
         candidates: Tensor | None = None,
         mask_known: bool = False,
         max_history: int = 0,
+        cold: Tensor | None = None,
+        restrict_to: Tensor | None = None,
     ) -> None:
         by_length = torch.argsort(ends - starts, stable=True)  # short histories together
         self.flat = flat
         self.starts, self.ends = starts[by_length], ends[by_length]
         self.targets, self.users = targets[by_length], users[by_length]
         self.candidates = None if candidates is None else candidates[by_length]
+        self.cold = None if cold is None else cold[by_length]
+        self.restrict_to = restrict_to
         self.batch_size, self.mask_known, self.max_history = batch_size, mask_known, max_history
 
     def __len__(self) -> int:
@@ -378,12 +391,16 @@ class PrefixBatches:
                 batch.labels = (torch.arange(items.shape[1], device=items.device) == 0).float()
                 batch.labels = batch.labels.expand(items.shape[0], -1)
             else:
-                batch.targets = self.targets[part].unsqueeze(1)
+                targets = self.targets[part]
+                batch.targets = targets if targets.dim() == 2 else targets.unsqueeze(1)
                 batch.exclude = exclude
+                batch.cold = None if self.cold is None else self.cold[part]
+                batch.restrict_to = self.restrict_to
             yield batch
 
     def to(self, device: torch.device) -> None:
-        for name in ("flat", "starts", "ends", "targets", "users", "candidates"):
+        names = ("flat", "starts", "ends", "targets", "users", "candidates", "cold", "restrict_to")
+        for name in names:
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.to(device))
@@ -476,6 +493,11 @@ class SequenceDataModule(RecBatchDataModule):
         spec = self.spec
         train = self._frame("train")
         if self.train_on_val:
+            if "cold_items" in spec.files:
+                raise ValueError(
+                    "train_on_val (refit_on_val) would train on validation-cold items: the "
+                    "cold_items protocol keeps them out of training; set refit_on_val=false"
+                )
             if spec.layout == "sessions":
                 raise ValueError(
                     "train_on_val (refit_on_val) applies to leave-one-out splits; with the "
@@ -491,6 +513,10 @@ class SequenceDataModule(RecBatchDataModule):
             times[first.index.to_numpy()] = first.to_numpy()
             first_times = torch.as_tensor(times)
         if self.training == "next_item":
+            train_columns = None
+            if "cold_items" in spec.files:  # cold items stay out of training, as negatives too
+                train_columns = torch.ones(spec.n_items + 1, dtype=torch.bool)
+                train_columns[_long(self._frame("cold_items"), "item")] = False
             self._train = NextItemBatches(
                 torch.as_tensor(items.copy()),
                 torch.as_tensor(offsets),
@@ -498,6 +524,7 @@ class SequenceDataModule(RecBatchDataModule):
                 self.max_length,
                 self.seed,
                 bucket=self.bucket,
+                train_columns=train_columns,
             )
         else:
             self._train = SessionParallelBatches(
@@ -548,10 +575,41 @@ class SequenceDataModule(RecBatchDataModule):
             max_history=self.max_history,
         )
 
+    def _cold_rows(self, frame: pd.DataFrame, items: np.ndarray, offsets: np.ndarray) -> Any:
+        """cold_items protocol: one row per (user, slice) — the user's held-out cold items, and
+        their warm ones — ranked after the whole training sequence (as the ID models see it:
+        the held-out rows are a set, not a next item)."""
+        pairs = frame["user"].to_numpy(np.int64) * 2 + frame["cold"].to_numpy(np.int64)
+        codes, uniques = pd.factorize(pairs, sort=True)
+        counts = np.bincount(codes, minlength=len(uniques))
+        targets = np.zeros((len(uniques), int(counts.max())), dtype=np.int64)  # (R, P)
+        order = np.argsort(codes, kind="stable")
+        column = np.arange(codes.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        targets[codes[order], column] = frame["item"].to_numpy(np.int64)[order]
+        users = uniques // 2
+        restrict = None
+        if self.spec.candidates == "cold":
+            restrict = torch.zeros(self.spec.n_items + 1, dtype=torch.bool)
+            restrict[_long(self._frame("cold_items"), "item")] = True
+        return PrefixBatches(
+            torch.as_tensor(items.copy()),
+            torch.as_tensor(offsets[users]),
+            torch.as_tensor(offsets[users + 1]),
+            torch.as_tensor(targets),
+            torch.as_tensor(users),
+            self.eval_batch_size,
+            mask_known=self.spec.mask_known,
+            max_history=self.max_history,
+            cold=torch.as_tensor(uniques % 2 == 1),
+            restrict_to=restrict,
+        )
+
     def _loo_rows(self, train: pd.DataFrame) -> tuple[PrefixBatches, PrefixBatches]:
         spec = self.spec
         items, offsets = sequences_from_frame(train, spec.n_users)
         val, test = self._frame("val"), self._frame("test")
+        if "cold" in val.columns:
+            return self._cold_rows(val, items, offsets), self._cold_rows(test, items, offsets)
         mask = spec.eval_mode == "full" and spec.mask_known
         val_users = val["user"].to_numpy(np.int64, copy=True)
         val_batches = PrefixBatches(

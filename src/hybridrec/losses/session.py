@@ -93,6 +93,8 @@ class CrossEntropyLoss(nn.Module):
             logits = logits.masked_fill(_accidental_hits(scores, batch), float("-inf"))
         if batch.sequence_layout:  # column 0 is the padding item, never a candidate
             logits = torch.cat([torch.full_like(logits[:, :1], -torch.inf), logits[:, 1:]], 1)
+            if batch.train_columns is not None:  # items kept out of training (cold items)
+                logits = logits.masked_fill(~batch.train_columns.to(logits.device), -torch.inf)
         targets = batch.positive_columns().to(scores.device)  # (B,)
         return {"loss": F.cross_entropy(logits, targets)}
 
