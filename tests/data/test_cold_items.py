@@ -157,13 +157,18 @@ def test_next_item_training_never_sees_cold_items(cold_folder: Path) -> None:
 
 
 def test_sequence_eval_rows_are_split_by_slice(cold_folder: Path) -> None:
-    datamodule = SequenceDataModule(cold_folder, training="next_item", data_on_device=False)
+    datamodule = SequenceDataModule(
+        cold_folder, training="next_item", eval_batch_size=4, data_on_device=False
+    )
     datamodule.setup()
     cold = _cold_set(cold_folder)
     train = pd.read_parquet(cold_folder / "train.parquet")
     test = pd.read_parquet(cold_folder / "test.parquet")
     rows = 0
-    for batch in datamodule.test_dataloader():
+    loader = datamodule.test_dataloader()
+    batches = list(loader)
+    assert len(batches) == len(loader) and all(len(b) > 0 for b in batches)  # no empty batch
+    for batch in batches:
         assert batch.cold is not None and batch.targets is not None and batch.history is not None
         assert batch.restrict_to is not None and batch.exclude is not None
         assert set(torch.nonzero(batch.restrict_to).squeeze(1).tolist()) == cold

@@ -366,10 +366,10 @@ class PrefixBatches:
         self.batch_size, self.mask_known, self.max_history = batch_size, mask_known, max_history
 
     def __len__(self) -> int:
-        return -(-self.targets.numel() // self.batch_size)
+        return -(-self.targets.shape[0] // self.batch_size)
 
     def __iter__(self) -> Iterator[RecBatch]:
-        for lo in range(0, self.targets.numel(), self.batch_size):
+        for lo in range(0, self.targets.shape[0], self.batch_size):
             part = slice(lo, lo + self.batch_size)
             starts, ends = self.starts[part], self.ends[part]
             row, from_right, index = _ranges(starts, ends)
