@@ -189,6 +189,18 @@ def save_tiny_bert(folder: Path, tokenizer: Any) -> Path:
     return folder
 
 
+def random_sequences(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(items (E,), offsets (n + 1,)) tensors of random sequences of the given lengths, items in
+    1..29: the flat layout of :mod:`hybridrec.data.sequences`."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    items = torch.as_tensor(rng.integers(1, 30, size=sum(lengths)))
+    offsets = torch.zeros(len(lengths) + 1, dtype=torch.long)
+    offsets[1:] = torch.cumsum(torch.as_tensor(lengths), 0)
+    return items, offsets
+
+
 def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 

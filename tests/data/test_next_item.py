@@ -10,18 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import random_sequences
 from hybridrec.data.prepare import prepare
 from hybridrec.data.protocols import LeaveOneOut
 from hybridrec.data.sequences import NextItemBatches, SequenceDataModule, next_item_windows
 from hybridrec.data.synthetic import read_synthetic
 
-
-def _sequences(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    rng = np.random.default_rng(seed)
-    items = torch.as_tensor(rng.integers(1, 30, size=sum(lengths)))
-    offsets = torch.zeros(len(lengths) + 1, dtype=torch.long)
-    offsets[1:] = torch.cumsum(torch.as_tensor(lengths), 0)
-    return items, offsets
+_sequences = random_sequences
 
 
 def test_windows_are_cut_from_the_end() -> None:

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import random_sequences
 from hybridrec.data.sequences import (
     AliasSampler,
     PrefixBatches,
@@ -15,13 +16,7 @@ from hybridrec.data.sequences import (
     session_parallel_schedule,
 )
 
-
-def _sequences(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    rng = np.random.default_rng(seed)
-    items = torch.as_tensor(rng.integers(1, 30, size=sum(lengths)))
-    offsets = torch.zeros(len(lengths) + 1, dtype=torch.long)
-    offsets[1:] = torch.cumsum(torch.as_tensor(lengths), 0)
-    return items, offsets
+_sequences = random_sequences
 
 
 def _batches(lengths: list[int], batch_size: int, **kwargs: object) -> SessionParallelBatches:

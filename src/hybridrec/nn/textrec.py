@@ -243,7 +243,11 @@ class TextRec(nn.Module):
 
     Args:
         n_users, n_items: sizes from the data spec (items get one extra padding row).
-        data_dir ... cache_dir: the item tower's, see :class:`TextItemTower`.
+        data_dir: the prepared folder holding ``item_text.parquet``.
+        dim: D, the user and item vector size.
+        **text: the item tower's other settings (``encoder``, ``vocab_size``, ``max_length``,
+            ``tokenizer``, ``pretrained``, ``trainable_layers``, ...), see
+            :class:`TextItemTower`.
     """
 
     def __init__(
@@ -251,39 +255,12 @@ class TextRec(nn.Module):
         n_users: int,
         n_items: int,
         data_dir: str | os.PathLike[str],
-        encoder: str = "bag",
         dim: int = 64,
-        vocab_size: int = 8000,
-        max_length: int = 32,
-        tokenizer: str | None = None,
-        pretrained: str | None = None,
-        trainable_layers: int = 0,
-        transformer_layers: int = 2,
-        heads: int = 4,
-        adaptor: str = "linear",
-        experts: int = 8,
-        adaptor_dropout: float = 0.0,
-        cache_dir: str | os.PathLike[str] | None = None,
+        **text: Any,
     ) -> None:
         super().__init__()
         self.n_users, self.n_items, self.dim = n_users, n_items, dim
-        self.items = TextItemTower(
-            n_items,
-            data_dir,
-            encoder=encoder,
-            dim=dim,
-            vocab_size=vocab_size,
-            max_length=max_length,
-            tokenizer=tokenizer,
-            pretrained=pretrained,
-            trainable_layers=trainable_layers,
-            transformer_layers=transformer_layers,
-            heads=heads,
-            adaptor=adaptor,
-            experts=experts,
-            adaptor_dropout=adaptor_dropout,
-            cache_dir=cache_dir,
-        )
+        self.items = TextItemTower(n_items, data_dir, dim=dim, **text)
         self.user_embedding = nn.Embedding(n_users, dim)
         nn.init.normal_(self.user_embedding.weight, std=dim**-0.5)
 
