@@ -166,13 +166,6 @@ def run_ours(args) -> dict:
     }
 
 
-def train_targets(data_dir: str) -> int:
-    """RecBole's next-item targets in one epoch: the rows of the train file (every training
-    item after each user's first, repeat purchases included)."""
-    with open(_resolve(data_dir) / "Scientific.train.inter") as f:
-        return sum(1 for _ in f) - 1  # header
-
-
 def _step(metric) -> tuple[int, int]:
     return (metric.step, metric.timestamp)
 
