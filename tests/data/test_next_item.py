@@ -21,10 +21,11 @@ _sequences = random_sequences
 
 def test_windows_are_cut_from_the_end() -> None:
     # sequences at [0, 7), [7, 8) (one item: no window), [8, 11)
-    starts, ends = next_item_windows(np.array([0, 7, 8, 11]), max_length=3)
+    starts, ends, sequence = next_item_windows(np.array([0, 7, 8, 11]), max_length=3)
     # 6 inputs (0..5) -> [3, 6) then [0, 3); 2 inputs (8, 9) -> [8, 10)
     assert list(zip(starts.tolist(), ends.tolist(), strict=True)) == [(3, 6), (0, 3), (8, 10)]
-    starts, ends = next_item_windows(np.array([0, 7]), max_length=4)
+    assert sequence.tolist() == [0, 0, 2]
+    starts, ends, _ = next_item_windows(np.array([0, 7]), max_length=4)
     assert list(zip(starts.tolist(), ends.tolist(), strict=True)) == [(2, 6), (0, 2)]
 
 

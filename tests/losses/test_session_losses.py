@@ -267,3 +267,24 @@ def test_session_losses_in_loss_sum() -> None:
     assert set(out) == {"loss", "ranking/loss", "ranking/score_reg", "xe/loss"}
     out["loss"].backward()
     assert scores.grad is not None and torch.isfinite(scores.grad).all()
+
+
+def test_xe_sequence_layout_scores_only_the_training_columns() -> None:
+    """Sequence layout: column k is item k; padding (0) and items kept out of training (cold)
+    are never candidates, so the loss is the softmax over the remaining columns only."""
+    torch.manual_seed(0)
+    scores = torch.randn(3, 6)  # 3 target positions x items 0..5
+    allowed = torch.tensor([True, True, True, False, True, True])  # item 3 is cold
+    batch = RecBatch(
+        users=torch.tensor([0, 1]),
+        history=torch.tensor([[1, 2], [0, 4]]),
+        sequence_targets=torch.tensor([[2, 5], [0, 1]]),
+        train_columns=allowed,
+    )
+    keep = torch.tensor([1, 2, 4, 5])  # not padding, not cold
+    targets = torch.tensor([2, 5, 1])
+    expected = -torch.log_softmax(scores[:, keep], 1)[torch.arange(3), [1, 3, 0]].mean()
+    assert torch.equal(batch.positive_columns(), targets)
+    torch.testing.assert_close(CrossEntropyLoss()(scores, batch)["loss"], expected)
+    with pytest.raises(ValueError, match="xe"):
+        BPRMaxLoss()(scores, batch)

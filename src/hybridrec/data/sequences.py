@@ -228,12 +228,15 @@ def _ranges(starts: Tensor, ends: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return row, from_right, starts[row] + within
 
 
-def next_item_windows(offsets: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+def next_item_windows(
+    offsets: np.ndarray, max_length: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Input windows [start, end) of flat positions, cut from each sequence's end.
 
     A sequence at [s, e) has inputs s .. e - 2 (each followed by its target); its windows are
     [max(s, e - 1 - (k + 1) * max_length), e - 1 - k * max_length) for k = 0, 1, ...
-    Returns (starts, ends), one entry per window, sequences shorter than 2 give none.
+    Returns (starts, ends, sequence of each window), one entry per window; sequences shorter
+    than 2 give none.
     """
     inputs = np.diff(offsets) - 1  # (n,) inputs per sequence
     n_windows = np.where(inputs > 0, -(-inputs // max_length), 0)  # ceil
@@ -241,7 +244,7 @@ def next_item_windows(offsets: np.ndarray, max_length: int) -> tuple[np.ndarray,
     k = np.arange(sequence.size) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
     ends = offsets[sequence + 1] - 1 - k * max_length
     starts = np.maximum(offsets[sequence], ends - max_length)
-    return starts, ends
+    return starts, ends, sequence
 
 
 class NextItemBatches:
@@ -278,9 +281,8 @@ class NextItemBatches:
         self.items, self.offsets = items, offsets  # (E,), (n + 1,)
         self.batch_size, self.max_length, self.seed = batch_size, max_length, seed
         self.bucket, self.train_columns = bucket, train_columns
-        starts, ends = next_item_windows(offsets.cpu().numpy(), max_length)
+        starts, ends, sequence = next_item_windows(offsets.cpu().numpy(), max_length)
         self.starts, self.ends = torch.as_tensor(starts), torch.as_tensor(ends)  # (W,)
-        sequence = np.searchsorted(offsets.cpu().numpy(), starts, side="right") - 1
         self.sequence = torch.as_tensor(sequence)  # (W,)
         self.epoch = 0
         self.epoch_source: Callable[[], int] | None = None
@@ -575,7 +577,9 @@ class SequenceDataModule(RecBatchDataModule):
             max_history=self.max_history,
         )
 
-    def _cold_rows(self, frame: pd.DataFrame, items: np.ndarray, offsets: np.ndarray) -> Any:
+    def _cold_rows(
+        self, frame: pd.DataFrame, items: np.ndarray, offsets: np.ndarray
+    ) -> PrefixBatches:
         """cold_items protocol: one row per (user, slice) — the user's held-out cold items, and
         their warm ones — ranked after the whole training sequence (as the ID models see it:
         the held-out rows are a set, not a next item)."""

@@ -91,10 +91,13 @@ class CrossEntropyLoss(nn.Module):
             logits = logits - self.logq * batch.column_logq.to(logits)  # (C,) over the rows
         if self.remove_accidental_hits:
             logits = logits.masked_fill(_accidental_hits(scores, batch), float("-inf"))
-        if batch.sequence_layout:  # column 0 is the padding item, never a candidate
-            logits = torch.cat([torch.full_like(logits[:, :1], -torch.inf), logits[:, 1:]], 1)
-            if batch.train_columns is not None:  # items kept out of training (cold items)
-                logits = logits.masked_fill(~batch.train_columns.to(logits.device), -torch.inf)
+        if batch.sequence_layout:  # never a candidate: padding (0), items kept out (cold)
+            if batch.train_columns is None:
+                allowed = torch.ones(logits.shape[1], dtype=torch.bool, device=logits.device)
+            else:
+                allowed = batch.train_columns.to(logits.device).clone()  # (N + 1,)
+            allowed[0] = False
+            logits = logits.masked_fill(~allowed, -torch.inf)
         targets = batch.positive_columns().to(scores.device)  # (B,)
         return {"loss": F.cross_entropy(logits, targets)}
 
