@@ -135,6 +135,22 @@ def test_multirun_sweeps_models(tmp_path: Path) -> None:
     )
     assert sorted(r.data.tags["model"] for r in runs) == ["GMF", "MF"]
     assert len(list((tmp_path / "multirun").glob("*/*/checkpoints/*.ckpt"))) == 2
+    # each job: a distinct name from its model choice and job number, tagged with its sweep
+    (sweep_dir,) = (tmp_path / "multirun").iterdir()
+    by_job = {r.data.tags["sweep_job"]: r for r in runs}
+    assert {r.data.tags["sweep"] for r in runs} == {str(sweep_dir.resolve())}
+    assert by_job["0"].info.run_name == "mf-synthetic-loo_sampled-job0"
+    assert by_job["1"].info.run_name == "gmf-synthetic-loo_sampled-job1"
+    assert all(r.info.status == "FINISHED" for r in runs)
+    # the sweep's summary: one line per job with its run id, the override that differs and
+    # the monitored metric as stored
+    for job, run in by_job.items():
+        best = run.data.metrics["best/val/ndcg10"]
+        model = "mf" if job == "0" else "gmf"
+        line = (
+            f"job {job:>3}  {run.info.run_id}  FINISHED  best/val/ndcg10={best:.4f}  model={model}"
+        )
+        assert line in proc.stdout, proc.stdout[-2000:]
 
 
 def test_refit_on_val_retrains_for_the_chosen_epochs(

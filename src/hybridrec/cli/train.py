@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -20,16 +21,47 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_only
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+try:  # TEMP until checks.py lands
+    from hybridrec.cli.checks import ConfigError, check_config
+except ImportError:  # pragma: no cover
+
+    class ConfigError(ValueError):  # type: ignore[no-redef]
+        pass
+
+    def check_config(cfg: DictConfig) -> None:  # type: ignore[misc]
+        pass
+
+
 from hybridrec.cli.common import config_dir, prepare_from_config
+from hybridrec.cli.quiet import quiet_third_party
 from hybridrec.data.errors import DataError
+from hybridrec.data.spec import DataSpec
 from hybridrec.lit import RecLitModule
 from hybridrec.lit.callbacks import EpochTimer
-from hybridrec.tracking import log_run_end, log_run_start
+from hybridrec.tracking import (
+    DEFAULT_URI,
+    JOB_TAG,
+    OVERRIDES_TAG,
+    SWEEP_TAG,
+    MLflowLogger,
+    TrackingError,
+    check_tracking_uri,
+    end_run,
+    log_missing_metrics,
+    log_run_end,
+    log_run_start,
+    now_ms,
+    run_name,
+    start_run,
+    sweep_id,
+)
 
 log = logging.getLogger("hybridrec.train")
 
@@ -53,10 +85,18 @@ class TrainResult:
 
 
 def train(cfg: DictConfig) -> TrainResult:
-    """Prepare data, fit, test the best checkpoint, record everything in MLflow."""
+    """Check the config, prepare data, fit, test the best checkpoint, record everything in one
+    MLflow run that ends FINISHED, FAILED or KILLED (DDP: only rank 0 touches MLflow)."""
+    started_ms = now_ms()  # the run's start: its duration covers data, fit, test and refit
+    check_config(cfg)  # wrong types, ranges, unknown keys: before any data is read
+    # DDP children are started with RANK / LOCAL_RANK set, which Lightning reads on import
+    rank_zero = getattr(rank_zero_only, "rank", 0) == 0
+    uri = str(cfg.logger.tracking_uri)
+    if rank_zero:
+        check_tracking_uri(uri)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=rank_zero)
 
     spec, data_dir = prepare_from_config(cfg)
     with open_dict(cfg):
@@ -71,6 +111,8 @@ def train(cfg: DictConfig) -> TrainResult:
         spec.protocol,
         data_dir,
     )
+    if bool(cfg.get("refit_on_val")):
+        _check_refit(cfg, spec)
 
     if spec.n_val == 0:  # no validation split: fixed epochs, the last one is kept
         log.info(
@@ -90,13 +132,48 @@ def train(cfg: DictConfig) -> TrainResult:
     if not trains:  # count-based baselines: fitted from the training sequences, no optimiser
         model.fit_sequences(*datamodule.train_sequences())
     module = _task(cfg, model)
-    resolved = module.run_config or {}
 
-    logger = instantiate(cfg.logger)
+    client = MlflowClient(tracking_uri=uri)
+    run_id = None
+    if rank_zero:
+        run_id = start_run(
+            client,
+            str(cfg.logger.experiment_name),
+            str(cfg.logger.get("run_name") or _run_name(cfg)),
+            started_ms,
+            tags=_run_tags(cfg, spec),
+        )
+    error: BaseException | None = None
+    try:
+        logger = instantiate(cfg.logger, run_id=run_id)
+        result = _fit_and_test(cfg, module, datamodule, logger, spec, data_dir, trains)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        if run_id is not None:
+            status = end_run(client, run_id, error)
+            if error is not None:
+                log.error("MLflow run %s ended %s", run_id, status)
+    if run_id is not None:
+        _print_summary(client, run_id, uri, cfg.paths.output_dir)
+    return result
+
+
+def _fit_and_test(
+    cfg: DictConfig,
+    module: RecLitModule,
+    datamodule: Any,
+    logger: MLflowLogger,
+    spec: DataSpec,
+    data_dir: Path,
+    trains: bool,
+) -> TrainResult:
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
-    if isinstance(logger, MLFlowLogger):
-        log_run_start(logger, resolved, spec, data_dir)
+    run_id = logger.run_id if trainer.is_global_zero else None
+    if run_id is not None:
+        log_run_start(logger, module.run_config or {}, spec, data_dir)
 
     start = time.perf_counter()
     if trains:
@@ -120,8 +197,6 @@ def train(cfg: DictConfig) -> TrainResult:
                 datamodule=refitted.datamodule,  # type: ignore[attr-defined]
             )
             results = {k: float(v) for k, v in (tested[0] if tested else {}).items()}
-            if isinstance(logger, MLFlowLogger):
-                logger.log_metrics(results)
     elif cfg.get("test_after_fit", True):
         tested = trainer.test(
             module, datamodule=datamodule, ckpt_path=(best_path or None) if trains else None
@@ -129,12 +204,14 @@ def train(cfg: DictConfig) -> TrainResult:
         results = {k: float(v) for k, v in (tested[0] if tested else {}).items()}
     if best_score is not None:
         results[f"best/{cfg.monitor}"] = best_score
-    if isinstance(logger, MLFlowLogger):
+    if run_id is not None:
+        # what Lightning did not log itself (refit tests run without a logger; fast_dev_run
+        # swaps the logger for a dummy) reaches the run here, so the summary can read it back
+        log_missing_metrics(logger, results)
         log_run_end(logger, best_path or None, best_score, cfg.monitor)
-        _print_summary(logger, results)
     return TrainResult(
         metrics=results,
-        run_id=logger.run_id if isinstance(logger, MLFlowLogger) else None,
+        run_id=run_id,
         best_checkpoint=best_path,
         epochs=trainer.current_epoch,
         fit_seconds=fit_seconds,
@@ -142,6 +219,70 @@ def train(cfg: DictConfig) -> TrainResult:
             (c.train_seconds for c in callbacks if isinstance(c, EpochTimer)), []
         ),
     )
+
+
+def _check_refit(cfg: DictConfig, spec: DataSpec) -> None:
+    """refit_on_val retrains on train + validation after the fit: refuse it before the fit
+    where that second training cannot happen."""
+    problem = None
+    target = str(cfg.datamodule.get("_target_", ""))
+    if not target.endswith("SequenceDataModule"):
+        problem = (
+            f"the datamodule {target.rsplit('.', 1)[-1]} cannot add the validation items to "
+            "training (datamodule=sequence or next_item can)"
+        )
+    elif spec.layout == "sessions":
+        problem = (
+            "the session protocol has no per-user validation item to add; set "
+            "protocol.val_days=0 to train on every session instead"
+        )
+    elif "cold_items" in spec.files:
+        problem = "cold_items keeps the validation-cold items out of training"
+    if problem is not None:
+        raise ConfigError(f"refit_on_val=true: {problem}; set refit_on_val=false")
+
+
+def _model_choice(cfg: DictConfig) -> str:
+    if HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get("model")
+        if choice:
+            return str(choice)
+    return str(cfg.model.get("_target_", "model")).rsplit(".", 1)[-1].lower()
+
+
+def _sweep_job() -> tuple[str, int] | None:
+    """(sweep id, job number) inside a Hydra multirun, else None."""
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    return sweep_id(Path(hydra_cfg.runtime.output_dir).parent), int(hydra_cfg.job.num)
+
+
+def _run_name(cfg: DictConfig) -> str:
+    job = _sweep_job()
+    return run_name(
+        _model_choice(cfg),
+        str(cfg.data.name),
+        str(cfg.protocol.name),
+        job=None if job is None else job[1],
+    )
+
+
+def _run_tags(cfg: DictConfig, spec: DataSpec) -> dict[str, str]:
+    tags = {str(k): str(v) for k, v in (cfg.logger.get("tags") or {}).items()}
+    if HydraConfig.initialized():
+        tags[OVERRIDES_TAG] = " ".join(HydraConfig.get().overrides.task)[:5000]
+    job = _sweep_job()
+    if job is not None:
+        tags[SWEEP_TAG], tags[JOB_TAG] = job[0], str(job[1])
+    if cfg.trainer.get("fast_dev_run"):
+        tags["debug"] = "fast_dev_run (one batch per stage; no validation metrics)"
+    short = int(spec.counts.get("eval_rows_short_of_negatives", 0) or 0)
+    if short:
+        tags["eval_rows_short_of_negatives"] = str(short)
+    return tags
 
 
 def _task(cfg: DictConfig, model: Any) -> RecLitModule:
@@ -186,16 +327,48 @@ def _refit_on_val(cfg: DictConfig, best_path: str) -> tuple[str, L.Trainer]:
     return path, trainer
 
 
-def _print_summary(logger: MLFlowLogger, results: dict[str, Any]) -> None:
-    uri = logger._tracking_uri or ""
+def _print_summary(client: MlflowClient, run_id: str, uri: str, output_dir: str) -> None:
+    """Print what the run holds, read back from the store: test and best metrics under their
+    MLflow names, where the outputs are, and a command that opens the run as typed."""
+    run = client.get_run(run_id)
+    experiment_id = run.info.experiment_id
+    metrics = {k: v for k, v in run.data.metrics.items() if k.startswith(("test/", "best/"))}
+    link = f"#/experiments/{experiment_id}/runs/{run_id}"
+    if uri.startswith(("http://", "https://")):
+        open_it = f"Open it: {uri.rstrip('/')}/{link}"
+    else:
+        open_it = f"Open it: {_ui_command(uri)}  (then http://127.0.0.1:5000/{link})"
     lines = [
         "",
-        f"MLflow run {logger.run_id} (experiment {logger.experiment_id}) in {uri}",
-        *(f"  {k:<22} {v:.4f}" for k, v in sorted(results.items()) if math.isfinite(v)),
+        f"MLflow run {run_id} ({run.info.run_name}, experiment {experiment_id}, "
+        f"{run.info.status}) in {uri}",
+        *(f"  {k:<22} {v:.4f}" for k, v in sorted(metrics.items()) if math.isfinite(v)),
+        f"Outputs (checkpoints, Hydra config and log): {_shown_path(output_dir)}",
+        open_it,
     ]
-    if uri.startswith("sqlite:") or uri.startswith("file:"):
-        lines.append(f"Open it: mlflow ui --backend-store-uri {uri}  (then http://127.0.0.1:5000)")
     print("\n".join(lines), flush=True)
+
+
+def _shown_path(path: str | Path) -> str:
+    """``path`` relative to the working directory when it lies inside it."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd()))
+    except ValueError:
+        return str(resolved)
+
+
+def _ui_command(uri: str) -> str:
+    """A command that starts the MLflow UI on ``uri`` as typed: ``make ui`` for the default
+    store in a checkout, else the ``mlflow`` of this environment by its path (it is not on
+    PATH unless the virtualenv is active)."""
+    makefile = Path("Makefile")
+    if uri == DEFAULT_URI and makefile.is_file() and "\nui:" in makefile.read_text():
+        return "make ui"
+    mlflow_bin = _shown_path(Path(sys.executable).parent / "mlflow")
+    if "/" not in mlflow_bin:
+        mlflow_bin = f"./{mlflow_bin}"
+    return f"{mlflow_bin} server --backend-store-uri {uri} --workers 1 --port 5000"
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
@@ -205,12 +378,26 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     except DataError as exc:  # bad input: the message says where; no traceback from pandas
         log.error("bad input data: %s", exc)
         sys.exit(2)
+    except ConfigError as exc:
+        log.error("bad config: %s", exc)
+        sys.exit(2)
+    except TrackingError as exc:
+        log.error("%s", exc)
+        sys.exit(2)
     # the value Hydra sweepers optimise: the best validation score
     return results.get(f"best/{cfg.monitor}")
 
 
 def main() -> None:
+    quiet_third_party()
+    # SIGTERM (a scheduler, `kill`) ends a run like Ctrl-C: Lightning shuts down gracefully and
+    # the MLflow run is marked KILLED instead of staying RUNNING forever
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     _hydra_main()
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 if __name__ == "__main__":

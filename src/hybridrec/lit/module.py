@@ -68,7 +68,16 @@ class RecLitModule(L.LightningModule):
                 out["l2"] = penalty.detach()
                 out["loss"] = out["loss"] + self.embedding_l2 * penalty
             for name, value in out.items():
+                # every log_every_n_steps steps, and the epoch's mean (batch-size weighted)
                 self.log(f"train/{name}", value, batch_size=size, prog_bar=name == "loss")
+                self.log(
+                    f"train/{name}_epoch",
+                    value,
+                    batch_size=size,
+                    on_step=False,
+                    on_epoch=True,
+                    sync_dist=True,
+                )
             return out["loss"]
         if batch.items is not None:  # sampled: rank column 0 among the row's candidates
             scores = self.model(batch).masked_fill(batch.items == 0, -torch.inf)  # (B, C)

@@ -1,17 +1,45 @@
 from hybridrec.tracking.mlflow_run import (
+    DEFAULT_URI,
     MLflowLogger,
     default_tracking_uri,
     git_commit,
+    log_missing_metrics,
     log_run_end,
     log_run_start,
     mlflow_key,
 )
+from hybridrec.tracking.runs import (
+    TrackingError,
+    check_tracking_uri,
+    end_run,
+    ensure_experiment,
+    log_dataset,
+    now_ms,
+    run_name,
+    start_run,
+)
+from hybridrec.tracking.sweep import JOB_TAG, OVERRIDES_TAG, SWEEP_TAG, SweepSummary, sweep_id
 
 __all__ = [
+    "DEFAULT_URI",
+    "JOB_TAG",
+    "OVERRIDES_TAG",
+    "SWEEP_TAG",
     "MLflowLogger",
+    "SweepSummary",
+    "TrackingError",
+    "check_tracking_uri",
     "default_tracking_uri",
+    "end_run",
+    "ensure_experiment",
     "git_commit",
+    "log_dataset",
+    "log_missing_metrics",
     "log_run_end",
     "log_run_start",
     "mlflow_key",
+    "now_ms",
+    "run_name",
+    "start_run",
+    "sweep_id",
 ]

@@ -19,16 +19,23 @@ import yaml
 from lightning.pytorch.loggers import MLFlowLogger
 
 from hybridrec.data.spec import DataSpec
+from hybridrec.tracking.runs import log_dataset
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 
 
 class MLflowLogger(MLFlowLogger):
     """Lightning's MLFlowLogger with metric keys made MLflow-safe up front (``val/ndcg@10`` ->
-    ``val/ndcg10``) instead of a warning per key per step."""
+    ``val/ndcg10``) instead of a warning per key per step, and without ending the run:
+    Lightning would mark it FINISHED when ``fit`` ends, before the test, the refit and the
+    artifacts; ``train`` ends it once, with the job's status (:mod:`hybridrec.tracking.runs`).
+    """
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         super().log_metrics({mlflow_key(k): v for k, v in metrics.items()}, step)
+
+    def finalize(self, status: str = "success") -> None:
+        """Nothing: the run's end belongs to the job, not to one ``fit`` or ``test``."""
 
 
 def mlflow_key(name: str) -> str:
@@ -88,11 +95,23 @@ def log_run_start(
     client.set_tag(run_id, "data_fingerprint", spec.fingerprint)
     model_target = str(config.get("model", {}).get("_target_", "?"))
     client.set_tag(run_id, "model", model_target.rsplit(".", 1)[-1])
+    log_dataset(client, run_id, spec, data_dir)
     with tempfile.TemporaryDirectory() as tmp:
         config_path = Path(tmp) / "config.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         client.log_artifact(run_id, str(config_path))
     client.log_artifact(run_id, str(Path(data_dir) / "spec.json"), artifact_path="data")
+
+
+def log_missing_metrics(logger: MLFlowLogger, metrics: Mapping[str, float]) -> None:
+    """Log the ``metrics`` the run does not hold yet (at step 0), leaving those Lightning
+    already logged with their epoch steps alone."""
+    client, run_id = logger.experiment, logger.run_id
+    assert run_id is not None
+    stored = client.get_run(run_id).data.metrics
+    missing = {mlflow_key(k): float(v) for k, v in metrics.items() if mlflow_key(k) not in stored}
+    for key, value in missing.items():
+        client.log_metric(run_id, key, value)
 
 
 def log_run_end(

@@ -1,0 +1,72 @@
+"""What a Hydra multirun prints when all its jobs are done: one line per job.
+
+Each job tags its MLflow run with the sweep (its folder) and its job number (``train`` does
+it). At the end, :class:`SweepSummary` (a Hydra callback, configured in
+``configs/hydra/default.yaml``) reads those runs back through the MLflow client — so it works
+with any launcher, parallel ones included — and prints the job number, the run id, the run's
+status, the overrides that differ between jobs and the monitored metric.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+from hybridrec.tracking.mlflow_run import mlflow_key
+
+SWEEP_TAG = "sweep"
+JOB_TAG = "sweep_job"
+OVERRIDES_TAG = "overrides"
+
+
+def sweep_id(sweep_dir: str | Path) -> str:
+    """A sweep's identity: its output folder as an absolute path."""
+    return str(Path(sweep_dir).resolve())
+
+
+def _parse(overrides: str) -> dict[str, str]:
+    pairs = (item.split("=", 1) for item in overrides.split(" ") if "=" in item)
+    return {key: value for key, value in pairs}
+
+
+def summary_lines(client: MlflowClient, sweep: str, monitor: str) -> list[str]:
+    """One line per run of ``sweep``, in job order."""
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(
+        experiments, filter_string=f"tags.{SWEEP_TAG} = '{sweep}'", max_results=10_000
+    )
+    if not runs:
+        return [f"no MLflow run is tagged with sweep {sweep}"]
+    runs.sort(key=lambda run: int(run.data.tags.get(JOB_TAG, "0")))
+    overrides = [_parse(run.data.tags.get(OVERRIDES_TAG, "")) for run in runs]
+    keys = sorted({key for job in overrides for key in job})
+    differing = [k for k in keys if len({job.get(k) for job in overrides}) > 1]
+    metric = mlflow_key(f"best/{monitor}")
+    lines = [f"sweep {sweep}: {len(runs)} runs; {metric} is the best validation score"]
+    for run, job in zip(runs, overrides):
+        shown = " ".join(f"{k}={job.get(k, '-')}" for k in differing) or "(no overrides differ)"
+        value = run.data.metrics.get(metric)
+        score = f"{value:.4f}" if value is not None else "-"
+        lines.append(
+            f"  job {run.data.tags.get(JOB_TAG, '?'):>3}  {run.info.run_id}  "
+            f"{run.info.status:<8}  {metric}={score}  {shown}"
+        )
+    return lines
+
+
+class SweepSummary(Callback):
+    """Hydra callback: print :func:`summary_lines` after a multirun."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        uri = str(config.logger.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""))
+        try:
+            client = MlflowClient(tracking_uri=uri)
+            lines = summary_lines(client, sweep_id(config.hydra.sweep.dir), str(config.monitor))
+        except Exception as exc:  # a summary must never turn a finished sweep into an error
+            lines = [f"sweep summary unavailable: {exc}"]
+        print("\n".join(lines), flush=True)
