@@ -171,7 +171,8 @@ def save_tiny_bert(folder: Path, tokenizer: Any) -> Path:
     """A 2-layer, 32-wide random BERT over ``tokenizer``'s vocabulary (a
     :class:`hybridrec.text.TextTokenizer`), saved with that tokenizer as one local folder: the
     stand-in for a hub model in tests (no network)."""
-    transformers = pytest.importorskip("transformers")
+    import transformers  # a required dependency: a broken install must fail, not skip
+
     torch.manual_seed(0)
     config = transformers.BertConfig(
         vocab_size=tokenizer.vocab_size,

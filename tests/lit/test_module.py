@@ -8,6 +8,7 @@ that the metrics rank them as intended.
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 import lightning as L
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from conftest import prepare_tiny
 from hybridrec.data.batch import RecBatch
@@ -188,3 +190,87 @@ def test_full_ranking_constant_model_scores_zero(full_dir: Path) -> None:
     trainer = _trainer()
     trainer.validate(_lit(Constant()), datamodule=_dm(full_dir))
     assert _metrics(trainer, "val") == {m: 0.0 for m in METRICS}
+
+
+# --- epoch metrics are row-weighted means, overall and per cold / warm slice -------------------
+
+# Full ranking over items 1..6 (0 = padding); items 4, 5, 6 are the cold ones: a cold row
+# ranks among them only. K = 2, pessimistic ties. One row per user, scores by hand:
+SLICE_SCORES = torch.tensor(
+    [
+        # item: 0  1  2  3  4  5  6
+        [0, 9, 9, 9, 1, 2, 3],  # u0 cold, target 4: among 4, 5, 6 below 3 and 2 -> rank 2
+        [0, 9, 0, 0, 0, 5, 1],  # u1 cold, target 5: first among 4, 5, 6 -> rank 0
+        [0, 9, 5, 6, 1, 1, 1],  # u2 warm, target 2, item 1 excluded: below 6 -> rank 1
+        [0, 0, 0, 0, 1, 5, 3],  # u3 cold, target 6: below 5 among 4, 5, 6 -> rank 1
+        [0, 4, 2, 8, 3, 1, 7],  # u4 warm, targets 3 (rank 0) and 1 (below 8, 7 -> rank 2)
+        [0, 2, 7, 2, 4, 1, 0],  # u5 warm, target 1, item 2 excluded: below 4, tied 2 -> rank 2
+    ],
+    dtype=torch.float32,
+)
+G = 1 / math.log2(3)  # NDCG@2 of a single target at rank 1
+# per row (HR@2, NDCG@2): rank 0 -> (1, 1), rank 1 -> (1, G), rank 2 -> (0, 0); u4 has two
+# targets, one hit at rank 0: HR 1, NDCG = DCG 1 / ideal DCG of 2 hits (1 + G)
+#   u0 (0, 0)   u1 (1, 1)   u2 (1, G)   u3 (1, G)   u4 (1, 1 / (1 + G))   u5 (0, 0)
+
+
+class FixedScores(nn.Module):
+    """score_all = the hand-written score table row of each user."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("table", SLICE_SCORES.clone())
+
+    def score_all(self, batch: RecBatch) -> Tensor:
+        return self.table[batch.users]
+
+
+def _slice_batches() -> list[RecBatch]:
+    """Batches of 3, 1 and 2 rows: cold rows per batch 2, 1, 0 and warm rows 1, 0, 2."""
+    restrict_to = torch.tensor([False, False, False, False, True, True, True])
+
+    def batch(
+        users: list[int], targets: list[list[int]], exclude: list[list[int]], cold: list[bool]
+    ) -> RecBatch:
+        return RecBatch(
+            users=torch.tensor(users),
+            targets=torch.tensor(targets),
+            exclude=torch.tensor(exclude, dtype=torch.long),  # (2, E) (row, item) pairs
+            cold=torch.tensor(cold),
+            restrict_to=restrict_to,
+        )
+
+    return [
+        batch([0, 1, 2], [[4, 0], [5, 0], [2, 0]], [[2], [1]], [True, True, False]),
+        batch([3], [[6, 0]], [[], []], [True]),
+        batch([4, 5], [[3, 1], [1, 0]], [[1], [2]], [False, False]),
+    ]
+
+
+@pytest.mark.parametrize("stage", ["val", "test"])
+def test_epoch_metrics_are_row_weighted_means_per_slice(stage: str) -> None:
+    lit = RecLitModule(
+        FixedScores(),
+        LossSum({"ranking": BCELoss()}),
+        optimizer=functools.partial(torch.optim.Adam, lr=0.01),
+        ks=(2,),
+    )
+    # batch_size=None: each hand-built RecBatch is one batch, as the data modules yield them
+    loader = DataLoader(_slice_batches(), batch_size=None, collate_fn=lambda b: b)
+    trainer = _trainer()
+    run = trainer.validate if stage == "val" else trainer.test
+    run(lit, dataloaders=loader)
+    got = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    expected = {
+        # all 6 rows: HR (0 + 1 + 1 + 1 + 1 + 0) / 6 = 2/3, not the mean of the batch means
+        # (2/3 + 1/1 + 1/2) / 3 = 0.722
+        f"{stage}/hr@2": 4 / 6,
+        f"{stage}/ndcg@2": (0 + 1 + G + G + 1 / (1 + G) + 0) / 6,
+        # cold rows u0, u1 (batch 1), u3 (batch 2): HR 2/3, not (1/2 + 1/1) / 2 = 0.75
+        f"{stage}/cold/hr@2": 2 / 3,
+        f"{stage}/cold/ndcg@2": (0 + 1 + G) / 3,
+        # warm rows u2 (batch 1), u4, u5 (batch 3): HR 2/3, not (1/1 + 1/2) / 2 = 0.75
+        f"{stage}/warm/hr@2": 2 / 3,
+        f"{stage}/warm/ndcg@2": (G + 1 / (1 + G) + 0) / 3,
+    }
+    assert {k: got[k] for k in expected} == pytest.approx(expected, rel=1e-6)

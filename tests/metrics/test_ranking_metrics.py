@@ -187,3 +187,64 @@ def test_row_without_any_valid_positive_scores_zero() -> None:
     )
     assert ranks.tolist() == [[INF]]
     assert _metrics(ranks, 2) == {"hr@2": [0.0], "recall@2": [0.0], "ndcg@2": [0.0], "mrr@2": [0.0]}
+
+
+# --- more than 4 positives per row: the sort + binary-search path -----------------------------
+
+
+def _ranks_by_comparison(
+    scores: torch.Tensor, positives: torch.Tensor, valid: torch.Tensor, ties: str
+) -> torch.Tensor:
+    """The same ranks through the <= 4 positives path: 4 positive columns per call."""
+    chunks = [
+        positive_ranks(scores, positives[:, i : i + 4], valid[:, i : i + 4], ties=ties)
+        for i in range(0, positives.shape[1], 4)
+    ]
+    return torch.cat(chunks, 1)
+
+
+# 6 positive columns per row (> 4: positive_ranks sorts each row instead of comparing)
+MANY_SCORES = torch.tensor(
+    [
+        # cols: 0    1    2    3    4     5    6    7
+        [0.9, 0.5, 0.5, 0.5, 0.2, -INF, 0.7, 0.5],
+        [0.1, 0.2, 0.3, 0.4, 0.4, 0.4, -INF, 0.8],
+    ]
+)
+MANY_POSITIVES = torch.tensor([[1, 0, 4, 6, 2, 7], [3, 7, 0, 1, 2, 0]])
+MANY_VALID = torch.tensor([[True] * 6, [True] * 5 + [False]])  # row 1: 5 positives + padding
+
+
+@pytest.mark.parametrize(
+    ("ties", "expected"),
+    [
+        # row 0: col 1 (0.5) is below 0.9 and 0.7 (2 greater) and ties with cols 2, 3, 7
+        #   (3 others): pessimistic 2 + 3 = 5, optimistic 2, average 2 + 1.5 = 3.5; cols 2 and
+        #   7 are the same 0.5; col 0 (0.9) is first (0); col 4 (0.2): 0.9, 0.7 and the four
+        #   0.5s above (6; the -inf of col 5 never is); col 6 (0.7): only 0.9 above (1).
+        # row 1: col 3 (0.4): 0.8 above (1), ties with cols 4, 5 (2 others): 3 / 1 / 2;
+        #   col 7 (0.8) first; col 0 (0.1): 0.2, 0.3, 3 x 0.4, 0.8 above (6); col 1 (0.2): 5;
+        #   col 2 (0.3): 4; the padded sixth entry is inf.
+        ("pessimistic", [[5.0, 0.0, 6.0, 1.0, 5.0, 5.0], [3.0, 0.0, 6.0, 5.0, 4.0, INF]]),
+        ("optimistic", [[2.0, 0.0, 6.0, 1.0, 2.0, 2.0], [1.0, 0.0, 6.0, 5.0, 4.0, INF]]),
+        ("average", [[3.5, 0.0, 6.0, 1.0, 3.5, 3.5], [2.0, 0.0, 6.0, 5.0, 4.0, INF]]),
+    ],
+)
+def test_more_than_four_positives_uses_sorted_ranks(ties: str, expected: list[list[float]]) -> None:
+    assert MANY_POSITIVES.shape[1] > 4  # the sort + searchsorted branch
+    ranks = positive_ranks(MANY_SCORES, MANY_POSITIVES, MANY_VALID, ties=ties)
+    assert ranks.tolist() == expected
+    # the comparison path (<= 4 positives per call) gives the same ranks on the same data
+    assert _ranks_by_comparison(MANY_SCORES, MANY_POSITIVES, MANY_VALID, ties).tolist() == expected
+
+
+@pytest.mark.parametrize("ties", TIE_MODES)
+def test_sorted_and_compared_ranks_agree_with_many_ties(ties: str) -> None:
+    # integer scores in 0..4 over 30 candidates: nearly every positive ties with others
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 5, (4, 30), generator=gen).float()
+    scores[:, 7] = -INF  # a masked candidate in every row
+    positives = torch.randint(0, 30, (4, 9), generator=gen)
+    valid = torch.rand(4, 9, generator=gen) > 0.2
+    sorted_ranks = positive_ranks(scores, positives, valid, ties=ties)
+    assert torch.equal(sorted_ranks, _ranks_by_comparison(scores, positives, valid, ties))

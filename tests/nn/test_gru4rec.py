@@ -72,12 +72,43 @@ def test_eval_paths_agree_and_padding_is_ignored() -> None:
     assert torch.allclose(model.user_state(short)[0], model.user_state(batch)[0], atol=1e-6)
 
 
-def test_sparse_gradients_touch_only_the_batch_rows() -> None:
-    model = GRU4Rec(N_ITEMS, layers=[4])
-    batch = next(iter(_batches([4, 4], batch_size=2)))
+def _rows_changed(before: torch.Tensor, after: torch.Tensor) -> list[int]:
+    """Rows of an item table that are not bit-identical after the step."""
+    return [i for i in range(before.shape[0]) if not torch.equal(before[i], after[i])]
+
+
+@pytest.mark.parametrize("embedding", ["constrained", "separate"])
+def test_sparse_gradients_touch_only_the_batch_rows(embedding: str) -> None:
+    """One AdagradM step changes exactly the item rows the batch used; every other row of
+    every item table stays bit-identical."""
+    torch.manual_seed(0)
+    model = GRU4Rec(N_ITEMS, layers=[4], embedding=embedding, embedding_dim=3)
+    # a hand-built session-parallel batch: 2 rows see items 2 and 4, their next items are 3
+    # and 7, and 5 and 9 are the shared sampled negatives
+    batch = RecBatch(
+        users=torch.tensor([0, 1]),
+        items=torch.tensor([[3], [7]]),
+        negatives=torch.tensor([5, 9]),
+        session_inputs=torch.tensor([2, 4]),
+        session_slots=torch.tensor([0, 1]),
+        session_starts=torch.tensor([True, True]),
+    )
+    tables = {"item_out": model.item_out.weight, "item_bias": model.item_bias.weight}
+    if model.item_in is not None:
+        tables["item_in"] = model.item_in.weight
+    before = {name: table.detach().clone() for name, table in tables.items()}
+    optimizer = AdagradM(model.parameters(), lr=0.1)
     CrossEntropyLoss()(model(batch), batch)["loss"].backward()
-    grad = model.item_out.weight.grad
-    assert grad is not None and grad.is_sparse
+    for name, table in tables.items():
+        assert table.grad is not None and table.grad.is_sparse, name
+    optimizer.step()
+    changed = {name: _rows_changed(before[name], table.detach()) for name, table in tables.items()}
+    scored = [3, 5, 7, 9]  # the output columns: the batch's next items + the negatives
+    inputs = [2, 4]  # the items the rows have just seen
+    if embedding == "constrained":  # one table: input embedding and output layer
+        assert changed == {"item_out": sorted(inputs + scored), "item_bias": scored}
+    else:  # the input table gets the inputs, the output table the scored columns
+        assert changed == {"item_out": scored, "item_bias": scored, "item_in": inputs}
 
 
 def test_one_hot_cell_is_the_official_gru_embedding() -> None:

@@ -58,6 +58,87 @@ def test_forward_shape(name: str) -> None:
     assert scores.dtype == torch.float32 and torch.isfinite(scores).all()
 
 
+# --- one score by hand: tiny weights set explicitly, D = 2, one MLP layer -------------------------
+# user 1 has p = [1, 2] and item 2 has q = [3, -1] in every model below; the other rows keep
+# their random init, so a wrong row lookup gives a different number.
+P_USER, Q_ITEM = [1.0, 2.0], [3.0, -1.0]
+HAND_BATCH = RecBatch(users=torch.tensor([1]), items=torch.tensor([[2, 1]]))
+
+
+def _set(param: Tensor, values: list[float] | list[list[float]]) -> None:
+    with torch.no_grad():
+        param.copy_(torch.tensor(values))
+
+
+def _set_pair(user_table: torch.nn.Embedding, item_table: torch.nn.Embedding) -> None:
+    with torch.no_grad():
+        user_table.weight[1] = torch.tensor(P_USER)
+        item_table.weight[2] = torch.tensor(Q_ITEM)
+
+
+def _hand_score(model: PairScorer) -> tuple[float, float]:
+    """(forward score of user 1, item 2; score_all's entry for the same pair)."""
+    with torch.no_grad():
+        return float(model(HAND_BATCH)[0, 0]), float(model.score_all(HAND_BATCH)[0, 2])
+
+
+def test_mf_score_by_hand() -> None:
+    torch.manual_seed(0)
+    model = MF(3, 4, embedding_dim=2).eval()
+    _set_pair(model.user_embedding, model.item_embedding)
+    with torch.no_grad():
+        model.user_bias.weight[1] = 0.5
+        model.item_bias.weight[2] = -0.25
+        model.global_bias.fill_(0.125)
+        model.item_embedding.weight[1] = torch.tensor([0.5, 0.5])
+    # <p, q> + b_u + b_i + b = (1 * 3 + 2 * -1) + 0.5 - 0.25 + 0.125 = 1.375
+    assert _hand_score(model) == pytest.approx((1.375, 1.375))
+    # item 1 (second candidate): (1 * 0.5 + 2 * 0.5) + 0.5 + 0 (its bias) + 0.125 = 2.125
+    with torch.no_grad():
+        assert float(model(HAND_BATCH)[0, 1]) == pytest.approx(2.125)
+
+
+def test_gmf_score_by_hand() -> None:
+    torch.manual_seed(0)
+    model = GMF(3, 4, embedding_dim=2).eval()
+    _set_pair(model.user_embedding, model.item_embedding)
+    _set(model.predict.weight, [[0.5, 2.0]])
+    _set(model.predict.bias, [0.125])
+    # h . (p * q) + b = 0.5 * (1 * 3) + 2 * (2 * -1) + 0.125 = 1.5 - 4 + 0.125 = -2.375
+    assert _hand_score(model) == pytest.approx((-2.375, -2.375))
+
+
+def _set_mlp_half(model: MLP) -> None:
+    """First layer W_u p + b_u + W_i q with W_u = I, b_u = [0.5, -1], W_i = [[1, 1], [-1, 0]]."""
+    _set_pair(model.user_embedding, model.item_embedding)
+    _set(model.user_proj.weight, [[1.0, 0.0], [0.0, 1.0]])
+    _set(model.user_proj.bias, [0.5, -1.0])
+    _set(model.item_proj.weight, [[1.0, 1.0], [-1.0, 0.0]])
+
+
+def test_mlp_score_by_hand() -> None:
+    torch.manual_seed(0)
+    model = MLP(3, 4, embedding_dim=2, hidden_dims=(2,)).eval()
+    _set_mlp_half(model)
+    _set(model.predict.weight, [[2.0, 5.0]])
+    _set(model.predict.bias, [-1.0])
+    # W_u p + b_u = [1, 2] + [0.5, -1] = [1.5, 1]; W_i q = [3 - 1, -3] = [2, -3]
+    # relu([1.5 + 2, 1 - 3]) = relu([3.5, -2]) = [3.5, 0]; 2 * 3.5 + 5 * 0 - 1 = 6
+    assert _hand_score(model) == pytest.approx((6.0, 6.0))
+
+
+def test_neumf_score_by_hand() -> None:
+    torch.manual_seed(0)
+    model = NeuMF(3, 4, gmf_dim=2, mlp_embedding_dim=2, hidden_dims=(2,)).eval()
+    _set_pair(model.gmf.user_embedding, model.gmf.item_embedding)
+    _set_mlp_half(model.mlp)
+    _set(model.predict.weight, [[0.5, 2.0, 2.0, 5.0]])
+    _set(model.predict.bias, [0.125])
+    # fused = [GMF p * q, MLP tower] = [3, -2, 3.5, 0] (as in the two tests above)
+    # 0.5 * 3 + 2 * -2 + 2 * 3.5 + 5 * 0 + 0.125 = 1.5 - 4 + 7 + 0.125 = 4.625
+    assert _hand_score(model) == pytest.approx((4.625, 4.625))
+
+
 @pytest.mark.parametrize("name", list(FACTORIES))
 def test_forward_needs_items(name: str) -> None:
     with pytest.raises(ValueError, match="items"):

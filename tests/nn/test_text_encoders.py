@@ -189,7 +189,6 @@ def test_catalogue_cache_hit_and_invalidation(
 
 
 def test_pretrained_bad_path_names_it(tmp_path: Path) -> None:
-    pytest.importorskip("transformers")
     with pytest.raises(OSError, match="no_model_here"):
         PretrainedTextEncoder(tmp_path / "no_model_here")
 

@@ -145,7 +145,8 @@ def test_argument_checks() -> None:
 
 def test_transformers_folder(tokenizer: TextTokenizer, tmp_path: Path) -> None:
     """A folder in transformers' format (what a pretrained model ships) through AutoTokenizer."""
-    transformers = pytest.importorskip("transformers")
+    import transformers  # a required dependency: a broken install must fail, not skip
+
     fast = transformers.PreTrainedTokenizerFast(
         tokenizer_object=tokenizer.backend,
         unk_token="[UNK]",
