@@ -12,11 +12,18 @@ ARGS ?=
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
+# The install prints one progress line; pip's full output goes to .venv/install.log (shown
+# when the install fails). constraints.txt pins torch to the CPU build; GPU users install
+# their CUDA build of torch into .venv first.
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
-	# constraints.txt pins torch to the CPU build here; GPU users install their CUDA torch first
-	$(BIN)/pip install -c constraints.txt -e '.[dev]'
+	@echo "setting up $(VENV) (full log: $(VENV)/install.log)"
+	@set -o pipefail; { $(BIN)/pip install --progress-bar off --upgrade pip \
+	  && $(BIN)/pip install --progress-bar off -c constraints.txt -e '.[dev]'; } 2>&1 \
+	  | tee $(VENV)/install.log | while IFS= read -r line; do \
+	    printf '\r\033[K  %.100s' "$$line"; done \
+	  || { printf '\n'; tail -n 30 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log"; exit 1; }
+	@printf '\r\033[K  installed hybridrec and its dependencies into $(VENV)\n'
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install hybridrec with its dev tools

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
@@ -154,25 +155,84 @@ def test_multirun_sweeps_models(tmp_path: Path) -> None:
 
 
 def test_refit_on_val_retrains_for_the_chosen_epochs(
-    compose_cfg: Callable[..., DictConfig], data_files: dict[str, str], tmp_path: Path
+    compose_cfg: Callable[..., DictConfig],
+    data_files: dict[str, str],
+    tmp_path: Path,
+    mlflow_uri: str,
 ) -> None:
     """GRU4Rec on user sequences: select the epoch on validation, retrain on train +
-    validation for that many epochs, test the refit model (saved next to the selection)."""
+    validation for best epoch + 1 epochs, test the refit model (saved next to the selection)
+    and store its test metrics in the run."""
     from conftest import data_overrides
 
     cfg = compose_cfg(
         "experiment=gru4rec_beauty_bprmax",
         *data_overrides("beauty", data_files)[1:],
-        "trainer.max_epochs=2",
+        "trainer.max_epochs=3",
         "model.layers=[8]",
         "datamodule.n_negatives=16",
         "refit_on_val=true",
         f"paths.output_dir={tmp_path}",
     )
     result = train(cfg)
-    assert Path(result.best_checkpoint).name.startswith("refit_epochs_")
-    assert Path(result.best_checkpoint).is_file()
-    assert 0.0 <= result.metrics["test/hr@10"] <= 1.0
+    refit = Path(result.best_checkpoint)
+    assert refit.is_file()
+    (selected,) = (tmp_path / "checkpoints").glob("epoch_*.ckpt")
+    best_epoch = int(torch.load(selected, map_location="cpu", weights_only=False)["epoch"])
+    # the refit trains for the epochs validation chose: best epoch (0-based) + 1
+    assert refit.name == f"refit_epochs_{best_epoch + 1:03d}.ckpt"
+    refit_state = torch.load(refit, map_location="cpu", weights_only=False)
+    assert refit_state["epoch"] == best_epoch + 1
+    # the refit model's test metrics are the ones stored in the run
+    assert result.run_id is not None
+    run = MlflowClient(tracking_uri=mlflow_uri).get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    for key in ("hr", "ndcg", "mrr"):
+        assert run.data.metrics[f"test/{key}10"] == pytest.approx(result.metrics[f"test/{key}@10"])
+
+
+def test_refit_training_sequences_end_with_the_validation_item(
+    compose_cfg: Callable[..., DictConfig], data_files: dict[str, str]
+) -> None:
+    """train_on_val (what the refit trains on): each user's training sequence followed by
+    that user's validation item, nothing else changed."""
+    import pandas as pd
+
+    from conftest import data_overrides
+    from hybridrec.cli.common import prepare_from_config
+    from hybridrec.data.sequences import SequenceDataModule
+
+    cfg = compose_cfg(
+        "experiment=gru4rec_beauty_bprmax", *data_overrides("beauty", data_files)[1:]
+    )
+    spec, folder = prepare_from_config(cfg)
+    plain = SequenceDataModule(str(folder), training="session_parallel")
+    refit = SequenceDataModule(str(folder), training="session_parallel", train_on_val=True)
+    items, offsets = (t.tolist() for t in plain.train_sequences())
+    refit_items, refit_offsets = (t.tolist() for t in refit.train_sequences())
+    val = pd.read_parquet(folder / spec.files["val"]).set_index("user")["item"]
+    checked = 0
+    for user in range(spec.n_users):
+        before = items[offsets[user] : offsets[user + 1]]
+        after = refit_items[refit_offsets[user] : refit_offsets[user + 1]]
+        expected = before + ([int(val[user])] if user in val.index else [])
+        assert after == expected, user
+        checked += user in val.index
+    assert checked == len(val) > 0
+
+
+def test_debug_overfit_drives_the_training_loss_down(
+    compose_cfg: Callable[..., DictConfig], mlflow_uri: str
+) -> None:
+    """debug=overfit trains on 2 batches for 50 epochs: the loss must fall far."""
+    result = train(compose_cfg(*TINY_DATA, "debug=overfit", "model=mf", "optimizer.lr=0.05"))
+    assert result.run_id is not None
+    history = MlflowClient(tracking_uri=mlflow_uri).get_metric_history(
+        result.run_id, "train/loss_epoch"
+    )
+    losses = [m.value for m in sorted(history, key=lambda m: m.step)]
+    assert len(losses) == 50
+    assert losses[-1] < 0.2 * losses[0], losses[::10]
 
 
 def test_cold_items_report_cold_warm_and_all(compose_cfg: Callable[..., DictConfig]) -> None:
