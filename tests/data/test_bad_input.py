@@ -127,6 +127,17 @@ def test_non_integer_id_text(tmp_path: Path) -> None:
     assert "'abc' is not an integer" in _where(err, "u.data", 4, "user")
 
 
+def test_non_integer_id_counts_the_numeric_ids_exactly(tmp_path: Path) -> None:
+    # 599 of 600 numeric: a rounded share used to read "100% of the user ids are numbers"
+    rows = "".join(f"{u},{u % 7}\n" for u in range(600)).replace("\n300,", "\nu300,")
+    path = _write(tmp_path / "inter.csv", "user,item\n" + rows)
+    with pytest.raises(DataError) as err:
+        read_table(path)
+    msg = _where(err, "inter.csv", 302, "user")
+    assert "id 'u300' is not an integer, while 599 of 600 user ids are numbers" in msg
+    assert "100%" not in msg
+
+
 def test_non_integer_id_fraction(tmp_path: Path) -> None:
     path = _write(tmp_path / "inter.csv", "user,item\n1,10\n2,12.5\n3,13\n")
     with pytest.raises(DataError) as err:
@@ -193,7 +204,10 @@ def test_duplicates_error(tmp_path: Path) -> None:
         read_movielens_100k(_ml100k(tmp_path, DUPS))
     msg = _where(err, "u.data", 5, None)
     assert "rows 1 and 5 are the same (user, item) pair" in msg
-    assert "set duplicates=drop to keep the first" in msg
+    assert (
+        "to keep the first row of each repeated pair, add the override "
+        "data.source.duplicates=drop" in msg
+    )
 
 
 def test_duplicates_drop_and_keep(tmp_path: Path) -> None:
@@ -255,6 +269,16 @@ def test_ncf_two_test_rows_for_one_user(tmp_path: Path) -> None:
     assert "rows 1 and 3 are both test rows of user 0" in _where(
         err, "ml-1m.test.rating", 3, "user"
     )
+
+
+def test_ncf_repeated_test_row_is_not_a_duplicates_setting(tmp_path: Path) -> None:
+    # data.source.duplicates applies to the training file: a repeated test row is its own error
+    _ncf(tmp_path, test="0\t2\t5\t100\n1\t1\t3\t200\n0\t2\t5\t100\n")
+    with pytest.raises(DataError) as err:
+        read_ncf(tmp_path, duplicates="drop")
+    msg = _where(err, "ml-1m.test.rating", 3, "user")
+    assert "rows 1 and 3 are both test rows of user 0" in msg
+    assert "duplicates" not in msg
 
 
 def test_ncf_training_user_without_test_row(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from hybridrec.data.prepare import prepare, prepare_cached, read_negatives
 from hybridrec.data.protocols import LeaveOneOut, Split, TemporalSplit
 from hybridrec.data.raw import RawData
 from hybridrec.data.readers import read_ncf
-from hybridrec.data.spec import DataSpec, fingerprint_files
+from hybridrec.data.spec import SPEC_VERSION, DataSpec, fingerprint_files
 from hybridrec.data.synthetic import generate, read_synthetic, write_ncf
 
 N_USERS, N_ITEMS = 60, 40
@@ -71,16 +71,122 @@ def test_loo_holds_out_latest_for_test_and_second_latest_for_val(mapped: pd.Data
     assert split.counts["users_without_test"] == 0
 
 
+def _check_rows(
+    frame: pd.DataFrame, negatives: np.ndarray, known: dict[int, set[int]], n_items: int, k: int
+) -> int:
+    """Every row: distinct items, none known, padding 0 only after them and only when the user
+    has fewer than k unknown items (then all of them). Returns the number of short rows."""
+    assert negatives.shape == (len(frame), k)
+    short = 0
+    for user, row in zip(frame["user"].tolist(), negatives.tolist()):
+        unknown = set(range(1, n_items + 1)) - known[user]
+        items = [i for i in row if i != 0]
+        assert len(items) == len(set(items)), (user, row)  # no repeats
+        assert not set(items) & known[user] and set(items) <= unknown, user
+        assert row[len(items) :] == [0] * (k - len(items))  # padding last
+        if len(unknown) < k:
+            assert set(items) == unknown  # a short row holds every unknown item once
+            short += 1
+        else:
+            assert len(items) == k
+    return short
+
+
 def test_loo_sampled_negatives_avoid_every_known_item(mapped: pd.DataFrame) -> None:
+    # 40 items and 99 negatives: every row is short, holds each unknown item once, padded
     split = LeaveOneOut(n_negatives=99, seed=3).split(mapped, N_ITEMS)
     assert split.val_negatives is not None and split.test_negatives is not None
-    assert split.val_negatives.shape == (len(split.val), 99)
-    assert split.test_negatives.shape == (len(split.test), 99)
     known = _items_by_user(mapped)  # train + val + test
+    short = 0
     for frame, negatives in ((split.val, split.val_negatives), (split.test, split.test_negatives)):
-        assert negatives.min() >= 1 and negatives.max() <= N_ITEMS
-        for user, row in zip(frame["user"].tolist(), negatives.tolist()):
-            assert not set(row) & known[user], user
+        assert negatives.min() >= 0 and negatives.max() <= N_ITEMS
+        short += _check_rows(frame, negatives, known, N_ITEMS, 99)
+    assert short == len(split.val) + len(split.test)
+    assert split.counts["eval_rows_short_of_negatives"] == short
+
+
+def _random_histories(n_users: int, n_items: int, sizes: np.ndarray, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = [(u, i) for u in range(n_users) for i in rng.permutation(n_items)[: sizes[u]] + 1]
+    frame = pd.DataFrame(rows, columns=["user", "item"])
+    return frame.assign(timestamp=np.arange(len(frame)))
+
+
+def test_loo_sampled_small_catalogue_pads_instead_of_repeating(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 30 items, 99 negatives asked: before the fix an item came up several times in a row
+    n_items, sizes = 30, np.array([3, 5, 10, 20, 27, 28, 29, 30])
+    frame = _random_histories(len(sizes), n_items, sizes)
+    split = LeaveOneOut(n_negatives=99, seed=1).split(frame, n_items)
+    assert split.val_negatives is not None and split.test_negatives is not None
+    known = _items_by_user(frame)
+    short = _check_rows(split.val, split.val_negatives, known, n_items, 99)
+    short += _check_rows(split.test, split.test_negatives, known, n_items, 99)
+    assert short == len(split.val) + len(split.test) == 2 * len(sizes)
+    assert split.counts["eval_rows_short_of_negatives"] == short
+    # the user who knows every item ranks the held-out item alone (all padding)
+    full_user = int(np.flatnonzero(sizes == n_items)[0])
+    row = split.test_negatives[split.test["user"].to_numpy() == full_user]
+    assert (row == 0).all()
+    assert f"{len(sizes)} validation and {len(sizes)} test rows get fewer than 99" in caplog.text
+    assert "the catalogue has only 30 items" in caplog.text
+    # prepare records the count in spec.json for the training run to tag
+    users = frame["user"].map("u{}".format)
+    spec = prepare(
+        RawData(name="small", interactions=frame.assign(user=users)), LeaveOneOut(), tmp_path
+    )
+    assert DataSpec.load(tmp_path).counts["eval_rows_short_of_negatives"] == short
+    assert spec.n_eval_negatives == 99
+
+
+def test_loo_sampled_big_catalogue_gives_exactly_k_distinct_negatives(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # 2,000 items: 99 uniform draws with repeats would repeat an item in most rows. Users
+    # knowing 1,850 items (150 unknown) take the permutation path, the others the draws.
+    n_items = 2000
+    sizes = np.array([3, 10, 50, 200, 1000, 1850, 1898] * 6)
+    frame = _random_histories(len(sizes), n_items, sizes, seed=4)
+    split = LeaveOneOut(n_negatives=99, seed=2).split(frame, n_items)
+    assert split.val_negatives is not None and split.test_negatives is not None
+    known = _items_by_user(frame)
+    for part, negatives in ((split.val, split.val_negatives), (split.test, split.test_negatives)):
+        assert _check_rows(part, negatives, known, n_items, 99) == 0
+        assert (negatives > 0).all()
+    assert split.counts["eval_rows_short_of_negatives"] == 0
+    assert "fewer than" not in caplog.text
+    again = LeaveOneOut(n_negatives=99, seed=2).split(frame, n_items)
+    np.testing.assert_array_equal(again.test_negatives, split.test_negatives)
+    np.testing.assert_array_equal(again.val_negatives, split.val_negatives)
+
+
+def test_loo_sampled_user_short_of_negatives_in_a_big_catalogue(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    n_items = 500
+    sizes = np.array([5, 450, 480, 20])  # 50 and 20 unknown items < 99
+    frame = _random_histories(len(sizes), n_items, sizes, seed=5)
+    split = LeaveOneOut(n_negatives=99).split(frame, n_items)
+    assert split.val_negatives is not None and split.test_negatives is not None
+    known = _items_by_user(frame)
+    short = _check_rows(split.val, split.val_negatives, known, n_items, 99)
+    short += _check_rows(split.test, split.test_negatives, known, n_items, 99)
+    assert short == split.counts["eval_rows_short_of_negatives"] == 4
+    assert "2 validation and 2 test rows get fewer than 99 sampled negatives" in caplog.text
+    assert "interacted with more than 401 of the 500 items" in caplog.text
+
+
+def test_loo_given_negatives_are_not_resampled() -> None:
+    # the source's own negatives (NCF .test.negative) stay exactly as given, repeats included
+    frame = _random_histories(3, 50, np.array([5, 6, 7]))
+    test = frame.groupby("user").tail(1)
+    rest = frame.drop(test.index)
+    given = np.array([[7, 7, 8], [9, 10, 10], [11, 12, 13]])
+    split = LeaveOneOut(n_negatives=3).split(rest, 50, test, given)
+    assert split.test_negatives is given
+    assert split.val_negatives is not None and split.val_negatives.shape == (3, 3)
+    assert split.counts["eval_rows_short_of_negatives"] == 0
 
 
 def test_loo_full_has_no_negatives(mapped: pd.DataFrame) -> None:
@@ -329,6 +435,17 @@ def test_prepare_cached_reuses_the_folder(raw: RawData, tmp_path: Path) -> None:
     again = prepare_cached(must_not_run, LeaveOneOut(n_negatives=5), folder)
     assert again == spec
     assert (folder / "train.parquet").stat().st_mtime_ns == stamp
+
+
+def test_prepare_cached_redoes_a_folder_of_an_older_prepare(raw: RawData, tmp_path: Path) -> None:
+    # spec version 1 sampled evaluation negatives with repeats: such a folder is not reused
+    folder = tmp_path / "old"
+    spec = prepare(raw, LeaveOneOut(n_negatives=5), folder)
+    spec.version, spec.counts = 1, {}
+    spec.save(folder)
+    again = prepare_cached(lambda: raw, LeaveOneOut(n_negatives=5), folder)
+    assert again.version == SPEC_VERSION == DataSpec.load(folder).version
+    assert again.counts["eval_rows_short_of_negatives"] == 0
 
 
 def test_split_dataclass_defaults() -> None:

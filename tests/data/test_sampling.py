@@ -1,11 +1,16 @@
-"""NegativeSampler and the sorted-key membership test it is built on."""
+"""NegativeSampler, the sorted-key membership test it is built on, and the evaluation negatives."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from hybridrec.data.sampling import NegativeSampler, pair_keys, sorted_isin
+from hybridrec.data.sampling import (
+    NegativeSampler,
+    pair_keys,
+    sample_distinct_negatives,
+    sorted_isin,
+)
 
 N_ITEMS = 20
 
@@ -113,3 +118,64 @@ def test_sorted_isin_edges() -> None:
     assert sorted_isin(query, keys).tolist() == [False, True, False, True, True, False, False]
     empty = sorted_isin(query, torch.zeros(0, dtype=torch.long))
     assert empty.dtype == torch.bool and not empty.any()
+
+
+# --- sample_distinct_negatives (evaluation negatives) -------------------------------------------
+
+
+def _keys(positives: dict[int, list[int]], n_items: int) -> torch.Tensor:
+    users = torch.tensor([u for u, items in positives.items() for _ in items], dtype=torch.long)
+    items = torch.tensor([i for items in positives.values() for i in items], dtype=torch.long)
+    return pair_keys(users, items, n_items)
+
+
+def test_distinct_negatives_rank_to_item_matches_python() -> None:
+    # k = n_items: every row must hold exactly the user's unknown items, then padding
+    positives = {**POSITIVES, 4: [20], 5: [1], 6: list(range(1, N_ITEMS + 1))}
+    users = torch.tensor([0, 1, 2, 3, 4, 5, 6, 1])
+    negatives, available = sample_distinct_negatives(
+        users, N_ITEMS, _keys(positives, N_ITEMS), N_ITEMS, torch.Generator().manual_seed(0)
+    )
+    assert negatives.shape == (8, N_ITEMS)
+    for user, row, n in zip(users.tolist(), negatives.tolist(), available.tolist()):
+        unknown = set(range(1, N_ITEMS + 1)) - set(positives.get(user, []))
+        assert n == len(unknown)
+        assert sorted(row[:n]) == sorted(unknown) and row[n:] == [0] * (N_ITEMS - n)
+
+
+@pytest.mark.parametrize("n_items", [20, 300, 5000])
+def test_distinct_negatives_are_distinct_unknown_and_seeded(n_items: int) -> None:
+    generator = torch.Generator().manual_seed(n_items)
+    users = torch.arange(40)
+    sizes = torch.randint(0, n_items, (40,), generator=generator)
+    positives = {
+        u: (torch.randperm(n_items, generator=generator)[: int(sizes[u])] + 1).tolist()
+        for u in range(40)
+    }
+    keys = _keys(positives, n_items)
+    k = 9
+
+    def draw(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return sample_distinct_negatives(
+            users, k, keys, n_items, torch.Generator().manual_seed(seed)
+        )
+
+    negatives, available = draw(1)
+    for user, row, n in zip(users.tolist(), negatives.tolist(), available.tolist()):
+        items = [i for i in row if i]
+        assert len(items) == len(set(items)) == min(k, n), (user, row)
+        assert not set(items) & set(positives[user])
+    assert torch.equal(draw(1)[0], negatives)
+    assert not torch.equal(draw(2)[0], negatives)
+
+
+def test_distinct_negatives_are_uniform() -> None:
+    # both paths: 300 unknown items (> 2k: draws) and 150 (<= 2k: a permutation)
+    for n_items, k in ((300, 99), (150, 99)):
+        users = torch.zeros(4000, dtype=torch.long)
+        negatives, _ = sample_distinct_negatives(
+            users, k, torch.zeros(0, dtype=torch.long), n_items, torch.Generator().manual_seed(3)
+        )
+        counts = torch.bincount(negatives.flatten(), minlength=n_items + 1)[1:].double()
+        expected = 4000 * k / n_items
+        assert counts.min() > 0.9 * expected and counts.max() < 1.1 * expected

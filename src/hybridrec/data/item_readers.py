@@ -78,12 +78,21 @@ def read_movielens_items(path: str | Path, item_id_offset: int = 0) -> pd.DataFr
     return items
 
 
-def join_items(interactions: RawData, items: pd.DataFrame, name: str | None = None) -> RawData:
+def join_items(
+    interactions: RawData,
+    items: pd.DataFrame,
+    name: str | None = None,
+    duplicates: str | None = None,
+) -> RawData:
     """``interactions`` (a RawData from any reader) with ``items`` as its item table.
 
     Both sides' ids must be of the same kind (numbers or strings): an int id never matches a
     string one, so a mismatch would silently leave every item without text.
+    ``duplicates`` is not used here: the config passes it on to the interactions reader
+    (``interactions: {duplicates: ${..duplicates}}``) so that ``data.source.duplicates`` is the
+    same override for every data config.
     """
+    del duplicates  # applied by the interactions reader
     if not isinstance(interactions, RawData):
         raise TypeError(f"join_items: interactions must be RawData, got {type(interactions)}")
     check_columns(items, ["item"], items.attrs.get("path", "item table"))

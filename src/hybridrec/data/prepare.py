@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from hybridrec.data.errors import DataError
 from hybridrec.data.protocols import Split
 from hybridrec.data.raw import RawData
-from hybridrec.data.spec import DataSpec, fingerprint_files
+from hybridrec.data.spec import SPEC_VERSION, DataSpec, fingerprint_files
 from hybridrec.data.text import ITEM_TEXT_FILE, TextConfig, assemble_item_text, text_sha256
 
 FILE_ROLES = (
@@ -329,9 +329,12 @@ def prepare_cached(
     """Reuse ``folder`` when it already holds a prepared dataset, else prepare it.
 
     Callers put a hash of the data config in the folder name, so a changed config gets a new
-    folder rather than stale data.
+    folder rather than stale data; a folder written by an older ``prepare`` (its spec's
+    ``version`` below :data:`SPEC_VERSION`) is prepared again.
     """
     folder = Path(folder)
     if (folder / "spec.json").is_file():
-        return DataSpec.load(folder)
+        spec = DataSpec.load(folder)
+        if spec.version == SPEC_VERSION:
+            return spec
     return prepare(make_raw(), protocol, folder, **kwargs)

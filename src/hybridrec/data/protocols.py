@@ -15,15 +15,18 @@ Without timestamps, "last" is a seeded random pick per user (the NCF paper's val
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 
-from hybridrec.data.sampling import NegativeSampler, pair_keys
+from hybridrec.data.sampling import pair_keys, sample_distinct_negatives
 
 EVAL_MODES = ("sampled", "full")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,18 +74,40 @@ def sample_eval_negatives(
     n_items: int,
     n_negatives: int,
     seed: int,
-) -> np.ndarray:
-    """(n_rows, n_negatives) uniform negatives per held-out row, none of them an item the user
-    has in ``known`` (all of the user's interactions, train + val + test)."""
+) -> tuple[np.ndarray, int]:
+    """(n_rows, n_negatives) negatives per held-out row and the number of short rows.
+
+    Each row holds ``n_negatives`` distinct items drawn uniformly (seeded) from the items the
+    user does not have in ``known`` (all of the user's interactions, train + val + test). A
+    user with fewer unknown items than that (a small catalogue, or a user who has seen most
+    of it) gets every unknown item once, then padding 0, which the evaluation scores -inf: the
+    row ranks among fewer candidates and is counted as short. Never a repeated item.
+    """
     keys = pair_keys(
         torch.as_tensor(known["user"].to_numpy(np.int64, copy=True)),
         torch.as_tensor(known["item"].to_numpy(np.int64, copy=True)),
         n_items,
     )
-    sampler = NegativeSampler(keys, n_items)
     generator = torch.Generator().manual_seed(seed)
     users = torch.as_tensor(held_out["user"].to_numpy(np.int64, copy=True))
-    return sampler.sample(users, n_negatives, generator=generator).numpy()
+    negatives, n_available = sample_distinct_negatives(
+        users, n_negatives, keys, n_items, generator=generator
+    )
+    return negatives.numpy(), int((n_available < n_negatives).sum())
+
+
+def _short_rows_message(short_val: int, short_test: int, width: int, n_items: int) -> str:
+    why = (
+        f"the catalogue has only {n_items} items"
+        if n_items <= width
+        else f"their users have interacted with more than {n_items - width} of the {n_items} items"
+    )
+    return (
+        f"{short_val} validation and {short_test} test rows get fewer than {width} sampled "
+        f"negatives: {why}; each such row holds every item its user has not interacted with, "
+        "once, then padding (scored -inf), never a repeat. Counted in spec.json counts as "
+        "eval_rows_short_of_negatives"
+    )
 
 
 @dataclass
@@ -90,8 +115,12 @@ class LeaveOneOut:
     """Leave the last interaction out per user for test, the one before it for validation.
 
     eval_mode: ``sampled`` ranks the held-out item against ``n_negatives`` sampled negatives
-        (or the source's given negatives file), ``full`` against every item with the user's
-        known items masked.
+        (or the source's given negatives file, kept as given), ``full`` against every item
+        with the user's known items masked. Sampled negatives are distinct within a row and
+        never a known item; a row whose user has fewer unknown items than ``n_negatives``
+        holds each of them once, then padding 0 (scored -inf), and is counted in
+        ``counts["eval_rows_short_of_negatives"]`` (with a warning); see
+        :func:`sample_eval_negatives`.
     use_given_test: use the source's own held-out file (e.g. NCF's ``.test.rating``) if it has
         one; otherwise hold out the last interaction.
     mask_known: full ranking masks the user's known items (ICLRec/S3-Rec style); False ranks
@@ -132,13 +161,19 @@ class LeaveOneOut:
             known = pd.concat([interactions[["user", "item"]], test[["user", "item"]]])
             # validation ranks against as many negatives as the test does
             width = given_negatives.shape[1] if given_negatives is not None else self.n_negatives
-            split.val_negatives = sample_eval_negatives(val, known, n_items, width, self.seed + 1)
+            split.val_negatives, short_val = sample_eval_negatives(
+                val, known, n_items, width, self.seed + 1
+            )
+            short_test = 0
             if given_negatives is not None:
-                split.test_negatives = given_negatives
+                split.test_negatives = given_negatives  # the source's own: kept as given
             else:
-                split.test_negatives = sample_eval_negatives(
+                split.test_negatives, short_test = sample_eval_negatives(
                     test, known, n_items, self.n_negatives, self.seed + 2
                 )
+            counts["eval_rows_short_of_negatives"] = short_val + short_test
+            if short_val + short_test:
+                log.warning(_short_rows_message(short_val, short_test, width, n_items))
         return split
 
 

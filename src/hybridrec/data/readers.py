@@ -2,8 +2,9 @@
 
 They are Hydra ``_target_`` functions, so they take plain keyword arguments (paths as ``str`` or
 ``Path``). Ids stay raw; bad input raises :class:`DataError` naming file, row and column.
-Every reader takes ``duplicates`` (``"error"``, ``"drop"`` to keep the first, ``"keep"``) for
-repeated ``(user, item)`` pairs.
+Every reader of interactions takes ``duplicates`` (``"error"``, ``"drop"`` to keep the first,
+``"keep"``) for repeated ``(user, item)`` pairs; the data configs expose it as
+``data.source.duplicates``.
 """
 
 from __future__ import annotations
@@ -319,7 +320,8 @@ def read_ncf(path: str | Path, name: str = "ml-1m", duplicates: str = "error") -
         fmt=f"NCF {name}.test.rating (TAB user item rating timestamp)",
     )
     df.columns = pd.Index(["user", "item", "rating", "timestamp"])
-    test = check_interactions(df, test_path, duplicates="error")
+    # a repeated test row is reported below as a second test row of its user
+    test = check_interactions(df, test_path, duplicates="keep")
     test = test[["user", "item", "timestamp"]]
 
     # exactly one test row per user, and test users are training users (and vice versa)

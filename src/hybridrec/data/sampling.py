@@ -2,6 +2,9 @@
 
 Positives are kept as one sorted tensor of keys ``user * (n_items + 1) + item``, so checking a
 (B, K) block of candidates is one ``searchsorted`` — no Python loop over samples.
+
+:class:`NegativeSampler` draws training negatives (with replacement, fresh every batch);
+:func:`sample_distinct_negatives` draws the fixed evaluation negatives, distinct within a row.
 """
 
 from __future__ import annotations
@@ -76,3 +79,83 @@ class NegativeSampler:
         hit = sorted_isin(pair_keys(owners[todo], flat[todo], self.n_items), self.positive_keys)
         self.n_unresolved += int(hit.sum())
         return negatives
+
+
+def _rank_to_item(
+    users: Tensor, ranks: Tensor, keys: Tensor, starts: Tensor, n_items: int
+) -> Tensor:
+    """The ``ranks``-th (0-based) item of 1..n_items that is not a known item of each user.
+
+    users (B,), ranks (B, k), keys: sorted unique known pair keys, starts (B,): where each user's
+    keys begin. With the user's known items k_0 < k_1 < ..., ``gap_j = k_j - 1 - j`` counts the
+    unknown items below k_j, so the r-th unknown item is ``r + 1 + #{j: gap_j <= r}``: one
+    ``searchsorted`` over keys ``user * (n_items + 1) + gap`` (sorted, as gaps grow per user).
+    """
+    stride = n_items + 1
+    key_users, key_items = keys // stride, keys % stride
+    first = torch.searchsorted(keys, key_users * stride)  # (P,) each key's user's first key
+    gaps = key_items - 1 - (torch.arange(keys.numel()) - first)  # (P,)
+    gap_keys = key_users * stride + gaps  # (P,) sorted
+    query = users.unsqueeze(1) * stride + ranks  # (B, k)
+    below = torch.searchsorted(gap_keys, query, right=True) - starts.unsqueeze(1)  # (B, k)
+    return ranks + 1 + below
+
+
+def _draw_ranks(n_available: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
+    """(R,) counts -> (R, k) uniform ranks 0..n_available-1 (float64: exact up to 2**53)."""
+    draw = torch.rand(n_available.numel(), k, generator=generator, dtype=torch.float64)
+    top = n_available.unsqueeze(1)  # (R, 1)
+    return torch.minimum((draw * top.double()).long(), top - 1)
+
+
+def sample_distinct_negatives(
+    users: Tensor,
+    k: int,
+    positive_keys: Tensor,
+    n_items: int,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """users (B,) -> (negatives (B, k), n_available (B,)): per row ``k`` distinct items of
+    1..n_items, none a positive of its user (CPU, vectorised, deterministic for a seeded
+    ``generator``).
+
+    A row is a uniform random ``k``-subset, in random order, of the user's unknown items. A
+    user with fewer than ``k`` unknown items (``n_available < k``) gets all of them, then
+    padding 0 — never a repeat. Rows are drawn in ranks among the user's unknown items (mapped
+    to items by :func:`_rank_to_item`): rows with at most ``2k`` unknown items take the first
+    ``k`` of a random permutation; the others draw ranks and redraw within-row repeats, each
+    round on the rows that still have one (a repeat has probability < 1/2 there).
+    """
+    stride = n_items + 1
+    keys = torch.unique(positive_keys.long())  # sorted, each known pair once
+    keys = keys[(keys % stride) > 0]  # padding is never an item
+    users = users.long()
+    starts = torch.searchsorted(keys, users * stride)  # (B,)
+    n_known = torch.searchsorted(keys, (users + 1) * stride) - starts  # (B,)
+    n_available = n_items - n_known  # (B,)
+    ranks = torch.zeros(users.numel(), k, dtype=torch.long)  # (B, k)
+
+    dense = n_available <= 2 * k
+    if dense.any():  # the first k of a random permutation of 0..a-1
+        avail = n_available[dense].unsqueeze(1)  # (D, 1)
+        width = max(int(avail.max()), k)
+        noise = torch.rand(avail.shape[0], width, generator=generator, dtype=torch.float64)
+        columns = torch.arange(width).unsqueeze(0)  # (1, W)
+        noise = noise.masked_fill(columns >= avail, 2.0)  # ranks past a sort last
+        ranks[dense] = noise.argsort(dim=1, stable=True)[:, :k]  # (D, k)
+
+    rows = torch.nonzero(~dense).squeeze(1)  # (S,) more than 2k unknown items: draw ranks
+    ranks[rows] = _draw_ranks(n_available[rows], k, generator)
+    while rows.numel():  # redraw within-row repeats, on the rows that still have one
+        values, order = ranks[rows].sort(dim=1, stable=True)  # (T, k) repeats side by side
+        later = torch.zeros_like(values, dtype=torch.bool)
+        later[:, 1:] = values[:, 1:] == values[:, :-1]  # all but the first of equal ranks
+        repeat = torch.zeros_like(later).scatter(1, order, later)  # (T, k) in row order
+        hit = repeat.any(dim=1)
+        rows, repeat = rows[hit], repeat[hit]
+        redraw = _draw_ranks(n_available[rows], k, generator)  # (T, k)
+        ranks[rows] = torch.where(repeat, redraw, ranks[rows])
+
+    negatives = _rank_to_item(users, ranks, keys, starts, n_items)  # (B, k)
+    negatives = negatives.masked_fill(ranks >= n_available.unsqueeze(1), 0)  # short rows: pad
+    return negatives, n_available

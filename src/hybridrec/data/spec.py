@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 SPEC_FILE = "spec.json"
-SPEC_VERSION = 1
+#: bumped when ``prepare`` writes different files for the same config, so ``prepare_cached``
+#: re-prepares older folders (2: evaluation negatives distinct within a row)
+SPEC_VERSION = 2
 
 
 @dataclass

@@ -25,6 +25,7 @@ from hybridrec.data.errors import DataError
 from hybridrec.data.raw import INTERACTION_COLUMNS
 
 __all__ = [
+    "DUPLICATES_DROP",
     "DUPLICATE_MODES",
     "RowOrigin",
     "check_columns",
@@ -37,6 +38,8 @@ __all__ = [
 
 #: Accepted values of the readers' ``duplicates`` argument.
 DUPLICATE_MODES = ("error", "drop", "keep")
+#: The override that sets it: every data config whose reader takes it has ``source.duplicates``.
+DUPLICATES_DROP = "data.source.duplicates=drop"
 
 _ID_COLUMNS = ("user", "item", "session")
 _PARSER_LINE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
@@ -235,9 +238,10 @@ def _normalise_ids(s: pd.Series, col: str, where: Where) -> pd.Series:
     i = _first(~(is_num & _integral(num)))
     if i is not None:
         path, row = where(i)
+        n_num = int(is_num.sum())  # counts, not a share: 599 of 600 must not read "100%"
         raise DataError(
-            f"id {show(text.iloc[i])} is not an integer, while {share:.0%} of the {col} ids are "
-            "numbers; fix the row or make every id a string",
+            f"id {show(text.iloc[i])} is not an integer, while {n_num:,} of {len(text):,} "
+            f"{col} ids are numbers; fix the row or make every id a string",
             path=path,
             row=row,
             column=col,
@@ -283,7 +287,7 @@ def _check_duplicates(
     path_i, row_i = where(i)
     path_j, row_j = where(j)
     pair = "(" + ", ".join(key) + ")"
-    fix = "set duplicates=drop to keep the first"
+    fix = f"to keep the first row of each repeated pair, add the override {DUPLICATES_DROP}"
     if Path(path_i) != Path(path_j):
         msg = f"this row repeats the {pair} pair of row {row_i} of {path_i}; {fix}"
     elif row_i == row_j:
