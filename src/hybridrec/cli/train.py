@@ -40,6 +40,7 @@ except ImportError:  # pragma: no cover
 
 
 from hybridrec.cli.common import config_dir, prepare_from_config
+from hybridrec.cli.overrides import UsageError, compose_checked
 from hybridrec.cli.quiet import quiet_third_party
 from hybridrec.data.errors import DataError
 from hybridrec.data.spec import DataSpec
@@ -390,10 +391,24 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     quiet_third_party()
+    _check_overrides(sys.argv[1:])
     # SIGTERM (a scheduler, `kill`) ends a run like Ctrl-C: Lightning shuts down gracefully and
     # the MLflow run is marked KILLED instead of staying RUNNING forever
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     _hydra_main()
+
+
+def _check_overrides(args: list[str]) -> None:
+    """A bad override (unknown key, missing option, a bare file name) as one sentence that
+    says what to type, instead of Hydra's hint (``+duplicates=drop`` adds a key nothing
+    reads). Multiruns and Hydra's own flags go to Hydra as they are."""
+    if any(arg.startswith("-") for arg in args):
+        return
+    try:
+        compose_checked("hybridrec-train", args)
+    except UsageError as exc:
+        print(f"hybridrec-train: error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:

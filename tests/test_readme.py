@@ -1,0 +1,102 @@
+"""The README's first run, run as written: what `make train` prints must be the block the README
+shows (run ids, times and folders aside), and its claims about the data must hold."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+STAMP = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d")
+METRIC = re.compile(r"^  (\S+)\s+(\d\.\d{4})$")
+#: the printed metrics may differ from the README's by this much (other CPUs' kernels); on this
+#: project's machines the run is deterministic and they match to the 4 digits printed
+TOLERANCE = 0.002
+
+
+def _first_run_block() -> list[str]:
+    """The fenced block after "ends with:" in the README's first-run section."""
+    match = re.search(r"ends with:\n\n```\n(.*?)```", README.read_text(), re.S)
+    assert match, "README: the first-run output block is missing"
+    return match.group(1).rstrip("\n").split("\n")
+
+
+def _pattern(line: str) -> re.Pattern[str]:
+    """A README line as a regex: run ids and time stamps vary, the rest is literal."""
+    parts = re.split(f"({RUN_ID.pattern}|{STAMP.pattern})", line)
+    out = ""
+    for part in parts:
+        if RUN_ID.fullmatch(part):
+            out += RUN_ID.pattern
+        elif STAMP.fullmatch(part):
+            out += STAMP.pattern
+        else:
+            out += re.escape(part)
+    return re.compile(out)
+
+
+def test_readme_first_run_prints_the_readme_block(tmp_path: Path) -> None:
+    # `make train` runs `.venv/bin/hybridrec-train` in the checkout: same here, in a fresh
+    # folder with the Makefile (the summary points at `make ui` there), no store yet
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"MLFLOW_TRACKING_URI", "HYBRIDREC_ROOT"}
+    }
+    script = Path(sys.executable).parent / "hybridrec-train"
+    proc = subprocess.run(
+        [str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    expected = _first_run_block()
+    printed = proc.stdout.rstrip("\n").split("\n")[-len(expected) :]
+    for want, got in zip(expected, printed, strict=True):
+        metric = METRIC.match(want)
+        if metric:
+            name, value = metric.groups()
+            got_match = METRIC.match(got)
+            assert got_match and got_match.group(1) == name, (want, got)
+            assert float(got_match.group(2)) == pytest.approx(float(value), abs=TOLERANCE), (
+                f"README shows {want.strip()!r}, the run printed {got.strip()!r}"
+            )
+        else:
+            assert _pattern(want).fullmatch(got), (want, got)
+    # nothing that is not the user's business before the result
+    output = proc.stdout + proc.stderr
+    for noise in ("💡 Tip", "LeafSpec", "logging interval", "Creating initial MLflow database"):
+        assert noise not in output
+    # the README's description of the data: users and items the run reports
+    users, items = re.search(
+        r"NeuMF on ([\d,]+) synthetic users × ([\d,]+) items", README.read_text()
+    ).groups()  # type: ignore[union-attr]
+    assert f"({users} users, {items} items, protocol loo_sampled)" in output
+
+
+def test_readme_popularity_figure(tmp_path: Path) -> None:
+    """The README's popularity baseline on the first-run data, by its own command."""
+    args = re.search(r'make train ARGS="(model=pop[^"]*)"', README.read_text())
+    figure = re.search(r"scores HR@10 (0\.\d+) on this data", README.read_text())
+    assert args and figure
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"MLFLOW_TRACKING_URI", "HYBRIDREC_ROOT"}
+    }
+    script = Path(sys.executable).parent / "hybridrec-train"
+    proc = subprocess.run(
+        [str(script), *args.group(1).split()],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = re.search(r"^  test/hr10\s+(\d\.\d{4})$", proc.stdout, re.M)
+    assert printed, proc.stdout[-2000:]
+    assert float(printed.group(1)) == pytest.approx(float(figure.group(1)), abs=TOLERANCE)
