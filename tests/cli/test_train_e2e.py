@@ -202,9 +202,7 @@ def test_refit_training_sequences_end_with_the_validation_item(
     from hybridrec.cli.common import prepare_from_config
     from hybridrec.data.sequences import SequenceDataModule
 
-    cfg = compose_cfg(
-        "experiment=gru4rec_beauty_bprmax", *data_overrides("beauty", data_files)[1:]
-    )
+    cfg = compose_cfg("experiment=gru4rec_beauty_bprmax", *data_overrides("beauty", data_files)[1:])
     spec, folder = prepare_from_config(cfg)
     plain = SequenceDataModule(str(folder), training="session_parallel")
     refit = SequenceDataModule(str(folder), training="session_parallel", train_on_val=True)

@@ -28,17 +28,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-try:  # TEMP until checks.py lands
-    from hybridrec.cli.checks import ConfigError, check_config
-except ImportError:  # pragma: no cover
-
-    class ConfigError(ValueError):  # type: ignore[no-redef]
-        pass
-
-    def check_config(cfg: DictConfig) -> None:  # type: ignore[misc]
-        pass
-
-
+from hybridrec.cli.checks import ConfigError, check_config
 from hybridrec.cli.common import config_dir, prepare_from_config
 from hybridrec.cli.overrides import UsageError, compose_checked
 from hybridrec.cli.quiet import quiet_third_party
