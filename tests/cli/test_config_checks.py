@@ -36,7 +36,14 @@ GROUPS = [
     "hydra",
 ]
 #: options that only make sense with another choice (next_item reads ${model.max_length})
-PARTNERS = {"datamodule=next_item": ("model=sasrec", "loss=xe")}
+PARTNERS = {
+    "datamodule=next_item": ("model=sasrec", "loss=xe"),
+    # its `required` keys: the GMF and MLP checkpoints it starts from
+    "experiment=ncf_neumf_pretrain_ml1m": (
+        "model.pretrained_gmf=gmf.ckpt",
+        "model.pretrained_mlp=mlp.ckpt",
+    ),
+}
 
 
 def _shipped() -> list[tuple[str, ...]]:
@@ -92,7 +99,9 @@ def test_nothing_is_read_or_instantiated(
 
 def _line(error: ConfigError, key: str) -> str:
     """The problem line of ``key``."""
-    lines = [line.strip() for line in str(error).splitlines()[1:]]
+    lines = [str(problem) for problem in error.problems]
+    if len(lines) == 1:  # one problem: one sentence, the problem after the header
+        assert str(error) == f"invalid config (nothing was run): {lines[0]}"
     found = [line for line in lines if line.startswith(f"{key}: got ")]
     assert found, f"no problem line for {key!r} in:\n{error}"
     return found[0]

@@ -396,11 +396,6 @@ def _leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-#: an experiment's ??? (a value to give on the command line) that does not reach the composed
-#: config: a real config bug, checked on its own (strict xfail) below
-MISSING_LOST = {"ncf_neumf_pretrain_ml1m": ["model.pretrained_gmf", "model.pretrained_mlp"]}
-
-
 @pytest.mark.parametrize("experiment", group_options("experiment"))
 def test_experiment_sets_its_own_values(compose_cfg: Compose, experiment: str) -> None:
     """Every value an experiment file writes (outside its defaults list) is in the composed
@@ -411,8 +406,6 @@ def test_experiment_sets_its_own_values(compose_cfg: Compose, experiment: str) -
     assert expected  # every experiment sets something of its own
     cfg = compose_cfg(f"experiment={experiment}")
     for key, value in expected.items():
-        if key in MISSING_LOST.get(experiment, []):
-            continue
         if value == "???":  # to be given on the command line
             parent, leaf = key.rsplit(".", 1)
             assert OmegaConf.is_missing(OmegaConf.select(cfg, parent), leaf), key
@@ -422,16 +415,25 @@ def test_experiment_sets_its_own_values(compose_cfg: Compose, experiment: str) -
         assert got == value, key
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="configs bug: model.pretrained_gmf/pretrained_mlp: ??? in the experiment does not "
-    "override model/neumf.yaml's null (OmegaConf merging keeps the old value over a missing "
-    "one), so the experiment trains NeuMF from scratch instead of asking for its checkpoints",
-)
 def test_neumf_pretrain_experiment_asks_for_its_checkpoints(compose_cfg: Compose) -> None:
+    """Without the GMF and MLP checkpoints the pretrain experiment stops before any data is
+    read, naming both keys (a ??? in the experiment would lose the merge to neumf.yaml's
+    null and train from scratch instead)."""
+    from hybridrec.cli.checks import ConfigError, check_config
+
     cfg = compose_cfg("experiment=ncf_neumf_pretrain_ml1m")
-    for key in MISSING_LOST["ncf_neumf_pretrain_ml1m"]:
-        assert OmegaConf.is_missing(cfg.model, key.split(".")[1]), key
+    with pytest.raises(ConfigError) as caught:
+        check_config(cfg)
+    assert [p.key for p in caught.value.problems] == [
+        "model.pretrained_gmf",
+        "model.pretrained_mlp",
+    ]
+    given = compose_cfg(
+        "experiment=ncf_neumf_pretrain_ml1m",
+        "model.pretrained_gmf=gmf.ckpt",
+        "model.pretrained_mlp=mlp.ckpt",
+    )
+    check_config(given)
 
 
 @pytest.mark.parametrize("name", group_options("data"))
@@ -602,7 +604,7 @@ def test_experiment_fast_dev_run(
         overrides += _tiny_pretrained(tmp_path)
         cfg = compose_cfg(*overrides)
     pretrained = experiment == "ncf_neumf_pretrain_ml1m"  # needs GMF and MLP checkpoints
-    if pretrained:  # (not OmegaConf.is_missing: see MISSING_LOST, its ??? is lost)
+    if pretrained:  # its required checkpoints (config key `required`)
         cfg = compose_cfg(*overrides, *_pretrained_halves(cfg, tmp_path))
         assert cfg.model.pretrained_gmf.endswith("gmf.pt")
     with open_dict(cfg):  # record what train() really builds and fits

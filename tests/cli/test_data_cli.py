@@ -165,7 +165,8 @@ def test_every_reader_with_duplicates_has_the_key(
         ),
         (
             ["validate", "+data.source.foo=1"],
-            "data.source: read_synthetic() got an unexpected keyword argument 'foo'",
+            "invalid config (nothing was run): data.source.foo: got 1 (int); expected a "
+            "parameter of hybridrec.data.synthetic.read_synthetic",
         ),
     ],
 )
@@ -178,3 +179,15 @@ def test_bad_override_is_one_line_without_traceback(
     assert captured.err.startswith("hybridrec-data: error: ")
     assert captured.err.count("\n") == 1, captured.err
     assert expected in captured.err
+
+
+def test_prepare_checks_the_config_before_reading_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A wrong type in the protocol is refused before the source is read, in one message."""
+    code = main(["prepare", f"paths.root_dir={tmp_path}", "protocol.n_negatives=abc"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "protocol.n_negatives: got 'abc' (str)" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "data").exists()

@@ -56,7 +56,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.object_type import ObjectType
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import InterpolationKeyError
+from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue
 
 from hybridrec.data.protocols import EVAL_MODES
 from hybridrec.data.sequences import ORDERS, TRAININGS
@@ -110,7 +110,10 @@ class ConfigError(ValueError):
             return
         self.problems = tuple(problems)
         count = len(self.problems)
-        head = f"invalid config, {count} problem{'s' if count != 1 else ''} (nothing was run):"
+        if count == 1:  # one sentence
+            super().__init__(f"invalid config (nothing was run): {self.problems[0]}")
+            return
+        head = f"invalid config, {count} problems (nothing was run):"
         super().__init__("\n".join([head, *(f"  {p}" for p in self.problems)]))
 
 
@@ -573,6 +576,7 @@ TOP_LEVEL_TYPES: dict[str, Any] = {
     "refit_on_val": bool,
     "scheduler": TargetNode | None,
     "embedding_l2": float,
+    "required": list[str],
 }
 #: Top-level nodes not checked: filled in at run time, or Hydra's own.
 UNCHECKED = {"spec", "hydra"}
@@ -685,8 +689,26 @@ def check_config(cfg: DictConfig) -> None:
     listing every problem (unknown keys, wrong types, out-of-range values)."""
     walk = _Walk(cfg)
     _check_node(walk, cfg, "")
+    _check_required(walk, cfg)
     if walk.problems:
         raise ConfigError(walk.problems)
+
+
+def _check_required(walk: _Walk, cfg: DictConfig) -> None:
+    """Keys an experiment lists under ``required`` must be given a value: OmegaConf cannot
+    make a key ``???`` again once a group default set it (``null`` wins the merge)."""
+    for key in cfg.get("required") or []:
+        try:
+            value = OmegaConf.select(cfg, str(key), throw_on_missing=True, default=_NO_KEY)
+        except MissingMandatoryValue:
+            value = None
+        if value is _NO_KEY:
+            walk.add(f"required.{key}", "a key", "an existing key (nothing has this name)")
+        elif value is None:
+            walk.add(str(key), "null", "a value: this experiment needs it (required)")
+
+
+_NO_KEY = object()
 
 
 def _join(path: str, key: str) -> str:

@@ -24,6 +24,7 @@ from hydra.errors import (
 )
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from hybridrec.cli.checks import ConfigError, check_config
 from hybridrec.cli.overrides import UsageError, compose_checked
 from hybridrec.data.errors import DataError
 from hybridrec.data.spec import DataSpec
@@ -43,6 +44,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from hybridrec.cli.common import read_source
 
     cfg = compose_checked(f"hybridrec-data {args.command}", args.overrides)
+    check_config(cfg)  # types, ranges, unknown keys: before any data is read
     start = time.perf_counter()
     raw = read_source(cfg)
     frame = raw.interactions
@@ -63,6 +65,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from hybridrec.cli.common import prepare_from_config
 
     cfg = compose_checked(f"hybridrec-data {args.command}", args.overrides)
+    check_config(cfg)  # types, ranges, unknown keys: before any data is read
     start = time.perf_counter()
     spec, folder = prepare_from_config(cfg)
     print(f"prepared in {time.perf_counter() - start:.2f}s: {folder}")
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (DataError, FileNotFoundError, UsageError) as exc:
+    except (DataError, FileNotFoundError, UsageError, ConfigError) as exc:
         print(f"hybridrec-data: error: {exc}", file=sys.stderr)
         return 2
     except (InstantiationException, OmegaConfBaseException) as exc:
