@@ -4,6 +4,8 @@ metrics the summary prints."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -15,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from conftest import TINY_DATA
+from hybridrec.cli import train as train_cli
 from hybridrec.cli.train import train
 from hybridrec.data.spec import DataSpec
 from hybridrec.lit import RecLitModule
@@ -81,35 +84,61 @@ class _Boom(RuntimeError):
     pass
 
 
+def _sigterm_self() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 @pytest.mark.parametrize(
-    ("raised", "status"), [(_Boom("step 3"), "FAILED"), (KeyboardInterrupt(), "KILLED")]
+    ("fault", "status"),
+    [("error", "FAILED"), ("ctrl-c", "KILLED"), ("sigterm", "KILLED")],
 )
 def test_a_crash_mid_fit_ends_the_run_failed_or_killed(
     compose_cfg: Callable[..., DictConfig],
     mlflow_uri: str,
     monkeypatch: pytest.MonkeyPatch,
-    raised: BaseException,
+    fault: str,
     status: str,
 ) -> None:
     original = RecLitModule.training_step
 
     def crashing_step(self: RecLitModule, batch: object, batch_idx: int) -> torch.Tensor:
         if self.current_epoch == 1 and batch_idx == 3:
-            raise raised
+            if fault == "error":
+                raise _Boom("step 3")
+            if fault == "ctrl-c":
+                raise KeyboardInterrupt
+            _sigterm_self()  # the CLI's handler turns it into Ctrl-C
         return original(self, batch, batch_idx)  # type: ignore[arg-type]
 
     monkeypatch.setattr(RecLitModule, "training_step", crashing_step)
+    previous = signal.signal(signal.SIGTERM, train_cli._raise_keyboard_interrupt)
     before = set(_runs(mlflow_uri))
     # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1)
-    expected = SystemExit if isinstance(raised, KeyboardInterrupt) else _Boom
-    with pytest.raises(expected):
-        train(compose_cfg(*TINY_DATA, "model=mf", "trainer.max_epochs=3"))
+    try:
+        with pytest.raises(_Boom if fault == "error" else SystemExit):
+            train(compose_cfg(*TINY_DATA, "model=mf", "trainer.max_epochs=3"))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     new = [run for run_id, run in _runs(mlflow_uri).items() if run_id not in before]
     assert len(new) == 1
     run = new[0]
     assert run.info.status == status  # type: ignore[attr-defined]
     # the first epoch's validation reached the store before the crash
     assert "val/ndcg10" in run.data.metrics  # type: ignore[attr-defined]
+
+
+def test_short_negative_rows_are_tagged_on_the_run(
+    compose_cfg: Callable[..., DictConfig], mlflow_uri: str
+) -> None:
+    """60 items cannot give 99 distinct negatives: the run says so in a tag."""
+    cfg = compose_cfg(*TINY_DATA, "debug=fast_dev_run")
+    result = train(cfg)
+    spec = DataSpec.load(Path(cfg.datamodule.data_dir))
+    short = spec.counts["eval_rows_short_of_negatives"]
+    assert short == 2 * spec.n_users  # every validation and test row
+    assert result.run_id is not None
+    run = MlflowClient(tracking_uri=mlflow_uri).get_run(result.run_id)
+    assert run.data.tags["eval_rows_short_of_negatives"] == str(short)
 
 
 def _free_port() -> int:
