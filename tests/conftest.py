@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,23 @@ from hybridrec.cli.common import config_dir
 from hybridrec.data import synthetic
 
 CONFIG_DIR = Path(config_dir())
+Compose = Callable[..., DictConfig]
+#: every config group under configs/ (the config tests compose each option)
+GROUPS = [
+    "data",
+    "protocol",
+    "model",
+    "loss",
+    "optimizer",
+    "datamodule",
+    "trainer",
+    "logger",
+    "callbacks",
+    "debug",
+    "experiment",
+    "paths",
+    "hydra",
+]
 # small enough that one epoch takes well under a second
 TINY_DATA = ["data.source.n_users=80", "data.source.n_items=60"]
 #: the synthetic clicks span ~3 months: hold out 10 days for test and validation, not 1
@@ -207,3 +225,19 @@ def group_options(group: str) -> list[str]:
 
 
 os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+
+
+def run_train_cli(
+    cwd: Path, *args: str, uri: str | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
+    """The ``hybridrec-train`` console script run in ``cwd`` as a user would: ``uri`` as
+    MLFLOW_TRACKING_URI (None: unset, so the default store in ``cwd``), HYBRIDREC_ROOT unset."""
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"MLFLOW_TRACKING_URI", "HYBRIDREC_ROOT"}
+    }
+    if uri is not None:
+        env["MLFLOW_TRACKING_URI"] = uri
+    script = Path(sys.executable).parent / "hybridrec-train"
+    return subprocess.run(
+        [str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )

@@ -3,14 +3,13 @@ shows (run ids, times and folders aside), and its claims about the data must hol
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import run_train_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -47,13 +46,7 @@ def test_readme_first_run_prints_the_readme_block(tmp_path: Path) -> None:
     # `make train` runs `.venv/bin/hybridrec-train` in the checkout: same here, in a fresh
     # folder with the Makefile (the summary points at `make ui` there), no store yet
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
-    env = {
-        k: v for k, v in os.environ.items() if k not in {"MLFLOW_TRACKING_URI", "HYBRIDREC_ROOT"}
-    }
-    script = Path(sys.executable).parent / "hybridrec-train"
-    proc = subprocess.run(
-        [str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
-    )
+    proc = run_train_cli(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     expected = _first_run_block()
     printed = proc.stdout.rstrip("\n").split("\n")[-len(expected) :]
@@ -84,18 +77,7 @@ def test_readme_popularity_figure(tmp_path: Path) -> None:
     args = re.search(r'make train ARGS="(model=pop[^"]*)"', README.read_text())
     figure = re.search(r"scores HR@10 (0\.\d+) on this data", README.read_text())
     assert args and figure
-    env = {
-        k: v for k, v in os.environ.items() if k not in {"MLFLOW_TRACKING_URI", "HYBRIDREC_ROOT"}
-    }
-    script = Path(sys.executable).parent / "hybridrec-train"
-    proc = subprocess.run(
-        [str(script), *args.group(1).split()],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_train_cli(tmp_path, *args.group(1).split())
     assert proc.returncode == 0, proc.stderr[-3000:]
     printed = re.search(r"^  test/hr10\s+(\d\.\d{4})$", proc.stdout, re.M)
     assert printed, proc.stdout[-2000:]

@@ -6,35 +6,17 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
 from typing import Any, Literal
 
 import pytest
 import torch
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig
 
-from conftest import CONFIG_DIR, group_options
+from conftest import CONFIG_DIR, GROUPS, Compose, group_options
 from hybridrec.cli import checks
 from hybridrec.cli.checks import ConfigError, check_config
 
-Compose = Callable[..., DictConfig]
-GROUPS = [
-    "data",
-    "protocol",
-    "model",
-    "loss",
-    "optimizer",
-    "datamodule",
-    "trainer",
-    "logger",
-    "callbacks",
-    "debug",
-    "experiment",
-    "paths",
-    "hydra",
-]
 #: options that only make sense with another choice (next_item reads ${model.max_length})
 PARTNERS = {
     "datamodule=next_item": ("model=sasrec", "loss=xe"),

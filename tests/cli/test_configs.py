@@ -3,7 +3,6 @@ data) into the classes it names; each experiment trains the classes it names."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,7 +15,15 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from conftest import CONFIG_DIR, TINY_DATA, data_overrides, group_options, save_tiny_bert
+from conftest import (
+    CONFIG_DIR,
+    GROUPS,
+    TINY_DATA,
+    Compose,
+    data_overrides,
+    group_options,
+    save_tiny_bert,
+)
 from hybridrec.cli.common import prepare_from_config, read_source
 from hybridrec.cli.train import train
 from hybridrec.data.batch import RecBatch
@@ -24,23 +31,6 @@ from hybridrec.data.raw import RawData
 from hybridrec.losses import LossSum
 from hybridrec.nn import GMF, MLP, SeqRec, TextItemTower
 from hybridrec.text import train_wordpiece
-
-Compose = Callable[..., DictConfig]
-GROUPS = [
-    "data",
-    "protocol",
-    "model",
-    "loss",
-    "optimizer",
-    "datamodule",
-    "trainer",
-    "logger",
-    "callbacks",
-    "debug",
-    "experiment",
-    "paths",
-    "hydra",
-]
 
 #: what choosing each option must set, by group (dotted config key -> value): written out from
 #: the yaml files, so a default that silently wins over the chosen option fails here. A new

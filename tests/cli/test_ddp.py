@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from conftest import TINY_DATA
+from conftest import TINY_DATA, run_train_cli
 from hybridrec.cli.train import train
 
 
@@ -40,21 +37,14 @@ def test_readme_ddp_command_on_two_cpu_processes(tmp_path: Path) -> None:
     relaunches the script for rank 1; exactly one MLflow run, written by rank 0, ends FINISHED
     with the best checkpoint and best/val/... as in a single-process run."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    script = Path(sys.executable).parent / "hybridrec-train"
-    proc = subprocess.run(
-        [
-            str(script),
-            "trainer=ddp",
-            "trainer.devices=2",
-            *TINY_DATA,
-            "trainer.max_epochs=2",
-            f"paths.root_dir={tmp_path}",
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_train_cli(
+        tmp_path,
+        "trainer=ddp",
+        "trainer.devices=2",
+        *TINY_DATA,
+        "trainer.max_epochs=2",
+        f"paths.root_dir={tmp_path}",
+        uri=uri,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "GLOBAL_RANK: 1" in proc.stdout + proc.stderr  # really two processes

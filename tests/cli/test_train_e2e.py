@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +12,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from conftest import TINY_DATA
+from conftest import TINY_DATA, run_train_cli
 from hybridrec.cli.train import train
 
 
@@ -73,36 +70,49 @@ def test_training_run_is_recorded_in_mlflow(
 
 def test_console_script_prints_run_and_metrics(tmp_path: Path) -> None:
     """What `make train` runs: the console script, on the embedded synthetic data."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
-    script = Path(sys.executable).parent / "hybridrec-train"
-    proc = subprocess.run(
-        [str(script), *TINY_DATA, "trainer.max_epochs=1", f"paths.root_dir={tmp_path}"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_train_cli(
+        tmp_path,
+        *TINY_DATA,
+        "trainer.max_epochs=1",
+        f"paths.root_dir={tmp_path}",
+        uri=f"sqlite:///{tmp_path}/mlflow.db",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r"MLflow run [0-9a-f]{32}", proc.stdout)
-    assert "test/ndcg@10" in proc.stdout
-    assert "mlflow ui --backend-store-uri" in proc.stdout or "mlflow server" in proc.stdout
+    assert re.search(r"^  test/ndcg10\s+\d\.\d{4}$", proc.stdout, re.M)  # as stored
+    # the printed command works as typed, with the virtualenv not active (no Makefile here)
+    open_it = re.search(r"^Open it: (\S+) server --backend-store-uri (\S+) ", proc.stdout, re.M)
+    assert open_it, proc.stdout[-2000:]
+    assert (tmp_path / open_it.group(1)).is_file()
+    assert open_it.group(2) == f"sqlite:///{tmp_path}/mlflow.db"
+
+
+def test_unreachable_server_is_one_line_in_seconds(tmp_path: Path) -> None:
+    """MLFLOW_TRACKING_URI naming a server that is not running: exit 2 within seconds (the
+    client's own retries take minutes), one line naming the URI, no traceback."""
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    start = time.perf_counter()
+    proc = run_train_cli(tmp_path, *TINY_DATA, f"paths.root_dir={tmp_path}", uri=uri)
+    assert time.perf_counter() - start < 60  # mostly the imports; the check itself is < 5 s
+    assert proc.returncode == 2
+    output = proc.stdout + proc.stderr
+    assert f"MLflow tracking server {uri} does not answer" in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "data").exists()
 
 
 def test_bad_data_path_exits_with_clear_message(tmp_path: Path) -> None:
-    script = Path(sys.executable).parent / "hybridrec-train"
-    proc = subprocess.run(
-        [
-            str(script),
-            "data=ml100k",
-            f"data.source.path={tmp_path}/nowhere",
-            f"paths.root_dir={tmp_path}",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"},
+    proc = run_train_cli(
+        tmp_path,
+        "data=ml100k",
+        f"data.source.path={tmp_path}/nowhere",
+        f"paths.root_dir={tmp_path}",
+        uri=f"sqlite:///{tmp_path}/mlflow.db",
     )
     assert proc.returncode == 2
     output = proc.stdout + proc.stderr
@@ -113,21 +123,14 @@ def test_bad_data_path_exits_with_clear_message(tmp_path: Path) -> None:
 def test_multirun_sweeps_models(tmp_path: Path) -> None:
     """`hybridrec-train --multirun model=mf,gmf` runs one job per value, each its own run."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    script = Path(sys.executable).parent / "hybridrec-train"
-    proc = subprocess.run(
-        [
-            str(script),
-            "--multirun",
-            "model=mf,gmf",
-            *TINY_DATA,
-            "trainer.max_epochs=1",
-            f"paths.root_dir={tmp_path}",
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_train_cli(
+        tmp_path,
+        "--multirun",
+        "model=mf,gmf",
+        *TINY_DATA,
+        "trainer.max_epochs=1",
+        f"paths.root_dir={tmp_path}",
+        uri=uri,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(re.findall(r"MLflow run [0-9a-f]{32}", proc.stdout)) == 2
