@@ -321,3 +321,8 @@ def test_check_is_fast_after_the_first_call(compose_cfg: Compose) -> None:
 )
 def test_annotations(value: Any, annotation: Any, ok: bool) -> None:
     assert checks._matches(value, annotation) is ok
+
+
+def test_positional_args_of_a_target_are_any_list(compose_cfg: Compose) -> None:
+    """``_args_`` (positional arguments) is a list of anything: no crash, no problem."""
+    check_config(compose_cfg("+optimizer._args_=[1]"))

@@ -1,0 +1,284 @@
+"""Ranges and cross-key rules, and the types of the top-level keys: the declarative tables.
+
+``RULES`` maps key patterns (fnmatch, ``*`` spans dots) to a check of the value, built from the
+small rule builders below (``_int_min(1)``, ``_share()``, ``_one_of(...)``, ``_or_null(...)``);
+the first rule whose pattern matches a key applies (:func:`_rule_for`). ``TOP_LEVEL_TYPES``
+gives the types of the top-level keys of ``configs/train.yaml``, ``UNREAD_HINTS`` why a key
+people try is not read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from hybridrec.cli.checks.annotations import TargetNode
+from hybridrec.cli.checks.targets import _same_target
+from hybridrec.data.protocols import EVAL_MODES
+from hybridrec.data.sequences import ORDERS, TRAININGS
+from hybridrec.data.text import MISSING_MODES
+from hybridrec.metrics import TIE_MODES, RankingMetrics
+from hybridrec.nn.gru4rec import EMBEDDINGS
+from hybridrec.nn.textrec import ADAPTORS, ENCODERS
+
+# -- rule builders ---------------------------------------------------------------------------
+#: A check takes the value and the whole config; returns None, or what was expected.
+Check = Callable[[Any, DictConfig], "str | None"]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _rule(expected: str, ok: Callable[[Any], bool]) -> Check:
+    """A check of the value alone: ``expected`` where ``ok(value)`` is false."""
+
+    def check(value: Any, cfg: DictConfig) -> str | None:
+        return None if ok(value) else expected
+
+    return check
+
+
+def _int_min(low: int, note: str = "") -> Check:
+    return _rule(f"an int >= {low}{note}", lambda v: _is_int(v) and v >= low)
+
+
+def _number_min(low: float) -> Check:
+    return _rule(f"a number >= {low}", lambda v: _is_number(v) and v >= low)
+
+
+def _number_above(low: float) -> Check:
+    return _rule(f"a number > {low}", lambda v: _is_number(v) and v > low)
+
+
+def _share(low_open: bool = False, high_open: bool = True) -> Check:
+    """A number in [0, 1), (0, 1), [0, 1] ..."""
+    text = f"a number in {'(' if low_open else '['}0, 1{')' if high_open else ']'}"
+
+    def ok(v: Any) -> bool:
+        above = v > 0 if low_open else v >= 0
+        below = v < 1 if high_open else v <= 1
+        return _is_number(v) and above and below
+
+    return _rule(text, ok)
+
+
+def _one_of(options: Iterable[str], note: str = "") -> Check:
+    options = tuple(options)
+    return _rule(f"one of {', '.join(options)}{note}", lambda v: v in options)
+
+
+def _or_null(check: Check) -> Check:
+    """``check``, and null is fine too."""
+
+    def checked(value: Any, cfg: DictConfig) -> str | None:
+        expected = check(value, cfg)
+        return None if value is None or expected is None else f"{expected}, or null"
+
+    return checked
+
+
+def _int_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(_is_int(v) and v >= 1 for v in value)
+
+
+def _devices_ok(value: Any) -> bool:
+    if _is_int(value):
+        return value >= 1 or value == -1
+    if isinstance(value, str):
+        return value == "auto" or re.fullmatch(r"-1|\d+(,\s*\d+)*,?", value.strip()) is not None
+    return isinstance(value, list) and bool(value) and all(_is_int(v) and v >= 0 for v in value)
+
+
+def _batches_ok(value: Any) -> bool:
+    return (_is_int(value) and value >= 0) or (isinstance(value, float) and 0 <= value <= 1)
+
+
+def _valid_ks(cfg: DictConfig) -> list[int] | None:
+    """The config's ``ks`` as a list, or None where it is not a valid one (its own rule says)."""
+    ks = cfg.get("ks") if isinstance(cfg, DictConfig) else None
+    plain = OmegaConf.to_container(ks) if isinstance(ks, ListConfig) else None
+    return plain if _int_list(plain) else None  # type: ignore[return-value]
+
+
+# val/ndcg@10, val/cold/recall@20: an optional slice, a metric, a cut-off
+_MONITOR = re.compile(r"val/(?:(?P<slice>cold|warm)/)?(?P<metric>[^/@]+)@(?P<k>\d+)")
+
+
+def _check_monitor(value: Any, cfg: DictConfig) -> str | None:
+    """``val/<metric>@<k>``: a metric the module logs, at a cut-off in ``ks``."""
+    metrics = [f.name for f in dataclasses.fields(RankingMetrics)]
+    ks = _valid_ks(cfg)
+    expected = f"val/<metric>@<k> with <metric> one of {', '.join(metrics)}"
+    if ks is not None:
+        expected += f" and <k> in ks {ks}"
+    match = _MONITOR.fullmatch(value) if isinstance(value, str) else None
+    if match is None or match["metric"] not in metrics:
+        return expected
+    if ks is not None and int(match["k"]) not in ks:
+        return f"{expected} (add {match['k']} to ks, or monitor a k in ks)"
+    protocol = OmegaConf.select(cfg, "protocol._target_", default=None)
+    if match["slice"] and not (
+        isinstance(protocol, str) and _same_target(protocol, "hybridrec.data.protocols.ColdItems")
+    ):
+        return f"{expected}; val/{match['slice']}/... only with protocol=cold_items"
+    return None
+
+
+# -- the table ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Rule:
+    """``check`` applies to every key whose dotted path matches ``pattern`` (fnmatch: ``*``
+    spans dots), under a node whose ``_target_`` is ``target`` when one is given. The first
+    matching rule applies."""
+
+    pattern: str
+    check: Check
+    target: str | None = None
+
+
+_SIZE = _int_min(1)  # sizes and counts
+RULES: tuple[Rule, ...] = (
+    # the run
+    Rule("seed", _int_min(0)),
+    Rule("*.seed", _int_min(0)),
+    Rule("threads", _or_null(_int_min(1))),
+    Rule("ks", _rule("a non-empty list of ints >= 1", _int_list)),
+    Rule("ties", _one_of(TIE_MODES)),
+    Rule("monitor", _check_monitor),
+    Rule("embedding_l2", _number_min(0)),
+    # trainer
+    Rule(
+        "trainer.max_epochs",
+        _or_null(
+            _rule("an int >= 1, or -1 for no limit", lambda v: _is_int(v) and (v >= 1 or v == -1))
+        ),
+    ),
+    Rule("trainer.min_epochs", _or_null(_int_min(0))),
+    Rule(
+        "trainer.devices",
+        _rule("an int >= 1 (or -1: all), 'auto', or a list of device indices", _devices_ok),
+    ),
+    Rule("trainer.num_nodes", _SIZE),
+    Rule("trainer.check_val_every_n_epoch", _or_null(_SIZE)),
+    Rule("trainer.accumulate_grad_batches", _SIZE),
+    Rule(
+        "trainer.*_batches",
+        _or_null(_rule("an int >= 0 (batches) or a float in [0, 1] (a share)", _batches_ok)),
+    ),
+    # optimizer
+    Rule("optimizer.lr", _number_above(0)),
+    Rule("optimizer.weight_decay", _number_min(0)),
+    Rule("optimizer.momentum", _share()),
+    Rule("optimizer.eps", _number_above(0)),
+    # datamodule
+    Rule("datamodule.*batch_size", _SIZE),
+    Rule("datamodule.num_negatives", _int_min(0)),
+    Rule("datamodule.n_negatives", _int_min(0)),
+    Rule("datamodule.sample_alpha", _share(high_open=False)),
+    Rule("datamodule.max_history", _int_min(0, " (0: all)")),
+    Rule("datamodule.max_length", _SIZE),
+    Rule("datamodule.order", _one_of(ORDERS)),
+    Rule("datamodule.training", _one_of(TRAININGS)),
+    # protocol
+    Rule("protocol.eval_mode", _one_of(EVAL_MODES)),
+    Rule("protocol.n_negatives", _int_min(0)),
+    Rule("protocol.cold_share", _share(low_open=True)),
+    Rule("protocol.val_share", _share()),
+    Rule("protocol.candidates", _one_of(("all", "cold"))),
+    Rule("protocol.*_fraction", _share(low_open=True)),
+    Rule("protocol.test_days", _number_above(0)),
+    Rule("protocol.val_days", _number_min(0)),
+    Rule("protocol.min_session_length", _SIZE),
+    Rule("protocol.min_item_support", _SIZE),
+    # data
+    Rule("data.name", _rule("a non-empty str", lambda v: isinstance(v, str) and bool(v))),
+    Rule("data.min_*_interactions", _int_min(0, " (0: keep all)")),
+    Rule("data.text.missing", _one_of(MISSING_MODES)),
+    # model (and its sub-nodes such as model.text)
+    Rule("*dropout*", _share()),
+    Rule(
+        "model.embedding_dim",
+        _int_min(0, " (0: none, unless embedding=separate)"),
+        target="hybridrec.nn.GRU4Rec",
+    ),
+    Rule("*ffn_dim", _int_min(0, " (0: 4 * dim)")),
+    Rule("*_dim", _SIZE),  # embedding_dim, gmf_dim, mlp_embedding_dim
+    Rule("*.dim", _SIZE),
+    Rule("*hidden_dims", _rule("a non-empty list of ints >= 1", _int_list)),
+    Rule(
+        "model.layers",
+        _rule(
+            "an int >= 1 or a non-empty list of ints >= 1",
+            lambda v: (_is_int(v) and v >= 1) or _int_list(v),
+        ),
+    ),
+    Rule("*heads", _SIZE),
+    Rule("*transformer_layers", _SIZE),
+    Rule("*trainable_layers", _int_min(0, " (0: frozen)")),
+    Rule("*experts", _SIZE),
+    Rule("*vocab_size", _SIZE),
+    Rule("model*.max_length", _SIZE),
+    Rule("model*.init_std", _number_min(0)),
+    Rule("model.temperature", _or_null(_number_above(0))),
+    Rule("model.neighbours", _SIZE),
+    Rule("model.lam", _number_min(0)),
+    Rule("model.alpha", _share(high_open=False)),
+    Rule("model.embedding", _one_of(EMBEDDINGS)),
+    Rule("model*.encoder", _one_of(ENCODERS)),
+    Rule("model*.adaptor", _one_of(ADAPTORS)),
+    # loss
+    Rule("loss.weights.*", _number_min(0)),
+    Rule("loss.terms.*.score_reg", _number_min(0)),
+    Rule("loss.terms.*.elu", _number_min(0)),
+    Rule("loss.terms.*.logq", _number_min(0)),
+    # callbacks
+    Rule("callbacks.*.patience", _int_min(0)),
+    Rule("callbacks.*.mode", _one_of(("max",), " (every val/ metric is higher-is-better)")),
+    Rule("callbacks.*.save_top_k", _int_min(-1, " (-1: all)")),
+    Rule("callbacks.*.refresh_rate", _int_min(0)),
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _rule_for(path: str, target: str | None) -> Rule | None:
+    """The first rule for the key at ``path`` under a node with ``_target_`` ``target``."""
+    for rule in RULES:
+        if fnmatchcase(path, rule.pattern) and (
+            rule.target is None or (target is not None and _same_target(rule.target, target))
+        ):
+            return rule
+    return None
+
+
+# -- top-level keys --------------------------------------------------------------------------
+#: Types of the top-level keys of configs/train.yaml (its comments say the same).
+TOP_LEVEL_TYPES: dict[str, Any] = {
+    "task_name": str,
+    "seed": int,
+    "threads": int | None,
+    "ks": list[int],
+    "ties": str,
+    "monitor": str,
+    "test_after_fit": bool,
+    "refit_on_val": bool,
+    "scheduler": TargetNode | None,
+    "embedding_l2": float,
+    "required": list[str],
+}
+#: Why a key people try is not read (added to its problem line).
+UNREAD_HINTS = {
+    "ckpt_path": "resuming a run is not supported yet",
+    "resume": "resuming a run is not supported yet",
+}
