@@ -22,6 +22,7 @@ import time
 import torch
 
 from hybridrec.data.sequences import SequenceDataModule
+from hybridrec.lit.adapter import scores
 from hybridrec.losses import CrossEntropyLoss
 from hybridrec.nn import SeqRec, TextItemTower
 
@@ -53,7 +54,7 @@ def main() -> None:
                 break
             start = time.perf_counter()
             optimizer.zero_grad()
-            loss(model(batch), batch)["loss"].backward()
+            loss(scores(model, batch), batch)["loss"].backward()
             optimizer.step()
             seconds.append(time.perf_counter() - start)
         shown = " ".join(f"{s:.2f}" for s in seconds)

@@ -24,6 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from hybridrec.cli.common import config_dir, prepare_from_config
+from hybridrec.lit.adapter import scores
 
 
 def main() -> None:
@@ -61,7 +62,7 @@ def main() -> None:
     def step(batch) -> None:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            value = loss(model(batch), batch)["loss"]
+            value = loss(scores(model, batch), batch)["loss"]  # model(batch) for GRU4Rec
         value.backward()
         optimizer.step()
 

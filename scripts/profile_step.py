@@ -40,12 +40,13 @@ def main() -> None:
     users = torch.randint(0, 6040, (args.batch,))
     labels = torch.zeros(args.batch, 5)
     labels[:, 0] = 1.0
-    batch = RecBatch(users=users, items=torch.randint(1, 3707, (args.batch, 5)), labels=labels)
+    items = torch.randint(1, 3707, (args.batch, 5))
+    batch = RecBatch(users=users, items=items, labels=labels)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            scores = model(batch)
+            scores = model.score(users, items)
         loss(scores.float(), batch)["loss"].backward()
         optimizer.step()
 

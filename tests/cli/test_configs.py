@@ -28,6 +28,7 @@ from hybridrec.cli.common import prepare_from_config, read_source
 from hybridrec.cli.train import train
 from hybridrec.data.batch import RecBatch
 from hybridrec.data.raw import RawData
+from hybridrec.lit import adapter
 from hybridrec.losses import LossSum
 from hybridrec.nn import GMF, MLP, SeqRec, TextItemTower
 from hybridrec.text import train_wordpiece
@@ -472,8 +473,8 @@ def test_model_instantiates_and_scores(compose_cfg: Compose, model: str) -> None
         items=torch.tensor([[1, 2, 3], [4, 5, 6]]),
         history=torch.tensor([[0, 1, 2], [3, 4, 5]]),  # sequence models read the history
     )
-    assert net(batch).shape == (2, 3)
-    assert net.score_all(batch).shape == (2, cfg.spec.n_items + 1)
+    assert adapter.scores(net, batch).shape == (2, 3)
+    assert adapter.scores_all(net, batch).shape == (2, cfg.spec.n_items + 1)
 
 
 def _tiny_pretrained(tmp_path: Path) -> list[str]:
@@ -495,10 +496,11 @@ def test_text_tower_options_instantiate(compose_cfg: Compose, text: str, tmp_pat
         overrides += _tiny_pretrained(tmp_path)
     cfg = _spec_cfg(compose_cfg, *overrides)
     net = instantiate(cfg.model)
-    assert isinstance(net, SeqRec) and isinstance(net.text, TextItemTower)
+    tower = net.items  # seqtext: items from their text alone, the text tower is the item tower
+    assert isinstance(net, SeqRec) and isinstance(tower, TextItemTower)
     # minilm: a pretrained encoder (the tiny BERT here); bag and transformer: their own kind
     assert (
-        net.text.encoder_kind
+        tower.encoder_kind
         == {"bag": "bag", "minilm": "pretrained", "transformer": "transformer"}[text]
     )
     batch = RecBatch(
@@ -506,10 +508,10 @@ def test_text_tower_options_instantiate(compose_cfg: Compose, text: str, tmp_pat
         history=torch.tensor([[0, 1, 2], [3, 4, 5]]),
         sequence_targets=torch.tensor([[0, 2, 3], [4, 5, 6]]),
     )
-    scores = net.train()(batch)
+    scores = adapter.scores(net.train(), batch)
     assert scores.shape == (5, cfg.spec.n_items + 1)
     scores.logsumexp(1).mean().backward()
-    assert any(p.grad is not None for p in net.text.parameters())
+    assert any(p.grad is not None for p in tower.parameters())
 
 
 @pytest.mark.parametrize("loss", group_options("loss"))

@@ -8,6 +8,7 @@ from torch import nn
 
 from hybridrec.data.batch import RecBatch
 from hybridrec.lit import RecLitModule
+from hybridrec.lit.adapter import embedding_penalty
 from hybridrec.losses import BCELoss, LossSum
 from hybridrec.nn import MF, NeuMF
 
@@ -22,18 +23,23 @@ def _batch() -> RecBatch:
 
 def test_mf_penalty_matches_hand_computation() -> None:
     model = MF(n_users=2, n_items=3, embedding_dim=2, use_bias=True)
+    scorer = model.scorer
+    assert scorer.user_bias is not None and scorer.item_bias is not None
     with torch.no_grad():
-        model.user_embedding.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
-        model.item_embedding.weight.copy_(
+        model.user_id.table.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
+        model.items.table.weight.copy_(
             torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 3.0], [2.0, 0.0]])
         )
-        model.user_bias.weight.copy_(torch.tensor([[0.5], [0.0]]))
-        model.item_bias.weight.copy_(torch.tensor([[0.0], [1.0], [0.0], [0.0]]))
+        scorer.user_bias.weight.copy_(torch.tensor([[0.5], [0.0]]))
+        scorer.item_bias.weight.copy_(torch.tensor([[0.0], [1.0], [0.0], [0.0]]))
     # users: |p0|^2 = 1, |p1|^2 = 4 -> mean 2.5
     # items: rows [1,2] -> 2, 9 ; [3,1] -> 4, 2 -> mean over 4 pairs = 17 / 4 = 4.25
     # user bias: 0.25, 0 -> 0.125 ; item bias: items 1,2,3,1 -> 1,0,0,1 -> 0.5
     expected = 2.5 + 4.25 + 0.125 + 0.5
-    assert model.embedding_penalty(_batch()).item() == pytest.approx(expected)
+    batch = _batch()
+    assert batch.items is not None
+    assert model.embedding_penalty(batch.users, batch.items).item() == pytest.approx(expected)
+    assert embedding_penalty(model, batch).item() == pytest.approx(expected)
 
 
 def test_training_loss_adds_weighted_penalty() -> None:
@@ -49,7 +55,8 @@ def test_training_loss_adds_weighted_penalty() -> None:
     batch = _batch()
     base = plain.training_step(batch, 0)
     total = weighted.training_step(batch, 0)
-    assert total.item() == pytest.approx(base.item() + 0.5 * model.embedding_penalty(batch).item())
+    penalty = embedding_penalty(model, batch).item()
+    assert total.item() == pytest.approx(base.item() + 0.5 * penalty)
 
 
 def test_penalty_needs_a_model_that_has_one() -> None:

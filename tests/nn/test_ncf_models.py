@@ -1,4 +1,4 @@
-"""MF, GMF, MLP, NeuMF: shapes, score_all == forward on every item, overfitting, pre-training."""
+"""MF, GMF, MLP, NeuMF: shapes, score_all == score on every item, overfitting, pre-training."""
 
 from __future__ import annotations
 
@@ -10,13 +10,17 @@ import torch
 from torch import Tensor
 
 from hybridrec.data.batch import RecBatch
+from hybridrec.lit.adapter import scores
 from hybridrec.losses import BCELoss
-from hybridrec.nn import GMF, MF, MLP, NeuMF, PairScorer
+from hybridrec.nn import GMF, MF, MLP, FactorizedModel, NeuMF, PairScorer
 from hybridrec.nn.ncf import load_model_state
 
 N_USERS, N_ITEMS = 30, 25
 
-FACTORIES: dict[str, Callable[[], PairScorer]] = {
+#: MF is a FactorizedModel; GMF, MLP and NeuMF are PairScorers: the same score / score_all
+Model = FactorizedModel | PairScorer
+
+FACTORIES: dict[str, Callable[[], Model]] = {
     "MF": lambda: MF(N_USERS, N_ITEMS, embedding_dim=8),
     "MF-nobias": lambda: MF(N_USERS, N_ITEMS, embedding_dim=8, use_bias=False),
     "GMF": lambda: GMF(N_USERS, N_ITEMS, embedding_dim=8, init_std=0.3),
@@ -27,7 +31,7 @@ FACTORIES: dict[str, Callable[[], PairScorer]] = {
 }
 
 
-def _make(name: str) -> PairScorer:
+def _make(name: str) -> Model:
     torch.manual_seed(0)
     model = FACTORIES[name]()
     with torch.no_grad():  # move biases away from their zero init so they are exercised
@@ -40,11 +44,9 @@ def _users(n: int = 7) -> Tensor:
     return torch.randperm(N_USERS, generator=torch.Generator().manual_seed(1))[:n]
 
 
-def _forward_all(model: PairScorer, users: Tensor) -> Tensor:
-    """forward() over the full item range 0..n_items, one row per user (the slow reference)."""
-    rows = [
-        model(RecBatch(users=u.view(1), items=torch.arange(N_ITEMS + 1).view(1, -1))) for u in users
-    ]
+def _forward_all(model: Model, users: Tensor) -> Tensor:
+    """score() over the full item range 0..n_items, one row per user (the slow reference)."""
+    rows = [model.score(u.view(1), torch.arange(N_ITEMS + 1).view(1, -1)) for u in users]
     return torch.cat(rows, 0)
 
 
@@ -53,9 +55,9 @@ def test_forward_shape(name: str) -> None:
     model = _make(name)
     users = _users(6)
     items = torch.randint(1, N_ITEMS + 1, (6, 5))
-    scores = model(RecBatch(users=users, items=items))
-    assert scores.shape == (6, 5)
-    assert scores.dtype == torch.float32 and torch.isfinite(scores).all()
+    out = scores(model, RecBatch(users=users, items=items))
+    assert out.shape == (6, 5)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
 
 
 # --- one score by hand: tiny weights set explicitly, D = 2, one MLP layer -------------------------
@@ -76,26 +78,32 @@ def _set_pair(user_table: torch.nn.Embedding, item_table: torch.nn.Embedding) ->
         item_table.weight[2] = torch.tensor(Q_ITEM)
 
 
-def _hand_score(model: PairScorer) -> tuple[float, float]:
-    """(forward score of user 1, item 2; score_all's entry for the same pair)."""
+def _hand_score(model: Model) -> tuple[float, float]:
+    """(score of user 1, item 2; score_all's entry for the same pair)."""
     with torch.no_grad():
-        return float(model(HAND_BATCH)[0, 0]), float(model.score_all(HAND_BATCH)[0, 2])
+        return (
+            float(scores(model, HAND_BATCH)[0, 0]),
+            float(model.score_all(HAND_BATCH.users)[0, 2]),
+        )
 
 
 def test_mf_score_by_hand() -> None:
     torch.manual_seed(0)
     model = MF(3, 4, embedding_dim=2).eval()
-    _set_pair(model.user_embedding, model.item_embedding)
+    scorer = model.scorer
+    assert scorer.user_bias is not None and scorer.item_bias is not None
+    assert scorer.global_bias is not None
+    _set_pair(model.user_id.table, model.items.table)
     with torch.no_grad():
-        model.user_bias.weight[1] = 0.5
-        model.item_bias.weight[2] = -0.25
-        model.global_bias.fill_(0.125)
-        model.item_embedding.weight[1] = torch.tensor([0.5, 0.5])
+        scorer.user_bias.weight[1] = 0.5
+        scorer.item_bias.weight[2] = -0.25
+        scorer.global_bias.fill_(0.125)
+        model.items.table.weight[1] = torch.tensor([0.5, 0.5])
     # <p, q> + b_u + b_i + b = (1 * 3 + 2 * -1) + 0.5 - 0.25 + 0.125 = 1.375
     assert _hand_score(model) == pytest.approx((1.375, 1.375))
     # item 1 (second candidate): (1 * 0.5 + 2 * 0.5) + 0.5 + 0 (its bias) + 0.125 = 2.125
     with torch.no_grad():
-        assert float(model(HAND_BATCH)[0, 1]) == pytest.approx(2.125)
+        assert float(scores(model, HAND_BATCH)[0, 1]) == pytest.approx(2.125)
 
 
 def test_gmf_score_by_hand() -> None:
@@ -142,7 +150,7 @@ def test_neumf_score_by_hand() -> None:
 @pytest.mark.parametrize("name", list(FACTORIES))
 def test_forward_needs_items(name: str) -> None:
     with pytest.raises(ValueError, match="items"):
-        _make(name)(RecBatch(users=_users(2)))
+        scores(_make(name), RecBatch(users=_users(2)))
 
 
 @pytest.mark.parametrize("name", list(FACTORIES))
@@ -151,18 +159,14 @@ def test_score_all_matches_forward_on_every_item(name: str) -> None:
     users = _users(7)
     with torch.no_grad():
         reference = _forward_all(model, users)
-        full = model.score_all(RecBatch(users=users))
+        full = model.score_all(users)
         assert full.shape == (7, N_ITEMS + 1)
         torch.testing.assert_close(full, reference, rtol=1e-5, atol=1e-6)
         # chunking: 2 users per chunk -> 4 chunks for 7 users, same result
         model.chunk_pairs = 2 * (N_ITEMS + 1)
-        torch.testing.assert_close(
-            model.score_all(RecBatch(users=users)), reference, rtol=1e-5, atol=1e-6
-        )
+        torch.testing.assert_close(model.score_all(users), reference, rtol=1e-5, atol=1e-6)
         model.chunk_pairs = 1  # fewer pairs than one row: still one user per chunk
-        torch.testing.assert_close(
-            model.score_all(RecBatch(users=users)), reference, rtol=1e-5, atol=1e-6
-        )
+        torch.testing.assert_close(model.score_all(users), reference, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["MLP", "NeuMF"])
@@ -174,20 +178,35 @@ def test_item_table_projection_path_matches_embedding_path(name: str) -> None:
     items = torch.randint(0, N_ITEMS + 1, (7, 6))  # 42 candidates > 26 table rows
     assert items.numel() > N_ITEMS + 1
     with torch.no_grad():
-        big = model(RecBatch(users=users, items=items))
-        small = torch.cat(
-            [model(RecBatch(users=users[i : i + 1], items=items[i : i + 1])) for i in range(7)]
-        )
+        big = scores(model, RecBatch(users=users, items=items))
+        rows = [RecBatch(users=users[i : i + 1], items=items[i : i + 1]) for i in range(7)]
+        small = torch.cat([scores(model, row) for row in rows])
     torch.testing.assert_close(big, small, rtol=1e-5, atol=1e-6)
 
 
+def _user_dot_items(model: Model, users: Tensor) -> Tensor:
+    """The export layout: one user matrix against one item matrix. GMF: ``user_state(users) @
+    item_embeddings().T``; MF (a FactorizedModel): the scorer's user vectors against its item
+    vectors, plus the biases (``b_u + b`` per user, ``b_i`` per item) when the model has them."""
+    if isinstance(model, GMF):
+        return model.user_state(users) @ model.item_embeddings().T
+    assert isinstance(model, FactorizedModel)
+    scorer = model.scorer
+    dot = scorer.users(model.user_vectors(users)) @ scorer.items(model.item_vectors()).T
+    if scorer.user_bias is not None and scorer.global_bias is not None:
+        dot = dot + scorer.user_bias(users) + scorer.global_bias
+    if scorer.item_bias is not None:
+        dot = dot + scorer.item_bias.weight.T
+    return dot  # (B, N + 1)
+
+
 @pytest.mark.parametrize("name", ["MF", "MF-nobias", "GMF"])
-def test_user_state_dot_item_embeddings_is_score_all(name: str) -> None:
+def test_user_matrix_dot_item_matrix_is_score_all(name: str) -> None:
     model = _make(name)
     users = _users(5)
     with torch.no_grad():
-        dot = model.user_state(RecBatch(users=users)) @ model.item_embeddings().T
-        torch.testing.assert_close(dot, model.score_all(RecBatch(users=users)))
+        dot = _user_dot_items(model, users)
+        torch.testing.assert_close(dot, model.score_all(users))
         torch.testing.assert_close(dot, _forward_all(model, users), rtol=1e-5, atol=1e-6)
 
 
@@ -202,7 +221,7 @@ def test_base_pair_scorer_chunks_score_all() -> None:
 
     model = Table()
     model.chunk_pairs = 5  # one user per chunk
-    out = model.score_all(RecBatch(users=torch.tensor([3, 0, 2])))
+    out = model.score_all(torch.tensor([3, 0, 2]))
     assert out.tolist() == [
         [30.0, 31.0, 32.0, 33.0, 34.0],
         [0.0, 1.0, 2.0, 3.0, 4.0],
@@ -227,9 +246,9 @@ def test_overfits_one_batch(name: str, lr: float) -> None:
     batch = RecBatch(users=users, items=items, labels=labels)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = BCELoss()
-    first = loss_fn(model(batch), batch)["loss"].item()
+    first = loss_fn(scores(model, batch), batch)["loss"].item()
     for _ in range(300):
-        loss = loss_fn(model(batch), batch)["loss"]
+        loss = loss_fn(scores(model, batch), batch)["loss"]
         if loss.item() < 0.05:
             break
         optimizer.zero_grad()
@@ -249,7 +268,7 @@ def _trained_halves() -> tuple[GMF, MLP]:
     for model in (gmf, mlp):
         optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
         for _ in range(20):
-            loss = BCELoss()(model(batch), batch)["loss"]
+            loss = BCELoss()(scores(model, batch), batch)["loss"]
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -270,9 +289,9 @@ def test_neumf_pretrained_alpha_one_is_the_gmf() -> None:
     users, items = _users(6), torch.randint(1, N_ITEMS + 1, (6, 9))
     batch = RecBatch(users=users, items=items)
     with torch.no_grad():
-        torch.testing.assert_close(neumf(batch), gmf(batch), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(scores(neumf, batch), scores(gmf, batch), rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(
-            neumf.score_all(batch), gmf.score_all(batch), rtol=1e-5, atol=1e-6
+            neumf.score_all(users), gmf.score_all(users), rtol=1e-5, atol=1e-6
         )
 
 
@@ -281,12 +300,13 @@ def test_neumf_pretrained_is_alpha_fused(alpha: float) -> None:
     gmf, mlp = _trained_halves()
     neumf = _neumf()
     neumf.load_pretrained(gmf.state_dict(), mlp.state_dict(), alpha=alpha)
-    batch = RecBatch(users=_users(6), items=torch.randint(1, N_ITEMS + 1, (6, 9)))
+    users = _users(6)
+    batch = RecBatch(users=users, items=torch.randint(1, N_ITEMS + 1, (6, 9)))
     with torch.no_grad():
-        expected = alpha * gmf(batch) + (1 - alpha) * mlp(batch)
-        torch.testing.assert_close(neumf(batch), expected, rtol=1e-5, atol=1e-6)
-        expected_all = alpha * gmf.score_all(batch) + (1 - alpha) * mlp.score_all(batch)
-        torch.testing.assert_close(neumf.score_all(batch), expected_all, rtol=1e-5, atol=1e-6)
+        expected = alpha * scores(gmf, batch) + (1 - alpha) * scores(mlp, batch)
+        torch.testing.assert_close(scores(neumf, batch), expected, rtol=1e-5, atol=1e-6)
+        expected_all = alpha * gmf.score_all(users) + (1 - alpha) * mlp.score_all(users)
+        torch.testing.assert_close(neumf.score_all(users), expected_all, rtol=1e-5, atol=1e-6)
 
 
 def test_load_model_state_from_lightning_checkpoint_and_plain_dict(tmp_path: Path) -> None:
@@ -323,7 +343,7 @@ def test_load_model_state_from_lightning_checkpoint_and_plain_dict(tmp_path: Pat
     ).eval()
     batch = RecBatch(users=_users(4), items=torch.randint(1, N_ITEMS + 1, (4, 5)))
     with torch.no_grad():
-        torch.testing.assert_close(neumf(batch), gmf(batch), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(scores(neumf, batch), scores(gmf, batch), rtol=1e-5, atol=1e-6)
 
 
 def test_neumf_pretrained_paths_go_together(tmp_path: Path) -> None:

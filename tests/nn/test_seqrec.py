@@ -14,8 +14,9 @@ from hybridrec.data.prepare import prepare
 from hybridrec.data.protocols import LeaveOneOut
 from hybridrec.data.synthetic import read_synthetic
 from hybridrec.data.text import ITEM_TEXT_FILE
+from hybridrec.lit.adapter import scores, scores_all
 from hybridrec.losses import CrossEntropyLoss
-from hybridrec.nn import MoEAdaptor, SeqRec, TextItemTower
+from hybridrec.nn import ItemIdTower, MoEAdaptor, SeqRec, SumItemTower, TextItemTower
 
 N_ITEMS = 30
 TEXT = {"fields": {"title": "", "category": "Category: ", "brand": "Brand: "}}
@@ -44,17 +45,17 @@ def test_training_scores_one_row_per_target() -> None:
         history_lengths=lengths,
         sequence_targets=targets,
     )
-    scores = model(batch)
-    assert scores.shape == (5, N_ITEMS + 1)  # 3 + 2 positions with a target
+    out = scores(model, batch)
+    assert out.shape == (5, N_ITEMS + 1)  # 3 + 2 positions with a target
     torch.testing.assert_close(batch.positive_columns(), torch.tensor([2, 3, 9, 5, 7]))
-    loss = CrossEntropyLoss()(scores, batch)["loss"]
+    loss = CrossEntropyLoss()(out, batch)["loss"]
     # hand value: cross-entropy over items 1..N (column 0, padding, is never a candidate)
-    logits = scores[:, 1:]
+    logits = out[:, 1:]
     expected = torch.nn.functional.cross_entropy(logits, batch.positive_columns() - 1)
     torch.testing.assert_close(loss, expected)
 
 
-def test_score_all_matches_forward_and_export_layout() -> None:
+def test_score_all_matches_score_and_export_layout() -> None:
     model = _model().eval()
     history, lengths = _history([[1, 2, 3, 4], [7], [5, 6]])
     items = torch.tensor([[3, 4, 5], [1, 2, 8], [9, 10, 11]])
@@ -65,11 +66,16 @@ def test_score_all_matches_forward_and_export_layout() -> None:
         history_lengths=lengths,
     )
     with torch.no_grad():
-        full = model.score_all(batch)
+        full = scores_all(model, batch)
         assert full.shape == (3, N_ITEMS + 1)
-        torch.testing.assert_close(full.gather(1, items), model(batch))
-        vectors, bias = model.item_embeddings()
-        torch.testing.assert_close(model.user_state(batch) @ vectors.T + bias, full)
+        torch.testing.assert_close(full.gather(1, items), scores(model, batch))
+        # export: the scorer's user vectors against its item vectors, no biases
+        scorer = model.scorer
+        assert scorer.user_bias is None and scorer.item_bias is None
+        users = scorer.users(model.user_vectors(batch.users, history, lengths))
+        vectors = scorer.items(model.item_vectors())
+        assert vectors.shape == (N_ITEMS + 1, 16)
+        torch.testing.assert_close(users @ vectors.T, full)
 
 
 @pytest.mark.parametrize("temperature", [None, 0.1])
@@ -78,14 +84,15 @@ def test_left_padding_width_does_not_change_scores(temperature: float | None) ->
     narrow = RecBatch(users=torch.tensor([0]), history=torch.tensor([[4, 2, 9]]))
     wide = RecBatch(users=torch.tensor([0]), history=torch.tensor([[0, 0, 0, 4, 2, 9]]))
     with torch.no_grad():
-        torch.testing.assert_close(model.score_all(narrow), model.score_all(wide))
+        torch.testing.assert_close(scores_all(model, narrow), scores_all(model, wide))
 
 
 def test_attention_is_causal() -> None:
     model = _model().eval()
-    table = model.item_table().detach()
-    a = model.encode(torch.tensor([[3, 4, 5, 6]]), torch.tensor([4]), table)
-    b = model.encode(torch.tensor([[3, 4, 5, 11]]), torch.tensor([4]), table)
+    assert model.history is not None
+    table = model.item_vectors().detach()
+    a = model.history.positions(torch.tensor([[3, 4, 5, 6]]), torch.tensor([4]), table)
+    b = model.history.positions(torch.tensor([[3, 4, 5, 11]]), torch.tensor([4]), table)
     torch.testing.assert_close(a[:, :3], b[:, :3])  # earlier positions never see later items
     assert not torch.allclose(a[:, 3], b[:, 3])
 
@@ -95,14 +102,14 @@ def test_history_longer_than_max_length_reads_the_latest_items() -> None:
     long = RecBatch(users=torch.tensor([0]), history=torch.tensor([[8, 9, 1, 2, 3]]))
     short = RecBatch(users=torch.tensor([0]), history=torch.tensor([[1, 2, 3]]))
     with torch.no_grad():
-        torch.testing.assert_close(model.score_all(long), model.score_all(short))
+        torch.testing.assert_close(scores_all(model, long), scores_all(model, short))
     too_wide = RecBatch(
         users=torch.tensor([0]),
         history=torch.tensor([[8, 9, 1, 2, 3]]),
         sequence_targets=torch.tensor([[9, 1, 2, 3, 4]]),
     )
     with pytest.raises(ValueError, match="datamodule.max_length"):
-        model.train()(too_wide)
+        scores(model.train(), too_wide)
 
 
 def test_overfits_a_small_batch() -> None:
@@ -117,10 +124,10 @@ def test_overfits_a_small_batch() -> None:
     )
     loss = CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    first = float(loss(model(batch), batch)["loss"].detach())
+    first = float(loss(scores(model, batch), batch)["loss"].detach())
     for _ in range(150):
         optimizer.zero_grad()
-        value = loss(model(batch), batch)["loss"]
+        value = loss(scores(model, batch), batch)["loss"]
         value.backward()
         optimizer.step()
     assert float(value.detach()) < 0.1 * first
@@ -155,12 +162,14 @@ def test_text_tower_scores_items_by_their_text(prepared: tuple[Path, int], item_
     torch.manual_seed(0)
     tower = TextItemTower(n_items, folder, dim=16, vocab_size=200, max_length=16)
     model = SeqRec(5, n_items, dim=16, dropout=0.0, item_id=item_id, text=tower).eval()
-    assert (model.item_embedding is None) != item_id
+    # the item tower: the text tower alone, or an ID table + the text tower
+    towers = list(model.items.towers) if isinstance(model.items, SumItemTower) else [model.items]
+    assert any(isinstance(t, ItemIdTower) for t in towers) == item_id and tower in towers
     batch = RecBatch(users=torch.tensor([0, 1]), history=torch.tensor([[0, 3, 4], [5, 6, 7]]))
     with torch.no_grad():
-        scores = model.score_all(batch)
-    assert scores.shape == (2, n_items + 1) and torch.isfinite(scores).all()
-    same = torch.allclose(scores[:, 1], scores[:, 2])
+        full = scores_all(model, batch)
+    assert full.shape == (2, n_items + 1) and torch.isfinite(full).all()
+    same = torch.allclose(full[:, 1], full[:, 2])
     assert same != item_id  # text only: identical text, identical scores; + ID: not
 
 
@@ -175,7 +184,7 @@ def test_text_tower_trains_through_the_catalogue(prepared: tuple[Path, int]) -> 
         history_lengths=lengths,
         sequence_targets=torch.tensor([[2, 3, 9], [0, 5, 7]]),
     )
-    CrossEntropyLoss()(model(batch), batch)["loss"].backward()
+    CrossEntropyLoss()(scores(model, batch), batch)["loss"].backward()
     assert tower.text_encoder is not None
     grad = tower.text_encoder.token_embedding.weight.grad  # type: ignore[union-attr]
     assert grad is not None and grad.abs().sum() > 0

@@ -1,4 +1,4 @@
-"""TextRec: shapes, score_all == forward, the evaluation cache, overfitting, text-only scoring,
+"""TextRec: shapes, score_all == score, the evaluation cache, overfitting, text-only scoring,
 the missing item text error, and the pretrained (frozen / fine-tuned) encoder."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from hybridrec.data.prepare import prepare
 from hybridrec.data.protocols import LeaveOneOut
 from hybridrec.data.synthetic import read_synthetic
 from hybridrec.data.text import ITEM_TEXT_FILE, load_item_text
+from hybridrec.lit.adapter import scores
 from hybridrec.losses import BPRLoss
 from hybridrec.nn import TextRec
 from hybridrec.text import train_wordpiece
@@ -51,7 +52,7 @@ def _batch(n_users: int, n_items: int, rows: int = 6, columns: int = 5) -> RecBa
 
 
 @pytest.mark.parametrize("name", list(ENCODERS))
-def test_shapes_and_score_all_matches_forward(prepared: tuple[Path, int, int], name: str) -> None:
+def test_shapes_and_score_all_matches_score(prepared: tuple[Path, int, int], name: str) -> None:
     _, n_users, n_items = prepared
     model = _model(prepared, name).eval()
     assert (
@@ -60,20 +61,24 @@ def test_shapes_and_score_all_matches_forward(prepared: tuple[Path, int, int], n
     )
     batch = _batch(n_users, n_items)
     with torch.no_grad():
-        scores = model(batch)  # no cache yet: encodes the batch's distinct items
-        assert scores.shape == (6, 5) and torch.isfinite(scores).all()
-        full = model.score_all(batch)
+        sampled = scores(model, batch)  # no cache yet: encodes the batch's distinct items
+        assert sampled.shape == (6, 5) and torch.isfinite(sampled).all()
+        full = model.score_all(batch.users)
         assert full.shape == (6, n_items + 1)
         assert batch.items is not None
-        torch.testing.assert_close(full.gather(1, batch.items), scores, rtol=1e-5, atol=1e-5)
-        vectors, bias = model.item_embeddings()
-        assert vectors.shape == (n_items + 1, 16) and not bias.any()
-        torch.testing.assert_close(model.user_state(batch) @ vectors.T + bias, full)
+        torch.testing.assert_close(full.gather(1, batch.items), sampled, rtol=1e-5, atol=1e-5)
+        # export: the scorer's user vectors against its item vectors, no biases
+        scorer = model.scorer
+        assert scorer.user_bias is None and scorer.item_bias is None
+        vectors = scorer.items(model.item_vectors())
+        assert vectors.shape == (n_items + 1, 16)
+        users = scorer.users(model.user_vectors(batch.users))
+        torch.testing.assert_close(users @ vectors.T, full)
 
 
-def test_forward_needs_items(prepared: tuple[Path, int, int]) -> None:
+def test_scores_need_items(prepared: tuple[Path, int, int]) -> None:
     with pytest.raises(ValueError, match="items"):
-        _model(prepared)(RecBatch(users=torch.tensor([0, 1])))
+        scores(_model(prepared), RecBatch(users=torch.tensor([0, 1])))
 
 
 def test_catalogue_is_encoded_once_per_evaluation(
@@ -92,15 +97,15 @@ def test_catalogue_is_encoded_once_per_evaluation(
     batch = _batch(n_users, n_items)
     model.eval()
     with torch.no_grad():
-        first = model.score_all(batch)
+        first = model.score_all(batch.users)
         encoded = len(calls)
-        second = model.score_all(batch)
-        model(batch)  # sampled ranking reads the cached catalogue too
+        second = model.score_all(batch.users)
+        scores(model, batch)  # sampled ranking reads the cached catalogue too
     assert encoded >= 1 and len(calls) == encoded  # cached: nothing encoded again
     torch.testing.assert_close(first, second)
     # a training step changes the text tower: the next evaluation encodes again
     model.train()
-    loss = -model(batch)[:, 0].mean()
+    loss = -scores(model, batch)[:, 0].mean()
     loss.backward()
     with torch.no_grad():
         for param in model.parameters():
@@ -108,12 +113,12 @@ def test_catalogue_is_encoded_once_per_evaluation(
                 param.sub_(0.5 * param.grad)
     model.eval()
     with torch.no_grad():
-        third = model.score_all(batch)
+        third = model.score_all(batch.users)
     assert len(calls) > encoded + 1
     assert not torch.allclose(third, first)
     # in training mode nothing is cached and score_all keeps its graph
     model.train()
-    assert model.score_all(batch).requires_grad and model.items._catalogue is None
+    assert model.score_all(batch.users).requires_grad and model.items._catalogue is None
 
 
 @pytest.mark.parametrize("name", list(ENCODERS))
@@ -126,9 +131,9 @@ def test_overfits_one_batch_with_bpr(prepared: tuple[Path, int, int], name: str)
     batch = RecBatch(users=users, items=items)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     loss_fn = BPRLoss()
-    first = loss_fn(model(batch), batch)["loss"].item()
+    first = loss_fn(scores(model, batch), batch)["loss"].item()
     for _ in range(60):
-        loss = loss_fn(model(batch), batch)["loss"]
+        loss = loss_fn(scores(model, batch), batch)["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -150,9 +155,9 @@ def test_identical_text_gives_identical_scores(
     model = _model((copy, n_users, n_items), name).eval()
     batch = RecBatch(users=torch.arange(5), items=torch.tensor([[1, 2, 3]] * 5))
     with torch.no_grad():
-        scores = model(batch)
-        full = model.score_all(batch)
-    torch.testing.assert_close(scores[:, 0], scores[:, 1])
+        sampled = scores(model, batch)
+        full = model.score_all(batch.users)
+    torch.testing.assert_close(sampled[:, 0], sampled[:, 1])
     torch.testing.assert_close(full[:, 1], full[:, 2])
     assert not torch.allclose(full[:, 1], full[:, 3])
 
@@ -193,15 +198,15 @@ def test_pretrained_frozen_trains_only_the_projection(
     )
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     projection = {"items.projection.weight", "items.projection.bias"}
-    assert trainable == {"user_embedding.weight", *projection}
+    assert trainable == {"user_id.table.weight", *projection}
     batch = _batch(n_users, n_items)
-    scores = model(batch)
-    assert scores.shape == (6, 5)
-    scores.sum().backward()
+    sampled = scores(model, batch)
+    assert sampled.shape == (6, 5)
+    sampled.sum().backward()
     assert model.items.projection.weight.grad is not None  # type: ignore[union-attr]
     with torch.no_grad():
         model.eval()
-        assert model.score_all(batch).shape == (6, n_items + 1)
+        assert model.score_all(batch.users).shape == (6, n_items + 1)
 
 
 def test_pretrained_fine_tunes_the_top_layer(
@@ -216,14 +221,14 @@ def test_pretrained_fine_tunes_the_top_layer(
     assert any(".layer.1." in name for name in trainable)
     assert not any(".layer.0." in name for name in trainable)
     batch = _batch(n_users, n_items)
-    model(batch).sum().backward()
+    scores(model, batch).sum().backward()
     grads = [
         p.grad for name, p in model.named_parameters() if ".layer.1." in name and p.grad is not None
     ]
     assert grads and any(g.abs().sum() > 0 for g in grads)
     with torch.no_grad():
         model.eval()
-        scores = model(batch)  # before score_all fills the cache
-        full = model.score_all(batch)
+        sampled = scores(model, batch)  # before score_all fills the cache
+        full = model.score_all(batch.users)
         assert batch.items is not None
-        torch.testing.assert_close(full.gather(1, batch.items), scores, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(full.gather(1, batch.items), sampled, rtol=1e-5, atol=1e-5)

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from hybridrec.data.batch import RecBatch
+from hybridrec.lit import adapter
 from hybridrec.metrics import positive_ranks, ranking_metrics
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -22,13 +23,14 @@ SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
 class RecLitModule(L.LightningModule):
     """Args:
-    model: an ``nn.Module`` with ``forward(batch) -> (B, C)`` and ``score_all(batch)``.
+    model: a :class:`FactorizedModel` or :class:`PairScorer` (tensors in; see
+        :mod:`hybridrec.lit.adapter`), or a batch-level model (GRU4Rec, baselines).
     loss: called as ``loss(scores, batch) -> {"loss": ..., parts}`` (e.g. ``LossSum``).
     optimizer: a partial taking the parameters (Hydra ``_partial_: true``).
     scheduler: optional partial taking the optimiser.
     ks: cut-offs for HR/Recall/NDCG/MRR@K.
     ties: tie rule for ranks (see :mod:`hybridrec.metrics.ranking`).
-    embedding_l2: weight of the model's ``embedding_penalty(batch)`` (L2 on the embedding rows
+    embedding_l2: weight of the model's ``embedding_penalty(users, items)`` (L2 on the ID rows
         each batch uses, as in Rendle et al. 2020); 0 disables it.
     """
 
@@ -56,15 +58,15 @@ class RecLitModule(L.LightningModule):
         self.run_config: dict[str, Any] | None = None  # stored in checkpoints by train
 
     def forward(self, batch: RecBatch) -> Tensor:
-        return self.model(batch)
+        return adapter.scores(self.model, batch)
 
     # -- one step for train / val / test --------------------------------------------------
     def _step(self, batch: RecBatch, stage: str) -> Tensor | None:
         size = len(batch)
         if stage == "train":
-            out = self.loss(self.model(batch), batch)
+            out = self.loss(adapter.scores(self.model, batch), batch)
             if self.embedding_l2 > 0:
-                penalty = self.model.embedding_penalty(batch)  # type: ignore[operator]
+                penalty = adapter.embedding_penalty(self.model, batch)
                 out["l2"] = penalty.detach()
                 out["loss"] = out["loss"] + self.embedding_l2 * penalty
             for name, value in out.items():
@@ -80,14 +82,14 @@ class RecLitModule(L.LightningModule):
                 )
             return out["loss"]
         if batch.items is not None:  # sampled: rank column 0 among the row's candidates
-            scores = self.model(batch).masked_fill(batch.items == 0, -torch.inf)  # (B, C)
+            scores = adapter.scores(self.model, batch)  # (B, C)
+            scores = scores.masked_fill(batch.items == 0, -torch.inf)
             positives = torch.zeros(size, 1, dtype=torch.long, device=scores.device)
             valid = None
         else:  # full: rank the held-out items among all items, known items masked
             batch.require("targets", "exclude")
             assert batch.targets is not None and batch.exclude is not None
-            score_all: Callable[[RecBatch], Tensor] = self.model.score_all  # type: ignore[assignment]
-            scores = score_all(batch).clone()  # (B, N)
+            scores = adapter.scores_all(self.model, batch).clone()  # (B, N)
             scores[:, 0] = -torch.inf  # padding
             scores[batch.exclude[0], batch.exclude[1]] = -torch.inf
             if batch.cold is not None and batch.restrict_to is not None:

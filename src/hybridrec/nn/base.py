@@ -1,16 +1,17 @@
-"""The model contract shared by the collaborative models.
+"""PairScorer: the contract of the non-factorised heads (MLP, NeuMF, GMF), in tensors.
 
-A model maps a :class:`RecBatch` to scores; it never computes a loss.
-    forward(batch)    -> (B, C) scores of ``batch.items``
-    score_all(batch)  -> (B, n_items + 1) scores of every item; column 0 is padding
+    score(users (B,), items (B, C))  -> (B, C)
+    score_all(users (B,))            -> (B, n_items + 1) scores of every item; column 0 padding
+
+The same ``score`` / ``score_all`` names as :class:`hybridrec.nn.factorized.FactorizedModel`;
+a model never computes a loss, and never reads a RecBatch (the task's adapter does,
+:mod:`hybridrec.lit.adapter`).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-
-from hybridrec.data.batch import RecBatch
 
 
 class PairScorer(nn.Module):
@@ -27,13 +28,8 @@ class PairScorer(nn.Module):
         """users (B,), items (B, C) -> scores (B, C)."""
         raise NotImplementedError
 
-    def forward(self, batch: RecBatch) -> Tensor:
-        batch.require("items")
-        assert batch.items is not None
-        return self.score(batch.users, batch.items)
-
-    def score_all(self, batch: RecBatch) -> Tensor:
-        users = batch.users  # (B,)
+    def score_all(self, users: Tensor) -> Tensor:
+        """users (B,) -> (B, N + 1)."""
         all_items = torch.arange(self.n_items + 1, device=users.device)  # (N + 1,)
         rows_per_chunk = max(1, self.chunk_pairs // (self.n_items + 1))
         chunks = [
@@ -42,20 +38,18 @@ class PairScorer(nn.Module):
         ]
         return torch.cat(chunks, dim=0)  # (B, N + 1)
 
-    def embedding_penalty(self, batch: RecBatch) -> Tensor:
-        """Squared L2 norm of the embedding rows a training batch uses, per (user, candidate)
-        pair: ``mean_b(|e_u|^2 + mean_c |e_c|^2)`` summed over the model's tables (biases
-        included). Tables whose attribute name contains ``user`` are indexed by users, the
-        others by candidate items. Rendle et al.'s per-example regulariser, for the task to
-        weight (``RecLitModule(embedding_l2=...)``)."""
-        batch.require("items")
-        assert batch.items is not None
-        penalty = torch.zeros((), device=batch.users.device)
+    def embedding_penalty(self, users: Tensor, items: Tensor) -> Tensor:
+        """Squared L2 norm of the embedding rows a training batch uses (users (B,), items
+        (B, C)), per (user, candidate) pair: ``mean_b(|e_u|^2 + mean_c |e_c|^2)`` summed over
+        the model's tables (biases included). Tables whose attribute name contains ``user`` are
+        indexed by users, the others by candidate items. Rendle et al.'s per-example
+        regulariser, for the task to weight (``RecLitModule(embedding_l2=...)``)."""
+        penalty = torch.zeros((), device=users.device)
         for name, table in self.named_modules():
             if not isinstance(table, nn.Embedding):
                 continue
             if "user" in name.rsplit(".", 1)[-1]:
-                penalty = penalty + table(batch.users).pow(2).sum(-1).mean()  # (B,) -> ()
+                penalty = penalty + table(users).pow(2).sum(-1).mean()  # (B,) -> ()
             else:
-                penalty = penalty + table(batch.items).pow(2).sum(-1).mean()  # (B, C) -> ()
+                penalty = penalty + table(items).pow(2).sum(-1).mean()  # (B, C) -> ()
         return penalty

@@ -15,8 +15,10 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from hybridrec.data.batch import RecBatch
 from hybridrec.nn.base import PairScorer
+from hybridrec.nn.factorized import FactorizedModel
+from hybridrec.nn.scoring import DotScorer
+from hybridrec.nn.towers import ItemIdTower, UserIdTower
 
 
 def _embedding(rows: int, dim: int, std: float) -> nn.Embedding:
@@ -25,8 +27,10 @@ def _embedding(rows: int, dim: int, std: float) -> nn.Embedding:
     return table
 
 
-class MF(PairScorer):
-    """Matrix factorisation: ``<p_u, q_i> + b_u + b_i + b`` (Rendle et al. 2020's dot product).
+class MF(FactorizedModel):
+    """Matrix factorisation: ``<p_u, q_i> + b_u + b_i + b`` (Rendle et al. 2020's dot product),
+    a :class:`FactorizedModel` of a user ID tower, an item ID tower and a dot scorer with
+    biases.
 
     Args:
         n_users, n_items: sizes from the data spec (items get one extra padding row).
@@ -43,44 +47,13 @@ class MF(PairScorer):
         use_bias: bool = True,
         init_std: float = 0.1,
     ) -> None:
-        super().__init__()
-        self.n_users, self.n_items = n_users, n_items
-        self.user_embedding = _embedding(n_users, embedding_dim, init_std)
-        self.item_embedding = _embedding(n_items + 1, embedding_dim, init_std)
+        user_id = UserIdTower(n_users, embedding_dim, init_std)
+        items = ItemIdTower(n_items, embedding_dim, init_std)
+        scorer = DotScorer(
+            n_items=n_items if use_bias else None, n_users=n_users if use_bias else None
+        )
+        super().__init__(n_users, n_items, items, scorer, user_id=user_id)
         self.use_bias = use_bias
-        if use_bias:
-            self.user_bias = nn.Embedding(n_users, 1)
-            self.item_bias = nn.Embedding(n_items + 1, 1)
-            self.global_bias = nn.Parameter(torch.zeros(1))
-            nn.init.zeros_(self.user_bias.weight)
-            nn.init.zeros_(self.item_bias.weight)
-
-    def score(self, users: Tensor, items: Tensor) -> Tensor:
-        user_vec = self.user_embedding(users).unsqueeze(1)  # (B, 1, D)
-        item_vec = self.item_embedding(items)  # (B, C, D)
-        scores = (user_vec * item_vec).sum(-1)  # (B, C)
-        if self.use_bias:
-            scores = scores + self.user_bias(users) + self.item_bias(items).squeeze(-1)
-            scores = scores + self.global_bias
-        return scores
-
-    def user_state(self, batch: RecBatch) -> Tensor:
-        """(B, D + 2) so that ``user_state @ item_embeddings().T`` equals ``score_all``."""
-        user_vec = self.user_embedding(batch.users)
-        ones = torch.ones_like(user_vec[:, :1])
-        if not self.use_bias:
-            return torch.cat([user_vec, 0 * ones, 0 * ones], 1)
-        return torch.cat([user_vec, ones, self.user_bias(batch.users) + self.global_bias], 1)
-
-    def item_embeddings(self) -> Tensor:
-        """(N, D + 2): item vector, item bias, 1."""
-        item_vec = self.item_embedding.weight
-        ones = torch.ones_like(item_vec[:, :1])
-        bias = self.item_bias.weight if self.use_bias else 0 * ones
-        return torch.cat([item_vec, bias, ones], 1)
-
-    def score_all(self, batch: RecBatch) -> Tensor:
-        return self.user_state(batch) @ self.item_embeddings().T  # (B, N)
 
 
 class GMF(PairScorer):
@@ -102,17 +75,17 @@ class GMF(PairScorer):
     def score(self, users: Tensor, items: Tensor) -> Tensor:
         return self.predict(self.features(users, items)).squeeze(-1)  # (B, C)
 
-    def user_state(self, batch: RecBatch) -> Tensor:
+    def user_state(self, users: Tensor) -> Tensor:
         """(B, D + 1): ``p_u ⊙ h`` and the bias, against ``item_embeddings`` = ``[q_i, 1]``."""
-        weighted = self.user_embedding(batch.users) * self.predict.weight  # (B, D)
+        weighted = self.user_embedding(users) * self.predict.weight  # (B, D)
         return torch.cat([weighted, self.predict.bias.expand(weighted.shape[0], 1)], 1)
 
     def item_embeddings(self) -> Tensor:
         item_vec = self.item_embedding.weight
         return torch.cat([item_vec, torch.ones_like(item_vec[:, :1])], 1)  # (N, D + 1)
 
-    def score_all(self, batch: RecBatch) -> Tensor:
-        return self.user_state(batch) @ self.item_embeddings().T
+    def score_all(self, users: Tensor) -> Tensor:
+        return self.user_state(users) @ self.item_embeddings().T  # (B, N)
 
 
 class MLP(PairScorer):
@@ -176,12 +149,12 @@ class MLP(PairScorer):
     def score(self, users: Tensor, items: Tensor) -> Tensor:
         return self.predict(self.features(users, items)).squeeze(-1)
 
-    def score_all(self, batch: RecBatch) -> Tensor:
+    def score_all(self, users: Tensor) -> Tensor:
         item_part = self.item_proj(self.item_embedding.weight).unsqueeze(0)  # (1, N, H)
         rows = max(1, self.chunk_pairs // (self.n_items + 1))
         out = []
-        for users in torch.split(batch.users, rows):
-            user_part = self.user_proj(self.user_embedding(users)).unsqueeze(1)  # (b, 1, H)
+        for part in torch.split(users, rows):
+            user_part = self.user_proj(self.user_embedding(part)).unsqueeze(1)  # (b, 1, H)
             out.append(self.predict(self.features_from(user_part, item_part)).squeeze(-1))
         return torch.cat(out, 0)  # (B, N)
 
@@ -253,14 +226,14 @@ class NeuMF(PairScorer):
         fused = torch.cat([self.gmf.features(users, items), self.mlp.features(users, items)], -1)
         return self.predict(fused).squeeze(-1)  # (B, C)
 
-    def score_all(self, batch: RecBatch) -> Tensor:
+    def score_all(self, users: Tensor) -> Tensor:
         gmf_items = self.gmf.item_embedding.weight.unsqueeze(0)  # (1, N, Dg)
         mlp_items = self.mlp.item_proj(self.mlp.item_embedding.weight).unsqueeze(0)  # (1, N, H)
         rows = max(1, self.chunk_pairs // (self.n_items + 1))
         out = []
-        for users in torch.split(batch.users, rows):
-            gmf = self.gmf.user_embedding(users).unsqueeze(1) * gmf_items  # (b, N, Dg)
-            user_part = self.mlp.user_proj(self.mlp.user_embedding(users)).unsqueeze(1)
+        for part in torch.split(users, rows):
+            gmf = self.gmf.user_embedding(part).unsqueeze(1) * gmf_items  # (b, N, Dg)
+            user_part = self.mlp.user_proj(self.mlp.user_embedding(part)).unsqueeze(1)
             mlp = self.mlp.features_from(user_part, mlp_items)  # (b, N, F)
             out.append(self.predict(torch.cat([gmf, mlp], -1)).squeeze(-1))
         return torch.cat(out, 0)

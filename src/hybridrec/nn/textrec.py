@@ -26,10 +26,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hybridrec.data.batch import RecBatch
 from hybridrec.data.text import ITEM_TEXT_FILE, load_item_text
 from hybridrec.nn.adaptor import MoEAdaptor
+from hybridrec.nn.factorized import FactorizedModel
+from hybridrec.nn.scoring import DotScorer
 from hybridrec.nn.text import BagEncoder, PretrainedTextEncoder, TransformerTextEncoder
+from hybridrec.nn.towers import UserIdTower
 from hybridrec.text.tokenize import TextTokenizer, load_tokenizer, train_wordpiece
 
 ENCODERS = ("bag", "transformer", "pretrained")
@@ -217,6 +219,10 @@ class TextItemTower(nn.Module):
             self._catalogue = vectors
         return vectors
 
+    def all(self) -> Tensor:
+        """(N, D) the whole catalogue: the item-tower contract's name for :meth:`item_vectors`."""
+        return self.item_vectors()
+
     def forward(self, items: Tensor) -> Tensor:
         """items (...) -> (..., D); encodes each distinct item once (or reads the cache)."""
         cached = self.cached(items.device)
@@ -235,8 +241,8 @@ class TextItemTower(nn.Module):
         return state
 
 
-class TextRec(nn.Module):
-    """User ID embedding against item vectors computed from item text only.
+class TextRec(FactorizedModel):
+    """A :class:`FactorizedModel`: user ID tower × :class:`TextItemTower`, dot product.
 
     There is deliberately no learned per-item bias or ID embedding: cold items must be scored
     from their text alone, the same way as items seen in training.
@@ -258,29 +264,7 @@ class TextRec(nn.Module):
         dim: int = 64,
         **text: Any,
     ) -> None:
-        super().__init__()
-        self.n_users, self.n_items, self.dim = n_users, n_items, dim
-        self.items = TextItemTower(n_items, data_dir, dim=dim, **text)
-        self.user_embedding = nn.Embedding(n_users, dim)
-        nn.init.normal_(self.user_embedding.weight, std=dim**-0.5)
-
-    def user_state(self, batch: RecBatch) -> Tensor:
-        """(B, D) user vectors: ``user_state @ item_embeddings()[0].T`` equals ``score_all``."""
-        return self.user_embedding(batch.users)
-
-    def item_embeddings(self) -> tuple[Tensor, Tensor]:
-        """(item vectors (N, D), bias (N,) of zeros): the export layout of the other models."""
-        vectors = self.items.item_vectors()
-        return vectors, vectors.new_zeros(vectors.shape[0])
-
-    def forward(self, batch: RecBatch) -> Tensor:
-        """users (B,), items (B, C) -> scores (B, C); encodes each distinct item once."""
-        batch.require("items")
-        assert batch.items is not None
-        item_vec = self.items(batch.items)  # (B, C, D)
-        user_vec = self.user_embedding(batch.users).unsqueeze(1)  # (B, 1, D)
-        return (user_vec * item_vec).sum(-1)  # (B, C)
-
-    def score_all(self, batch: RecBatch) -> Tensor:
-        """(B, N) scores of every item; column 0 (padding) is left to the caller to mask."""
-        return self.user_state(batch) @ self.items.item_vectors().T  # (B, N)
+        items = TextItemTower(n_items, data_dir, dim=dim, **text)
+        user_id = UserIdTower(n_users, dim, init_std=dim**-0.5)
+        super().__init__(n_users, n_items, items, DotScorer(), user_id=user_id)
+        self.dim = dim

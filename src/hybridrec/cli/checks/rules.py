@@ -26,6 +26,7 @@ from hybridrec.data.sequences import ORDERS, TRAININGS
 from hybridrec.data.text import MISSING_MODES
 from hybridrec.metrics import TIE_MODES, RankingMetrics
 from hybridrec.nn.gru4rec import EMBEDDINGS
+from hybridrec.nn.seqrec import ENCODERS as USER_ENCODERS
 from hybridrec.nn.textrec import ADAPTORS, ENCODERS
 
 # -- rule builders ---------------------------------------------------------------------------
@@ -236,6 +237,7 @@ RULES: tuple[Rule, ...] = (
     Rule("model.lam", _number_min(0)),
     Rule("model.alpha", _share(high_open=False)),
     Rule("model.embedding", _one_of(EMBEDDINGS)),
+    Rule("model.encoder", _one_of(USER_ENCODERS), target="hybridrec.nn.SeqRec"),
     Rule("model*.encoder", _one_of(ENCODERS)),
     Rule("model*.adaptor", _one_of(ADAPTORS)),
     # loss

@@ -1,0 +1,140 @@
+"""FactorizedModel: user towers × an item tower through a :class:`DotScorer`.
+
+The one contract every factorised model offers (MF, TextRec, SeqRec, the hybrid), in tensors:
+
+    user_vectors(users, history, lengths)   -> (B, D)
+    item_vectors(items) / item_vectors()    -> (..., D) / (N, D) the whole catalogue
+    score(users, items, history, lengths)   -> (B, C)
+    score_all(users, history, lengths)      -> (B, N), column 0 (padding) left to the caller
+
+``score_all`` equals ``score`` on the same candidates, and both equal the scorer applied to
+``user_vectors`` and ``item_vectors``: full ranking, the judgment loss and export treat every
+factorised model alike. The user vector is the sum of the user parts present: a user ID tower
+and/or a history tower (which reads the history through the model's own item table).
+
+Shapes: B = batch rows, C = candidates per row, T = history width, R = positions with a next-item
+target, N = n_items + 1 (item 0 is padding), D = vector size.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import torch
+from torch import Tensor, nn
+
+from hybridrec.nn.scoring import DotScorer
+from hybridrec.nn.towers import HistoryTower, ItemIdTower, UserIdTower, catalogue
+
+
+class FactorizedModel(nn.Module):
+    """Args:
+    n_users, n_items: sizes from the data spec.
+    items: the item tower: ``items (...) -> (..., D)`` and ``all() -> (N, D)``.
+    scorer: combines user and item vectors.
+    user_id: a user ID tower ``users (B,) -> (B, D)``, or None.
+    history: a history tower ``(history (B, T), lengths (B,), item_table (N, D)) -> (B, D)``
+        (with ``positions(...) -> (B, T', D)`` for next-item training), or None.
+    """
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        items: nn.Module,
+        scorer: DotScorer,
+        user_id: nn.Module | None = None,
+        history: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        if user_id is None and history is None:
+            raise ValueError("model: a user ID tower, a history tower, or both are needed")
+        self.n_users, self.n_items = n_users, n_items
+        self.items, self.scorer = items, scorer
+        self.user_id, self.history = user_id, history
+
+    # -- vectors ------------------------------------------------------------------------------
+    def item_vectors(self, items: Tensor | None = None) -> Tensor:
+        """items (...) -> (..., D); None -> the whole catalogue (N, D)."""
+        return catalogue(self.items) if items is None else self.items(items)
+
+    def user_vectors(
+        self,
+        users: Tensor,
+        history: Tensor | None = None,
+        lengths: Tensor | None = None,
+        item_table: Tensor | None = None,
+    ) -> Tensor:
+        """(B, D): the sum of the user parts. ``item_table`` (N, D) saves the history tower a
+        second encoding of the catalogue when the caller has it already."""
+        parts: list[Tensor] = []
+        if self.user_id is not None:
+            parts.append(self.user_id(users))
+        if self.history is not None:
+            history, lengths = _require_history(history, lengths)
+            table = self.item_vectors() if item_table is None else item_table
+            parts.append(self.history(history, lengths, table))
+        return parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
+
+    # -- scores -------------------------------------------------------------------------------
+    def score(
+        self,
+        users: Tensor,
+        items: Tensor,
+        history: Tensor | None = None,
+        lengths: Tensor | None = None,
+    ) -> Tensor:
+        """users (B,), items (B, C) -> (B, C)."""
+        if self.history is not None:  # one catalogue encoding for the history and the items
+            table = self.item_vectors()
+            user_vectors = self.user_vectors(users, history, lengths, table)
+            return self.scorer.score(user_vectors, table[items], users, items)
+        return self.scorer.score(self.user_vectors(users), self.item_vectors(items), users, items)
+
+    def score_all(
+        self, users: Tensor, history: Tensor | None = None, lengths: Tensor | None = None
+    ) -> Tensor:
+        """users (B,) -> (B, N) scores of every item."""
+        table = self.item_vectors()
+        user_vectors = self.user_vectors(users, history, lengths, table)
+        return self.scorer.score_all(user_vectors, table, users)
+
+    def score_positions(self, history: Tensor, lengths: Tensor, targets: Tensor) -> Tensor:
+        """Next-item training: history (B, T), lengths (B,), targets (B, T) (0 = no target) ->
+        (R, N), one row per position with a target, against the whole catalogue."""
+        if self.history is None or self.user_id is not None:
+            raise ValueError(
+                "next-item training (datamodule=next_item) needs a history-only user side"
+            )
+        max_length = getattr(self.history, "max_length", None)
+        if max_length is not None and targets.shape[1] > max_length:
+            raise ValueError(
+                f"training windows hold {targets.shape[1]} items but model.max_length="
+                f"{max_length}: set datamodule.max_length <= model.max_length"
+            )
+        table = self.item_vectors()
+        tower = cast(HistoryTower, self.history)
+        hidden = tower.positions(history, lengths, table)  # (B, T, D)
+        return self.scorer.score_rows(hidden[targets > 0], table)  # (R, N)
+
+    def embedding_penalty(self, users: Tensor, items: Tensor) -> Tensor:
+        """Squared L2 norm of the ID rows a training batch uses (users (B,), items (B, C)):
+        ``mean_b |e_u|^2 + mean_bc |e_i|^2`` over the ID tables and the biases (Rendle et
+        al.'s per-example regulariser, weighted by the task's ``embedding_l2``). Text towers
+        have no per-item rows and add nothing."""
+        penalty = torch.zeros((), device=users.device)
+        user_tables = [self.user_id, self.scorer.user_bias]
+        item_tables = [self.items, self.scorer.item_bias]
+        for table, index in [(t, users) for t in user_tables] + [(t, items) for t in item_tables]:
+            if isinstance(table, (nn.Embedding, UserIdTower, ItemIdTower)):
+                penalty = penalty + table(index).pow(2).sum(-1).mean()
+        return penalty
+
+
+def _require_history(history: Tensor | None, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(history (B, T), lengths (B,)); lengths counted from the history when not given."""
+    if history is None:
+        raise ValueError("this model reads the user's history: the batch has none")
+    if lengths is None:
+        lengths = (history > 0).sum(1)
+    return history, lengths
