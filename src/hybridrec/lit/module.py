@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from hybridrec.data.batch import RecBatch
 from hybridrec.lit import adapter
+from hybridrec.lit.checkpoint import PAYLOAD, id_maps, model_payload
 from hybridrec.metrics import positive_ranks, ranking_metrics
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -56,6 +57,7 @@ class RecLitModule(L.LightningModule):
             )
         self.embedding_l2 = float(embedding_l2)
         self.run_config: dict[str, Any] | None = None  # stored in checkpoints by train
+        self._id_maps: dict[str, list[Any]] | None = None  # raw ids, read once for checkpoints
 
     def forward(self, batch: RecBatch) -> Tensor:
         return adapter.scores(self.model, batch)
@@ -139,3 +141,8 @@ class RecLitModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.run_config is not None:
             checkpoint["hybridrec_config"] = self.run_config
+            # what rebuilds the model without the data folder (hybridrec.lit.load_model)
+            if self._id_maps is None:
+                data_dir = (self.run_config.get("datamodule") or {}).get("data_dir")
+                self._id_maps = id_maps(data_dir) if data_dir else {}
+            checkpoint[PAYLOAD] = model_payload(self.model, self.run_config, self._id_maps or None)

@@ -82,6 +82,10 @@ class TextItemTower(nn.Module):
         experts, adaptor_dropout: ``moe`` only.
         cache_dir: frozen ``pretrained`` only: where the catalogue's vectors are kept between
             runs (keyed by model weights, tokenizer and token ids); None = encode every run.
+        catalogue: :meth:`catalogue_state` of a trained tower (from a checkpoint): the tower is
+            rebuilt from it instead of ``data_dir`` (a frozen pretrained encoder is not loaded:
+            its item vectors are in the catalogue; a fine-tuned one still needs ``pretrained``
+            for its architecture, its weights come from the checkpoint).
     """
 
     #: items encoded per chunk when the whole catalogue is encoded
@@ -94,7 +98,7 @@ class TextItemTower(nn.Module):
     def __init__(
         self,
         n_items: int,
-        data_dir: str | os.PathLike[str],
+        data_dir: str | os.PathLike[str] | None,
         encoder: str = "bag",
         dim: int = 64,
         vocab_size: int = 8000,
@@ -108,6 +112,7 @@ class TextItemTower(nn.Module):
         experts: int = 8,
         adaptor_dropout: float = 0.0,
         cache_dir: str | os.PathLike[str] | None = None,
+        catalogue: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if encoder not in ENCODERS:
@@ -121,17 +126,24 @@ class TextItemTower(nn.Module):
                 "model.pretrained: encoder=pretrained needs a Hugging Face model name or path"
             )
         self.n_items, self.dim, self.encoder_kind = n_items, dim, encoder
-        texts = _catalogue_text(data_dir, n_items)
-
-        source = tokenizer if encoder != "pretrained" else (tokenizer or pretrained)
-        if source is None:  # a vocabulary fitted to the catalogue, new items included
-            self.tokenizer: TextTokenizer = train_wordpiece(
-                texts[1:], vocab_size=vocab_size, max_length=max_length
-            )
+        saved_features: Tensor | None = None
+        if catalogue is not None:  # rebuilt from a checkpoint: no data folder, no training
+            self.tokenizer = TextTokenizer.from_state(catalogue["tokenizer"])
+            item_ids, item_mask = catalogue["item_ids"], catalogue["item_mask"]
+            saved_features = catalogue.get("item_features")
         else:
-            self.tokenizer = load_tokenizer(source, max_length=max_length)
-        item_ids, item_mask = self.tokenizer.encode(texts)  # (N, L) each
-        # non-persistent: rebuilt from data_dir whenever the model is built
+            if data_dir is None:
+                raise ValueError("model.data_dir: the text tower needs the prepared folder")
+            texts = _catalogue_text(data_dir, n_items)
+            source = tokenizer if encoder != "pretrained" else (tokenizer or pretrained)
+            if source is None:  # a vocabulary fitted to the catalogue, new items included
+                self.tokenizer = train_wordpiece(
+                    texts[1:], vocab_size=vocab_size, max_length=max_length
+                )
+            else:
+                self.tokenizer = load_tokenizer(source, max_length=max_length)
+            item_ids, item_mask = self.tokenizer.encode(texts)  # (N, L) each
+        # non-persistent: rebuilt from data_dir (or the checkpoint's catalogue) with the model
         self.register_buffer("item_ids", item_ids, persistent=False)
         self.register_buffer("item_mask", item_mask, persistent=False)
 
@@ -154,6 +166,10 @@ class TextItemTower(nn.Module):
                 pad_id=pad_id,
             )
             encoded_dim = dim
+        elif saved_features is not None:  # a frozen encoder's vectors, from the checkpoint
+            self.item_features = saved_features.float()
+            self.text_encoder = None
+            encoded_dim = saved_features.shape[1]
         else:
             assert pretrained is not None
             backbone = PretrainedTextEncoder(
@@ -178,6 +194,18 @@ class TextItemTower(nn.Module):
         else:
             self.projection = nn.Identity()
         self._catalogue: Tensor | None = None  # (N, D) item vectors, cached while evaluating
+
+    def catalogue_state(self) -> dict[str, Any]:
+        """What rebuilds this tower without the data folder (``catalogue=``): the tokenizer as
+        plain data, the catalogue's token ids, and a frozen encoder's item vectors."""
+        state: dict[str, Any] = {
+            "tokenizer": self.tokenizer.to_state(),
+            "item_ids": self.item_ids.cpu(),
+            "item_mask": self.item_mask.cpu(),
+        }
+        if self.item_features is not None:
+            state["item_features"] = self.item_features.cpu()
+        return state
 
     def train(self, mode: bool = True) -> TextItemTower:
         # weights may change between evaluations: the next one encodes the catalogue again

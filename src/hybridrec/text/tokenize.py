@@ -226,6 +226,31 @@ class TextTokenizer:
             backend = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
         return cls(backend, meta["max_length"], meta.get("lowercase"), meta.get("pad_id"))
 
+    def to_state(self) -> dict[str, Any]:
+        """The tokenizer as plain data (strings and numbers: ``torch.load(weights_only=True)``
+        reads it back), for self-contained checkpoints. A transformers tokenizer is kept as
+        its fast backend, which encodes the same ids; a slow (pure Python) one cannot be."""
+        backend = self.backend
+        if not self._is_fast_backend:
+            backend = getattr(self.backend, "backend_tokenizer", None)
+            if backend is None:
+                raise ValueError(
+                    f"{type(self.backend).__name__} is a slow tokenizer: it cannot travel "
+                    "inside a checkpoint; use a fast (tokenizers-backed) one"
+                )
+        return {
+            "tokenizer_json": backend.to_str(),
+            "max_length": self.max_length,
+            "lowercase": self.lowercase,
+            "pad_id": self.pad_id,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> TextTokenizer:
+        """The tokenizer :meth:`to_state` described."""
+        backend = Tokenizer.from_str(state["tokenizer_json"])
+        return cls(backend, state["max_length"], state.get("lowercase"), state.get("pad_id"))
+
     def __repr__(self) -> str:
         kind = "tokenizers" if self._is_fast_backend else type(self.backend).__name__
         return (

@@ -1,0 +1,101 @@
+"""Self-contained checkpoints: a model rebuilds from its checkpoint alone.
+
+Every checkpoint a run saves carries, next to Lightning's ``state_dict``, the entry
+``hybridrec_model``:
+
+    config     the model's resolved config (``_target_`` + typed arguments)
+    catalogue  a text tower's tokenizer (as plain data), the catalogue's token ids and a frozen
+               encoder's item vectors (``TextItemTower.catalogue_state``); None without text
+    id_maps    raw ids by index: ``users[u]`` is user index u, ``items[i - 1]`` item index i
+    spec       the data spec's summary (sizes, protocol, fingerprint)
+
+All plain data and tensors, so :func:`load_model` reads it with ``weights_only=True`` and
+needs neither the prepared data folder nor the code that trained it beyond this package.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from hybridrec.nn.textrec import TextItemTower
+
+PAYLOAD = "hybridrec_model"
+_TEXT_TOWER = "hybridrec.nn.TextItemTower"
+_TEXT_MODEL = "hybridrec.nn.TextRec"
+
+
+def id_maps(data_dir: str | os.PathLike[str]) -> dict[str, list[Any]]:
+    """Raw ids by index from a prepared folder (``users.parquet``, ``items.parquet``)."""
+    folder = Path(data_dir)
+    out: dict[str, list[Any]] = {}
+    for side in ("users", "items"):
+        frame = pd.read_parquet(folder / f"{side}.parquet", columns=["index", "raw_id"])
+        out[side] = frame.sort_values("index")["raw_id"].tolist()
+    return out
+
+
+def model_payload(
+    model: nn.Module, run_config: dict[str, Any], maps: dict[str, list[Any]] | None
+) -> dict[str, Any]:
+    """The ``hybridrec_model`` entry of a checkpoint (see the module docstring)."""
+    towers = [m for m in model.modules() if isinstance(m, TextItemTower)]
+    if len(towers) > 1:
+        raise ValueError("a model with several text towers cannot be saved self-contained yet")
+    return {
+        "config": copy.deepcopy(run_config["model"]),
+        "catalogue": towers[0].catalogue_state() if towers else None,
+        "id_maps": maps,
+        "spec": copy.deepcopy(run_config.get("spec")),
+    }
+
+
+def _build(config: dict[str, Any], catalogue: dict[str, Any] | None) -> nn.Module:
+    """Instantiate the model config, its text tower from ``catalogue`` instead of a data folder
+    (tensors go in as keyword arguments: a config cannot hold them)."""
+    config = copy.deepcopy(config)
+    if catalogue is None:
+        return instantiate(config, _convert_="all")
+    if config.get("_target_") == _TEXT_MODEL:  # TextRec passes its extra arguments to the tower
+        config["data_dir"] = None
+        return instantiate(config, _convert_="all", catalogue=catalogue)
+    keys = [
+        key
+        for key, value in config.items()
+        if isinstance(value, dict) and value.get("_target_") == _TEXT_TOWER
+    ]
+    if len(keys) != 1:
+        raise ValueError("the checkpoint's model config has no single text tower to rebuild")
+    node = config.pop(keys[0])
+    node["data_dir"] = None
+    tower = instantiate(node, _convert_="all", catalogue=catalogue)
+    return instantiate(config, _convert_="all", **{keys[0]: tower})
+
+
+def load_model(checkpoint: str | os.PathLike[str]) -> nn.Module:
+    """The model a run saved, rebuilt from ``checkpoint`` alone (``weights_only`` loading),
+    in eval mode: the same scores as the model that was saved."""
+    path = Path(checkpoint)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if PAYLOAD not in state:
+        raise ValueError(
+            f"{path} has no {PAYLOAD!r} entry: it was not saved by hybridrec-train (or by a "
+            "version before self-contained checkpoints); retrain, or rebuild the model from "
+            "its config and prepared data"
+        )
+    payload = state[PAYLOAD]
+    model = _build(payload["config"], payload.get("catalogue"))
+    weights = {
+        key.removeprefix("model."): value
+        for key, value in state["state_dict"].items()
+        if key.startswith("model.")
+    }
+    model.load_state_dict(weights)
+    return model.eval()
