@@ -127,6 +127,14 @@ CHOSEN: dict[str, dict[str, dict[str, Any]]] = {
     "model": {
         "gmf": {"model._target_": "hybridrec.nn.GMF", "model.embedding_dim": 8},
         "gru4rec": {"model._target_": "hybridrec.nn.GRU4Rec", "model.layers": [100]},
+        "hybrid": {
+            "model._target_": "hybridrec.nn.Hybrid",
+            "model.history": "gru",
+            "model.user_id": True,
+            "model.item_id": True,
+            "model.text._target_": "hybridrec.nn.TextItemTower",
+            "model.text.encoder": "bag",
+        },
         "itemknn": {"model._target_": "hybridrec.nn.ItemKNN", "model.neighbours": 100},
         "mf": {"model._target_": "hybridrec.nn.MF", "model.embedding_dim": 64},
         "mlp": {"model._target_": "hybridrec.nn.MLP", "model.hidden_dims": [32, 16, 8]},

@@ -18,7 +18,7 @@ from torch import Tensor
 from hybridrec.data.prepare import prepare
 from hybridrec.data.protocols import LeaveOneOut
 from hybridrec.data.synthetic import read_synthetic
-from hybridrec.nn import MF, SeqRec, TextItemTower, TextRec
+from hybridrec.nn import MF, Hybrid, SeqRec, TextItemTower, TextRec
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.scoring import DotScorer
 from hybridrec.nn.towers import ItemIdTower, SumItemTower, UserIdTower
@@ -52,6 +52,11 @@ MODELS: dict[str, Builder] = {
     "unisrec": lambda d: SeqRec(
         N_USERS, d[1], dim=8, dropout=0.0, text=_text(d), temperature=0.1, max_length=5
     ),
+    "hybrid": lambda d: Hybrid(N_USERS, d[1], d[0], dim=8, text=_text(d), max_length=5),
+    "hybrid-attention-cosine": lambda d: Hybrid(
+        N_USERS, d[1], d[0], dim=8, text=_text(d), history="attention", temperature=0.2
+    ),
+    "hybrid-ids-no-history": lambda d: Hybrid(N_USERS, d[1], d[0], dim=8, history=None),
 }
 
 
@@ -146,12 +151,12 @@ def test_contract_errors() -> None:
     with pytest.raises(ValueError, match="user ID tower, a history tower, or both"):
         FactorizedModel(3, 5, items, DotScorer())
     sasrec = SeqRec(3, 5, dim=4, max_length=3)
-    with pytest.raises(ValueError, match="reads the user's history: the batch has none"):
+    with pytest.raises(ValueError, match="reads the user's history but the batch has none"):
         sasrec.score_all(torch.tensor([0]))
     too_wide = torch.ones(1, 4, dtype=torch.long)  # 4 > max_length 3
     with pytest.raises(ValueError, match="datamodule.max_length <= model.max_length"):
         sasrec.score_positions(too_wide, torch.tensor([4]), too_wide)
-    with pytest.raises(ValueError, match="history-only user side"):
+    with pytest.raises(ValueError, match="needs a model with a history tower"):
         MF(3, 5).score_positions(too_wide, torch.tensor([4]), too_wide)
 
 

@@ -30,7 +30,9 @@ def scores(model: Any, batch: RecBatch) -> Tensor:
             lengths = batch.history_lengths
             if lengths is None:
                 lengths = (batch.history > 0).sum(1)
-            return model.score_positions(batch.history, lengths, batch.sequence_targets)
+            return model.score_positions(
+                batch.history, lengths, batch.sequence_targets, batch.users
+            )
         batch.require("items")
         assert batch.items is not None
         return model.score(batch.users, batch.items, batch.history, batch.history_lengths)

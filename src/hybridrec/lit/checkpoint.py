@@ -29,7 +29,7 @@ from hybridrec.nn.textrec import TextItemTower
 
 PAYLOAD = "hybridrec_model"
 _TEXT_TOWER = "hybridrec.nn.TextItemTower"
-_TEXT_MODEL = "hybridrec.nn.TextRec"
+_TEXT_MODEL = "hybridrec.nn.TextRec"  # passes its extra arguments on to its text tower
 
 
 def id_maps(data_dir: str | os.PathLike[str]) -> dict[str, list[Any]]:
@@ -61,6 +61,8 @@ def _build(config: dict[str, Any], catalogue: dict[str, Any] | None) -> nn.Modul
     """Instantiate the model config, its text tower from ``catalogue`` instead of a data folder
     (tensors go in as keyword arguments: a config cannot hold them)."""
     config = copy.deepcopy(config)
+    if "data_dir" in config:  # what a model read from the data folder is in its weights
+        config["data_dir"] = None
     if catalogue is None:
         return instantiate(config, _convert_="all")
     if config.get("_target_") == _TEXT_MODEL:  # TextRec passes its extra arguments to the tower

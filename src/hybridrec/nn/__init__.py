@@ -3,6 +3,7 @@ from hybridrec.nn.base import PairScorer
 from hybridrec.nn.baselines import ItemKNN, Popularity
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.gru4rec import GRU4Rec
+from hybridrec.nn.hybrid import FusedItemTower, Hybrid
 from hybridrec.nn.ncf import GMF, MF, MLP, NeuMF
 from hybridrec.nn.scoring import DotScorer
 from hybridrec.nn.seqrec import SeqRec
@@ -15,6 +16,8 @@ __all__ = [
     "GMF",
     "GRU4Rec",
     "GRUTower",
+    "FusedItemTower",
+    "Hybrid",
     "ItemIdTower",
     "MF",
     "MLP",

@@ -99,12 +99,16 @@ class FactorizedModel(nn.Module):
         user_vectors = self.user_vectors(users, history, lengths, table)
         return self.scorer.score_all(user_vectors, table, users)
 
-    def score_positions(self, history: Tensor, lengths: Tensor, targets: Tensor) -> Tensor:
-        """Next-item training: history (B, T), lengths (B,), targets (B, T) (0 = no target) ->
-        (R, N), one row per position with a target, against the whole catalogue."""
-        if self.history is None or self.user_id is not None:
+    def score_positions(
+        self, history: Tensor, lengths: Tensor, targets: Tensor, users: Tensor | None = None
+    ) -> Tensor:
+        """Next-item training: history (B, T), lengths (B,), targets (B, T) (0 = no target),
+        users (B,) (for a user ID tower) -> (R, N), one row per position with a target, against
+        the whole catalogue; a row's user vector is the history tower's output at that
+        position plus the row's user ID vector."""
+        if self.history is None:
             raise ValueError(
-                "next-item training (datamodule=next_item) needs a history-only user side"
+                "next-item training (datamodule=next_item) needs a model with a history tower"
             )
         max_length = getattr(self.history, "max_length", None)
         if max_length is not None and targets.shape[1] > max_length:
@@ -115,6 +119,10 @@ class FactorizedModel(nn.Module):
         table = self.item_vectors()
         tower = cast(HistoryTower, self.history)
         hidden = tower.positions(history, lengths, table)  # (B, T, D)
+        if self.user_id is not None:
+            if users is None:
+                raise ValueError("this model has a user ID tower: next-item rows need users")
+            hidden = hidden + self.user_id(users).unsqueeze(1)  # (B, T, D)
         return self.scorer.score_rows(hidden[targets > 0], table)  # (R, N)
 
     def embedding_penalty(self, users: Tensor, items: Tensor) -> Tensor:
@@ -134,7 +142,10 @@ class FactorizedModel(nn.Module):
 def _require_history(history: Tensor | None, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
     """(history (B, T), lengths (B,)); lengths counted from the history when not given."""
     if history is None:
-        raise ValueError("this model reads the user's history: the batch has none")
+        raise ValueError(
+            "this model reads the user's history but the batch has none: use a sequence "
+            "datamodule (datamodule=next_item or sequence), or a model without a history tower"
+        )
     if lengths is None:
         lengths = (history > 0).sum(1)
     return history, lengths

@@ -1,0 +1,183 @@
+"""The hybrid: user ID and/or history × item ID and/or text, one factorised model.
+
+Item side (:class:`FusedItemTower`): an item's vector is its ID vector and its text vector
+mixed by a per-item gate that sees the item's text vector and how often it was trained on,
+
+    g_i = sigmoid(w · text_i + c · log(1 + count_i) + b),   v_i = g_i · id_i + (1 - g_i) · text_i
+
+so a well-known item leans on its history and a rarely seen one on its description. An item with
+no training interactions has g_i = 0: its vector is its text vector alone. During training the
+ID part is dropped (g = 0) for a share ``id_dropout`` of the item occurrences (DropoutNet, Volkovs
+et al. 2017; CLCRec practice), so the text path learns to stand alone — the path a cold item
+takes at test time. ``gate_values`` exposes g for explanations.
+
+User side: a user ID tower and/or a history tower (GRU by default, or self-attention) over the
+latest items, summed (:class:`FactorizedModel`). Head: the dot product (fast full ranking, an
+exportable item matrix).
+
+Shapes: B = batch rows, C = candidates per row, N = n_items + 1 (item 0 is padding), D = dim.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from hybridrec.nn.factorized import FactorizedModel
+from hybridrec.nn.scoring import DotScorer
+from hybridrec.nn.textrec import TextItemTower
+from hybridrec.nn.towers import GRUTower, ItemIdTower, SelfAttentionTower, UserIdTower
+
+HISTORY_ENCODERS = ("gru", "attention")
+
+
+def training_counts(data_dir: str | os.PathLike[str], n_items: int) -> Tensor:
+    """(N,) training interactions per item index from a prepared folder (0 for cold items)."""
+    items = pd.read_parquet(Path(data_dir) / "train.parquet", columns=["item"])["item"]
+    counts = np.bincount(items.to_numpy(), minlength=n_items + 1)[: n_items + 1]
+    return torch.as_tensor(counts, dtype=torch.float32)
+
+
+class FusedItemTower(nn.Module):
+    """Item ID + text vectors fused by a learned per-item gate (see the module docstring).
+
+    Args:
+        n_items: items in the data spec.
+        ids: the item ID tower.
+        text: the item text tower (same D).
+        counts: (N,) training interactions per item (a persistent buffer: checkpoints carry it).
+        id_dropout: share of item occurrences whose ID part is dropped in training.
+    """
+
+    counts: Tensor
+
+    def __init__(
+        self,
+        n_items: int,
+        ids: ItemIdTower,
+        text: TextItemTower,
+        counts: Tensor,
+        id_dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= id_dropout < 1.0:
+            raise ValueError(f"model.id_dropout={id_dropout}: expected a value in [0, 1)")
+        if counts.shape != (n_items + 1,):
+            raise ValueError(
+                f"item counts have shape {tuple(counts.shape)}, expected ({n_items + 1},)"
+            )
+        self.n_items, self.id_dropout = n_items, id_dropout
+        self.ids, self.text = ids, text
+        dim = text.dim
+        self.gate = nn.Linear(dim + 1, 1)  # [text_i, log(1 + count_i)] -> logit of g_i
+        self.register_buffer("counts", counts.float())
+
+    def gate_values(self, items: Tensor, text_vectors: Tensor | None = None) -> Tensor:
+        """items (...) -> (...) g in [0, 1): the ID share of each item's vector (0 when the item
+        was never trained on). Without ID dropout: what the model uses at evaluation."""
+        if text_vectors is None:
+            text_vectors = self.text(items)
+        count = self.counts[items]  # (...)
+        features = torch.cat([text_vectors, torch.log1p(count).unsqueeze(-1)], -1)
+        gate = torch.sigmoid(self.gate(features).squeeze(-1))  # (...)
+        return gate * (count > 0)
+
+    def _fuse(self, items: Tensor, id_vectors: Tensor, text_vectors: Tensor) -> Tensor:
+        gate = self.gate_values(items, text_vectors)  # (...)
+        if self.training and self.id_dropout > 0:
+            kept = torch.rand(gate.shape, device=gate.device) >= self.id_dropout
+            gate = gate * kept
+        gate = gate.unsqueeze(-1)
+        return gate * id_vectors + (1 - gate) * text_vectors  # (..., D)
+
+    def forward(self, items: Tensor) -> Tensor:
+        return self._fuse(items, self.ids(items), self.text(items))  # (..., D)
+
+    def all(self) -> Tensor:
+        items = torch.arange(self.n_items + 1, device=self.counts.device)
+        return self._fuse(items, self.ids.all(), self.text.all())  # (N, D)
+
+
+class Hybrid(FactorizedModel):
+    """User ID and/or history × item ID and/or text, dot product; every part switchable.
+
+    Args:
+        n_users, n_items: sizes from the data spec.
+        data_dir: the prepared folder (item training counts for the gate); None when rebuilt
+            from a checkpoint (the counts come with the weights).
+        dim: D.
+        user_id: learn a vector per user (off for anonymous sessions).
+        history: ``gru`` | ``attention`` | None: a tower over the user's latest items.
+        item_id: learn a vector per item.
+        text: the item text tower; with ``item_id`` the two are fused by the gate.
+        id_dropout: share of item occurrences trained without their ID part (ID + text only).
+        layers, heads, dropout, max_length: the history tower's settings.
+        init_std: std of the ID embeddings' normal initialisation.
+        temperature: None = dot product; a float = cosine similarity / temperature.
+    """
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        data_dir: str | os.PathLike[str] | None,
+        dim: int = 64,
+        user_id: bool = True,
+        history: str | None = "gru",
+        item_id: bool = True,
+        text: TextItemTower | None = None,
+        id_dropout: float = 0.3,
+        layers: int = 1,
+        heads: int = 2,
+        dropout: float = 0.2,
+        max_length: int = 50,
+        init_std: float = 0.05,
+        temperature: float | None = None,
+    ) -> None:
+        if history is not None and history not in HISTORY_ENCODERS:
+            raise ValueError(
+                f"model.history={history!r}: expected one of {HISTORY_ENCODERS} or null"
+            )
+        if not item_id and text is None:
+            raise ValueError("model: set model.item_id=true or give a model.text tower (or both)")
+        if text is not None and (text.n_items != n_items or text.dim != dim):
+            raise ValueError(
+                f"model.text has n_items={text.n_items}, dim={text.dim}; the model has "
+                f"n_items={n_items}, dim={dim} (use ${{spec.n_items}} and ${{..dim}})"
+            )
+        items: nn.Module
+        if item_id and text is not None:
+            counts = (
+                training_counts(data_dir, n_items)
+                if data_dir is not None
+                else torch.zeros(n_items + 1)  # filled by load_state_dict
+            )
+            ids = ItemIdTower(n_items, dim, init_std, zero_padding=True)
+            items = FusedItemTower(n_items, ids, text, counts, id_dropout)
+        elif item_id:
+            items = ItemIdTower(n_items, dim, init_std, zero_padding=True)
+        else:
+            assert text is not None
+            items = text
+        users = UserIdTower(n_users, dim, init_std) if user_id else None
+        tower: nn.Module | None = None
+        if history == "gru":
+            tower = GRUTower(dim, layers, dropout, max_length)
+        elif history == "attention":
+            tower = SelfAttentionTower(dim, layers, heads, 0, dropout, max_length)
+        super().__init__(n_users, n_items, items, DotScorer(temperature), users, tower)
+        self.dim = dim
+
+    def gate_values(self, items: Tensor | None = None) -> Tensor | None:
+        """The ID share g of each item's vector ((N,) for the catalogue), or None when the
+        item side is not fused."""
+        if not isinstance(self.items, FusedItemTower):
+            return None
+        if items is None:
+            items = torch.arange(self.n_items + 1, device=self.items.counts.device)
+        return self.items.gate_values(items)

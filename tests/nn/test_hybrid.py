@@ -1,0 +1,155 @@
+"""The hybrid: the item gate, ID dropout, cold items through text, every part switchable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from omegaconf import DictConfig
+
+from conftest import TINY_DATA
+from hybridrec.cli.train import train
+from hybridrec.data.prepare import prepare
+from hybridrec.data.protocols import LeaveOneOut
+from hybridrec.data.synthetic import read_synthetic
+from hybridrec.nn import FusedItemTower, Hybrid, TextItemTower
+from hybridrec.nn.hybrid import training_counts
+from hybridrec.nn.towers import GRUTower, ItemIdTower, SelfAttentionTower
+
+TEXT = {"fields": {"title": "", "category": "Category: ", "brand": "Brand: "}}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, int]:
+    raw = read_synthetic(n_users=40, n_items=30, seed=0, ratings_per_rater=20)
+    folder = tmp_path_factory.mktemp("hybrid") / "prep"
+    spec = prepare(raw, LeaveOneOut(eval_mode="full"), folder, item_text=TEXT)
+    return folder, spec.n_users, spec.n_items
+
+
+def _hybrid(prepared: tuple[Path, int, int], **kwargs: object) -> Hybrid:
+    folder, n_users, n_items = prepared
+    torch.manual_seed(0)
+    text = TextItemTower(n_items, folder, dim=8, vocab_size=200, max_length=12)
+    options: dict[str, object] = {"dim": 8, "text": text, "max_length": 6, "dropout": 0.0}
+    return Hybrid(n_users, n_items, folder, **{**options, **kwargs})  # type: ignore[arg-type]
+
+
+def test_training_counts_are_the_train_split(prepared: tuple[Path, int, int]) -> None:
+    folder, _, n_items = prepared
+    counts = training_counts(folder, n_items)
+    train_items = pd.read_parquet(folder / "train.parquet")["item"]
+    assert counts.shape == (n_items + 1,) and counts[0] == 0
+    assert int(counts.sum()) == len(train_items)
+    item = int(train_items.iloc[0])
+    assert counts[item] == (train_items == item).sum()
+
+
+def test_an_item_never_trained_on_is_its_text_alone(prepared: tuple[Path, int, int]) -> None:
+    model = _hybrid(prepared)
+    tower = model.items
+    assert isinstance(tower, FusedItemTower)
+    with torch.no_grad():
+        tower.counts[5] = 0  # item 5: no training interactions
+        tower.counts[6] = 50
+        for mode in (True, False):  # in training too: the gate is 0 with or without dropout
+            model.train(mode)
+            items = torch.tensor([5, 6])
+            vectors = tower(items)
+            torch.testing.assert_close(vectors[0], tower.text(items)[0])
+        gates = model.gate_values(torch.tensor([5, 6]))
+    assert gates is not None and gates[0] == 0 and 0 < gates[1] < 1
+
+
+def test_id_dropout_only_while_training(prepared: tuple[Path, int, int]) -> None:
+    model = _hybrid(prepared, id_dropout=0.5)
+    tower = model.items
+    assert isinstance(tower, FusedItemTower)
+    items = torch.arange(1, 31).repeat(4)  # 120 occurrences of warm and cold items
+    with torch.no_grad():
+        tower.counts[1:] = 10.0  # every item warm: any text-only vector is a dropout
+        model.eval()
+        first, second = tower(items), tower(items)
+        torch.testing.assert_close(first, second)  # evaluation is deterministic
+        text = tower.text(items)
+        assert not torch.isclose(first, text).all(-1).any()  # the ID part is always in
+        model.train()
+        torch.manual_seed(1)
+        trained = tower(items)
+        dropped = torch.isclose(trained, text).all(-1)  # rows that are text alone
+    assert 0.3 < dropped.float().mean() < 0.7  # about id_dropout = 0.5 of the occurrences
+
+
+def test_cold_scores_are_the_same_cached_or_recomputed(prepared: tuple[Path, int, int]) -> None:
+    """Evaluation caches the text catalogue; a cold item's score must not depend on it."""
+    model = _hybrid(prepared, history=None).eval()
+    tower = model.items
+    assert isinstance(tower, FusedItemTower)
+    with torch.no_grad():
+        tower.counts[3] = 0
+        users, items = torch.tensor([0, 1]), torch.tensor([[3, 4], [3, 7]])
+        recomputed = model.score(users, items)  # no cache yet: encodes the batch's items
+        full = model.score_all(users)  # fills the cache
+        cached = model.score(users, items)
+    torch.testing.assert_close(recomputed, cached)
+    torch.testing.assert_close(full.gather(1, items), cached)
+
+
+@pytest.mark.parametrize(
+    ("options", "item_tower", "history"),
+    [
+        ({}, FusedItemTower, GRUTower),
+        ({"history": "attention"}, FusedItemTower, SelfAttentionTower),
+        ({"text": None}, ItemIdTower, GRUTower),
+        ({"item_id": False}, TextItemTower, GRUTower),
+        ({"history": None}, FusedItemTower, type(None)),
+        ({"user_id": False}, FusedItemTower, GRUTower),
+    ],
+)
+def test_parts_are_switches(
+    prepared: tuple[Path, int, int], options: dict[str, object], item_tower: type, history: type
+) -> None:
+    model = _hybrid(prepared, **options)
+    assert isinstance(model.items, item_tower)
+    assert isinstance(model.history, history)
+    assert (model.user_id is None) == (options.get("user_id") is False)
+    assert (model.gate_values() is None) != (item_tower is FusedItemTower)
+
+
+def test_bad_settings_are_refused(prepared: tuple[Path, int, int]) -> None:
+    with pytest.raises(ValueError, match="model.history='lstm'"):
+        _hybrid(prepared, history="lstm")
+    with pytest.raises(ValueError, match="model.item_id=true or give a model.text"):
+        _hybrid(prepared, item_id=False, text=None)
+    with pytest.raises(ValueError, match="model.id_dropout=1.0"):
+        _hybrid(prepared, id_dropout=1.0)
+
+
+HYBRID_RUNS = {
+    "full": ["protocol=loo_full", "datamodule=next_item", "loss=xe"],
+    "attention-no-user-id": [
+        "protocol=loo_full",
+        "datamodule=next_item",
+        "loss=xe",
+        "model.history=attention",
+        "model.user_id=false",
+    ],
+    "pairs-no-history": ["model.history=null"],
+    "ids-only": ["protocol=loo_full", "datamodule=next_item", "loss=xe", "model.text=null"],
+    "cold-items": ["protocol=cold_items", "datamodule=next_item", "loss=xe"],
+}
+
+
+@pytest.mark.parametrize("name", list(HYBRID_RUNS))
+def test_hybrid_configs_train(compose_cfg: Callable[..., DictConfig], name: str) -> None:
+    """Each ablation of the hybrid trains and tests through hybridrec-train's path."""
+    cfg = compose_cfg(
+        *TINY_DATA, "model=hybrid", "model.dim=16", "trainer.max_epochs=1", *HYBRID_RUNS[name]
+    )
+    results = train(cfg).metrics
+    assert 0.0 <= results["test/ndcg@10"] <= results["test/hr@10"] <= 1.0
+    if name == "cold-items":  # cold items are ranked, through their text
+        assert "test/cold/hr@10" in results and "test/warm/hr@10" in results
