@@ -36,9 +36,6 @@ class RecBatch:
     exclude: Tensor | None = None  # (2, E) long, (row, item) pairs masked in full ranking
     cold: Tensor | None = None  # (B,) bool, the row's targets are cold items (cold_items)
     restrict_to: Tensor | None = None  # (N + 1,) bool, the only items a cold row ranks among
-    item_tokens: Tensor | None = None  # (B, C, L) long, item text tokens (content tower)
-    rating_pairs: Tensor | None = None  # (R, 3) long (user, preferred item, other item)
-    rating_weights: Tensor | None = None  # (R,) float, rater reliability per pair
     # -- session-parallel training (see hybridrec.data.sequences) -------------------------
     negatives: Tensor | None = None  # (S,) long, negatives shared by every row (shared layout)
     column_logq: Tensor | None = None  # (B + S,) float, log sampling weight of each score column
