@@ -153,3 +153,26 @@ def test_hybrid_configs_train(compose_cfg: Callable[..., DictConfig], name: str)
     assert 0.0 <= results["test/ndcg@10"] <= results["test/hr@10"] <= 1.0
     if name == "cold-items":  # cold items are ranked, through their text
         assert "test/cold/hr@10" in results and "test/warm/hr@10" in results
+
+
+def test_session_only_hybrid_on_anonymous_sessions(
+    compose_cfg: Callable[..., DictConfig], data_files: dict[str, str]
+) -> None:
+    """RSC15-style click sessions (no user identity): the hybrid with the GRU history tower and
+    no user ID tower, trained next-item on the session protocol, IDs only (no item text)."""
+    from conftest import data_overrides
+
+    cfg = compose_cfg(
+        *data_overrides("rsc15_100k", data_files),
+        "model=hybrid",
+        "model.user_id=false",
+        "model.text=null",
+        "model.dim=16",
+        "datamodule=next_item",
+        "loss=xe",
+        "trainer.max_epochs=1",
+        "ks=[20]",
+        "monitor=val/ndcg@20",
+    )
+    result = train(cfg)
+    assert 0.0 <= result.metrics["test/mrr@20"] <= result.metrics["test/recall@20"] <= 1.0
