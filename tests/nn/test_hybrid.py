@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from conftest import TINY_DATA
@@ -144,15 +145,47 @@ HYBRID_RUNS = {
 
 
 @pytest.mark.parametrize("name", list(HYBRID_RUNS))
-def test_hybrid_configs_train(compose_cfg: Callable[..., DictConfig], name: str) -> None:
+def test_hybrid_configs_train(
+    compose_cfg: Callable[..., DictConfig], mlflow_uri: str, name: str
+) -> None:
     """Each ablation of the hybrid trains and tests through hybridrec-train's path."""
     cfg = compose_cfg(
         *TINY_DATA, "model=hybrid", "model.dim=16", "trainer.max_epochs=1", *HYBRID_RUNS[name]
     )
-    results = train(cfg).metrics
+    result = train(cfg)
+    results = result.metrics
     assert 0.0 <= results["test/ndcg@10"] <= results["test/hr@10"] <= 1.0
     if name == "cold-items":  # cold items are ranked, through their text
         assert "test/cold/hr@10" in results and "test/warm/hr@10" in results
+    # the explanation: gate by popularity, logged when the item side is fused
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    logged = {a.path for a in client.list_artifacts(str(result.run_id), "explanations")}
+    fused = name != "ids-only"
+    expected = {"explanations/gate_by_popularity.png", "explanations/gate_by_popularity.csv"}
+    assert logged == (expected if fused else set())
+    if name == "cold-items":  # the cold items (never trained on) have gate 0
+        local = client.download_artifacts(str(result.run_id), "explanations/gate_by_popularity.csv")
+        table = pd.read_csv(local).set_index("bucket")
+        assert table.loc["cold (0)", "items"] > 0
+        assert table.loc["cold (0)", "mean_gate"] == 0.0
+
+
+def test_popularity_buckets_and_gate_table_by_hand() -> None:
+    """counts 0, 0, 1, 2, 3, 4, 5, 6, 7, 8: two cold items; quartiles of the eight warm counts
+    1..8 are (0.999, 2.75], (2.75, 4.5], (4.5, 6.25], (6.25, 8]."""
+    import numpy as np
+
+    from hybridrec.tracking.plots import gate_table, popularity_buckets
+
+    counts = np.array([0, 0, 1, 2, 3, 4, 5, 6, 7, 8])
+    labels = popularity_buckets(counts)
+    assert list(labels) == ["cold (0)"] * 2 + ["1-2"] * 2 + ["3-4"] * 2 + ["5-6"] * 2 + ["7-8"] * 2
+    gates = np.array([0, 0, 0.1, 0.3, 0.5, 0.5, 0.6, 0.8, 0.9, 0.9])
+    table = gate_table(gates, counts).set_index("bucket")
+    assert table.loc["cold (0)", "items"] == 2 and table.loc["cold (0)", "mean_gate"] == 0
+    assert table.loc["1-2", "mean_gate"] == pytest.approx(0.2)
+    assert table.loc["7-8", "median"] == pytest.approx(0.9)
+    assert list(table.index) == ["cold (0)", "1-2", "3-4", "5-6", "7-8"]
 
 
 def test_session_only_hybrid_on_anonymous_sessions(

@@ -53,6 +53,7 @@ from hybridrec.tracking import (
     start_run,
     sweep_id,
 )
+from hybridrec.tracking.plots import log_gate_by_popularity
 
 log = logging.getLogger("hybridrec.train")
 
@@ -200,6 +201,7 @@ def _fit_and_test(
         # swaps the logger for a dummy) reaches the run here, so the summary can read it back
         log_missing_metrics(logger, results)
         log_run_end(logger, best_path or None, best_score, cfg.monitor)
+        _log_explanations(logger, module.model)
     return TrainResult(
         metrics=results,
         run_id=run_id,
@@ -209,6 +211,27 @@ def _fit_and_test(
         train_epoch_seconds=next(
             (c.train_seconds for c in callbacks if isinstance(c, EpochTimer)), []
         ),
+    )
+
+
+def _log_explanations(logger: MLflowLogger, model: Any) -> None:
+    """A hybrid's gate (ID vs text share of each item vector) by item popularity, as a PNG
+    and a CSV under the run's ``explanations/`` artifacts."""
+    gate_values = getattr(model, "gate_values", None)
+    if not callable(gate_values):
+        return
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        gates = gate_values()  # (N,) or None when the item side is not fused
+    model.train(was_training)
+    if gates is None:
+        return
+    log_gate_by_popularity(
+        logger.experiment,
+        str(logger.run_id),
+        gates[1:].cpu().numpy(),  # item 0 is padding
+        model.items.counts[1:].cpu().numpy(),
     )
 
 
