@@ -33,6 +33,7 @@ GROUPS = [
     "callbacks",
     "debug",
     "experiment",
+    "ablation",
     "paths",
     "hydra",
 ]

@@ -20,6 +20,8 @@ from hybridrec.cli.checks import ConfigError, check_config
 #: options that only make sense with another choice (next_item reads ${model.max_length})
 PARTNERS = {
     "datamodule=next_item": ("model=sasrec", "loss=xe"),
+    # the hybrid's switches
+    **{f"ablation={name}": ("model=hybrid",) for name in group_options("ablation")},
     # its `required` keys: the GMF and MLP checkpoints it starts from
     "experiment=ncf_neumf_pretrain_ml1m": (
         "model.pretrained_gmf=gmf.ckpt",

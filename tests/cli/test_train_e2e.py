@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -287,3 +289,63 @@ def test_gru_user_tower_trains_end_to_end(compose_cfg: Callable[..., DictConfig]
     state = torch.load(result.best_checkpoint, map_location="cpu", weights_only=False)
     assert any(key.startswith("model.history.gru.") for key in state["state_dict"])
     assert 0.0 <= result.metrics["test/ndcg@10"] <= result.metrics["test/hr@10"] <= 1.0
+
+
+ABLATIONS = ["id_id", "id_text", "id_both", "seq_id", "seq_text", "seq_both"]
+ABLATIONS += ["both_id", "both_text", "both_both"]
+
+
+def test_hybrid_ablation_grid_and_its_table(tmp_path: Path) -> None:
+    """The README's ablation multirun (every user side × every item side of the hybrid) trains
+    each part alone, the pairs and all of them; scripts/ablation_table.py turns the sweep into
+    a markdown table + bar plot, logged to a summary run."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = run_train_cli(
+        tmp_path,
+        "--multirun",
+        "model=hybrid",
+        "model.dim=16",
+        "datamodule=next_item",
+        "loss=xe",
+        "protocol=loo_full",
+        f"ablation={','.join(ABLATIONS)}",
+        *TINY_DATA,
+        "trainer.max_epochs=1",
+        f"paths.root_dir={tmp_path}",
+        uri=uri,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep,) = (tmp_path / "multirun").iterdir()
+    script = Path(__file__).resolve().parents[2] / "scripts" / "ablation_table.py"
+    out = tmp_path / "ablation"
+    table = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--sweep",
+            str(sweep),
+            "--tracking-uri",
+            uri,
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert table.returncode == 0, table.stderr[-3000:]
+    rows = [
+        line for line in (out / "ablation.md").read_text().splitlines() if line.startswith("| ")
+    ]
+    assert [row.split(" | ")[0].removeprefix("| ") for row in rows[1:]] == ABLATIONS
+    assert (out / "ablation.png").stat().st_size > 0
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("synthetic")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    trained = [r for r in runs if r.data.tags.get("kind") != "ablation_summary"]
+    assert len(trained) == 9 and all(r.info.status == "FINISHED" for r in trained)
+    (summary,) = [r for r in runs if r.data.tags.get("kind") == "ablation_summary"]
+    logged = {a.path for a in client.list_artifacts(summary.info.run_id)}
+    assert logged == {"ablation.md", "ablation.png"}

@@ -156,7 +156,7 @@ def test_contract_errors() -> None:
     too_wide = torch.ones(1, 4, dtype=torch.long)  # 4 > max_length 3
     with pytest.raises(ValueError, match="datamodule.max_length <= model.max_length"):
         sasrec.score_positions(too_wide, torch.tensor([4]), too_wide)
-    with pytest.raises(ValueError, match="needs a model with a history tower"):
+    with pytest.raises(ValueError, match="user ID tower: next-item rows need users"):
         MF(3, 5).score_positions(too_wide, torch.tensor([4]), too_wide)
 
 
@@ -224,3 +224,16 @@ def test_seqrec_with_a_gru_user_tower_trains_on_windows() -> None:
     assert losses[-1] < 0.2 * losses[0]
     with pytest.raises(ValueError, match="model.encoder='lstm'"):
         SeqRec(3, 9, dim=8, encoder="lstm")
+
+
+def test_next_item_rows_of_a_user_id_model_are_its_user_vector() -> None:
+    """Without a history tower each target row scores the row's user vector (plus biases)."""
+    torch.manual_seed(0)
+    model = MF(3, 9, embedding_dim=4, use_bias=False)
+    history = torch.tensor([[0, 2, 3], [1, 2, 3]])
+    targets = torch.tensor([[0, 3, 4], [2, 3, 0]])  # rows: user 0 twice, user 1 twice
+    users = torch.tensor([2, 0])
+    with torch.no_grad():
+        rows = model.score_positions(history, (history > 0).sum(1), targets, users)
+        expected = model.score_all(users)[torch.tensor([0, 0, 1, 1])]
+    torch.testing.assert_close(rows, expected)

@@ -105,24 +105,29 @@ class FactorizedModel(nn.Module):
         """Next-item training: history (B, T), lengths (B,), targets (B, T) (0 = no target),
         users (B,) (for a user ID tower) -> (R, N), one row per position with a target, against
         the whole catalogue; a row's user vector is the history tower's output at that
-        position plus the row's user ID vector."""
-        if self.history is None:
-            raise ValueError(
-                "next-item training (datamodule=next_item) needs a model with a history tower"
-            )
-        max_length = getattr(self.history, "max_length", None)
-        if max_length is not None and targets.shape[1] > max_length:
-            raise ValueError(
-                f"training windows hold {targets.shape[1]} items but model.max_length="
-                f"{max_length}: set datamodule.max_length <= model.max_length"
-            )
+        position plus the row's user ID vector (a model without a history tower: the user ID
+        vector alone, so every ablation trains on the same windows)."""
         table = self.item_vectors()
-        tower = cast(HistoryTower, self.history)
-        hidden = tower.positions(history, lengths, table)  # (B, T, D)
+        hidden: Tensor | None = None
+        if self.history is not None:
+            max_length = getattr(self.history, "max_length", None)
+            if max_length is not None and targets.shape[1] > max_length:
+                raise ValueError(
+                    f"training windows hold {targets.shape[1]} items but model.max_length="
+                    f"{max_length}: set datamodule.max_length <= model.max_length"
+                )
+            tower = cast(HistoryTower, self.history)
+            hidden = tower.positions(history, lengths, table)  # (B, T, D)
         if self.user_id is not None:
             if users is None:
                 raise ValueError("this model has a user ID tower: next-item rows need users")
-            hidden = hidden + self.user_id(users).unsqueeze(1)  # (B, T, D)
+            user_part = self.user_id(users).unsqueeze(1)  # (B, 1, D)
+            hidden = (
+                user_part.expand(-1, targets.shape[1], -1)
+                if hidden is None
+                else (hidden + user_part)
+            )
+        assert hidden is not None  # the constructor requires a user part
         return self.scorer.score_rows(hidden[targets > 0], table)  # (R, N)
 
     def embedding_penalty(self, users: Tensor, items: Tensor) -> Tensor:
