@@ -300,6 +300,8 @@ EXPERIMENTS: dict[str, tuple[str, str, str, str, str, str, float, int, int, list
         ("scientific", "loo_full", SEQREC, SEQ, XE, ADAM, 0.001, 512, 200, [10, 50]),
     "seqtext_scientific":
         ("scientific", "loo_full", SEQREC, SEQ, XE, ADAM, 0.001, 512, 200, [10, 50]),
+    "hybrid_scientific":
+        ("scientific", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.001, 512, 200, [10, 50]),
     "session_gru4rec_diginetica":
         ("diginetica", "session", GRU, SEQ, BPRMAX, AGM, 0.05, 80, 10, [20]),
     # count-based baselines: loss and optimizer are the unused defaults (bce, adam lr 0.005),
@@ -316,6 +318,7 @@ EXPERIMENTS: dict[str, tuple[str, str, str, str, str, str, float, int, int, list
 EXPERIMENT_TEXT = {
     "sasrec_scientific": None,
     "seqtext_scientific": "bag",
+    "hybrid_scientific": "bag",
     "unisrec_minilm_scientific": "pretrained",
 }
 
