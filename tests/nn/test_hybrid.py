@@ -209,3 +209,27 @@ def test_session_only_hybrid_on_anonymous_sessions(
     )
     result = train(cfg)
     assert 0.0 <= result.metrics["test/mrr@20"] <= result.metrics["test/recall@20"] <= 1.0
+
+
+def test_user_gate_mixes_id_and_history(prepared: tuple[Path, int, int]) -> None:
+    """user_combine=gate: the user vector is h * id + (1 - h) * history, h in (0, 1) per user;
+    the same combination reaches the next-item rows."""
+    model = _hybrid(prepared, user_combine="gate").eval()
+    assert model.user_gate is not None
+    users = torch.tensor([0, 1])
+    history = torch.tensor([[0, 2, 3], [1, 2, 3]])
+    lengths = (history > 0).sum(1)
+    with torch.no_grad():
+        table = model.item_vectors()
+        id_part = model.user_id(users)  # type: ignore[misc]
+        history_part = model.history(history, lengths, table)  # type: ignore[misc]
+        share = torch.sigmoid(model.user_gate(torch.cat([id_part, history_part], -1)))
+        expected = share * id_part + (1 - share) * history_part
+        torch.testing.assert_close(model.user_vectors(users, history, lengths), expected)
+        targets = torch.tensor([[0, 0, 4], [0, 0, 5]])  # one target per row, at the end
+        rows = model.score_positions(history, lengths, targets, users)
+        torch.testing.assert_close(rows, expected @ table.T)
+    assert ((share > 0) & (share < 1)).all()
+    with pytest.raises(ValueError, match="model.user_combine='max'"):
+        _hybrid(prepared, user_combine="max")
+    assert _hybrid(prepared, user_combine="gate", history=None).user_gate is None  # ID only

@@ -45,6 +45,7 @@ class FactorizedModel(nn.Module):
         scorer: DotScorer,
         user_id: nn.Module | None = None,
         history: nn.Module | None = None,
+        user_gate: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if user_id is None and history is None:
@@ -52,6 +53,19 @@ class FactorizedModel(nn.Module):
         self.n_users, self.n_items = n_users, n_items
         self.items, self.scorer = items, scorer
         self.user_id, self.history = user_id, history
+        self.user_gate = user_gate  # (..., 2D) -> (..., 1) logit; None: the parts are summed
+
+    def combine_users(self, id_part: Tensor | None, history_part: Tensor | None) -> Tensor:
+        """(..., D) user ID and history vectors -> the user vector: their sum, or with a user
+        gate ``h = sigmoid(gate([id; history]))``, ``h * id + (1 - h) * history``."""
+        if id_part is None or history_part is None:
+            part = id_part if id_part is not None else history_part
+            assert part is not None
+            return part
+        if self.user_gate is None:
+            return id_part + history_part
+        share = torch.sigmoid(self.user_gate(torch.cat([id_part, history_part], -1)))
+        return share * id_part + (1 - share) * history_part
 
     # -- vectors ------------------------------------------------------------------------------
     def item_vectors(self, items: Tensor | None = None) -> Tensor:
@@ -65,16 +79,15 @@ class FactorizedModel(nn.Module):
         lengths: Tensor | None = None,
         item_table: Tensor | None = None,
     ) -> Tensor:
-        """(B, D): the sum of the user parts. ``item_table`` (N, D) saves the history tower a
-        second encoding of the catalogue when the caller has it already."""
-        parts: list[Tensor] = []
-        if self.user_id is not None:
-            parts.append(self.user_id(users))
+        """(B, D): the user parts combined (:meth:`combine_users`). ``item_table`` (N, D) saves
+        the history tower a second encoding of the catalogue when the caller has it already."""
+        id_part = self.user_id(users) if self.user_id is not None else None
+        history_part = None
         if self.history is not None:
             history, lengths = _require_history(history, lengths)
             table = self.item_vectors() if item_table is None else item_table
-            parts.append(self.history(history, lengths, table))
-        return parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
+            history_part = self.history(history, lengths, table)
+        return self.combine_users(id_part, history_part)
 
     # -- scores -------------------------------------------------------------------------------
     def score(
@@ -105,8 +118,8 @@ class FactorizedModel(nn.Module):
         """Next-item training: history (B, T), lengths (B,), targets (B, T) (0 = no target),
         users (B,) (for a user ID tower) -> (R, N), one row per position with a target, against
         the whole catalogue; a row's user vector is the history tower's output at that
-        position plus the row's user ID vector (a model without a history tower: the user ID
-        vector alone, so every ablation trains on the same windows)."""
+        position combined with the row's user ID vector (a model without a history tower: the
+        user ID vector alone, so every ablation trains on the same windows)."""
         table = self.item_vectors()
         hidden: Tensor | None = None
         if self.history is not None:
@@ -118,17 +131,13 @@ class FactorizedModel(nn.Module):
                 )
             tower = cast(HistoryTower, self.history)
             hidden = tower.positions(history, lengths, table)  # (B, T, D)
+        user_part = None
         if self.user_id is not None:
             if users is None:
                 raise ValueError("this model has a user ID tower: next-item rows need users")
-            user_part = self.user_id(users).unsqueeze(1)  # (B, 1, D)
-            hidden = (
-                user_part.expand(-1, targets.shape[1], -1)
-                if hidden is None
-                else (hidden + user_part)
-            )
-        assert hidden is not None  # the constructor requires a user part
-        return self.scorer.score_rows(hidden[targets > 0], table)  # (R, N)
+            user_part = self.user_id(users).unsqueeze(1).expand(-1, targets.shape[1], -1)
+        rows = self.combine_users(user_part, hidden)  # (B, T, D)
+        return self.scorer.score_rows(rows[targets > 0], table)  # (R, N)
 
     def embedding_penalty(self, users: Tensor, items: Tensor) -> Tensor:
         """Squared L2 norm of the ID rows a training batch uses (users (B,), items (B, C)):

@@ -12,8 +12,8 @@ et al. 2017; CLCRec practice), so the text path learns to stand alone — the pa
 takes at test time. ``gate_values`` exposes g for explanations.
 
 User side: a user ID tower and/or a history tower (GRU by default, or self-attention) over the
-latest items, summed (:class:`FactorizedModel`). Head: the dot product (fast full ranking, an
-exportable item matrix).
+latest items, summed or mixed by a learned per-user gate (:class:`FactorizedModel`). Head: the
+dot product (fast full ranking, an exportable item matrix).
 
 Shapes: B = batch rows, C = candidates per row, N = n_items + 1 (item 0 is padding), D = dim.
 """
@@ -34,6 +34,7 @@ from hybridrec.nn.textrec import TextItemTower
 from hybridrec.nn.towers import GRUTower, ItemIdTower, SelfAttentionTower, UserIdTower
 
 HISTORY_ENCODERS = ("gru", "attention")
+USER_COMBINES = ("sum", "gate")
 
 
 def training_counts(data_dir: str | os.PathLike[str], n_items: int) -> Tensor:
@@ -119,6 +120,8 @@ class Hybrid(FactorizedModel):
         layers, heads, dropout, max_length: the history tower's settings.
         init_std: std of the ID embeddings' normal initialisation.
         temperature: None = dot product; a float = cosine similarity / temperature.
+        user_combine: how a user ID vector and a history vector combine: ``sum``, or ``gate``
+            (a learned per-user share ``h = sigmoid(w · [id; history] + b)`` of the ID vector).
     """
 
     def __init__(
@@ -138,7 +141,12 @@ class Hybrid(FactorizedModel):
         max_length: int = 50,
         init_std: float = 0.05,
         temperature: float | None = None,
+        user_combine: str = "sum",
     ) -> None:
+        if user_combine not in USER_COMBINES:
+            raise ValueError(
+                f"model.user_combine={user_combine!r}: expected one of {USER_COMBINES}"
+            )
         if history is not None and history not in HISTORY_ENCODERS:
             raise ValueError(
                 f"model.history={history!r}: expected one of {HISTORY_ENCODERS} or null"
@@ -170,7 +178,10 @@ class Hybrid(FactorizedModel):
             tower = GRUTower(dim, layers, dropout, max_length)
         elif history == "attention":
             tower = SelfAttentionTower(dim, layers, heads, 0, dropout, max_length)
-        super().__init__(n_users, n_items, items, DotScorer(temperature), users, tower)
+        gate = None
+        if user_combine == "gate" and users is not None and tower is not None:
+            gate = nn.Linear(2 * dim, 1)  # [id_u; history_u] -> logit of the ID share
+        super().__init__(n_users, n_items, items, DotScorer(temperature), users, tower, gate)
         self.dim = dim
 
     def gate_values(self, items: Tensor | None = None) -> Tensor | None:
