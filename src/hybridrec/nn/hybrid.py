@@ -31,7 +31,13 @@ from torch import Tensor, nn
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.scoring import DotScorer
 from hybridrec.nn.textrec import TextItemTower
-from hybridrec.nn.towers import GRUTower, ItemIdTower, SelfAttentionTower, UserIdTower
+from hybridrec.nn.towers import (
+    GRUTower,
+    ItemIdTower,
+    SelfAttentionTower,
+    UserIdTower,
+    check_item_side,
+)
 
 HISTORY_ENCODERS = ("gru", "attention")
 USER_COMBINES = ("sum", "gate")
@@ -151,13 +157,7 @@ class Hybrid(FactorizedModel):
             raise ValueError(
                 f"model.history={history!r}: expected one of {HISTORY_ENCODERS} or null"
             )
-        if not item_id and text is None:
-            raise ValueError("model: set model.item_id=true or give a model.text tower (or both)")
-        if text is not None and (text.n_items != n_items or text.dim != dim):
-            raise ValueError(
-                f"model.text has n_items={text.n_items}, dim={text.dim}; the model has "
-                f"n_items={n_items}, dim={dim} (use ${{spec.n_items}} and ${{..dim}})"
-            )
+        check_item_side(n_items, dim, item_id, text)
         items: nn.Module
         if item_id and text is not None:
             counts = (

@@ -31,7 +31,13 @@ from torch import nn
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.scoring import DotScorer
 from hybridrec.nn.textrec import TextItemTower
-from hybridrec.nn.towers import GRUTower, ItemIdTower, SelfAttentionTower, SumItemTower
+from hybridrec.nn.towers import (
+    GRUTower,
+    ItemIdTower,
+    SelfAttentionTower,
+    SumItemTower,
+    check_item_side,
+)
 
 ENCODERS = ("attention", "gru")
 
@@ -71,13 +77,7 @@ class SeqRec(FactorizedModel):
     ) -> None:
         if encoder not in ENCODERS:
             raise ValueError(f"model.encoder={encoder!r}: expected one of {ENCODERS}")
-        if not item_id and text is None:
-            raise ValueError("model: set model.item_id=true or give a model.text tower (or both)")
-        if text is not None and (text.n_items != n_items or text.dim != dim):
-            raise ValueError(
-                f"model.text has n_items={text.n_items}, dim={text.dim}; the model has "
-                f"n_items={n_items}, dim={dim} (use ${{spec.n_items}} and ${{..dim}})"
-            )
+        check_item_side(n_items, dim, item_id, text)
         # built in the order of the original SeqRec, so a seed gives the same weights
         parts: list[nn.Module] = []
         if item_id:

@@ -17,7 +17,7 @@ D = vector size.
 
 from __future__ import annotations
 
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +37,17 @@ class HistoryTower(Protocol):
     def __call__(self, history: Tensor, lengths: Tensor, item_table: Tensor) -> Tensor: ...
 
     def positions(self, history: Tensor, lengths: Tensor, item_table: Tensor) -> Tensor: ...
+
+
+def check_item_side(n_items: int, dim: int, item_id: bool, text: Any | None) -> None:
+    """A model's item side needs an ID table or a text tower of the model's sizes."""
+    if not item_id and text is None:
+        raise ValueError("model: set model.item_id=true or give a model.text tower (or both)")
+    if text is not None and (text.n_items != n_items or text.dim != dim):
+        raise ValueError(
+            f"model.text has n_items={text.n_items}, dim={text.dim}; the model has "
+            f"n_items={n_items}, dim={dim} (use ${{spec.n_items}} and ${{..dim}})"
+        )
 
 
 def catalogue(tower: nn.Module) -> Tensor:
