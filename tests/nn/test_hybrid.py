@@ -233,3 +233,15 @@ def test_user_gate_mixes_id_and_history(prepared: tuple[Path, int, int]) -> None
     with pytest.raises(ValueError, match="model.user_combine='max'"):
         _hybrid(prepared, user_combine="max")
     assert _hybrid(prepared, user_combine="gate", history=None).user_gate is None  # ID only
+
+
+def test_sasrec_init_option(prepared: tuple[Path, int, int]) -> None:
+    """init=sasrec: N(0, 0.02) for every Linear and Embedding (text tower included), zero
+    biases and padding rows, as SeqRec initialises."""
+    model = _hybrid(prepared, init="sasrec", dim=64, text=None, history="attention", heads=2)
+    position = model.history.position_embedding.weight  # type: ignore[union-attr]
+    assert float(position.std()) == pytest.approx(0.02, rel=0.2)
+    assert torch.equal(model.items.all()[0], torch.zeros(64))  # type: ignore[operator]
+    assert float(model.user_id.table.weight.std()) == pytest.approx(0.02, rel=0.2)  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="model.init='xavier'"):
+        _hybrid(prepared, init="xavier")

@@ -37,10 +37,12 @@ from hybridrec.nn.towers import (
     SelfAttentionTower,
     UserIdTower,
     check_item_side,
+    sasrec_init,
 )
 
 HISTORY_ENCODERS = ("gru", "attention")
 USER_COMBINES = ("sum", "gate")
+INITS = ("default", "sasrec")
 
 
 def training_counts(data_dir: str | os.PathLike[str], n_items: int) -> Tensor:
@@ -128,6 +130,8 @@ class Hybrid(FactorizedModel):
         temperature: None = dot product; a float = cosine similarity / temperature.
         user_combine: how a user ID vector and a history vector combine: ``sum``, or ``gate``
             (a learned per-user share ``h = sigmoid(w · [id; history] + b)`` of the ID vector).
+        init: ``default`` (each part's own: ID tables N(0, init_std), PyTorch's for the rest) or
+            ``sasrec`` (N(0, 0.02) for every Linear and Embedding, as SeqRec initialises).
     """
 
     def __init__(
@@ -148,7 +152,10 @@ class Hybrid(FactorizedModel):
         init_std: float = 0.05,
         temperature: float | None = None,
         user_combine: str = "sum",
+        init: str = "default",
     ) -> None:
+        if init not in INITS:
+            raise ValueError(f"model.init={init!r}: expected one of {INITS}")
         if user_combine not in USER_COMBINES:
             raise ValueError(
                 f"model.user_combine={user_combine!r}: expected one of {USER_COMBINES}"
@@ -183,6 +190,8 @@ class Hybrid(FactorizedModel):
             gate = nn.Linear(2 * dim, 1)  # [id_u; history_u] -> logit of the ID share
         super().__init__(n_users, n_items, items, DotScorer(temperature), users, tower, gate)
         self.dim = dim
+        if init == "sasrec":  # every Linear and Embedding, text tower included, as SeqRec
+            self.apply(sasrec_init)
 
     def gate_values(self, items: Tensor | None = None) -> Tensor | None:
         """The ID share g of each item's vector ((N,) for the catalogue), or None when the

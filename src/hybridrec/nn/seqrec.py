@@ -25,7 +25,6 @@ Shapes: B = batch rows, T = history width, R = positions with a target, N = n_it
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from hybridrec.nn.factorized import FactorizedModel
@@ -37,6 +36,7 @@ from hybridrec.nn.towers import (
     SelfAttentionTower,
     SumItemTower,
     check_item_side,
+    sasrec_init,
 )
 
 ENCODERS = ("attention", "gru")
@@ -92,15 +92,4 @@ class SeqRec(FactorizedModel):
             history = SelfAttentionTower(dim, layers, heads, ffn_dim, dropout, max_length)
         super().__init__(n_users, n_items, items, DotScorer(temperature), history=history)
         self.dim, self.max_length = dim, max_length
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        """RecBole's SASRec init: N(0, 0.02) for Linear and Embedding weights, zero biases."""
-        if isinstance(module, nn.Linear | nn.Embedding):
-            nn.init.normal_(module.weight, std=0.02)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-            with torch.no_grad():
-                module.weight[module.padding_idx].zero_()
+        self.apply(sasrec_init)

@@ -50,6 +50,18 @@ def check_item_side(n_items: int, dim: int, item_id: bool, text: Any | None) -> 
         )
 
 
+def sasrec_init(module: nn.Module) -> None:
+    """RecBole's SASRec init (``model.apply(sasrec_init)``): N(0, 0.02) for Linear and
+    Embedding weights, zero Linear biases, zero padding rows."""
+    if isinstance(module, nn.Linear | nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+        with torch.no_grad():
+            module.weight[module.padding_idx].zero_()
+
+
 def catalogue(tower: nn.Module) -> Tensor:
     """(N, D) every item's vector from an item tower module."""
     return cast(ItemTower, tower).all()
