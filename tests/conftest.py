@@ -186,6 +186,21 @@ def prepare_tiny(folder: Path, protocol: Any, n_users: int = 60, n_items: int = 
     return folder
 
 
+#: item text fields of the synthetic catalogue, as a data config's ``text`` section
+ITEM_TEXT = {"fields": {"title": "", "category": "Category: ", "brand": "Brand: "}}
+
+
+def prepare_with_text(folder: Path, n_users: int, n_items: int) -> tuple[Path, int, int]:
+    """(folder, n_users, n_items) of synthetic data prepared leave-one-out (full ranking) with
+    item text (``item_text.parquet``), for the text-tower models' tests."""
+    from hybridrec.data.prepare import prepare
+    from hybridrec.data.protocols import LeaveOneOut
+
+    raw = synthetic.read_synthetic(n_users=n_users, n_items=n_items, seed=0, ratings_per_rater=20)
+    spec = prepare(raw, LeaveOneOut(eval_mode="full"), folder, item_text=ITEM_TEXT)
+    return folder, spec.n_users, spec.n_items
+
+
 def save_tiny_bert(folder: Path, tokenizer: Any) -> Path:
     """A 2-layer, 32-wide random BERT over ``tokenizer``'s vocabulary (a
     :class:`hybridrec.text.TextTokenizer`), saved with that tokenizer as one local folder: the

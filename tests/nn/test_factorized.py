@@ -15,24 +15,19 @@ import pytest
 import torch
 from torch import Tensor
 
-from hybridrec.data.prepare import prepare
-from hybridrec.data.protocols import LeaveOneOut
-from hybridrec.data.synthetic import read_synthetic
+from conftest import prepare_with_text
 from hybridrec.nn import MF, Hybrid, SeqRec, TextItemTower, TextRec
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.scoring import DotScorer
 from hybridrec.nn.towers import ItemIdTower, SumItemTower, UserIdTower
 
 N_USERS = 12
-TEXT = {"fields": {"title": "", "category": "Category: ", "brand": "Brand: "}}
 
 
 @pytest.fixture(scope="module")
 def text_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
-    raw = read_synthetic(n_users=40, n_items=30, seed=0, ratings_per_rater=20)
-    folder = tmp_path_factory.mktemp("factorized") / "prep"
-    spec = prepare(raw, LeaveOneOut(eval_mode="full"), folder, item_text=TEXT)
-    return folder, spec.n_items
+    folder, _, n_items = prepare_with_text(tmp_path_factory.mktemp("factorized") / "p", 40, 30)
+    return folder, n_items
 
 
 def _text(data: tuple[Path, int], dim: int = 8) -> TextItemTower:

@@ -11,24 +11,16 @@ import torch
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from conftest import TINY_DATA
+from conftest import TINY_DATA, prepare_with_text
 from hybridrec.cli.train import train
-from hybridrec.data.prepare import prepare
-from hybridrec.data.protocols import LeaveOneOut
-from hybridrec.data.synthetic import read_synthetic
 from hybridrec.nn import FusedItemTower, Hybrid, TextItemTower
 from hybridrec.nn.hybrid import training_counts
 from hybridrec.nn.towers import GRUTower, ItemIdTower, SelfAttentionTower
 
-TEXT = {"fields": {"title": "", "category": "Category: ", "brand": "Brand: "}}
-
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, int]:
-    raw = read_synthetic(n_users=40, n_items=30, seed=0, ratings_per_rater=20)
-    folder = tmp_path_factory.mktemp("hybrid") / "prep"
-    spec = prepare(raw, LeaveOneOut(eval_mode="full"), folder, item_text=TEXT)
-    return folder, spec.n_users, spec.n_items
+    return prepare_with_text(tmp_path_factory.mktemp("hybrid") / "prep", 40, 30)
 
 
 def _hybrid(prepared: tuple[Path, int, int], **kwargs: object) -> Hybrid:

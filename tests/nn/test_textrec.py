@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import save_tiny_bert
+from conftest import prepare_with_text, save_tiny_bert
 from hybridrec.data.batch import RecBatch
 from hybridrec.data.prepare import prepare
 from hybridrec.data.protocols import LeaveOneOut
@@ -21,7 +21,6 @@ from hybridrec.losses import BPRLoss
 from hybridrec.nn import TextRec
 from hybridrec.text import train_wordpiece
 
-TEXT = {"fields": {"title": "", "category": "Category: ", "brand": "Brand: "}}
 SMALL = {"dim": 16, "vocab_size": 300, "max_length": 16}
 ENCODERS = {
     "bag": {"encoder": "bag", **SMALL},
@@ -32,10 +31,7 @@ ENCODERS = {
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, int]:
     """(folder, n_users, n_items) of a small prepared synthetic dataset with item text."""
-    raw = read_synthetic(n_users=60, n_items=40, seed=0, ratings_per_rater=20)
-    folder = tmp_path_factory.mktemp("textrec") / "prep"
-    spec = prepare(raw, LeaveOneOut(eval_mode="full"), folder, item_text=TEXT)
-    return folder, spec.n_users, spec.n_items
+    return prepare_with_text(tmp_path_factory.mktemp("textrec") / "prep", 60, 40)
 
 
 def _model(prepared: tuple[Path, int, int], name: str = "bag", **kwargs: object) -> TextRec:
