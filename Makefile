@@ -28,8 +28,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## create .venv and install hybridrec with its dev tools
 
-train: $(STAMP) ## train NeuMF on the embedded synthetic data; prints the MLflow run and test metrics (ARGS="model=mf ...")
-	$(BIN)/hybridrec-train $(ARGS)
+train: $(STAMP) ## train the hybrid on the embedded synthetic data; prints the MLflow run and test metrics (ARGS="model.history=attention ...")
+	$(BIN)/hybridrec-train experiment=hybrid_synthetic $(ARGS)
 
 test: $(STAMP) ## run the test suite (not slow, not gpu): a few minutes on 2 cores
 	$(BIN)/python -m pytest $(ARGS)

@@ -28,6 +28,13 @@ def _first_run_block() -> list[str]:
     return match.group(1).rstrip("\n").split("\n")
 
 
+def _make_train_args() -> list[str]:
+    """What `make train` passes to hybridrec-train before the user's ARGS (the Makefile's)."""
+    match = re.search(r"hybridrec-train (.*?)\s*\$\(ARGS\)", (ROOT / "Makefile").read_text())
+    assert match, "Makefile: the train recipe is missing"
+    return match.group(1).split()
+
+
 def _pattern(line: str) -> re.Pattern[str]:
     """A README line as a regex: run ids and time stamps vary, the rest is literal."""
     parts = re.split(f"({RUN_ID.pattern}|{STAMP.pattern})", line)
@@ -46,7 +53,7 @@ def test_readme_first_run_prints_the_readme_block(tmp_path: Path) -> None:
     # `make train` runs `.venv/bin/hybridrec-train` in the checkout: same here, in a fresh
     # folder with the Makefile (the summary points at `make ui` there), no store yet
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
-    proc = run_train_cli(tmp_path)
+    proc = run_train_cli(tmp_path, *_make_train_args())
     assert proc.returncode == 0, proc.stderr[-3000:]
     expected = _first_run_block()
     printed = proc.stdout.rstrip("\n").split("\n")[-len(expected) :]
@@ -67,9 +74,9 @@ def test_readme_first_run_prints_the_readme_block(tmp_path: Path) -> None:
         assert noise not in output
     # the README's description of the data: users and items the run reports
     users, items = re.search(
-        r"NeuMF on ([\d,]+) synthetic users × ([\d,]+) items", README.read_text()
+        r"hybrid on ([\d,]+) synthetic users × ([\d,]+) items", README.read_text()
     ).groups()  # type: ignore[union-attr]
-    assert f"({users} users, {items} items, protocol loo_sampled)" in output
+    assert f"({users} users, {items} items, protocol loo_full)" in output
 
 
 def test_readme_popularity_figure(tmp_path: Path) -> None:
@@ -77,7 +84,7 @@ def test_readme_popularity_figure(tmp_path: Path) -> None:
     args = re.search(r'make train ARGS="(model=pop[^"]*)"', README.read_text())
     figure = re.search(r"scores HR@10 (0\.\d+) on this data", README.read_text())
     assert args and figure
-    proc = run_train_cli(tmp_path, *args.group(1).split())
+    proc = run_train_cli(tmp_path, *_make_train_args(), *args.group(1).split())
     assert proc.returncode == 0, proc.stderr[-3000:]
     printed = re.search(r"^  test/hr10\s+(\d\.\d{4})$", proc.stdout, re.M)
     assert printed, proc.stdout[-2000:]

@@ -20,8 +20,12 @@ from hybridrec.cli.checks import ConfigError, check_config
 #: options that only make sense with another choice (next_item reads ${model.max_length})
 PARTNERS = {
     "datamodule=next_item": ("model=sasrec", "loss=xe"),
-    # the hybrid's switches
-    **{f"ablation={name}": ("model=hybrid",) for name in group_options("ablation")},
+    # the hybrid's default GRU history reads sequences; and its switches
+    "model=hybrid": ("datamodule=next_item", "loss=xe"),
+    **{
+        f"ablation={name}": ("model=hybrid", "datamodule=next_item", "loss=xe")
+        for name in group_options("ablation")
+    },
     # its `required` keys: the GMF and MLP checkpoints it starts from
     "experiment=ncf_neumf_pretrain_ml1m": (
         "model.pretrained_gmf=gmf.ckpt",
@@ -228,6 +232,24 @@ FAILING: list[tuple[tuple[str, ...], str, str, tuple[str, ...]]] = [
         ("int (step_size of torch.optim.lr_scheduler.StepLR)",),
     ),
     (("scheduler=abc",), "scheduler", "'abc' (str)", ("a node with _target_ or null",)),
+    (
+        ("model=hybrid",),
+        "model.history",
+        "'gru' (str)",
+        ("null with the pair datamodule", "datamodule=next_item loss=xe"),
+    ),
+    (
+        ("experiment=hybrid_synthetic", "model.head=mlp"),
+        "model.head",
+        "'mlp' (str)",
+        ("one of dot, neumf",),
+    ),
+    (
+        ("experiment=hybrid_synthetic", "model.fusion=sum"),
+        "model.fusion",
+        "'sum' (str)",
+        ("one of mix, residual",),
+    ),
 ]
 
 

@@ -302,6 +302,8 @@ EXPERIMENTS: dict[str, tuple[str, str, str, str, str, str, float, int, int, list
         ("scientific", "loo_full", SEQREC, SEQ, XE, ADAM, 0.001, 512, 200, [10, 50]),
     "hybrid_scientific":
         ("scientific", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.001, 512, 200, [10, 50]),
+    "hybrid_synthetic":
+        ("synthetic", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.003, 256, 60, [10]),
     "session_gru4rec_diginetica":
         ("diginetica", "session", GRU, SEQ, BPRMAX, AGM, 0.05, 80, 10, [20]),
     # count-based baselines: loss and optimizer are the unused defaults (bce, adam lr 0.005),
@@ -319,6 +321,7 @@ EXPERIMENT_TEXT = {
     "sasrec_scientific": None,
     "seqtext_scientific": "bag",
     "hybrid_scientific": "bag",
+    "hybrid_synthetic": "bag",
     "unisrec_minilm_scientific": "pretrained",
 }
 

@@ -18,7 +18,7 @@ from torch import Tensor
 from conftest import prepare_with_text
 from hybridrec.nn import MF, Hybrid, SeqRec, TextItemTower, TextRec
 from hybridrec.nn.factorized import FactorizedModel
-from hybridrec.nn.scoring import DotScorer
+from hybridrec.nn.scoring import DotScorer, NeuMFScorer
 from hybridrec.nn.towers import ItemIdTower, SumItemTower, UserIdTower
 
 N_USERS = 12
@@ -52,6 +52,9 @@ MODELS: dict[str, Builder] = {
         N_USERS, d[1], d[0], dim=8, text=_text(d), history="attention", temperature=0.2
     ),
     "hybrid-ids-no-history": lambda d: Hybrid(N_USERS, d[1], d[0], dim=8, history=None),
+    "hybrid-residual": lambda d: Hybrid(
+        N_USERS, d[1], d[0], dim=8, text=_text(d), max_length=5, fusion="residual", gate_bias=-1
+    ),
 }
 
 
@@ -92,6 +95,47 @@ def test_score_all_is_score_is_the_scorer_on_the_vectors(
         # item_vectors of some items = rows of the catalogue table
         torch.testing.assert_close(model.item_vectors(items), model.item_vectors()[items])
     assert full.shape == (4, text_data[1] + 1)
+
+
+@pytest.mark.parametrize("history", [None, "gru"])
+def test_neumf_head_scores_every_pair_alike(
+    history: str | None, text_data: tuple[Path, int]
+) -> None:
+    """The NeuMF-style head is not a dot product, but the contract holds: score_all = score on
+    the same candidates = the head applied to each (user vector, item vector) pair, whatever
+    the chunk size of the full ranking."""
+    folder, n_items = text_data
+    torch.manual_seed(0)
+    model = Hybrid(
+        N_USERS,
+        n_items,
+        folder,
+        dim=8,
+        text=_text(text_data),
+        history=history,
+        head="neumf",
+        head_layers=[6, 4],
+        max_length=5,
+    ).eval()
+    scorer = model.scorer
+    assert isinstance(scorer, NeuMFScorer)
+    users, items, history_items, lengths = _inputs(n_items)
+    with torch.no_grad():
+        full = model.score_all(users, history_items, lengths)  # (B, N)
+        picked = model.score(users, items, history_items, lengths)  # (B, C)
+        torch.testing.assert_close(full.gather(1, items), picked)
+        scorer.chunk = 5  # a few items per chunk: the same scores
+        torch.testing.assert_close(model.score_all(users, history_items, lengths), full)
+        user = model.user_vectors(users, history_items, lengths)[1]  # (D,)
+        item = model.item_vectors(torch.tensor([3]))[0]  # (D,)
+        hidden = scorer.mlp(torch.cat([user, item]))
+        by_hand = scorer.out(torch.cat([user * item, hidden]))
+        torch.testing.assert_close(full[1, 3], by_hand[0])
+    assert full.shape == (4, n_items + 1)
+    with pytest.raises(ValueError, match="model.head=neumf takes no temperature"):
+        Hybrid(
+            N_USERS, n_items, folder, dim=8, text=_text(text_data), head="neumf", temperature=0.1
+        )
 
 
 def test_dot_scorer_by_hand() -> None:

@@ -119,6 +119,27 @@ def test_bad_settings_are_refused(prepared: tuple[Path, int, int]) -> None:
         _hybrid(prepared, item_id=False, text=None)
     with pytest.raises(ValueError, match="model.id_dropout=1.0"):
         _hybrid(prepared, id_dropout=1.0)
+    with pytest.raises(ValueError, match="model.fusion='sum'"):
+        _hybrid(prepared, fusion="sum")
+    with pytest.raises(ValueError, match="model.head='mlp'"):
+        _hybrid(prepared, head="mlp")
+
+
+def test_residual_fusion_keeps_the_text_at_full_scale(prepared: tuple[Path, int, int]) -> None:
+    """fusion=residual: v = text + g * id; a dropped or never-trained item is its text alone,
+    the gate starts at sigmoid(gate_bias) on average, also after init=sasrec."""
+    model = _hybrid(prepared, fusion="residual", gate_bias=-3.0, init="sasrec").eval()
+    tower = model.items
+    assert isinstance(tower, FusedItemTower)
+    assert torch.all(tower.gate.bias == -3.0)
+    items = torch.arange(1, 9)
+    with torch.no_grad():
+        tower.counts[items[0]] = 0
+        gate = tower.gate_values(items)
+        expected = tower.text(items) + gate.unsqueeze(-1) * tower.ids(items)
+        torch.testing.assert_close(tower(items), expected)
+        torch.testing.assert_close(tower(items)[0], tower.text(items)[0])
+    assert gate[0] == 0 and torch.all(gate[1:] < 0.1)
 
 
 HYBRID_RUNS = {
@@ -131,6 +152,8 @@ HYBRID_RUNS = {
         "model.user_id=false",
     ],
     "pairs-no-history": ["model.history=null"],
+    "pairs-neumf-head": ["model.history=null", "model.head=neumf"],
+    "residual-fusion": ["experiment=hybrid_synthetic", "model.fusion=residual"],
     "ids-only": ["protocol=loo_full", "datamodule=next_item", "loss=xe", "model.text=null"],
     "cold-items": ["protocol=cold_items", "datamodule=next_item", "loss=xe"],
 }

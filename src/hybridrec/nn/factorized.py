@@ -23,7 +23,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from hybridrec.nn.scoring import DotScorer
+from hybridrec.nn.scoring import Scorer
 from hybridrec.nn.towers import HistoryTower, ItemIdTower, UserIdTower, catalogue
 
 
@@ -42,7 +42,7 @@ class FactorizedModel(nn.Module):
         n_users: int,
         n_items: int,
         items: nn.Module,
-        scorer: DotScorer,
+        scorer: Scorer,
         user_id: nn.Module | None = None,
         history: nn.Module | None = None,
         user_gate: nn.Module | None = None,
@@ -144,9 +144,9 @@ class FactorizedModel(nn.Module):
         ``mean_b |e_u|^2 + mean_bc |e_i|^2`` over the ID tables and the biases (Rendle et
         al.'s per-example regulariser, weighted by the task's ``embedding_l2``). Text towers
         have no per-item rows and add nothing."""
-        penalty = torch.zeros((), device=users.device)
+        penalty = torch.zeros((), device=items.device)
         user_tables = [self.user_id, self.scorer.user_bias]
-        item_tables = [self.items, self.scorer.item_bias]
+        item_tables = [getattr(self.items, "ids", self.items), self.scorer.item_bias]
         for table, index in [(t, users) for t in user_tables] + [(t, items) for t in item_tables]:
             if isinstance(table, (nn.Embedding, UserIdTower, ItemIdTower)):
                 penalty = penalty + table(index).pow(2).sum(-1).mean()

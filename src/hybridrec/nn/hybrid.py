@@ -1,19 +1,23 @@
-"""The hybrid: user ID and/or history × item ID and/or text, one factorised model.
+"""The hybrid: user ID and/or history × item ID and/or text, one model.
 
 Item side (:class:`FusedItemTower`): an item's vector is its ID vector and its text vector
 mixed by a per-item gate that sees the item's text vector and how often it was trained on,
 
-    g_i = sigmoid(w · text_i + c · log(1 + count_i) + b),   v_i = g_i · id_i + (1 - g_i) · text_i
+    g_i = sigmoid(w · text_i + c · log(1 + count_i) + b)
+    v_i = g_i · id_i + (1 - g_i) · text_i      (fusion "mix")
+    v_i = text_i + g_i · id_i                  (fusion "residual": the ID vector corrects the text)
 
 so a well-known item leans on its history and a rarely seen one on its description. An item with
-no training interactions has g_i = 0: its vector is its text vector alone. During training the
-ID part is dropped (g = 0) for a share ``id_dropout`` of the item occurrences (DropoutNet, Volkovs
-et al. 2017; CLCRec practice), so the text path learns to stand alone — the path a cold item
-takes at test time. ``gate_values`` exposes g for explanations.
+no training interactions has g_i = 0: its vector is its text vector alone. "residual" keeps the
+text vector at full scale whether or not the ID part is there, so the dropped (text-only)
+occurrences in training look like the kept ones; the gate's bias starts at ``gate_bias``.
+During training the ID part is dropped (g = 0) for a share ``id_dropout`` of the item
+occurrences (DropoutNet, Volkovs et al. 2017; CLCRec practice), so the text path learns to stand
+alone — the path a cold item takes at test time. ``gate_values`` exposes g for explanations.
 
 User side: a user ID tower and/or a history tower (GRU by default, or self-attention) over the
 latest items, summed or mixed by a learned per-user gate (:class:`FactorizedModel`). Head: the
-dot product (fast full ranking, an exportable item matrix).
+dot product (fast full ranking, an exportable item matrix) or a NeuMF-style GMF + MLP head.
 
 Shapes: B = batch rows, C = candidates per row, N = n_items + 1 (item 0 is padding), D = dim.
 """
@@ -29,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from hybridrec.nn.factorized import FactorizedModel
-from hybridrec.nn.scoring import DotScorer
+from hybridrec.nn.scoring import DotScorer, NeuMFScorer, Scorer
 from hybridrec.nn.textrec import TextItemTower
 from hybridrec.nn.towers import (
     GRUTower,
@@ -43,6 +47,8 @@ from hybridrec.nn.towers import (
 HISTORY_ENCODERS = ("gru", "attention")
 USER_COMBINES = ("sum", "gate")
 INITS = ("default", "sasrec")
+FUSIONS = ("mix", "residual")
+HEADS = ("dot", "neumf")
 
 
 def training_counts(data_dir: str | os.PathLike[str], n_items: int) -> Tensor:
@@ -61,6 +67,8 @@ class FusedItemTower(nn.Module):
         text: the item text tower (same D).
         counts: (N,) training interactions per item (a persistent buffer: checkpoints carry it).
         id_dropout: share of item occurrences whose ID part is dropped in training.
+        fusion: ``mix`` (g · id + (1 - g) · text) or ``residual`` (text + g · id).
+        gate_bias: initial bias b of the gate (negative: start leaning on the text).
     """
 
     counts: Tensor
@@ -72,19 +80,29 @@ class FusedItemTower(nn.Module):
         text: TextItemTower,
         counts: Tensor,
         id_dropout: float = 0.3,
+        fusion: str = "mix",
+        gate_bias: float = 0.0,
     ) -> None:
         super().__init__()
+        if fusion not in FUSIONS:
+            raise ValueError(f"model.fusion={fusion!r}: expected one of {FUSIONS}")
         if not 0.0 <= id_dropout < 1.0:
             raise ValueError(f"model.id_dropout={id_dropout}: expected a value in [0, 1)")
         if counts.shape != (n_items + 1,):
             raise ValueError(
                 f"item counts have shape {tuple(counts.shape)}, expected ({n_items + 1},)"
             )
-        self.n_items, self.id_dropout = n_items, id_dropout
+        self.n_items, self.id_dropout, self.fusion = n_items, id_dropout, fusion
         self.ids, self.text = ids, text
         dim = text.dim
         self.gate = nn.Linear(dim + 1, 1)  # [text_i, log(1 + count_i)] -> logit of g_i
+        self.gate_bias = gate_bias
+        self.reset_gate()
         self.register_buffer("counts", counts.float())
+
+    def reset_gate(self) -> None:
+        """Set the gate's bias to ``gate_bias`` (again after a model-wide re-initialisation)."""
+        nn.init.constant_(self.gate.bias, self.gate_bias)
 
     def gate_values(self, items: Tensor, text_vectors: Tensor | None = None) -> Tensor:
         """items (...) -> (...) g in [0, 1): the ID share of each item's vector (0 when the item
@@ -102,6 +120,8 @@ class FusedItemTower(nn.Module):
             kept = torch.rand(gate.shape, device=gate.device) >= self.id_dropout
             gate = gate * kept
         gate = gate.unsqueeze(-1)
+        if self.fusion == "residual":
+            return text_vectors + gate * id_vectors  # (..., D)
         return gate * id_vectors + (1 - gate) * text_vectors  # (..., D)
 
     def forward(self, items: Tensor) -> Tensor:
@@ -125,6 +145,11 @@ class Hybrid(FactorizedModel):
         item_id: learn a vector per item.
         text: the item text tower; with ``item_id`` the two are fused by the gate.
         id_dropout: share of item occurrences trained without their ID part (ID + text only).
+        fusion, gate_bias: how the item ID and text vectors combine (see FusedItemTower).
+        head: ``dot`` (factorised: one matrix product ranks the catalogue) or ``neumf`` (GMF +
+            MLP on the user and item vectors, :class:`NeuMFScorer`; train it on sampled
+            candidates, the pair datamodule).
+        head_layers: the NeuMF head's MLP layer sizes.
         layers, heads, dropout, max_length: the history tower's settings.
         init_std: std of the ID embeddings' normal initialisation.
         temperature: None = dot product; a float = cosine similarity / temperature.
@@ -153,7 +178,15 @@ class Hybrid(FactorizedModel):
         temperature: float | None = None,
         user_combine: str = "sum",
         init: str = "default",
+        fusion: str = "mix",
+        gate_bias: float = 0.0,
+        head: str = "dot",
+        head_layers: tuple[int, ...] | list[int] = (64, 32),
     ) -> None:
+        if head not in HEADS:
+            raise ValueError(f"model.head={head!r}: expected one of {HEADS}")
+        if head == "neumf" and temperature is not None:
+            raise ValueError("model.head=neumf takes no temperature: set model.temperature=null")
         if init not in INITS:
             raise ValueError(f"model.init={init!r}: expected one of {INITS}")
         if user_combine not in USER_COMBINES:
@@ -173,7 +206,7 @@ class Hybrid(FactorizedModel):
                 else torch.zeros(n_items + 1)  # filled by load_state_dict
             )
             ids = ItemIdTower(n_items, dim, init_std, zero_padding=True)
-            items = FusedItemTower(n_items, ids, text, counts, id_dropout)
+            items = FusedItemTower(n_items, ids, text, counts, id_dropout, fusion, gate_bias)
         elif item_id:
             items = ItemIdTower(n_items, dim, init_std, zero_padding=True)
         else:
@@ -188,10 +221,17 @@ class Hybrid(FactorizedModel):
         gate = None
         if user_combine == "gate" and users is not None and tower is not None:
             gate = nn.Linear(2 * dim, 1)  # [id_u; history_u] -> logit of the ID share
-        super().__init__(n_users, n_items, items, DotScorer(temperature), users, tower, gate)
+        scorer: Scorer = (
+            NeuMFScorer(dim, tuple(head_layers), dropout)
+            if head == "neumf"
+            else DotScorer(temperature)
+        )
+        super().__init__(n_users, n_items, items, scorer, users, tower, gate)
         self.dim = dim
         if init == "sasrec":  # every Linear and Embedding, text tower included, as SeqRec
             self.apply(sasrec_init)
+            if isinstance(self.items, FusedItemTower):
+                self.items.reset_gate()
 
     def gate_values(self, items: Tensor | None = None) -> Tensor | None:
         """The ID share g of each item's vector ((N,) for the catalogue), or None when the

@@ -7,6 +7,9 @@ The user-side terms (user bias, global bias) do not change a user's ranking, but
 the pointwise losses (BCE), so MF keeps them. ``score_all`` is one matrix product against the
 whole catalogue: the factorised models' fast full ranking and exportable item matrix.
 
+:class:`NeuMFScorer` is the non-factorised alternative with the same methods: a GMF + MLP head on
+the two vectors.
+
 Shapes: B = batch rows, C = candidates per row, N = n_items + 1 (item 0 is padding), D = vector
 size.
 """
@@ -90,3 +93,71 @@ class DotScorer(nn.Module):
         if self.item_bias is not None:
             scores = scores + self.item_bias.weight.T  # (1, N)
         return scores  # (B, N)
+
+
+class NeuMFScorer(nn.Module):
+    """A NeuMF-style head on a user vector and an item vector (He et al. 2017, Eq. 12):
+
+        score(u, v) = h · [u ⊙ v ; MLP([u ; v])]
+
+    Not factorised: ranking the whole catalogue runs the MLP on every (user, item) pair, in
+    chunks of items so that no (B, N, D) tensor is built. Train it on sampled candidates (the
+    pair datamodule); full-catalogue cross-entropy would run the MLP B × N times per step.
+
+    Args:
+        dim: D of the user and item vectors.
+        hidden: the MLP's layer sizes after the 2D input (NCF's tower halves each layer).
+        dropout: dropout between the MLP's layers.
+        chunk: pairs per chunk in ``score_all`` / ``score_rows`` (B × items per chunk).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: tuple[int, ...] | list[int] = (64, 32),
+        dropout: float = 0.0,
+        chunk: int = 1 << 20,
+    ) -> None:
+        super().__init__()
+        if not hidden:
+            raise ValueError("model.head_layers: expected at least one MLP layer size")
+        layers: list[nn.Module] = []
+        width = 2 * dim
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
+            width = size
+        self.mlp = nn.Sequential(*layers)
+        self.out = nn.Linear(dim + width, 1)
+        self.chunk = chunk
+        self.user_bias: nn.Embedding | None = None  # no ID biases: nothing for the L2 term
+        self.item_bias: nn.Embedding | None = None
+
+    def _pairs(self, user_vectors: Tensor, item_vectors: Tensor) -> Tensor:
+        """(..., D) and (..., D), broadcast together -> (...) scores."""
+        user_vectors, item_vectors = torch.broadcast_tensors(user_vectors, item_vectors)
+        gmf = user_vectors * item_vectors  # (..., D)
+        mlp = self.mlp(torch.cat([user_vectors, item_vectors], -1))  # (..., H)
+        return self.out(torch.cat([gmf, mlp], -1)).squeeze(-1)
+
+    def score(
+        self, user_vectors: Tensor, item_vectors: Tensor, users: Tensor, items: Tensor
+    ) -> Tensor:
+        """user_vectors (B, D), item_vectors (B, C, D) -> (B, C)."""
+        return self._pairs(user_vectors.unsqueeze(1), item_vectors)
+
+    def score_rows(self, user_vectors: Tensor, item_table: Tensor) -> Tensor:
+        """(R, D), (N, D) -> (R, N), the MLP run on chunks of items."""
+        step = max(1, self.chunk // max(1, user_vectors.shape[0]))
+        parts = [
+            self._pairs(user_vectors.unsqueeze(1), item_table[lo : lo + step].unsqueeze(0))
+            for lo in range(0, item_table.shape[0], step)
+        ]
+        return torch.cat(parts, 1)  # (R, N)
+
+    def score_all(self, user_vectors: Tensor, item_table: Tensor, users: Tensor) -> Tensor:
+        """user_vectors (B, D), item_table (N, D), users (B,) -> (B, N)."""
+        return self.score_rows(user_vectors, item_table)
+
+
+#: what a FactorizedModel scores with
+Scorer = DotScorer | NeuMFScorer

@@ -26,6 +26,7 @@ from hybridrec.data.sequences import ORDERS, TRAININGS
 from hybridrec.data.text import MISSING_MODES
 from hybridrec.metrics import TIE_MODES, RankingMetrics
 from hybridrec.nn.gru4rec import EMBEDDINGS
+from hybridrec.nn.hybrid import FUSIONS, HEADS, HISTORY_ENCODERS, INITS, USER_COMBINES
 from hybridrec.nn.seqrec import ENCODERS as USER_ENCODERS
 from hybridrec.nn.textrec import ADAPTORS, ENCODERS
 
@@ -137,6 +138,23 @@ def _check_monitor(value: Any, cfg: DictConfig) -> str | None:
     return None
 
 
+def _check_history(value: Any, cfg: DictConfig) -> str | None:
+    """The hybrid's history tower: one of the encoders, and only with sequence batches."""
+    expected = f"one of {', '.join(HISTORY_ENCODERS)}, or null"
+    if value is not None and value not in HISTORY_ENCODERS:
+        return expected
+    datamodule = OmegaConf.select(cfg, "datamodule._target_", default=None)
+    sequences = isinstance(datamodule, str) and _same_target(
+        datamodule, "hybridrec.data.sequences.SequenceDataModule"
+    )
+    if value is not None and isinstance(datamodule, str) and not sequences:
+        return (
+            "null with the pair datamodule, which gives no user sequences (a history tower "
+            "needs datamodule=next_item loss=xe)"
+        )
+    return None
+
+
 # -- the table ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Rule:
@@ -238,6 +256,12 @@ RULES: tuple[Rule, ...] = (
     Rule("model.alpha", _share(high_open=False)),
     Rule("model.embedding", _one_of(EMBEDDINGS)),
     Rule("model.encoder", _one_of(USER_ENCODERS), target="hybridrec.nn.SeqRec"),
+    Rule("model.history", _check_history, target="hybridrec.nn.Hybrid"),
+    Rule("model.fusion", _one_of(FUSIONS), target="hybridrec.nn.Hybrid"),
+    Rule("model.head", _one_of(HEADS), target="hybridrec.nn.Hybrid"),
+    Rule("model.init", _one_of(INITS), target="hybridrec.nn.Hybrid"),
+    Rule("model.user_combine", _one_of(USER_COMBINES), target="hybridrec.nn.Hybrid"),
+    Rule("model.head_layers", _rule("a non-empty list of ints >= 1", _int_list)),
     Rule("model*.encoder", _one_of(ENCODERS)),
     Rule("model*.adaptor", _one_of(ADAPTORS)),
     # loss
