@@ -302,6 +302,12 @@ EXPERIMENTS: dict[str, tuple[str, str, str, str, str, str, float, int, int, list
         ("scientific", "loo_full", SEQREC, SEQ, XE, ADAM, 0.001, 512, 200, [10, 50]),
     "hybrid_scientific":
         ("scientific", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.001, 512, 200, [10, 50]),
+    "hybrid_beauty":
+        ("beauty", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.001, 256, 100, [10, 20]),
+    "hybrid_ml100k":
+        ("ml100k", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.001, 128, 100, [10, 20]),
+    "hybrid_rsc15":
+        ("rsc15_100k", "session", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.002, 256, 10, [20]),
     "hybrid_synthetic":
         ("synthetic", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.003, 256, 60, [10]),
     "session_gru4rec_diginetica":
@@ -322,6 +328,9 @@ EXPERIMENT_TEXT = {
     "seqtext_scientific": "bag",
     "hybrid_scientific": "bag",
     "hybrid_synthetic": "bag",
+    "hybrid_beauty": None,
+    "hybrid_ml100k": "bag",
+    "hybrid_rsc15": None,
     "unisrec_minilm_scientific": "pretrained",
 }
 
