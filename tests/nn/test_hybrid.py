@@ -260,3 +260,23 @@ def test_sasrec_init_option(prepared: tuple[Path, int, int]) -> None:
     assert float(model.user_id.table.weight.std()) == pytest.approx(0.02, rel=0.2)  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="model.init='xavier'"):
         _hybrid(prepared, init="xavier")
+
+
+def test_id_shrinkage_caps_the_id_share_by_the_items_evidence(
+    prepared: tuple[Path, int, int],
+) -> None:
+    """id_shrinkage=k: g = sigmoid(gate) * count / (count + k); a cold item stays at 0."""
+    plain, shrunk = _hybrid(prepared), _hybrid(prepared, id_shrinkage=4.0)  # same seed, weights
+    items = torch.tensor([1, 2, 3])
+    counts = torch.tensor([0.0, 4.0, 12.0])
+    for model in (plain, shrunk):
+        tower = model.items
+        assert isinstance(tower, FusedItemTower)
+        tower.counts[items] = counts
+    with torch.no_grad():
+        base, gates = plain.gate_values(items), shrunk.gate_values(items)
+    assert base is not None and gates is not None
+    torch.testing.assert_close(gates, base * counts / (counts + 4.0))
+    assert gates[0] == 0 and gates[1] == base[1] / 2
+    with pytest.raises(ValueError, match="model.id_shrinkage=-1"):
+        _hybrid(prepared, id_shrinkage=-1.0)

@@ -3,7 +3,7 @@
 Item side (:class:`FusedItemTower`): an item's vector is its ID vector and its text vector
 mixed by a per-item gate that sees the item's text vector and how often it was trained on,
 
-    g_i = sigmoid(w · text_i + c · log(1 + count_i) + b)
+    g_i = sigmoid(w · text_i + c · log(1 + count_i) + b) · count_i / (count_i + k)
     v_i = g_i · id_i + (1 - g_i) · text_i      (fusion "mix")
     v_i = text_i + g_i · id_i                  (fusion "residual": the ID vector corrects the text)
 
@@ -11,6 +11,10 @@ so a well-known item leans on its history and a rarely seen one on its descripti
 no training interactions has g_i = 0: its vector is its text vector alone. "residual" keeps the
 text vector at full scale whether or not the ID part is there, so the dropped (text-only)
 occurrences in training look like the kept ones; the gate's bias starts at ``gate_bias``.
+The shrinkage ``k = id_shrinkage`` (0: off, the factor is 1 for every trained item) caps an
+item's ID share by its evidence, as an empirical-Bayes estimate shrinks a rare item's mean: an
+item seen k times can lean on its ID at most half-way. Without it the learned gate has no
+reason to trust a rarely seen ID less — the training loss rewards memorising it.
 During training the ID part is dropped (g = 0) for a share ``id_dropout`` of the item
 occurrences (DropoutNet, Volkovs et al. 2017; CLCRec practice), so the text path learns to stand
 alone — the path a cold item takes at test time. ``gate_values`` exposes g for explanations.
@@ -69,6 +73,7 @@ class FusedItemTower(nn.Module):
         id_dropout: share of item occurrences whose ID part is dropped in training.
         fusion: ``mix`` (g · id + (1 - g) · text) or ``residual`` (text + g · id).
         gate_bias: initial bias b of the gate (negative: start leaning on the text).
+        id_shrinkage: k in the factor count / (count + k) on the gate; 0 = off.
     """
 
     counts: Tensor
@@ -82,8 +87,11 @@ class FusedItemTower(nn.Module):
         id_dropout: float = 0.3,
         fusion: str = "mix",
         gate_bias: float = 0.0,
+        id_shrinkage: float = 0.0,
     ) -> None:
         super().__init__()
+        if id_shrinkage < 0:
+            raise ValueError(f"model.id_shrinkage={id_shrinkage}: expected >= 0 (0: off)")
         if fusion not in FUSIONS:
             raise ValueError(f"model.fusion={fusion!r}: expected one of {FUSIONS}")
         if not 0.0 <= id_dropout < 1.0:
@@ -96,7 +104,7 @@ class FusedItemTower(nn.Module):
         self.ids, self.text = ids, text
         dim = text.dim
         self.gate = nn.Linear(dim + 1, 1)  # [text_i, log(1 + count_i)] -> logit of g_i
-        self.gate_bias = gate_bias
+        self.gate_bias, self.id_shrinkage = gate_bias, id_shrinkage
         self.reset_gate()
         self.register_buffer("counts", counts.float())
 
@@ -112,6 +120,8 @@ class FusedItemTower(nn.Module):
         count = self.counts[items]  # (...)
         features = torch.cat([text_vectors, torch.log1p(count).unsqueeze(-1)], -1)
         gate = torch.sigmoid(self.gate(features).squeeze(-1))  # (...)
+        if self.id_shrinkage > 0:
+            return gate * count / (count + self.id_shrinkage)  # 0 for a cold item
         return gate * (count > 0)
 
     def _fuse(self, items: Tensor, id_vectors: Tensor, text_vectors: Tensor) -> Tensor:
@@ -145,7 +155,8 @@ class Hybrid(FactorizedModel):
         item_id: learn a vector per item.
         text: the item text tower; with ``item_id`` the two are fused by the gate.
         id_dropout: share of item occurrences trained without their ID part (ID + text only).
-        fusion, gate_bias: how the item ID and text vectors combine (see FusedItemTower).
+        fusion, gate_bias, id_shrinkage: how the item ID and text vectors combine (see
+            FusedItemTower).
         head: ``dot`` (factorised: one matrix product ranks the catalogue) or ``neumf`` (GMF +
             MLP on the user and item vectors, :class:`NeuMFScorer`; train it on sampled
             candidates, the pair datamodule).
@@ -180,6 +191,7 @@ class Hybrid(FactorizedModel):
         init: str = "default",
         fusion: str = "mix",
         gate_bias: float = 0.0,
+        id_shrinkage: float = 0.0,
         head: str = "dot",
         head_layers: tuple[int, ...] | list[int] = (64, 32),
     ) -> None:
@@ -206,7 +218,9 @@ class Hybrid(FactorizedModel):
                 else torch.zeros(n_items + 1)  # filled by load_state_dict
             )
             ids = ItemIdTower(n_items, dim, init_std, zero_padding=True)
-            items = FusedItemTower(n_items, ids, text, counts, id_dropout, fusion, gate_bias)
+            items = FusedItemTower(
+                n_items, ids, text, counts, id_dropout, fusion, gate_bias, id_shrinkage
+            )
         elif item_id:
             items = ItemIdTower(n_items, dim, init_std, zero_padding=True)
         else:
