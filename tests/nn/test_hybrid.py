@@ -154,6 +154,7 @@ HYBRID_RUNS = {
     "pairs-no-history": ["model.history=null"],
     "pairs-neumf-head": ["model.history=null", "model.head=neumf"],
     "residual-fusion": ["experiment=hybrid_synthetic", "model.fusion=residual"],
+    "text-prior": ["experiment=hybrid_synthetic", "model.align=1.0", "model.id_shrinkage=5"],
     "ids-only": ["protocol=loo_full", "datamodule=next_item", "loss=xe", "model.text=null"],
     "cold-items": ["protocol=cold_items", "datamodule=next_item", "loss=xe"],
 }
@@ -178,6 +179,8 @@ def test_hybrid_configs_train(
     fused = name != "ids-only"
     expected = {"explanations/gate_by_popularity.png", "explanations/gate_by_popularity.csv"}
     assert logged == (expected if fused else set())
+    if name == "text-prior":  # the term is part of the loss and logged next to it
+        assert client.get_metric_history(str(result.run_id), "train/align_epoch")
     if name == "cold-items":  # the cold items (never trained on) have gate 0
         local = client.download_artifacts(str(result.run_id), "explanations/gate_by_popularity.csv")
         table = pd.read_csv(local).set_index("bucket")
@@ -280,3 +283,20 @@ def test_id_shrinkage_caps_the_id_share_by_the_items_evidence(
     assert gates[0] == 0 and gates[1] == base[1] / 2
     with pytest.raises(ValueError, match="model.id_shrinkage=-1"):
         _hybrid(prepared, id_shrinkage=-1.0)
+
+
+def test_text_prior_on_the_ids_by_hand(prepared: tuple[Path, int, int]) -> None:
+    """align=w: the training loss adds w * mean |id_i - text_i|^2 over the trained items."""
+    model = _hybrid(prepared, align=0.5)
+    tower = model.items
+    assert isinstance(tower, FusedItemTower)
+    with torch.no_grad():
+        tower.counts.zero_()
+        tower.counts[[2, 5]] = torch.tensor([3.0, 1.0])
+        ids, text = tower.ids.all(), tower.text.all()
+        by_hand = 0.5 * ((ids[[2, 5]] - text[[2, 5]]) ** 2).sum(-1).mean()
+        terms = model.auxiliary_losses()
+    torch.testing.assert_close(terms["align"], by_hand)
+    assert _hybrid(prepared).auxiliary_losses() == {}  # off by default
+    with pytest.raises(ValueError, match="model.align=-1"):
+        _hybrid(prepared, align=-1.0)

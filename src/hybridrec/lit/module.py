@@ -71,6 +71,11 @@ class RecLitModule(L.LightningModule):
                 penalty = adapter.embedding_penalty(self.model, batch)
                 out["l2"] = penalty.detach()
                 out["loss"] = out["loss"] + self.embedding_l2 * penalty
+            extra = getattr(self.model, "auxiliary_losses", None)
+            for name, term in (extra() if callable(extra) else {}).items():
+                # model-side terms, already weighted (the hybrid's text prior on its IDs)
+                out[name] = term.detach()
+                out["loss"] = out["loss"] + term
             for name, value in out.items():
                 # every log_every_n_steps steps, and the epoch's mean (batch-size weighted)
                 self.log(f"train/{name}", value, batch_size=size, prog_bar=name == "loss")

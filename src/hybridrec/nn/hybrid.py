@@ -19,6 +19,12 @@ During training the ID part is dropped (g = 0) for a share ``id_dropout`` of the
 occurrences (DropoutNet, Volkovs et al. 2017; CLCRec practice), so the text path learns to stand
 alone — the path a cold item takes at test time. ``gate_values`` exposes g for explanations.
 
+Text prior on the IDs (``align``, collaborative topic regression, Wang & Blei 2011): the
+training loss adds ``align · mean_i |id_i - text_i|^2`` over the items with training
+interactions, so an item's ID vector is its text vector plus an offset the data must pay for:
+a rarely seen item's ID stays near its text, and the text tower learns to predict where the
+collaborative signal puts an item — the vector a cold item has to rank with.
+
 User side: a user ID tower and/or a history tower (GRU by default, or self-attention) over the
 latest items, summed or mixed by a learned per-user gate (:class:`FactorizedModel`). Head: the
 dot product (fast full ranking, an exportable item matrix) or a NeuMF-style GMF + MLP head.
@@ -74,6 +80,7 @@ class FusedItemTower(nn.Module):
         fusion: ``mix`` (g · id + (1 - g) · text) or ``residual`` (text + g · id).
         gate_bias: initial bias b of the gate (negative: start leaning on the text).
         id_shrinkage: k in the factor count / (count + k) on the gate; 0 = off.
+        align: weight of :meth:`alignment_loss` in training (0 = off).
     """
 
     counts: Tensor
@@ -88,8 +95,11 @@ class FusedItemTower(nn.Module):
         fusion: str = "mix",
         gate_bias: float = 0.0,
         id_shrinkage: float = 0.0,
+        align: float = 0.0,
     ) -> None:
         super().__init__()
+        if align < 0:
+            raise ValueError(f"model.align={align}: expected >= 0 (0: off)")
         if id_shrinkage < 0:
             raise ValueError(f"model.id_shrinkage={id_shrinkage}: expected >= 0 (0: off)")
         if fusion not in FUSIONS:
@@ -104,7 +114,7 @@ class FusedItemTower(nn.Module):
         self.ids, self.text = ids, text
         dim = text.dim
         self.gate = nn.Linear(dim + 1, 1)  # [text_i, log(1 + count_i)] -> logit of g_i
-        self.gate_bias, self.id_shrinkage = gate_bias, id_shrinkage
+        self.gate_bias, self.id_shrinkage, self.align = gate_bias, id_shrinkage, align
         self.reset_gate()
         self.register_buffer("counts", counts.float())
 
@@ -134,6 +144,12 @@ class FusedItemTower(nn.Module):
             return text_vectors + gate * id_vectors  # (..., D)
         return gate * id_vectors + (1 - gate) * text_vectors  # (..., D)
 
+    def alignment_loss(self) -> Tensor:
+        """mean over the items with training interactions of |id_i - text_i|^2 (a scalar)."""
+        warm = self.counts > 0  # (N,)
+        gap = self.ids.all()[warm] - self.text.all()[warm]  # (W, D)
+        return gap.pow(2).sum(-1).mean()
+
     def forward(self, items: Tensor) -> Tensor:
         return self._fuse(items, self.ids(items), self.text(items))  # (..., D)
 
@@ -155,8 +171,8 @@ class Hybrid(FactorizedModel):
         item_id: learn a vector per item.
         text: the item text tower; with ``item_id`` the two are fused by the gate.
         id_dropout: share of item occurrences trained without their ID part (ID + text only).
-        fusion, gate_bias, id_shrinkage: how the item ID and text vectors combine (see
-            FusedItemTower).
+        fusion, gate_bias, id_shrinkage, align: how the item ID and text vectors combine and
+            the text prior on the IDs (see FusedItemTower).
         head: ``dot`` (factorised: one matrix product ranks the catalogue) or ``neumf`` (GMF +
             MLP on the user and item vectors, :class:`NeuMFScorer`; train it on sampled
             candidates, the pair datamodule).
@@ -192,6 +208,7 @@ class Hybrid(FactorizedModel):
         fusion: str = "mix",
         gate_bias: float = 0.0,
         id_shrinkage: float = 0.0,
+        align: float = 0.0,
         head: str = "dot",
         head_layers: tuple[int, ...] | list[int] = (64, 32),
     ) -> None:
@@ -219,7 +236,7 @@ class Hybrid(FactorizedModel):
             )
             ids = ItemIdTower(n_items, dim, init_std, zero_padding=True)
             items = FusedItemTower(
-                n_items, ids, text, counts, id_dropout, fusion, gate_bias, id_shrinkage
+                n_items, ids, text, counts, id_dropout, fusion, gate_bias, id_shrinkage, align
             )
         elif item_id:
             items = ItemIdTower(n_items, dim, init_std, zero_padding=True)
@@ -246,6 +263,12 @@ class Hybrid(FactorizedModel):
             self.apply(sasrec_init)
             if isinstance(self.items, FusedItemTower):
                 self.items.reset_gate()
+
+    def auxiliary_losses(self) -> dict[str, Tensor]:
+        """Weighted terms the training loss adds: ``align`` (the text prior on the IDs)."""
+        if isinstance(self.items, FusedItemTower) and self.items.align > 0:
+            return {"align": self.items.align * self.items.alignment_loss()}
+        return {}
 
     def gate_values(self, items: Tensor | None = None) -> Tensor | None:
         """The ID share g of each item's vector ((N,) for the catalogue), or None when the

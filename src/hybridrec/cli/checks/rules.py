@@ -262,6 +262,7 @@ RULES: tuple[Rule, ...] = (
     Rule("model.init", _one_of(INITS), target="hybridrec.nn.Hybrid"),
     Rule("model.user_combine", _one_of(USER_COMBINES), target="hybridrec.nn.Hybrid"),
     Rule("model.id_shrinkage", _number_min(0), target="hybridrec.nn.Hybrid"),
+    Rule("model.align", _number_min(0), target="hybridrec.nn.Hybrid"),
     Rule("model.gate_bias", _rule("a number", _is_number), target="hybridrec.nn.Hybrid"),
     Rule("model.head_layers", _rule("a non-empty list of ints >= 1", _int_list)),
     Rule("model*.encoder", _one_of(ENCODERS)),
