@@ -303,11 +303,11 @@ EXPERIMENTS: dict[str, tuple[str, str, str, str, str, str, float, int, int, list
     "hybrid_scientific":
         ("scientific", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.001, 512, 200, [10, 50]),
     "hybrid_beauty":
-        ("beauty", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.001, 256, 100, [10, 20]),
+        ("beauty", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.005, 256, 40, [10, 20]),
     "hybrid_ml100k":
         ("ml100k", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.001, 128, 100, [10, 20]),
     "hybrid_rsc15":
-        ("rsc15_100k", "session", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.002, 256, 10, [20]),
+        ("rsc15_100k", "session", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.005, 256, 10, [20]),
     "hybrid_synthetic":
         ("synthetic", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.003, 256, 60, [10]),
     "session_gru4rec_diginetica":
