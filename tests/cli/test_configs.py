@@ -305,7 +305,7 @@ EXPERIMENTS: dict[str, tuple[str, str, str, str, str, str, float, int, int, list
     "hybrid_beauty":
         ("beauty", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.005, 256, 40, [10, 20]),
     "hybrid_ml100k":
-        ("ml100k", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.001, 128, 100, [10, 20]),
+        ("ml100k", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.005, 128, 40, [10, 20]),
     "hybrid_rsc15":
         ("rsc15_100k", "session", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.005, 256, 10, [20]),
     "hybrid_synthetic":
