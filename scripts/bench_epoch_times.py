@@ -17,11 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
+
+from bench_revisions import train_and_find  # scripts/ is on the path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench" / "epoch_times"
@@ -48,17 +49,7 @@ def run(label: str, overrides: list[str], epochs: int) -> str:
         "callbacks.progress_bar=null",
         "callbacks.early_stopping=null",
     ]
-    proc = subprocess.run(args, cwd=BENCH, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{label} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    client = MlflowClient(tracking_uri=URI)
-    runs = client.search_runs(
-        [e.experiment_id for e in client.search_experiments()],
-        filter_string=f"attributes.run_name = 'epoch-times-{label}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return str(runs[0].info.run_id)
+    return train_and_find(args, cwd=BENCH, env=env, uri=URI, name=f"epoch-times-{label}")
 
 
 def seconds_per_epoch(run_id: str) -> float:

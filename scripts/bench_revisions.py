@@ -59,7 +59,12 @@ def run(tree: Path, experiment: str, epochs: int, overrides: list[str], name: st
         "callbacks.progress_bar=null",
         *overrides,
     ]
-    proc = subprocess.run(args, cwd=BENCH, env=env, capture_output=True, text=True)
+    return train_and_find(args, cwd=BENCH, env=env, uri=uri, name=name)
+
+
+def train_and_find(args: list[str], *, cwd: Path, env: dict[str, str], uri: str, name: str) -> str:
+    """Run one training command (its ``logger.run_name`` is ``name``); its MLflow run id."""
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     client = MlflowClient(tracking_uri=uri)

@@ -20,10 +20,11 @@ occurrences (DropoutNet, Volkovs et al. 2017; CLCRec practice), so the text path
 alone — the path a cold item takes at test time. ``gate_values`` exposes g for explanations.
 
 Text prior on the IDs (``align``, collaborative topic regression, Wang & Blei 2011): the
-training loss adds ``align · mean_i |id_i - text_i|^2`` over the items with training
-interactions, so an item's ID vector is its text vector plus an offset the data must pay for:
-a rarely seen item's ID stays near its text, and the text tower learns to predict where the
-collaborative signal puts an item — the vector a cold item has to rank with.
+training loss adds ``align · mean_i |id_i - text_i|^2`` over the trained items the step encoded
+(its vectors reused, not encoded again), so an item's ID vector is its text vector plus an
+offset the data must pay for: a rarely seen item's ID stays near its text, and the text tower
+learns to predict where the collaborative signal puts an item — the vector a cold item has to
+rank with.
 
 User side: a user ID tower and/or a history tower (GRU by default, or self-attention) over the
 latest items, summed or mixed by a learned per-user gate (:class:`FactorizedModel`). Head: the
@@ -115,6 +116,7 @@ class FusedItemTower(nn.Module):
         dim = text.dim
         self.gate = nn.Linear(dim + 1, 1)  # [text_i, log(1 + count_i)] -> logit of g_i
         self.gate_bias, self.id_shrinkage, self.align = gate_bias, id_shrinkage, align
+        self._seen: tuple[Tensor, Tensor, Tensor] | None = None  # set by _fuse (align > 0)
         self.reset_gate()
         self.register_buffer("counts", counts.float())
 
@@ -135,6 +137,8 @@ class FusedItemTower(nn.Module):
         return gate * (count > 0)
 
     def _fuse(self, items: Tensor, id_vectors: Tensor, text_vectors: Tensor) -> Tensor:
+        if self.training and self.align > 0:  # the step's vectors, for alignment_loss
+            self._seen = (items, id_vectors, text_vectors)
         gate = self.gate_values(items, text_vectors)  # (...)
         if self.training and self.id_dropout > 0:
             kept = torch.rand(gate.shape, device=gate.device) >= self.id_dropout
@@ -145,10 +149,17 @@ class FusedItemTower(nn.Module):
         return gate * id_vectors + (1 - gate) * text_vectors  # (..., D)
 
     def alignment_loss(self) -> Tensor:
-        """mean over the items with training interactions of |id_i - text_i|^2 (a scalar)."""
-        warm = self.counts > 0  # (N,)
-        gap = self.ids.all()[warm] - self.text.all()[warm]  # (W, D)
-        return gap.pow(2).sum(-1).mean()
+        """mean of |id_i - text_i|^2 over the trained items this training step encoded (the
+        whole catalogue under full-catalogue training, the batch's candidates under sampled
+        training), reusing the step's vectors; before any step: over every trained item."""
+        seen, self._seen = self._seen, None
+        if seen is None:
+            items = torch.arange(self.n_items + 1, device=self.counts.device)
+            seen = (items, self.ids.all(), self.text.all())
+        items, id_vectors, text_vectors = seen
+        warm = self.counts[items] > 0  # (...)
+        gap = id_vectors[warm] - text_vectors[warm]  # (W, D)
+        return gap.pow(2).sum(-1).mean() if gap.shape[0] else gap.sum()
 
     def forward(self, items: Tensor) -> Tensor:
         return self._fuse(items, self.ids(items), self.text(items))  # (..., D)
