@@ -297,10 +297,12 @@ def test_text_prior_on_the_ids_by_hand(prepared: tuple[Path, int, int]) -> None:
         by_hand = 0.5 * ((ids[[2, 5]] - text[[2, 5]]) ** 2).sum(-1).mean()
         terms = model.auxiliary_losses()
     torch.testing.assert_close(terms["align"], by_hand)
-    # after a training step's encoding: over that step's trained items, its vectors reused
+    # after a full-catalogue training step: the same value, from that step's vectors
     model.train()
-    tower(torch.tensor([[2, 3], [5, 0]]))  # items 2 and 5 trained; 3 and 0 (padding) not
+    tower.all()
+    assert tower._seen is not None
     torch.testing.assert_close(model.auxiliary_losses()["align"], by_hand)
+    assert tower._seen is None  # used once
     assert _hybrid(prepared).auxiliary_losses() == {}  # off by default
     with pytest.raises(ValueError, match="model.align=-1"):
         _hybrid(prepared, align=-1.0)

@@ -20,8 +20,8 @@ occurrences (DropoutNet, Volkovs et al. 2017; CLCRec practice), so the text path
 alone — the path a cold item takes at test time. ``gate_values`` exposes g for explanations.
 
 Text prior on the IDs (``align``, collaborative topic regression, Wang & Blei 2011): the
-training loss adds ``align · mean_i |id_i - text_i|^2`` over the trained items the step encoded
-(its vectors reused, not encoded again), so an item's ID vector is its text vector plus an
+training loss adds ``align · mean_i |id_i - text_i|^2`` over the trained items (reusing the
+catalogue a full-catalogue training step encoded), so an item's ID vector is its text vector plus an
 offset the data must pay for: a rarely seen item's ID stays near its text, and the text tower
 learns to predict where the collaborative signal puts an item — the vector a cold item has to
 rank with.
@@ -116,7 +116,7 @@ class FusedItemTower(nn.Module):
         dim = text.dim
         self.gate = nn.Linear(dim + 1, 1)  # [text_i, log(1 + count_i)] -> logit of g_i
         self.gate_bias, self.id_shrinkage, self.align = gate_bias, id_shrinkage, align
-        self._seen: tuple[Tensor, Tensor, Tensor] | None = None  # set by _fuse (align > 0)
+        self._seen: tuple[Tensor, Tensor] | None = None  # set by all() in training (align > 0)
         self.reset_gate()
         self.register_buffer("counts", counts.float())
 
@@ -137,8 +137,6 @@ class FusedItemTower(nn.Module):
         return gate * (count > 0)
 
     def _fuse(self, items: Tensor, id_vectors: Tensor, text_vectors: Tensor) -> Tensor:
-        if self.training and self.align > 0:  # the step's vectors, for alignment_loss
-            self._seen = (items, id_vectors, text_vectors)
         gate = self.gate_values(items, text_vectors)  # (...)
         if self.training and self.id_dropout > 0:
             kept = torch.rand(gate.shape, device=gate.device) >= self.id_dropout
@@ -149,24 +147,24 @@ class FusedItemTower(nn.Module):
         return gate * id_vectors + (1 - gate) * text_vectors  # (..., D)
 
     def alignment_loss(self) -> Tensor:
-        """mean of |id_i - text_i|^2 over the trained items this training step encoded (the
-        whole catalogue under full-catalogue training, the batch's candidates under sampled
-        training), reusing the step's vectors; before any step: over every trained item."""
+        """mean over the items with training interactions of |id_i - text_i|^2 (a scalar);
+        reuses the catalogue this training step encoded (full-catalogue training), encodes it
+        otherwise (sampled training)."""
         seen, self._seen = self._seen, None
-        if seen is None:
-            items = torch.arange(self.n_items + 1, device=self.counts.device)
-            seen = (items, self.ids.all(), self.text.all())
-        items, id_vectors, text_vectors = seen
-        warm = self.counts[items] > 0  # (...)
-        gap = id_vectors[warm] - text_vectors[warm]  # (W, D)
-        return gap.pow(2).sum(-1).mean() if gap.shape[0] else gap.sum()
+        ids, text = seen if seen is not None else (self.ids.all(), self.text.all())
+        warm = self.counts > 0  # (N,)
+        gap = ids[warm] - text[warm]  # (W, D)
+        return gap.pow(2).sum(-1).mean()
 
     def forward(self, items: Tensor) -> Tensor:
         return self._fuse(items, self.ids(items), self.text(items))  # (..., D)
 
     def all(self) -> Tensor:
         items = torch.arange(self.n_items + 1, device=self.counts.device)
-        return self._fuse(items, self.ids.all(), self.text.all())  # (N, D)
+        ids, text = self.ids.all(), self.text.all()  # (N, D) each
+        if self.training and self.align > 0:  # the step's catalogue, for alignment_loss
+            self._seen = (ids, text)
+        return self._fuse(items, ids, text)  # (N, D)
 
 
 class Hybrid(FactorizedModel):
