@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from hybridrec.data.sequences import SequenceDataModule
+from hybridrec.data.batching.sequence_datamodule import SequenceDataModule
 from hybridrec.lit.adapter import scores
 from hybridrec.losses import CrossEntropyLoss
 from hybridrec.nn import SeqRec, TextItemTower

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from hybridrec.cli.common import config_dir
 from hybridrec.data import synthetic
+from hybridrec.data.readers import read_synthetic
 
 CONFIG_DIR = Path(config_dir())
 Compose = Callable[..., DictConfig]
@@ -179,9 +180,9 @@ def data_overrides(name: str, files: dict[str, str]) -> list[str]:
 
 def prepare_tiny(folder: Path, protocol: Any, n_users: int = 60, n_items: int = 40) -> Path:
     """A small synthetic dataset prepared under ``protocol`` into ``folder`` (returned)."""
-    from hybridrec.data.prepare import prepare
+    from hybridrec.data.preparation.prepare import prepare
 
-    raw = synthetic.read_synthetic(n_users=n_users, n_items=n_items, seed=0, ratings_per_rater=20)
+    raw = read_synthetic(n_users=n_users, n_items=n_items, seed=0, ratings_per_rater=20)
     prepare(raw, protocol, folder)
     return folder
 
@@ -193,10 +194,10 @@ ITEM_TEXT = {"fields": {"title": "", "category": "Category: ", "brand": "Brand: 
 def prepare_with_text(folder: Path, n_users: int, n_items: int) -> tuple[Path, int, int]:
     """(folder, n_users, n_items) of synthetic data prepared leave-one-out (full ranking) with
     item text (``item_text.parquet``), for the text-tower models' tests."""
-    from hybridrec.data.prepare import prepare
-    from hybridrec.data.protocols import LeaveOneOut
+    from hybridrec.data.preparation.prepare import prepare
+    from hybridrec.data.preparation.protocols import LeaveOneOut
 
-    raw = synthetic.read_synthetic(n_users=n_users, n_items=n_items, seed=0, ratings_per_rater=20)
+    raw = read_synthetic(n_users=n_users, n_items=n_items, seed=0, ratings_per_rater=20)
     spec = prepare(raw, LeaveOneOut(eval_mode="full"), folder, item_text=ITEM_TEXT)
     return folder, spec.n_users, spec.n_items
 
@@ -226,7 +227,7 @@ def save_tiny_bert(folder: Path, tokenizer: Any) -> Path:
 
 def random_sequences(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(items (E,), offsets (n + 1,)) tensors of random sequences of the given lengths, items in
-    1..29: the flat layout of :mod:`hybridrec.data.sequences`."""
+    1..29: the flat layout of :mod:`hybridrec.data.batching.sequences`."""
     import numpy as np
 
     rng = np.random.default_rng(seed)

@@ -40,88 +40,91 @@ CHOSEN: dict[str, dict[str, dict[str, Any]]] = {
     "data": {
         "beauty": {
             "data.name": "beauty",
-            "data.source._target_": "hybridrec.data.readers.read_sequences",
+            "data.source._target_": "hybridrec.data.readers.sequences.read_sequences",
             "data.source.name": "beauty",
         },
-        "csv": {"data.name": "csv", "data.source._target_": "hybridrec.data.readers.read_table"},
+        "csv": {
+            "data.name": "csv",
+            "data.source._target_": "hybridrec.data.readers.tables.read_table",
+        },
         "diginetica": {
             "data.name": "diginetica",
-            "data.source._target_": "hybridrec.data.sessions.read_diginetica",
+            "data.source._target_": "hybridrec.data.readers.sessions.read_diginetica",
         },
         "ml100k": {
             "data.name": "ml100k",
-            "data.source._target_": "hybridrec.data.readers.read_movielens_100k",
+            "data.source._target_": "hybridrec.data.readers.movielens.read_movielens_100k",
         },
         "ml1m": {
             "data.name": "ml1m",
-            "data.source._target_": "hybridrec.data.readers.read_movielens_1m",
+            "data.source._target_": "hybridrec.data.readers.movielens.read_movielens_1m",
         },
         "ml1m_pieces": {
             "data.name": "ml1m_pieces",
-            "data.source._target_": "hybridrec.data.readers.read_sequences",
+            "data.source._target_": "hybridrec.data.readers.sequences.read_sequences",
             "data.source.ordered": False,
         },
         "ml1m_pieces_text": {
             "data.name": "ml1m_pieces_text",
-            "data.source._target_": "hybridrec.data.item_readers.join_items",
+            "data.source._target_": "hybridrec.data.readers.tables.join_items",
             "data.source.items.item_id_offset": 1,
         },
         "ml_latest": {
             "data.name": "ml-latest",
-            "data.source._target_": "hybridrec.data.readers.read_movielens_latest",
+            "data.source._target_": "hybridrec.data.readers.movielens.read_movielens_latest",
         },
         "ncf_ml1m": {
             "data.name": "ncf_ml1m",
-            "data.source._target_": "hybridrec.data.readers.read_ncf",
+            "data.source._target_": "hybridrec.data.readers.ncf.read_ncf",
         },
         "rsc15_100k": {
             "data.name": "rsc15_100k",
-            "data.source._target_": "hybridrec.data.sessions.read_sessions",
+            "data.source._target_": "hybridrec.data.readers.sessions.read_sessions",
         },
         "scientific": {
             "data.name": "scientific",
-            "data.source._target_": "hybridrec.data.item_readers.read_unisrec",
+            "data.source._target_": "hybridrec.data.readers.unisrec.read_unisrec",
             "data.source.name": "Scientific",
         },
         "sports": {
             "data.name": "sports",
-            "data.source._target_": "hybridrec.data.readers.read_sequences",
+            "data.source._target_": "hybridrec.data.readers.sequences.read_sequences",
             "data.source.name": "sports",
         },
         "synthetic": {
             "data.name": "synthetic",
-            "data.source._target_": "hybridrec.data.synthetic.read_synthetic",
+            "data.source._target_": "hybridrec.data.readers.synthetic.read_synthetic",
             "data.source.n_users": 500,
         },
         "video": {
             "data.name": "video",
-            "data.source._target_": "hybridrec.data.readers.read_sequences",
+            "data.source._target_": "hybridrec.data.readers.sequences.read_sequences",
             "data.source.name": "video",
         },
     },
     "protocol": {
         "cold_items": {
             "protocol.name": "cold_items",
-            "protocol._target_": "hybridrec.data.protocols.ColdItems",
+            "protocol._target_": "hybridrec.data.preparation.protocols.ColdItems",
         },
         "loo_full": {
             "protocol.name": "loo_full",
-            "protocol._target_": "hybridrec.data.protocols.LeaveOneOut",
+            "protocol._target_": "hybridrec.data.preparation.protocols.LeaveOneOut",
             "protocol.eval_mode": "full",
         },
         "loo_sampled": {
             "protocol.name": "loo_sampled",
-            "protocol._target_": "hybridrec.data.protocols.LeaveOneOut",
+            "protocol._target_": "hybridrec.data.preparation.protocols.LeaveOneOut",
             "protocol.eval_mode": "sampled",
             "protocol.n_negatives": 99,
         },
         "session": {
             "protocol.name": "session",
-            "protocol._target_": "hybridrec.data.sessions.SessionSplit",
+            "protocol._target_": "hybridrec.data.preparation.sessions.SessionSplit",
         },
         "temporal": {
             "protocol.name": "temporal",
-            "protocol._target_": "hybridrec.data.protocols.TemporalSplit",
+            "protocol._target_": "hybridrec.data.preparation.protocols.TemporalSplit",
         },
     },
     "model": {
@@ -207,12 +210,12 @@ CHOSEN: dict[str, dict[str, dict[str, Any]]] = {
             "datamodule.batch_size": 256,
         },
         "next_item": {
-            "datamodule._target_": "hybridrec.data.sequences.SequenceDataModule",
+            "datamodule._target_": "hybridrec.data.batching.sequence_datamodule.SequenceDataModule",
             "datamodule.training": "next_item",
             "datamodule.batch_size": 256,
         },
         "sequence": {
-            "datamodule._target_": "hybridrec.data.sequences.SequenceDataModule",
+            "datamodule._target_": "hybridrec.data.batching.sequence_datamodule.SequenceDataModule",
             "datamodule.training": "session_parallel",
             "datamodule.batch_size": 128,
         },
@@ -265,7 +268,10 @@ CHOSEN: dict[str, dict[str, dict[str, Any]]] = {
 #: (data.name, protocol.name, model, datamodule, loss term, optimizer, lr, batch_size,
 #:  trainer.max_epochs, ks)
 GRU, SEQREC = "hybridrec.nn.GRU4Rec", "hybridrec.nn.SeqRec"
-SEQ, REC = "hybridrec.data.sequences.SequenceDataModule", "hybridrec.data.RecDataModule"
+SEQ, REC = (
+    "hybridrec.data.batching.sequence_datamodule.SequenceDataModule",
+    "hybridrec.data.RecDataModule",
+)
 BPRMAX, XE = "hybridrec.losses.BPRMaxLoss", "hybridrec.losses.CrossEntropyLoss"
 BCE = "hybridrec.losses.BCELoss"
 AGM, ADAM, SGD = "hybridrec.optim.AdagradM", "torch.optim.Adam", "torch.optim.SGD"

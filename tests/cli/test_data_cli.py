@@ -166,7 +166,7 @@ def test_every_reader_with_duplicates_has_the_key(
         (
             ["validate", "+data.source.foo=1"],
             "invalid config (nothing was run): data.source.foo: got 1 (int); expected a "
-            "parameter of hybridrec.data.synthetic.read_synthetic",
+            "parameter of hybridrec.data.readers.synthetic.read_synthetic",
         ),
     ],
 )

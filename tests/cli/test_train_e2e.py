@@ -205,7 +205,7 @@ def test_refit_training_sequences_end_with_the_validation_item(
 
     from conftest import data_overrides
     from hybridrec.cli.common import prepare_from_config
-    from hybridrec.data.sequences import SequenceDataModule
+    from hybridrec.data.batching.sequence_datamodule import SequenceDataModule
 
     cfg = compose_cfg("experiment=gru4rec_beauty_bprmax", *data_overrides("beauty", data_files)[1:])
     spec, folder = prepare_from_config(cfg)

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from hybridrec.data.errors import DataError
+from hybridrec.data.preparation.validate import check_columns, check_interactions, require_file
 from hybridrec.data.readers import (
     read_movielens_1m,
     read_movielens_100k,
@@ -16,7 +17,6 @@ from hybridrec.data.readers import (
     read_sequences,
     read_table,
 )
-from hybridrec.data.validate import check_columns, check_interactions, require_file
 
 FLAGS = "|".join(["0"] * 19)
 

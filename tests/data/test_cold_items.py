@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from hybridrec.data.datamodule import RecDataModule
-from hybridrec.data.prepare import prepare
-from hybridrec.data.protocols import ColdItems
-from hybridrec.data.sequences import SequenceDataModule
-from hybridrec.data.synthetic import read_synthetic
+from hybridrec.data.batching.pairs import RecDataModule
+from hybridrec.data.batching.sequence_datamodule import SequenceDataModule
+from hybridrec.data.preparation.prepare import prepare
+from hybridrec.data.preparation.protocols import ColdItems
+from hybridrec.data.readers import read_synthetic
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from conftest import prepare_tiny
-from hybridrec.data.datamodule import CSR, RecDataModule, TrainBatches
-from hybridrec.data.prepare import read_negatives
-from hybridrec.data.protocols import LeaveOneOut
+from hybridrec.data.batching.pairs import CSR, RecDataModule, TrainBatches
+from hybridrec.data.preparation.protocols import LeaveOneOut
+from hybridrec.data.preparation.staging import read_negatives
 
 N_USERS, N_ITEMS = 60, 40
 

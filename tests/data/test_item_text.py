@@ -16,17 +16,18 @@ from conftest import data_overrides
 from hybridrec.cli.common import prepare_from_config, prepared_folder, read_source
 from hybridrec.data import synthetic
 from hybridrec.data.errors import DataError
-from hybridrec.data.item_readers import (
+from hybridrec.data.preparation.prepare import prepare
+from hybridrec.data.preparation.protocols import LeaveOneOut
+from hybridrec.data.preparation.text import assemble_item_text, load_item_text, text_sha256
+from hybridrec.data.readers import (
     join_items,
     read_items_table,
     read_movielens_items,
+    read_sequences,
+    read_synthetic,
     read_unisrec,
 )
-from hybridrec.data.prepare import prepare
-from hybridrec.data.protocols import LeaveOneOut
-from hybridrec.data.readers import read_sequences
 from hybridrec.data.spec import DataSpec
-from hybridrec.data.text import assemble_item_text, load_item_text, text_sha256
 
 SHARED = Path("/work/shared/datasets")
 LOO_FULL = LeaveOneOut(eval_mode="full", n_negatives=0, name="loo_full")
@@ -243,7 +244,7 @@ def test_items_table_keeps_cold_items_and_counts_missing(
 
 
 def test_prepare_writes_aligned_item_text(tmp_path: Path) -> None:
-    raw = synthetic.read_synthetic(n_users=60, n_items=40, seed=0, ratings_per_rater=20)
+    raw = read_synthetic(n_users=60, n_items=40, seed=0, ratings_per_rater=20)
     config = {"fields": {"title": "", "brand": "Brand: "}, "sep": ". "}
     spec = prepare(raw, LOO_FULL, tmp_path / "p", source_config={"data": {"text": config}})
     texts = load_item_text(tmp_path / "p")
@@ -267,7 +268,7 @@ def test_prepare_writes_aligned_item_text(tmp_path: Path) -> None:
 
 
 def test_old_spec_without_text_fields_loads(tmp_path: Path) -> None:
-    raw = synthetic.read_synthetic(n_users=30, n_items=20, seed=0, ratings_per_rater=5)
+    raw = read_synthetic(n_users=30, n_items=20, seed=0, ratings_per_rater=5)
     prepare(raw, LOO_FULL, tmp_path)
     blob = json.loads((tmp_path / "spec.json").read_text())
     del blob["text_sha256"], blob["n_items_without_text"]

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from conftest import random_sequences
-from hybridrec.data.prepare import prepare
-from hybridrec.data.protocols import LeaveOneOut
-from hybridrec.data.sequences import NextItemBatches, SequenceDataModule, next_item_windows
-from hybridrec.data.synthetic import read_synthetic
+from hybridrec.data.batching.sequence_datamodule import SequenceDataModule
+from hybridrec.data.batching.sequences import NextItemBatches, next_item_windows
+from hybridrec.data.preparation.prepare import prepare
+from hybridrec.data.preparation.protocols import LeaveOneOut
+from hybridrec.data.readers import read_synthetic
 
 _sequences = random_sequences
 

@@ -8,12 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hybridrec.data.prepare import prepare, prepare_cached, read_negatives
-from hybridrec.data.protocols import LeaveOneOut, Split, TemporalSplit
+from hybridrec.data.preparation.prepare import prepare, prepare_cached
+from hybridrec.data.preparation.protocols import LeaveOneOut, Split, TemporalSplit
+from hybridrec.data.preparation.staging import read_negatives
 from hybridrec.data.raw import RawData
-from hybridrec.data.readers import read_ncf
+from hybridrec.data.readers import read_ncf, read_synthetic
 from hybridrec.data.spec import SPEC_VERSION, DataSpec, fingerprint_files
-from hybridrec.data.synthetic import generate, read_synthetic, write_ncf
+from hybridrec.data.synthetic import generate, write_ncf
 
 N_USERS, N_ITEMS = 60, 40
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import random_sequences
-from hybridrec.data.sequences import (
+from hybridrec.data.batching.sequences import (
     AliasSampler,
     PrefixBatches,
     SessionParallelBatches,

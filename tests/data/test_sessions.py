@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 
 from hybridrec.data import synthetic
+from hybridrec.data.batching.sequence_datamodule import SequenceDataModule
 from hybridrec.data.errors import DataError
-from hybridrec.data.prepare import prepare
+from hybridrec.data.preparation.prepare import prepare
+from hybridrec.data.preparation.sessions import DAY, SessionSplit
 from hybridrec.data.raw import RawData
-from hybridrec.data.sequences import SequenceDataModule
-from hybridrec.data.sessions import DAY, SessionSplit, read_diginetica, read_sessions
+from hybridrec.data.readers import read_diginetica, read_sessions
 
 
 def _clicks() -> pd.DataFrame:
@@ -95,7 +96,7 @@ def test_session_datamodule_predicts_every_next_click(tmp_path: Path) -> None:
 
 
 def test_pair_datamodule_refuses_sessions(tmp_path: Path) -> None:
-    from hybridrec.data.datamodule import RecDataModule
+    from hybridrec.data.batching.pairs import RecDataModule
 
     prepare(RawData(name="t", interactions=_clicks()), SessionSplit(min_item_support=1), tmp_path)
     with pytest.raises(ValueError, match="datamodule=sequence"):
@@ -104,7 +105,7 @@ def test_pair_datamodule_refuses_sessions(tmp_path: Path) -> None:
 
 def test_loo_sequences_test_history_includes_the_val_item(tmp_path: Path) -> None:
     from conftest import prepare_tiny
-    from hybridrec.data.protocols import LeaveOneOut
+    from hybridrec.data.preparation.protocols import LeaveOneOut
 
     folder = prepare_tiny(tmp_path / "loo", LeaveOneOut(eval_mode="full"))
     dm = SequenceDataModule(folder, batch_size=4, n_negatives=8)

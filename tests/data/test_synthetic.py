@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from hybridrec.data.raw import RawData
+from hybridrec.data.readers import read_synthetic
 from hybridrec.data.synthetic import (
     EMPTY_DESCRIPTION_SHARE,
     ML_GENRES,
@@ -17,7 +18,6 @@ from hybridrec.data.synthetic import (
     START_TIMESTAMP,
     SyntheticData,
     generate,
-    read_synthetic,
     write,
     write_movielens_1m,
     write_movielens_100k,

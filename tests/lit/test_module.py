@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader
 
 from conftest import prepare_tiny
 from hybridrec.data.batch import RecBatch
-from hybridrec.data.datamodule import RecDataModule
-from hybridrec.data.protocols import LeaveOneOut
+from hybridrec.data.batching.pairs import RecDataModule
+from hybridrec.data.preparation.protocols import LeaveOneOut
 from hybridrec.lit import RecLitModule
 from hybridrec.lit.adapter import scores
 from hybridrec.losses import BCELoss, LossSum

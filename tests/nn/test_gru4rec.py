@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hybridrec.data.batch import RecBatch
-from hybridrec.data.sequences import SessionParallelBatches
+from hybridrec.data.batching.sequences import SessionParallelBatches
 from hybridrec.losses import BPRMaxLoss, CrossEntropyLoss
 from hybridrec.nn import GRU4Rec
 from hybridrec.nn.gru4rec import OneHotGRUCell

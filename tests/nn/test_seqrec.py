@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from hybridrec.data.batch import RecBatch
-from hybridrec.data.prepare import prepare
-from hybridrec.data.protocols import LeaveOneOut
-from hybridrec.data.synthetic import read_synthetic
-from hybridrec.data.text import ITEM_TEXT_FILE
+from hybridrec.data.preparation.prepare import prepare
+from hybridrec.data.preparation.protocols import LeaveOneOut
+from hybridrec.data.preparation.text import ITEM_TEXT_FILE
+from hybridrec.data.readers import read_synthetic
 from hybridrec.lit.adapter import scores, scores_all
 from hybridrec.losses import CrossEntropyLoss
 from hybridrec.nn import ItemIdTower, MoEAdaptor, SeqRec, SumItemTower, TextItemTower

@@ -12,10 +12,10 @@ import torch
 
 from conftest import prepare_with_text, save_tiny_bert
 from hybridrec.data.batch import RecBatch
-from hybridrec.data.prepare import prepare
-from hybridrec.data.protocols import LeaveOneOut
-from hybridrec.data.synthetic import read_synthetic
-from hybridrec.data.text import ITEM_TEXT_FILE, load_item_text
+from hybridrec.data.preparation.prepare import prepare
+from hybridrec.data.preparation.protocols import LeaveOneOut
+from hybridrec.data.preparation.text import ITEM_TEXT_FILE, load_item_text
+from hybridrec.data.readers import read_synthetic
 from hybridrec.lit.adapter import scores
 from hybridrec.losses import BPRLoss
 from hybridrec.nn import TextRec

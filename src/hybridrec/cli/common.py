@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from hybridrec.data.errors import DataError
-from hybridrec.data.prepare import prepare_cached
+from hybridrec.data.preparation.prepare import prepare_cached
 from hybridrec.data.raw import RawData
 from hybridrec.data.spec import DataSpec
 from hybridrec.text.minilm import minilm_path

@@ -1,4 +1,19 @@
-"""The data layer: readers, validation, protocols, negative sampling, the DataModule.
+"""The data layer: source files -> validated ``RawData`` -> a prepared folder -> ``RecBatch``es.
+
+Shared contracts (this folder):
+    errors.py      DataError, naming the file, row and column of bad input
+    raw.py         RawData, what every reader returns
+    spec.py        DataSpec (spec.json), the contract between ``prepare`` and the rest
+    batch.py       RecBatch, the one batch type every model, loss and metric reads
+    sampling.py    negative sampling: training negatives (batching) and the fixed evaluation
+                   negatives (preparation's protocols)
+
+Packages:
+    readers/       one module per source family (MovieLens, NCF, sequences, UniSRec, sessions,
+                   generic tables, synthetic), each returning RawData
+    preparation/   validation, item text, protocols (splits), ``prepare`` -> the prepared folder
+    batching/      prepared folder -> RecBatch iterables and the Lightning DataModules
+    synthetic/     the deterministic synthetic dataset and writers of every benchmark format
 
 ``RecDataModule`` is imported lazily so reading and validating data does not pay for
 importing Lightning.
@@ -16,7 +31,7 @@ __all__ = ["DataError", "DataSpec", "RawData", "RecBatch", "RecDataModule"]
 
 def __getattr__(name: str) -> Any:
     if name == "RecDataModule":
-        from hybridrec.data.datamodule import RecDataModule
+        from hybridrec.data.batching.pairs import RecDataModule
 
         return RecDataModule
     raise AttributeError(f"module 'hybridrec.data' has no attribute {name!r}")

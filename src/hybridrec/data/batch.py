@@ -36,7 +36,7 @@ class RecBatch:
     exclude: Tensor | None = None  # (2, E) long, (row, item) pairs masked in full ranking
     cold: Tensor | None = None  # (B,) bool, the row's targets are cold items (cold_items)
     restrict_to: Tensor | None = None  # (N + 1,) bool, the only items a cold row ranks among
-    # -- session-parallel training (see hybridrec.data.sequences) -------------------------
+    # -- session-parallel training (see hybridrec.data.batching.sequences) ----------------
     negatives: Tensor | None = None  # (S,) long, negatives shared by every row (shared layout)
     column_logq: Tensor | None = None  # (B + S,) float, log sampling weight of each score column
     session_inputs: Tensor | None = None  # (B,) long, the item each session row has just seen

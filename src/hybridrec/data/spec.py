@@ -33,7 +33,7 @@ class DataSpec:
     eval_mode: str  # "sampled" (1 positive + negatives) or "full" (rank every item)
     n_eval_negatives: int = 0  # negatives per sampled-evaluation row
     has_timestamps: bool = False
-    layout: str = "pairs"  # "pairs" (user, item) or "sessions" (ordered clicks, see sessions.py)
+    layout: str = "pairs"  # "pairs" (user, item) or "sessions" (preparation/sessions.py)
     mask_known: bool = True  # full ranking masks the user's known items (False: rank them too)
     candidates: str = "all"  # cold_items: rank cold targets among "all" items or "cold" ones
     item_text_fields: list[str] = field(default_factory=list)

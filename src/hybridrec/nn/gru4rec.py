@@ -1,8 +1,8 @@
 """GRU4Rec (Hidasi et al., ICLR 2016; Hidasi & Karatzoglou, CIKM 2018), as the official code.
 
 What makes it GRU4Rec rather than "a GRU over item ids" (Hidasi & Czapp, RecSys 2023):
-  - session-parallel training (:mod:`hybridrec.data.sequences`): one GRU step per batch, the
-    hidden state carried between batches and reset where a new session takes a row over;
+  - session-parallel training (:mod:`hybridrec.data.batching.sequences`): one GRU step per
+    batch, the hidden state carried between batches and reset where a new session takes a row over;
     back-propagation through one step (the carried state is detached), as in the official code;
   - the output layer scores only the batch's own next items plus shared negatives sampled from
     popularity^alpha (scores (B, B + S)), trained with cross-entropy + logQ correction or

@@ -8,10 +8,10 @@ from its text alone, exactly like a warm one.
 
 :class:`TextItemTower` is the item half, shared with the sequence model
 (:class:`hybridrec.nn.SeqRec`). The catalogue's texts (``item_text.parquet`` of the prepared
-folder, see :func:`hybridrec.data.text.load_item_text`) are tokenised once at construction into
-the buffers ``item_ids`` / ``item_mask``. TextRec's training encodes only the distinct items of
-a batch; evaluation encodes the whole catalogue once (in chunks) and reuses it until the model
-trains again.
+folder, see :func:`hybridrec.data.preparation.text.load_item_text`) are tokenised once at
+construction into the buffers ``item_ids`` / ``item_mask``. TextRec's training encodes only
+the distinct items of a batch; evaluation encodes the whole catalogue once (in chunks) and
+reuses it until the model trains again.
 
 Shapes: B = batch rows, C = candidates per row, M = distinct items, N = n_items + 1 (item 0 is
 padding), L = tokens per item, D = ``dim``, H = a pretrained encoder's hidden size.
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hybridrec.data.text import ITEM_TEXT_FILE, load_item_text
+from hybridrec.data.preparation.text import ITEM_TEXT_FILE, load_item_text
 from hybridrec.nn.adaptor import MoEAdaptor
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.scoring import DotScorer

@@ -14,7 +14,7 @@ What is checked:
   parameter's annotation as far as a config value can (int, float, bool, str, null, Union,
   Literal, lists, dicts; tensors, callables and other classes are not type-checked); required
   parameters are present (not for ``_partial_`` nodes). ``data.text`` is checked the same way
-  against :class:`hybridrec.data.text.TextConfig` (see ``NODE_SCHEMAS``).
+  against :class:`hybridrec.data.preparation.text.TextConfig` (see ``NODE_SCHEMAS``).
 * top-level keys against those the shipped configs define (``configs/train.yaml``, its groups,
   and whatever the ``experiment`` / ``debug`` options add), with the types in
   ``TOP_LEVEL_TYPES``; the keys of nodes without a ``_target_`` (``data``, ``paths``,

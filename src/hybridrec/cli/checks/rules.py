@@ -21,9 +21,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hybridrec.cli.checks.annotations import TargetNode
 from hybridrec.cli.checks.targets import _same_target
-from hybridrec.data.protocols import EVAL_MODES
-from hybridrec.data.sequences import ORDERS, TRAININGS
-from hybridrec.data.text import MISSING_MODES
+from hybridrec.data.batching.sequences import ORDERS, TRAININGS
+from hybridrec.data.preparation.protocols import EVAL_MODES
+from hybridrec.data.preparation.text import MISSING_MODES
 from hybridrec.metrics import TIE_MODES, RankingMetrics
 from hybridrec.nn.gru4rec import EMBEDDINGS
 from hybridrec.nn.hybrid import FUSIONS, HEADS, HISTORY_ENCODERS, INITS, USER_COMBINES
@@ -132,7 +132,8 @@ def _check_monitor(value: Any, cfg: DictConfig) -> str | None:
         return f"{expected} (add {match['k']} to ks, or monitor a k in ks)"
     protocol = OmegaConf.select(cfg, "protocol._target_", default=None)
     if match["slice"] and not (
-        isinstance(protocol, str) and _same_target(protocol, "hybridrec.data.protocols.ColdItems")
+        isinstance(protocol, str)
+        and _same_target(protocol, "hybridrec.data.preparation.protocols.ColdItems")
     ):
         return f"{expected}; val/{match['slice']}/... only with protocol=cold_items"
     return None
@@ -145,7 +146,7 @@ def _check_history(value: Any, cfg: DictConfig) -> str | None:
         return expected
     datamodule = OmegaConf.select(cfg, "datamodule._target_", default=None)
     sequences = isinstance(datamodule, str) and _same_target(
-        datamodule, "hybridrec.data.sequences.SequenceDataModule"
+        datamodule, "hybridrec.data.batching.sequence_datamodule.SequenceDataModule"
     )
     if value is not None and isinstance(datamodule, str) and not sequences:
         return (

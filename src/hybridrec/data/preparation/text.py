@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from hybridrec.data.errors import DataError
-from hybridrec.data.validate import check_columns, show
+from hybridrec.data.preparation.validate import check_columns, show
 
 __all__ = [
     "ITEM_TEXT_FILE",

@@ -7,16 +7,16 @@ Folder layout (all item indices 1..n_items, 0 = padding; users 0..n_users-1):
     users.parquet        index, raw_id
     items.parquet        index, raw_id [, text fields]
     item_text.parquet    index, text (0..n_items, 0 = padding ""), when an item text config
-                         (``data.text``) is given: see hybridrec.data.text
+                         (``data.text``) is given: see hybridrec.data.preparation.text
     spec.json            DataSpec (sizes, counts, fingerprint of the files above)
+
+The folder is written atomically (:func:`hybridrec.data.preparation.staging.staged_folder`);
+session protocols are prepared by :mod:`hybridrec.data.preparation.sessions`.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,10 +26,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hybridrec.data.errors import DataError
-from hybridrec.data.protocols import Split
+from hybridrec.data.preparation.protocols import Split
+from hybridrec.data.preparation.sessions import prepare_sessions
+from hybridrec.data.preparation.staging import staged_folder
+from hybridrec.data.preparation.text import (
+    ITEM_TEXT_FILE,
+    TextConfig,
+    assemble_item_text,
+    text_sha256,
+)
 from hybridrec.data.raw import RawData
 from hybridrec.data.spec import SPEC_VERSION, DataSpec, fingerprint_files
-from hybridrec.data.text import ITEM_TEXT_FILE, TextConfig, assemble_item_text, text_sha256
 
 FILE_ROLES = (
     "train",
@@ -98,31 +105,8 @@ def _write_negatives(path: Path, frame: pd.DataFrame, negatives: np.ndarray) -> 
     pq.write_table(table, path)
 
 
-@contextmanager
-def staged_folder(folder: Path) -> Iterator[Path]:
-    """Write into a temporary sibling of ``folder``; on success it replaces ``folder``, on any
-    error it is removed: a prepared folder is never half-written."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
-    try:
-        yield tmp
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 #: per-row flags a protocol may add to val/test (``cold``: the target is a cold item)
 HELD_OUT_FLAGS = ("cold",)
-
-
-def read_negatives(path: Path) -> np.ndarray:
-    """(n_rows, K) int64 negatives from a ``*_negatives.parquet`` file."""
-    column = pq.read_table(path, columns=["negatives"]).column("negatives").combine_chunks()
-    k = column.type.list_size
-    return column.flatten().to_numpy().reshape(-1, k).astype(np.int64)
 
 
 def prepare(
@@ -138,16 +122,15 @@ def prepare(
     """Map ids, split with ``protocol``, write the prepared folder atomically, return its spec.
 
     ``item_text``: the item text config (``fields``, ``sep``, ``missing``; see
-    :class:`hybridrec.data.text.TextConfig`); None takes ``source_config["data"]["text"]``
-    (the data config's ``text`` section, which the CLI passes and hashes into the folder name).
+    :class:`hybridrec.data.preparation.text.TextConfig`); None takes
+    ``source_config["data"]["text"]`` (the data config's ``text`` section, which the CLI passes
+    and hashes into the folder name).
     With one, and an item table in ``raw``, ``item_text.parquet`` is written.
 
     Session protocols (``protocol.layout == "sessions"``) go to
-    :func:`hybridrec.data.sessions.prepare_sessions`, which keeps order and repeats.
+    :func:`hybridrec.data.preparation.sessions.prepare_sessions`, which keeps order and repeats.
     """
     if getattr(protocol, "layout", "pairs") == "sessions":
-        from hybridrec.data.sessions import prepare_sessions
-
         return prepare_sessions(raw, protocol, folder, source_config=source_config)  # type: ignore[arg-type]
     folder = Path(folder)
     where = str(raw.files[0]) if raw.files else raw.name

@@ -1,28 +1,18 @@
-"""Readers for item side tables (the text the content tower reads) and sources that ship them.
-
-    read_unisrec          UniSRec / RecBole atomic files: sequences + item text (Amazon 2018)
-    read_items_table      any CSV/TSV/Parquet item table, by column mapping
-    read_movielens_items  MovieLens 1M's movies.dat as an item table (title, year, genres)
-    join_items            attach an item table to any interactions source
-
-``join_items`` is what a config nests to add text to a source that has none, e.g. the ML-1M
-pieces (``configs/data/ml1m_pieces_text.yaml``). Items of the table without interactions are
-kept (a cold-items protocol ranks them); interacted items without a row get empty text, which
-``prepare`` counts (``spec.n_items_without_text``).
+"""UniSRec / RecBole atomic files: user sequences plus item text (the Amazon 2018 sets as UniSRec
+ships them, e.g. Scientific). The sequences are rebuilt from the train/valid/test ``.inter``
+files and checked against each other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from hybridrec.data.errors import DataError
-from hybridrec.data.raw import RawData
-from hybridrec.data.readers import _read_mapped, read_movies_dat
-from hybridrec.data.validate import (
+from hybridrec.data.preparation.validate import (
     RowOrigin,
     check_columns,
     check_interactions,
@@ -30,98 +20,9 @@ from hybridrec.data.validate import (
     read_delimited,
     show,
 )
+from hybridrec.data.raw import RawData
 
-__all__ = ["join_items", "read_items_table", "read_movielens_items", "read_unisrec"]
-
-
-# ----------------------------------------------------------------------------- item tables
-
-
-def read_items_table(
-    path: str | Path,
-    item_column: str = "item",
-    text_columns: Sequence[str] | Mapping[str, str] | None = None,
-    sep: str | None = None,
-) -> pd.DataFrame:
-    """An item table: CSV/TSV with a header line, or Parquet (``.parquet``/``.pq``).
-
-    ``item_column`` is the file's id column (renamed ``item``). ``text_columns``: the columns to
-    keep, as a list of the file's names or a mapping our name -> the file's
-    (``{title: product_name}``); None keeps every column. ``sep`` None sniffs the header line
-    like :func:`hybridrec.data.readers.read_table`. Ids must be unique and non-empty.
-    """
-    mapping = {"item": item_column}
-    if isinstance(text_columns, Mapping):
-        mapping.update({str(k): str(v) for k, v in text_columns.items()})
-    elif text_columns is not None:
-        if isinstance(text_columns, str):
-            raise ValueError(f"text_columns={text_columns!r}: expected a list of column names")
-        mapping.update({str(c): str(c) for c in text_columns})
-    frame, p, header_rows = _read_mapped(
-        path,
-        sep,
-        mapping,
-        (),
-        None if text_columns is None else (),
-        f"item table (id column {item_column!r} plus text columns)",
-    )
-    return check_items(frame, p, header_rows=header_rows)
-
-
-def read_movielens_items(path: str | Path, item_id_offset: int = 0) -> pd.DataFrame:
-    """MovieLens 1M ``movies.dat`` as an item table, ids ``MovieID - item_id_offset``.
-
-    The ML-1M pieces number items MovieID - 1, so they join with ``item_id_offset=1``.
-    """
-    items = read_movies_dat(path)
-    items["item"] = items["item"] - int(item_id_offset)
-    return items
-
-
-def join_items(
-    interactions: RawData,
-    items: pd.DataFrame,
-    name: str | None = None,
-    duplicates: str | None = None,
-) -> RawData:
-    """``interactions`` (a RawData from any reader) with ``items`` as its item table.
-
-    Both sides' ids must be of the same kind (numbers or strings): an int id never matches a
-    string one, so a mismatch would silently leave every item without text.
-    ``duplicates`` is not used here: the config passes it on to the interactions reader
-    (``interactions: {duplicates: ${..duplicates}}``) so that ``data.source.duplicates`` is the
-    same override for every data config.
-    """
-    del duplicates  # applied by the interactions reader
-    if not isinstance(interactions, RawData):
-        raise TypeError(f"join_items: interactions must be RawData, got {type(interactions)}")
-    check_columns(items, ["item"], items.attrs.get("path", "item table"))
-    numeric = pd.api.types.is_numeric_dtype
-    inter_ids, item_ids = interactions.interactions["item"], items["item"]
-    if numeric(inter_ids) != numeric(item_ids):
-        kinds = ["numbers" if numeric(s) else "strings" for s in (inter_ids, item_ids)]
-        raise DataError(
-            f"item ids are {kinds[0]} in the interactions but {kinds[1]} in the item table "
-            f"(e.g. {show(inter_ids.iloc[0])} vs {show(item_ids.iloc[0])}); they cannot join",
-            path=items.attrs.get("path", "item table"),
-            column="item",
-        )
-    files = list(interactions.files)
-    if "path" in items.attrs:
-        files.append(Path(items.attrs["path"]))
-    return RawData(
-        name=name if name is not None else interactions.name,
-        interactions=interactions.interactions,
-        items=items,
-        test=interactions.test,
-        test_negatives=interactions.test_negatives,
-        ratings=interactions.ratings,
-        files=files,
-        ordered_by_file=interactions.ordered_by_file,
-    )
-
-
-# ----------------------------------------------------------------------------- UniSRec
+__all__ = ["read_unisrec"]
 
 _INTER_COLUMNS = ("user_id:token", "item_id_list:token_seq", "item_id:token")
 _TEXT_COLUMNS = ("item_id:token", "text:token_seq")

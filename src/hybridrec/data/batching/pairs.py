@@ -1,4 +1,5 @@
-"""RecDataModule: a prepared dataset held as tensors, batches made by index arithmetic.
+"""(user, item) pair batches: RecDataModule, a prepared dataset held as tensors, batches made by
+index arithmetic (TrainBatches, EvalBatches over a CSR of known items).
 
 No per-sample ``__getitem__``: an epoch is one ``randperm`` over the training pairs, each batch a
 slice of it plus one vectorised call to the negative sampler. The tensors can live on the
@@ -18,7 +19,7 @@ import torch
 from torch import Tensor
 
 from hybridrec.data.batch import RecBatch
-from hybridrec.data.prepare import read_negatives
+from hybridrec.data.preparation.staging import read_negatives
 from hybridrec.data.sampling import NegativeSampler, pair_keys
 from hybridrec.data.spec import DataSpec
 
@@ -189,7 +190,7 @@ class RecBatchDataModule(L.LightningDataModule):
 
 
 class RecDataModule(RecBatchDataModule):
-    """Loads a prepared folder (see :mod:`hybridrec.data.prepare`) into tensors.
+    """Loads a prepared folder (see :mod:`hybridrec.data.preparation.prepare`) into tensors.
 
     Args:
         data_dir: the prepared folder holding spec.json.
