@@ -26,6 +26,11 @@ PARTNERS = {
         f"ablation={name}": ("model=hybrid", "datamodule=next_item", "loss=xe")
         for name in group_options("ablation")
     },
+    # the human-rating term: data with judgments and a model with the tower contract
+    **{
+        f"judgment={name}": ("data=synthetic_marketing", "model=mf")
+        for name in group_options("judgment")
+    },
     # its `required` keys: the GMF and MLP checkpoints it starts from
     "experiment=ncf_neumf_pretrain_ml1m": (
         "model.pretrained_gmf=gmf.ckpt",

@@ -95,6 +95,15 @@ CHOSEN: dict[str, dict[str, dict[str, Any]]] = {
             "data.name": "synthetic",
             "data.source._target_": "hybridrec.data.readers.synthetic.read_synthetic",
             "data.source.n_users": 500,
+            "data.judgments": None,
+        },
+        "synthetic_marketing": {
+            "data.name": "synthetic_marketing",
+            "data.source._target_": "hybridrec.data.readers.synthetic.read_synthetic",
+            "data.source.n_raters": 5,
+            "data.source.n_new_items": 60,
+            "data.judgments.kind": "score",
+            "data.judgments.held_out_raters": 1,
         },
         "video": {
             "data.name": "video",
@@ -202,6 +211,23 @@ CHOSEN: dict[str, dict[str, dict[str, Any]]] = {
             "optimizer._target_": "torch.optim.SGD",
             "optimizer._partial_": True,
             "optimizer.lr": 0.001,
+        },
+    },
+    "judgment": {
+        "bt": {
+            "judgment._target_": "hybridrec.losses.JudgmentLoss",
+            "judgment.pairwise": 1.0,
+            "judgment.pointwise": 0.0,
+            "judgment.reliability": "weights",
+        },
+        "pointwise": {
+            "judgment._target_": "hybridrec.losses.JudgmentLoss",
+            "judgment.pairwise": 0.0,
+            "judgment.pointwise": 1.0,
+        },
+        "crowd_bt": {
+            "judgment._target_": "hybridrec.losses.JudgmentLoss",
+            "judgment.reliability": "crowd_bt",
         },
     },
     "datamodule": {
@@ -316,6 +342,9 @@ EXPERIMENTS: dict[str, tuple[str, str, str, str, str, str, float, int, int, list
         ("rsc15_100k", "session", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.005, 256, 10, [20]),
     "hybrid_synthetic":
         ("synthetic", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.003, 256, 60, [10]),
+    "judgment_synthetic":
+        ("synthetic_marketing", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.003, 256, 80,
+         [10]),
     "session_gru4rec_diginetica":
         ("diginetica", "session", GRU, SEQ, BPRMAX, AGM, 0.05, 80, 10, [20]),
     # count-based baselines: loss and optimizer are the unused defaults (bce, adam lr 0.005),
@@ -334,6 +363,7 @@ EXPERIMENT_TEXT = {
     "seqtext_scientific": "bag",
     "hybrid_scientific": "bag",
     "hybrid_synthetic": "bag",
+    "judgment_synthetic": "bag",
     "hybrid_beauty": None,
     "hybrid_ml100k": "bag",
     "hybrid_rsc15": None,

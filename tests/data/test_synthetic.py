@@ -14,6 +14,7 @@ from hybridrec.data.readers import read_synthetic
 from hybridrec.data.synthetic import (
     EMPTY_DESCRIPTION_SHARE,
     ML_GENRES,
+    QUALITY_WORDS,
     RATER_SCALES,
     START_TIMESTAMP,
     SyntheticData,
@@ -164,14 +165,43 @@ def test_marketer_ratings(data: SyntheticData) -> None:
     assert min(corr[:3]) > 0.7
     assert corr[3] < min(corr[:3]) - 0.2
     assert data.rater_noise[3] > data.rater_noise[0]
-    # Quality relates partly, not fully, to the latent factors (a linear fit explains some).
-    X = np.c_[data.item_factors, np.ones(300)]
-    fit = X @ np.linalg.lstsq(X, data.item_quality, rcond=None)[0]
-    r2 = np.corrcoef(fit, data.item_quality)[0, 1] ** 2
-    assert 0.15 < r2 < 0.8
+
+    # The hidden rule is what the text shows: brand and title words explain most of it, the
+    # latent factors (what interactions show) only a little.
+    def r2(features: np.ndarray) -> float:
+        X = np.c_[features, np.ones(300)]
+        fit = X @ np.linalg.lstsq(X, data.item_quality, rcond=None)[0]
+        return float(np.corrcoef(fit, data.item_quality)[0, 1] ** 2)
+
+    brands = pd.get_dummies(data.items["brand"]).to_numpy(float)
+    words = np.array(
+        [[w in t.lower().split() for w in QUALITY_WORDS] for t in data.items["title"]], float
+    )
+    assert r2(np.c_[brands, words]) > 0.85
+    assert r2(data.item_factors) < 0.3
     # Some rated items are rarely interacted with.
     counts = np.bincount(data.interactions["item"], minlength=300)
     assert counts[ratings["item"]].min() < 10
+
+
+def test_new_products_and_sets() -> None:
+    """n_new_items catalogue-only items: in the item table and judged, never interacted with;
+    set_size groups each rater's judgments of one context into sets."""
+    data = generate(n_users=60, n_items=40, n_new_items=8, set_size=5, ratings_per_rater=30)
+    assert data.new_items is not None and len(data.new_items) == 8
+    assert data.new_items["item"].tolist() == list(range(40, 48))
+    assert not data.interactions["item"].isin(data.new_items["item"]).any()
+    raw = data.to_raw()
+    assert raw.items is not None and len(raw.items) == 48
+    assert raw.ratings is not None and raw.ratings["item"].isin(data.new_items["item"]).any()
+    assert data.item_quality.shape == (48,)
+    sizes = data.ratings.groupby(["rater", "context", "set"]).size()
+    assert sizes.max() == 5
+    assert data.ratings.groupby("set")["context"].nunique().max() == 1  # one context per set
+    # the interactions and the old items' text are those of the catalogue without new items
+    plain = generate(n_users=60, n_items=40)
+    pd.testing.assert_frame_equal(data.interactions, plain.interactions)
+    pd.testing.assert_frame_equal(data.items, plain.items)
 
 
 def test_to_raw_and_read_synthetic(data: SyntheticData) -> None:

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from hybridrec.data.errors import DataError
 from hybridrec.data.preparation.prepare import prepare_cached
 from hybridrec.data.raw import RawData
+from hybridrec.data.readers.judgments import read_judgments
 from hybridrec.data.spec import DataSpec
 from hybridrec.text.minilm import minilm_path
 
@@ -58,6 +59,15 @@ def read_source(cfg: DictConfig) -> RawData:
         raise
     if not isinstance(raw, RawData):
         raise TypeError(f"data.source._target_ must return RawData, got {type(raw).__name__}")
+    judgments = cfg.data.get("judgments")
+    if judgments is not None and judgments.get("path"):
+        # a judgments file replaces whatever judgments the source came with
+        columns = judgments.get("columns")
+        raw.ratings = read_judgments(
+            str(judgments.path),
+            columns=None if columns is None else dict(columns),
+            sep=judgments.get("sep"),
+        )
     return raw
 
 

@@ -53,6 +53,7 @@ from hybridrec.tracking import (
     start_run,
     sweep_id,
 )
+from hybridrec.tracking.mlflow_run import mlflow_key
 from hybridrec.tracking.plots import log_gate_by_popularity
 
 log = logging.getLogger("hybridrec.train")
@@ -202,6 +203,7 @@ def _fit_and_test(
         log_missing_metrics(logger, results)
         log_run_end(logger, best_path or None, best_score, cfg.monitor)
         _log_explanations(logger, module.model)
+        _log_rater_reliability(logger, module, spec)
     return TrainResult(
         metrics=results,
         run_id=run_id,
@@ -233,6 +235,17 @@ def _log_explanations(logger: MLflowLogger, model: Any) -> None:
         gates[1:].cpu().numpy(),  # item 0 is padding
         model.items.counts[1:].cpu().numpy(),
     )
+
+
+def _log_rater_reliability(logger: MLflowLogger, module: RecLitModule, spec: DataSpec) -> None:
+    """Crowd-BT: each rater's learned reliability eta at the end of training."""
+    eta = module.judgment.rater_reliability() if module.judgment is not None else None
+    if eta is None or logger.run_id is None:
+        return
+    for rater, value in zip(spec.judgments.get("raters", []), eta.tolist(), strict=False):
+        logger.experiment.log_metric(
+            logger.run_id, f"judgment/eta/{mlflow_key(str(rater))}", float(value)
+        )
 
 
 def _check_refit(cfg: DictConfig, spec: DataSpec) -> None:
@@ -310,6 +323,9 @@ def _task(cfg: DictConfig, model: Any) -> RecLitModule:
         ks=cfg.ks,
         ties=cfg.ties,
         embedding_l2=float(cfg.get("embedding_l2", 0.0)),
+        judgment=instantiate(cfg.judgment) if cfg.get("judgment") else None,
+        blend=float(cfg.get("judgment_blend", 0.0)),
+        blend_metric=f"ndcg@{cfg.ks[0]}",
     )
     module.run_config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     return module

@@ -42,6 +42,7 @@ class DataSpec:
     fingerprint: str = ""  # sha256 over the prepared files, in a fixed order
     files: dict[str, str] = field(default_factory=dict)  # role -> file name in the folder
     counts: dict[str, int] = field(default_factory=dict)  # dropped rows etc., for the record
+    judgments: dict[str, Any] = field(default_factory=dict)  # raters, segments, weights, ...
     source: dict[str, Any] = field(default_factory=dict)  # the data config that made it
     version: int = SPEC_VERSION
     padding_idx: int = 0
@@ -75,6 +76,8 @@ class DataSpec:
             "eval_mode": self.eval_mode,
             "layout": self.layout,
             "fingerprint": self.fingerprint,
+            "n_raters": len(self.judgments.get("raters", [])),
+            "n_segments": len(self.judgments.get("segments", [])),
         }
 
 

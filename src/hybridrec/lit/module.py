@@ -16,7 +16,10 @@ from torch import Tensor, nn
 from hybridrec.data.batch import RecBatch
 from hybridrec.lit import adapter
 from hybridrec.lit.checkpoint import PAYLOAD, id_maps, model_payload
-from hybridrec.metrics import positive_ranks, ranking_metrics
+from hybridrec.losses.human import JudgmentLoss
+from hybridrec.metrics import agreement, positive_ranks, ranking_metrics
+from hybridrec.nn.contexts import USER, JudgmentContexts, context_vectors
+from hybridrec.nn.factorized import FactorizedModel
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -33,6 +36,10 @@ class RecLitModule(L.LightningModule):
     ties: tie rule for ranks (see :mod:`hybridrec.metrics.ranking`).
     embedding_l2: weight of the model's ``embedding_penalty(users, items)`` (L2 on the ID rows
         each batch uses, as in Rendle et al. 2020); 0 disables it.
+    judgment: the human-rating term (:class:`JudgmentLoss`), or None. Held-out judgments are
+        measured whenever the data has them (``…/marketer_agreement``), with or without it.
+    blend: beta of ``val/blend = (1 - beta) val/<blend_metric> + beta val/marketer_agreement``
+        (0: not logged), a monitor that weighs both.
     """
 
     def __init__(
@@ -44,6 +51,9 @@ class RecLitModule(L.LightningModule):
         ks: Sequence[int] = (10,),
         ties: str = "pessimistic",
         embedding_l2: float = 0.0,
+        judgment: JudgmentLoss | None = None,
+        blend: float = 0.0,
+        blend_metric: str = "ndcg@10",
     ) -> None:
         super().__init__()
         self.model, self.loss = model, loss
@@ -56,6 +66,23 @@ class RecLitModule(L.LightningModule):
                 f"embedding_l2 > 0 but {type(model).__name__} has no embedding_penalty"
             )
         self.embedding_l2 = float(embedding_l2)
+        if judgment is not None and not isinstance(model, FactorizedModel):
+            raise ValueError(
+                f"judgment: the human-rating term scores judged items through the model's user "
+                f"and item vectors, which {type(model).__name__} does not have; use a model with "
+                "the tower contract (model=mf, textrec, seqtext or hybrid) or judgment=null"
+            )
+        if not 0 <= blend <= 1:
+            raise ValueError(f"judgment_blend={blend}: expected in [0, 1]")
+        self.judgment = judgment
+        # the term's learned context offsets (segments, "everyone"); None: zero offsets
+        self.contexts = (
+            None
+            if judgment is None
+            else JudgmentContexts(_vector_size(model), judgment.n_segments, judgment.everyone)
+        )
+        self.blend, self.blend_metric = float(blend), blend_metric
+        self._blend_sums: list[Tensor] = []
         self.run_config: dict[str, Any] | None = None  # stored in checkpoints by train
         self._id_maps: dict[str, list[Any]] | None = None  # raw ids, read once for checkpoints
 
@@ -63,7 +90,7 @@ class RecLitModule(L.LightningModule):
         return adapter.scores(self.model, batch)
 
     # -- one step for train / val / test --------------------------------------------------
-    def _step(self, batch: RecBatch, stage: str) -> Tensor | None:
+    def _step(self, batch: RecBatch, stage: str, judgments: Any = None) -> Tensor | None:
         size = len(batch)
         if stage == "train":
             out = self.loss(adapter.scores(self.model, batch), batch)
@@ -76,6 +103,11 @@ class RecLitModule(L.LightningModule):
                 # model-side terms, already weighted (the hybrid's text prior on its IDs)
                 out[name] = term.detach()
                 out["loss"] = out["loss"] + term
+            if self.judgment is not None and judgments is not None:
+                if self.judgment.lambda_at(self.global_step) > 0:  # lambda 0: exactly the base
+                    human = self._judgment_term(judgments)
+                    out["loss"] = out["loss"] + human.pop("loss")
+                    out.update({f"judgment/{k}": v for k, v in human.items()})
             for name, value in out.items():
                 # every log_every_n_steps steps, and the epoch's mean (batch-size weighted)
                 self.log(f"train/{name}", value, batch_size=size, prog_bar=name == "loss")
@@ -123,10 +155,16 @@ class RecLitModule(L.LightningModule):
                         sync_dist=True,
                         prog_bar=stage == "val" and not prefix and name == f"ndcg@{self.ks[0]}",
                     )
+                if stage == "val" and self.blend > 0 and name == self.blend_metric:
+                    self._blend_sums.append(torch.stack([values.sum(), values.new_tensor(size)]))
         return None
 
-    def training_step(self, batch: RecBatch, batch_idx: int) -> Tensor:
-        loss = self._step(batch, "train")
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        judgments = None
+        if isinstance(batch, dict):  # CombinedLoader: interactions + judgments
+            judgments = batch.get("judgments")
+            batch = batch["interactions"]
+        loss = self._step(batch, "train", judgments)
         assert loss is not None
         return loss
 
@@ -135,6 +173,101 @@ class RecLitModule(L.LightningModule):
 
     def test_step(self, batch: RecBatch, batch_idx: int) -> None:
         self._step(batch, "test")
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if stage == "fit" and datamodule is not None and self.judgment is not None:
+            # the second training loader, only when the term can act (lambda > 0)
+            datamodule.train_judgments = self.judgment.weight > 0
+
+    # -- marketers' judgments -----------------------------------------------------------------
+    def _judgment_data(self) -> Any:
+        trainer = getattr(self, "_trainer", None)
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        return getattr(datamodule, "judgments", None)
+
+    def _histories(self) -> tuple[Tensor, Tensor] | None:
+        """Every user's latest training items for a history model (from the datamodule)."""
+        if getattr(self.model, "history", None) is None:
+            return None
+        trainer = getattr(self, "_trainer", None)
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        if datamodule is None or not hasattr(datamodule, "user_histories"):
+            raise ValueError(
+                "judgments with a history model need the users' histories: use a sequence "
+                "datamodule (datamodule=next_item)"
+            )
+        table, lengths = datamodule.user_histories()
+        return table.to(self.device), lengths.to(self.device)
+
+    def _judgment_scores(
+        self, kind: Tensor, context: Tensor, items: Tensor, population: Tensor
+    ) -> Tensor:
+        """kind, context (P,), items (P, C) -> (P, C): the model's scores of the items for
+        each judgment's audience (see hybridrec.nn.contexts)."""
+        model = self.model
+        assert isinstance(model, FactorizedModel)
+        histories = self._histories()
+        if self.contexts is not None:
+            vectors = self.contexts(model, kind, context, population, histories)
+        else:
+            vectors = context_vectors(model, kind, context, population, histories)
+        users = torch.where(kind == USER, context, torch.zeros_like(context))
+        return model.scorer.score(vectors, model.item_vectors(items), users, items)
+
+    def _judgment_term(self, batch: Any) -> dict[str, Tensor]:
+        """The lambda-weighted human-rating term on one JudgmentBatch (pairs + rows)."""
+        assert self.judgment is not None
+        n_pairs = batch.pair_items.shape[0]
+        kind = torch.cat([batch.pair_kind, batch.row_kind])
+        context = torch.cat([batch.pair_context, batch.row_context])
+        # pairs (P, 2) and single rows (Q, 1 -> padded to 2) scored in one call
+        rows = torch.stack([batch.row_items, batch.row_items], 1)
+        scores = self._judgment_scores(
+            kind, context, torch.cat([batch.pair_items, rows]), batch.population
+        )
+        return dict(
+            self.judgment(
+                pair_scores=scores[:n_pairs],
+                pair_weight=batch.pair_weight,
+                pair_rater=batch.pair_rater,
+                row_scores=scores[n_pairs:, 0],
+                row_targets=batch.row_targets,
+                row_weight=batch.row_weight,
+                step=self.global_step,
+            )
+        )
+
+    def _log_agreement(self, stage: str) -> None:
+        """Agreement with the held-out judgments of ``stage`` (see hybridrec.metrics.agreement)."""
+        data = self._judgment_data()
+        if data is None or not isinstance(self.model, FactorizedModel):
+            return
+        population = data.population.to(self.device)
+        with torch.no_grad():
+            for prefix, held_out in data.eval_sets(stage).items():
+                held_out = held_out.to(self.device)
+                scores = self._judgment_scores(
+                    held_out.kind, held_out.context, held_out.items.unsqueeze(1), population
+                ).squeeze(1)
+                result = agreement(scores, held_out.targets, held_out.groups, held_out.pairs)
+                values = {"marketer_agreement": result.agreement, "kendall_tau": result.kendall_tau}
+                for name, value in values.items():
+                    self.log(f"{stage}/{prefix}{name}", float(value), sync_dist=False)
+                if stage == "val" and not prefix and self.blend > 0 and self._blend_sums:
+                    sums = self.trainer.strategy.reduce(
+                        torch.stack(self._blend_sums).sum(0), reduce_op="sum"
+                    )
+                    base = float(sums[0] / sums[1].clamp(min=1))
+                    blended = (1 - self.blend) * base + self.blend * result.agreement
+                    self.log("val/blend", blended, prog_bar=True)
+        self._blend_sums = []
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_agreement("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_agreement("test")
 
     # -- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -151,3 +284,10 @@ class RecLitModule(L.LightningModule):
                 data_dir = (self.run_config.get("datamodule") or {}).get("data_dir")
                 self._id_maps = id_maps(data_dir) if data_dir else {}
             checkpoint[PAYLOAD] = model_payload(self.model, self.run_config, self._id_maps or None)
+
+
+def _vector_size(model: nn.Module) -> int:
+    """D of a factorised model's vectors (one item encoded; the random state is left as is)."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        vector = model.item_vectors(torch.ones(1, dtype=torch.long))  # type: ignore[operator]
+    return int(vector.shape[-1])

@@ -101,6 +101,23 @@ def log_run_start(
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         client.log_artifact(run_id, str(config_path))
     client.log_artifact(run_id, str(Path(data_dir) / "spec.json"), artifact_path="data")
+    log_judgments(client, run_id, spec)
+
+
+def log_judgments(client: Any, run_id: str, spec: DataSpec) -> None:
+    """The judgments' raters (reliability weight, consensus agreement) and counts (kept,
+    dropped per reason, per split part) as metrics ``judgments/...`` (docs/judgments.md)."""
+    info = spec.judgments
+    if not info:
+        return
+    for k, rater in enumerate(info.get("raters", [])):
+        name = mlflow_key(str(rater))
+        client.log_metric(run_id, f"judgments/weight/{name}", float(info["weights"][k]))
+        agreement = info.get("consensus_agreement", [None] * (k + 1))[k]
+        if agreement is not None:
+            client.log_metric(run_id, f"judgments/consensus_agreement/{name}", float(agreement))
+    for key, value in info.get("counts", {}).items():
+        client.log_metric(run_id, f"judgments/count/{mlflow_key(key)}", float(value))
 
 
 def log_missing_metrics(logger: MLFlowLogger, metrics: Mapping[str, float]) -> None:

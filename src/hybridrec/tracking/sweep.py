@@ -29,7 +29,8 @@ def sweep_id(sweep_dir: str | Path) -> str:
     return str(Path(sweep_dir).resolve())
 
 
-def _parse(overrides: str) -> dict[str, str]:
+def parse_overrides(overrides: str) -> dict[str, str]:
+    """``"a=1 b=x"`` (the ``overrides`` tag) -> ``{"a": "1", "b": "x"}``."""
     pairs = (item.split("=", 1) for item in overrides.split(" ") if "=" in item)
     return {key: value for key, value in pairs}
 
@@ -37,13 +38,15 @@ def _parse(overrides: str) -> dict[str, str]:
 def summary_lines(client: MlflowClient, sweep: str, monitor: str) -> list[str]:
     """One line per run of ``sweep``, in job order."""
     experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(
+    found = client.search_runs(
         experiments, filter_string=f"tags.{SWEEP_TAG} = '{sweep}'", max_results=10_000
     )
+    runs = list(found)
     if not runs:
         return [f"no MLflow run is tagged with sweep {sweep}"]
     runs.sort(key=lambda run: int(run.data.tags.get(JOB_TAG, "0")))
-    overrides = [_parse(run.data.tags.get(OVERRIDES_TAG, "")) for run in runs]
+    runs = [run for run in runs if run.data.tags.get(JOB_TAG, "0").isdigit()]  # not summaries
+    overrides = [parse_overrides(run.data.tags.get(OVERRIDES_TAG, "")) for run in runs]
     keys = sorted({key for job in overrides for key in job})
     differing = [k for k in keys if len({job.get(k) for job in overrides}) > 1]
     metric = mlflow_key(f"best/{monitor}")
@@ -66,7 +69,17 @@ class SweepSummary(Callback):
         uri = str(config.logger.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""))
         try:
             client = MlflowClient(tracking_uri=uri)
-            lines = summary_lines(client, sweep_id(config.hydra.sweep.dir), str(config.monitor))
+            sweep = sweep_id(config.hydra.sweep.dir)
+            lines = summary_lines(client, sweep, str(config.monitor))
+            # with marketers' judgments measured: the accuracy-vs-agreement front too
+            from hybridrec.tracking.front import write_front
+
+            accuracy = mlflow_key(f"test/ndcg@{config.ks[0]}")
+            files, run_id = write_front(client, sweep, Path(sweep) / "front", accuracy)
+            if files:
+                lines.append(f"accuracy-vs-agreement front: {files[0]}, {files[2]}")
+                lines.append(f"  logged to MLflow run {run_id}")
+                lines.append(files[0].read_text())
         except Exception as exc:  # a summary must never turn a finished sweep into an error
             lines = [f"sweep summary unavailable: {exc}"]
         print("\n".join(lines), flush=True)

@@ -22,8 +22,17 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from hybridrec.cli.checks.annotations import TargetNode
 from hybridrec.cli.checks.targets import _same_target
 from hybridrec.data.batching.sequences import ORDERS, TRAININGS
+from hybridrec.data.preparation.judgments import (
+    INVALID_MODES,
+    KINDS,
+    NORMALISE_MODES,
+)
+from hybridrec.data.preparation.judgments import RELIABILITY_MODES as DATA_RELIABILITY
+from hybridrec.data.preparation.prepare import CATALOGUE_MODES
 from hybridrec.data.preparation.protocols import EVAL_MODES
 from hybridrec.data.preparation.text import MISSING_MODES
+from hybridrec.losses.human import EVERYONE_MODES
+from hybridrec.losses.human import RELIABILITY_MODES as LOSS_RELIABILITY
 from hybridrec.metrics import TIE_MODES, RankingMetrics
 from hybridrec.nn.gru4rec import EMBEDDINGS
 from hybridrec.nn.hybrid import FUSIONS, HEADS, HISTORY_ENCODERS, INITS, USER_COMBINES
@@ -118,8 +127,20 @@ def _valid_ks(cfg: DictConfig) -> list[int] | None:
 _MONITOR = re.compile(r"val/(?:(?P<slice>cold|warm)/)?(?P<metric>[^/@]+)@(?P<k>\d+)")
 
 
+_JUDGMENT_MONITOR = re.compile(
+    r"val/(?:(?:cold|by_rater)/)?(?:marketer_agreement|kendall_tau)|val/blend"
+)
+
+
 def _check_monitor(value: Any, cfg: DictConfig) -> str | None:
-    """``val/<metric>@<k>``: a metric the module logs, at a cut-off in ``ks``."""
+    """``val/<metric>@<k>``: a metric the module logs, at a cut-off in ``ks``; or, with
+    judgments, ``val/[cold/|by_rater/]marketer_agreement|kendall_tau`` and ``val/blend``."""
+    if isinstance(value, str) and _JUDGMENT_MONITOR.fullmatch(value):
+        if OmegaConf.select(cfg, "data.judgments", default=None) is None:
+            return "a ranking metric: judgment metrics need data.judgments (docs/judgments.md)"
+        if value == "val/blend" and not OmegaConf.select(cfg, "judgment_blend", default=0):
+            return "val/blend is logged only with judgment_blend > 0"
+        return None
     metrics = [f.name for f in dataclasses.fields(RankingMetrics)]
     ks = _valid_ks(cfg)
     expected = f"val/<metric>@<k> with <metric> one of {', '.join(metrics)}"
@@ -136,6 +157,19 @@ def _check_monitor(value: Any, cfg: DictConfig) -> str | None:
         and _same_target(protocol, "hybridrec.data.preparation.protocols.ColdItems")
     ):
         return f"{expected}; val/{match['slice']}/... only with protocol=cold_items"
+    return None
+
+
+def _check_judgment_weight(value: Any, cfg: DictConfig) -> str | None:
+    """lambda >= 0, and a term needs data with judgments."""
+    if not (_is_number(value) and value >= 0):
+        return "a number >= 0 (lambda; 0 = the base loss)"
+    if OmegaConf.select(cfg, "data.judgments", default=None) is None:
+        return (
+            "a term without judgments to learn from: this data has none (data.judgments is "
+            "null); use data=synthetic_marketing or set data.judgments (docs/judgments.md), or "
+            "judgment=null"
+        )
     return None
 
 
@@ -226,6 +260,25 @@ RULES: tuple[Rule, ...] = (
     Rule("data.name", _rule("a non-empty str", lambda v: isinstance(v, str) and bool(v))),
     Rule("data.min_*_interactions", _int_min(0, " (0: keep all)")),
     Rule("data.text.missing", _one_of(MISSING_MODES)),
+    Rule("data.catalogue_items", _one_of(CATALOGUE_MODES)),
+    Rule("data.judgments.kind", _one_of(KINDS)),
+    Rule("data.judgments.invalid", _one_of(INVALID_MODES)),
+    Rule("data.judgments.normalise", _one_of(NORMALISE_MODES)),
+    Rule("data.judgments.reliability", _one_of(DATA_RELIABILITY)),
+    Rule("data.judgments.held_out_items", _share()),
+    Rule("data.judgments.max_pairs_per_group", _SIZE),
+    # the human-rating term
+    Rule("judgment_blend", _share(high_open=False)),
+    Rule("judgment.weight", _check_judgment_weight),
+    Rule("judgment.warmup_steps", _int_min(0)),
+    Rule("judgment.pairwise", _number_min(0)),
+    Rule("judgment.pointwise", _number_min(0)),
+    Rule("judgment.reliability", _one_of(LOSS_RELIABILITY)),
+    Rule("judgment.everyone", _one_of(EVERYONE_MODES)),
+    Rule(
+        "judgment.crowd_bt_init",
+        _rule("a number in (0.5, 1)", lambda v: _is_number(v) and 0.5 < v < 1),
+    ),
     # model (and its sub-nodes such as model.text)
     Rule("*dropout*", _share()),
     Rule(
@@ -305,6 +358,7 @@ TOP_LEVEL_TYPES: dict[str, Any] = {
     "refit_on_val": bool,
     "scheduler": TargetNode | None,
     "embedding_l2": float,
+    "judgment_blend": float,
     "required": list[str],
 }
 #: Why a key people try is not read (added to its problem line).

@@ -30,7 +30,10 @@ RESERVED: dict[str, Any] = {
 #: Targets whose ``**kwargs`` all go to another target: their extra keys are checked there.
 KWARGS_GO_TO = {"hybridrec.nn.TextRec": "hybridrec.nn.TextItemTower"}
 #: Nodes without a ``_target_`` that code reads as if they were this class's arguments.
-NODE_SCHEMAS = {"data.text": "hybridrec.data.preparation.text.TextConfig"}
+NODE_SCHEMAS = {
+    "data.text": "hybridrec.data.preparation.text.TextConfig",
+    "data.judgments": "hybridrec.data.preparation.judgments.JudgmentConfig",
+}
 #: ``__init__`` methods that take ``*args, **kwargs`` but refuse any argument.
 _CLOSED_INITS = {"builtins.object.__init__", "torch.nn.modules.module.Module.__init__"}
 

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from hybridrec.data.batch import RecBatch
+from hybridrec.data.batching.judgments import JudgmentData
 from hybridrec.data.preparation.staging import read_negatives
 from hybridrec.data.sampling import NegativeSampler, pair_keys
 from hybridrec.data.spec import DataSpec
@@ -177,7 +178,47 @@ class EvalBatches:
 
 
 class RecBatchDataModule(L.LightningDataModule):
-    """Base of the data modules whose loaders yield :class:`RecBatch` objects."""
+    """Base of the data modules whose loaders yield :class:`RecBatch` objects.
+
+    With marketers' judgments in the prepared folder (``judgments.parquet``), ``judgments``
+    holds them (:class:`JudgmentData`: the held-out sets are measured in every run); when the
+    training task switches ``train_judgments`` on (its human-rating term has lambda > 0), the
+    training loader becomes a ``CombinedLoader`` of the interactions and the judgments, and
+    each step gets ``{"interactions": RecBatch, "judgments": JudgmentBatch}``.
+    """
+
+    judgments: JudgmentData | None = None
+    train_judgments: bool = False
+
+    def _load_judgments(
+        self, data_dir: Path, n_users: int, seed: int, batch_size: int, population: int
+    ) -> None:
+        self.judgments = JudgmentData.load(
+            data_dir,
+            n_users,
+            pair_batch_size=batch_size,
+            row_batch_size=batch_size,
+            population_size=population,
+            seed=seed,
+        )
+
+    def _with_judgments(self, loader: Any) -> Any:
+        if not self.train_judgments:
+            return loader
+        if self.judgments is None:
+            raise ValueError(
+                "the training task has a human-rating term (judgment=...) but the prepared data "
+                "has no judgments: set data.judgments (docs/judgments.md) or judgment=null"
+            )
+        from lightning.pytorch.utilities import CombinedLoader
+
+        trainer = getattr(self, "trainer", None)
+        rank = trainer.global_rank if trainer is not None else 0
+        self.judgments.train.steps = len(loader)  # one judgment batch per interaction batch
+        self.judgments.train.rank = rank
+        return CombinedLoader(
+            {"interactions": loader, "judgments": self.judgments.train}, mode="max_size_cycle"
+        )
 
     def transfer_batch_to_device(
         self, batch: Any, device: torch.device, dataloader_idx: int
@@ -186,6 +227,8 @@ class RecBatchDataModule(L.LightningDataModule):
         # path deep-copies the dataclass on every step
         if isinstance(batch, RecBatch):
             return batch.to(device)
+        if isinstance(batch, dict) and "interactions" in batch:
+            return {key: value.to(device) for key, value in batch.items()}
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
 
@@ -200,6 +243,8 @@ class RecDataModule(RecBatchDataModule):
         eval_batch_size: users per validation/test batch.
         seed: shuffling and negative-sampling seed.
         data_on_device: move the tensors to the trainer's device once, at setup.
+        judgment_batch_size: judgment pairs (and single judgments) per training step.
+        judgment_population: users whose mean vector stands for "everyone" in each step.
     """
 
     def __init__(
@@ -210,6 +255,8 @@ class RecDataModule(RecBatchDataModule):
         eval_batch_size: int = 1024,
         seed: int = 0,
         data_on_device: bool = True,
+        judgment_batch_size: int = 256,
+        judgment_population: int = 256,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -226,6 +273,10 @@ class RecDataModule(RecBatchDataModule):
         self.batch_size, self.num_negatives = batch_size, num_negatives
         self.eval_batch_size, self.seed = eval_batch_size, seed
         self.data_on_device = data_on_device
+        self.judgment_batch_size, self.judgment_population = (
+            judgment_batch_size,
+            judgment_population,
+        )
         self._train: TrainBatches | None = None
         self._val: EvalBatches | None = None
         self._test: EvalBatches | None = None
@@ -245,6 +296,9 @@ class RecDataModule(RecBatchDataModule):
             warm[0] = False
             warm[_long(self._frame("cold_items"), "item")] = False
             pool = torch.nonzero(warm).squeeze(1)
+        self._load_judgments(
+            self.data_dir, n_users, self.seed, self.judgment_batch_size, self.judgment_population
+        )
         sampler = NegativeSampler(pair_keys(train_users, train_items, n_items), n_items, pool=pool)
         self._train = TrainBatches(
             train_users, train_items, sampler, self.batch_size, self.num_negatives, self.seed
@@ -338,11 +392,13 @@ class RecDataModule(RecBatchDataModule):
                 value = getattr(batches, name)
                 if value is not None:
                     setattr(batches, name, value.to(device))
+        if self.judgments is not None:
+            self.judgments.to(device)
 
-    def train_dataloader(self) -> TrainBatches:
+    def train_dataloader(self) -> Any:
         self.setup()
         assert self._train is not None
-        return self._train
+        return self._with_judgments(self._train)
 
     def val_dataloader(self) -> EvalBatches:
         self.setup()

@@ -7,12 +7,14 @@ the training and evaluation rows) from the prepared parquet files.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
+from hybridrec.data.batching.judgments import history_table
 from hybridrec.data.batching.pairs import RecBatchDataModule
 from hybridrec.data.batching.sequences import (
     ORDERS,
@@ -57,6 +59,8 @@ class SequenceDataModule(RecBatchDataModule):
         train_on_val: train on the training sequences + the validation items (leave-one-out
             only): the refit after model selection (``refit_on_val`` in the train config);
             validation metrics are then meaningless and the trainer skips them.
+        judgment_batch_size: judgment pairs (and single judgments) per training step.
+        judgment_population: users whose mean vector stands for "everyone" in each step.
     """
 
     def __init__(
@@ -74,6 +78,8 @@ class SequenceDataModule(RecBatchDataModule):
         seed: int = 0,
         data_on_device: bool = True,
         train_on_val: bool = False,
+        judgment_batch_size: int = 256,
+        judgment_population: int = 256,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -94,6 +100,12 @@ class SequenceDataModule(RecBatchDataModule):
         self.sample_alpha, self.order = sample_alpha, order
         self.eval_batch_size, self.max_history = eval_batch_size, max_history
         self.seed, self.data_on_device = seed, data_on_device
+        self.judgment_batch_size, self.judgment_population = (
+            judgment_batch_size,
+            judgment_population,
+        )
+        self._user_sequences: tuple[np.ndarray, np.ndarray] | None = None
+        self._histories: tuple[Tensor, Tensor] | None = None
         self._train: SessionParallelBatches | NextItemBatches | None = None
         self._val: PrefixBatches | None = None
         self._test: PrefixBatches | None = None
@@ -128,6 +140,15 @@ class SequenceDataModule(RecBatchDataModule):
             val = self._frame("val")
             train = pd.concat([train, val.assign(timestamp=np.inf)[list(train.columns)]])
         items, offsets = sequences_from_frame(train, spec.n_users)
+        if spec.layout != "sessions":
+            self._user_sequences = (items, offsets)
+            self._load_judgments(
+                self.data_dir,
+                spec.n_users,
+                self.seed,
+                self.judgment_batch_size,
+                self.judgment_population,
+            )
         first_times = None
         if spec.layout == "sessions":
             first = train.groupby("user")["timestamp"].min()
@@ -178,6 +199,8 @@ class SequenceDataModule(RecBatchDataModule):
                 device = trainer.strategy.root_device
                 for batches in (self._train, self._val, self._test):
                     batches.to(device)
+                if self.judgments is not None:
+                    self.judgments.to(device)
 
     def _session_rows(self, frame: pd.DataFrame) -> PrefixBatches:
         """Every click after a session's first is a target; its prefix is the history."""
@@ -283,10 +306,23 @@ class SequenceDataModule(RecBatchDataModule):
         assert self._train is not None
         return self._train.items, self._train.offsets
 
-    def train_dataloader(self) -> SessionParallelBatches | NextItemBatches:
+    def user_histories(self) -> tuple[Tensor, Tensor]:
+        """(table (n_users, T), lengths (n_users,)): each user's latest ``max_length`` training
+        items, right-aligned and 0-padded as in evaluation (the judgment contexts' histories)."""
+        self.setup()
+        if self._histories is None:
+            if self._user_sequences is None:
+                raise ValueError("user histories need user sequences (not the session layout)")
+            items, offsets = self._user_sequences
+            self._histories = history_table(
+                torch.as_tensor(items.copy()), torch.as_tensor(offsets), self.max_length
+            )
+        return self._histories
+
+    def train_dataloader(self) -> Any:
         self.setup()
         assert self._train is not None
-        return self._train
+        return self._with_judgments(self._train)
 
     def val_dataloader(self) -> PrefixBatches:
         self.setup()

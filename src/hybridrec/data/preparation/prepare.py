@@ -8,6 +8,8 @@ Folder layout (all item indices 1..n_items, 0 = padding; users 0..n_users-1):
     items.parquet        index, raw_id [, text fields]
     item_text.parquet    index, text (0..n_items, 0 = padding ""), when an item text config
                          (``data.text``) is given: see hybridrec.data.preparation.text
+    judgments.parquet    marketers' judgments with their split, when ``data.judgments`` is
+                         given: see hybridrec.data.preparation.judgments
     spec.json            DataSpec (sizes, counts, fingerprint of the files above)
 
 The folder is written atomically (:func:`hybridrec.data.preparation.staging.staged_folder`);
@@ -26,6 +28,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hybridrec.data.errors import DataError
+from hybridrec.data.preparation.judgments import (
+    JUDGMENTS_FILE,
+    JudgmentConfig,
+    PreparedJudgments,
+    prepare_judgments,
+)
 from hybridrec.data.preparation.protocols import Split
 from hybridrec.data.preparation.sessions import prepare_sessions
 from hybridrec.data.preparation.staging import staged_folder
@@ -48,7 +56,10 @@ FILE_ROLES = (
     "items",
     "item_text",
     "cold_items",
+    "judgments",
 )
+#: which catalogue-only items (in the item table, without an interaction) become items
+CATALOGUE_MODES = ("interacted", "judged", "all")
 
 
 class SplitProtocol(Protocol):
@@ -118,6 +129,8 @@ def prepare(
     min_item_interactions: int = 0,
     source_config: dict[str, Any] | None = None,
     item_text: Mapping[str, Any] | None = None,
+    judgments: Mapping[str, Any] | None = None,
+    catalogue_items: str | None = None,
 ) -> DataSpec:
     """Map ids, split with ``protocol``, write the prepared folder atomically, return its spec.
 
@@ -127,13 +140,34 @@ def prepare(
     and hashes into the folder name).
     With one, and an item table in ``raw``, ``item_text.parquet`` is written.
 
+    ``judgments``: the judgments config (:class:`JudgmentConfig`); None takes
+    ``source_config["data"]["judgments"]``. With one, ``raw.ratings`` are validated, normalised,
+    weighed and split into ``judgments.parquet``. ``catalogue_items`` (None: the data config's
+    ``catalogue_items``, default ``judged``): which items of the item table that have no
+    interaction become items all the same (cold by definition): ``interacted`` none, ``judged``
+    the judged ones, ``all`` every one.
+
     Session protocols (``protocol.layout == "sessions"``) go to
     :func:`hybridrec.data.preparation.sessions.prepare_sessions`, which keeps order and repeats.
     """
+    judgment_cfg = _judgment_config(judgments, source_config)
+    catalogue = _catalogue_mode(catalogue_items, source_config)
+    where = str(raw.files[0]) if raw.files else raw.name
+    if judgment_cfg is not None and raw.ratings is None:
+        raise DataError(
+            "data.judgments is set but this source has no judgments: give data.judgments.path "
+            "(a judgments file) or set data.judgments=null",
+            path=where,
+        )
     if getattr(protocol, "layout", "pairs") == "sessions":
+        if judgment_cfg is not None:
+            raise DataError(
+                "judgments need users and items; the session protocol has neither users nor a "
+                "user-item split: set data.judgments=null or use a user protocol (loo_full, ...)",
+                path=where,
+            )
         return prepare_sessions(raw, protocol, folder, source_config=source_config)  # type: ignore[arg-type]
     folder = Path(folder)
-    where = str(raw.files[0]) if raw.files else raw.name
     frame = raw.interactions
     if len(frame) == 0:
         raise DataError("no interactions to prepare (the source is empty)", path=where)
@@ -161,7 +195,15 @@ def prepare(
         item_pool.append(raw.test["item"].to_numpy())
     if raw.test_negatives is not None:
         item_pool.append(np.concatenate(raw.test_negatives["negatives"].to_numpy()))
+    extra = _catalogue_only(raw, catalogue, judged=judgment_cfg is not None)
+    if extra is not None:
+        item_pool.append(extra)
     item_ids = _sorted_unique(np.concatenate(item_pool))
+    counts["catalogue_only_items"] = (
+        0
+        if extra is None
+        else int((~pd.Index(extra).isin(pd.Index(np.concatenate(item_pool[:-1])))).sum())
+    )
     user_index, item_index = pd.Index(user_ids), pd.Index(item_ids)
     n_users, n_items = len(user_ids), len(item_ids)
 
@@ -206,6 +248,15 @@ def prepare(
             f"protocol {protocol.name} left no test interactions (users need at least 3)",
             path=where,
         )
+
+    prepared: PreparedJudgments | None = None
+    if judgment_cfg is not None:
+        assert raw.ratings is not None
+        train_items = np.unique(split.train["item"].to_numpy())
+        prepared = prepare_judgments(
+            raw.ratings, f"{raw.name} judgments", user_index, item_index, train_items, judgment_cfg
+        )
+        counts.update(prepared.counts)
 
     # -- write into a temporary folder, then move into place: never a half-written dataset
     with staged_folder(folder) as tmp:
@@ -257,6 +308,9 @@ def prepare(
             )
             files["item_text"] = ITEM_TEXT_FILE
             text_fields, text_sha = text_cfg.field_names(), text_sha256(texts)
+        if prepared is not None:
+            prepared.frame.to_parquet(tmp / JUDGMENTS_FILE, index=False)
+            files["judgments"] = JUDGMENTS_FILE
         ordered = [tmp / files[r] for r in FILE_ROLES if r in files]
         negatives_k = split.test_negatives.shape[1] if split.test_negatives is not None else 0
         spec = DataSpec(
@@ -278,6 +332,9 @@ def prepare(
             fingerprint=fingerprint_files(ordered),
             files=files,
             counts=counts,
+            judgments={}
+            if prepared is None or judgment_cfg is None
+            else prepared.spec_entry(judgment_cfg),
             source=source_config or {},
         )
         spec.save(tmp)
@@ -291,6 +348,37 @@ def _text_config(
         data = source_config.get("data")
         item_text = data.get("text") if isinstance(data, Mapping) else None
     return None if item_text is None else TextConfig.from_config(item_text)
+
+
+def _judgment_config(
+    judgments: Mapping[str, Any] | None, source_config: Mapping[str, Any] | None
+) -> JudgmentConfig | None:
+    if judgments is None and source_config is not None:
+        data = source_config.get("data")
+        judgments = data.get("judgments") if isinstance(data, Mapping) else None
+    return None if judgments is None else JudgmentConfig.from_mapping(judgments)
+
+
+def _catalogue_mode(mode: str | None, source_config: Mapping[str, Any] | None) -> str:
+    if mode is None and source_config is not None:
+        data = source_config.get("data")
+        mode = data.get("catalogue_items") if isinstance(data, Mapping) else None
+    mode = mode or "judged"
+    if mode not in CATALOGUE_MODES:
+        raise ValueError(f"data.catalogue_items={mode!r}: expected one of {CATALOGUE_MODES}")
+    return mode
+
+
+def _catalogue_only(raw: RawData, mode: str, judged: bool) -> np.ndarray | None:
+    """Raw ids of item-table items to index even without an interaction (see ``prepare``)."""
+    if raw.items is None or mode == "interacted" or (mode == "judged" and not judged):
+        return None
+    ids = raw.items["item"].to_numpy()
+    if mode == "judged":
+        assert raw.ratings is not None
+        wanted = {str(v) for v in raw.ratings["item"].to_numpy()}
+        ids = ids[np.fromiter((str(v) in wanted for v in ids), bool, ids.size)]
+    return ids
 
 
 def _item_texts(side: pd.DataFrame, item_ids: np.ndarray, cfg: TextConfig) -> tuple[list[str], int]:

@@ -21,6 +21,8 @@ def read_synthetic(
     session_gap: int = 1800,
     seed: int = 0,
     name: str = "synthetic",
+    n_new_items: int = 0,
+    set_size: int = 0,
 ) -> RawData:
     """``generate(...).to_raw(name)``: a data source for Hydra ``_target_`` configs."""
     data = generate(
@@ -33,5 +35,7 @@ def read_synthetic(
         ratings_per_rater=ratings_per_rater,
         session_gap=session_gap,
         seed=seed,
+        n_new_items=n_new_items,
+        set_size=set_size,
     )
     return data.to_raw(name)

@@ -10,10 +10,12 @@ The data as a reader (a ``data.source`` target) is
 
 from hybridrec.data.synthetic.generator import (
     EMPTY_DESCRIPTION_SHARE,
+    QUALITY_WORDS,
     RATER_SCALES,
     START_TIMESTAMP,
     SyntheticData,
     generate,
+    judgment_rule,
 )
 from hybridrec.data.synthetic.writers import (
     ML_GENRES,
@@ -31,10 +33,12 @@ from hybridrec.data.synthetic.writers import (
 __all__ = [
     "EMPTY_DESCRIPTION_SHARE",
     "ML_GENRES",
+    "QUALITY_WORDS",
     "RATER_SCALES",
     "START_TIMESTAMP",
     "SyntheticData",
     "generate",
+    "judgment_rule",
     "unisrec_asin",
     "write",
     "write_diginetica",

@@ -14,13 +14,18 @@ structure that a model can learn and that tests can check against the truth:
   successive sampling from that softmax.
 * Star ratings follow the user's affinity to the item; timestamps form sessions of events minutes
   apart separated by breaks of hours to days; item text (title, description, brand) is drawn from
-  a per-category vocabulary so text predicts the latent category; marketer ratings follow a hidden
-  item quality that only partly agrees with the latent factors, seen through per-rater scales and
-  noise (the last rater is deliberately unreliable).
+  a per-category vocabulary so text predicts the latent category.
+* Marketers judge items by a hidden rule on what the item text shows (:func:`judgment_rule`):
+  the brand's tier, a few title words, and a little of the latent "appeal" (a direction of the
+  factor space the interactions do show). In a segment context the segment's taste for the
+  item's category adds to it. Each rater sees the rule through their own scale, leniency and
+  noise; the last rater is deliberately unreliable. ``n_new_items`` catalogue-only items (text,
+  no interaction: new products) are judged too, so a share of judged items is cold.
 
 All randomness comes from ``numpy.random.default_rng`` seeded from one ``seed``; each part
-(factors, interactions, text, marketer ratings) has its own child stream (``SeedSequence.spawn``)
-so that, e.g., changing ``n_raters`` does not change the interactions.
+(factors, interactions, text, marketer ratings, new items, the judgment rule) has its own child
+stream (``SeedSequence.spawn``) so that, e.g., changing ``n_raters`` or ``n_new_items`` does not
+change the interactions or the text of the other items.
 
 The writers (:mod:`hybridrec.data.synthetic.writers`) turn a :class:`SyntheticData` into the
 on-disk formats of the real benchmarks; :func:`hybridrec.data.readers.read_synthetic` is the
@@ -53,8 +58,14 @@ CONTEXT_SHARE = 1 / 3
 #: Rater scales, cycled by rater index: (low, high). Scores are whole numbers on the scale.
 RATER_SCALES: tuple[tuple[int, int], ...] = ((1, 5), (0, 100), (1, 10), (-2, 2))
 #: Per-rater noise on the hidden quality (standard deviations); the last rater is the noisy one.
-RELIABLE_NOISE = 0.35
+RELIABLE_NOISE = 0.2
 NOISY_NOISE = 1.6
+#: The hidden judgment rule (see :func:`judgment_rule`): weights of the brand tier, the title
+#: words and the latent appeal; title words and their values.
+RULE_TIER, RULE_WORDS, RULE_APPEAL = 1.0, 0.8, 0.3
+QUALITY_WORDS = {"premium": 1.0, "signature": 1.0, "deluxe": 0.5, "pro": 0.5, "mini": -0.5}
+#: In a segment context the segment's taste for the item's category adds this much.
+SEGMENT_EFFECT = 0.5
 
 
 @dataclass(frozen=True)
@@ -207,11 +218,14 @@ class SyntheticData:
     items: ``item`` (int64), ``title``, ``category``, ``brand``, ``description`` (strings;
         ``EMPTY_DESCRIPTION_SHARE`` of descriptions are ``""``), ``price`` (float64).
     ratings: marketer ratings ``rater`` ("rater_k"), ``item`` (int64), ``context`` ("" or a
-        segment), ``score`` (float64 on the rater's scale, see ``RATER_SCALES``), ``timestamp``.
+        segment), ``score`` (float64 on the rater's scale, see ``RATER_SCALES``), ``timestamp``,
+        and ``set`` (the items shown together) when ``set_size`` > 0.
+    new_items: ``n_new_items`` catalogue-only items (ids ``n_items..``), columns as ``items``:
+        in the item table a reader returns, never in the interactions.
     user_factors: (n_users, n_factors) true user vectors.
     item_factors: (n_items, n_factors) true item vectors.
     item_bias: (n_items,) popularity logit added to ``u . v / TEMPERATURE`` when sampling.
-    item_quality: (n_items,) hidden marketer quality (standardised) behind ``ratings``.
+    item_quality: (n_items + n_new_items,) the hidden judgment rule's value (standardised).
     item_category: (n_items,) category index of each item (``items.category`` is its name).
     rater_noise: (n_raters,) noise standard deviation of each rater on the quality scale.
     """
@@ -225,6 +239,7 @@ class SyntheticData:
     item_quality: np.ndarray
     item_category: np.ndarray
     rater_noise: np.ndarray
+    new_items: pd.DataFrame | None = None
 
     def affinity(self) -> np.ndarray:
         """(n_users, n_items) true taste scores ``u . v`` (no popularity term)."""
@@ -235,7 +250,9 @@ class SyntheticData:
         return RawData(
             name=name,
             interactions=self.interactions.copy(),
-            items=self.items.copy(),
+            items=pd.concat([self.items, self.new_items], ignore_index=True)
+            if self.new_items is not None
+            else self.items.copy(),
             ratings=self.ratings.copy(),
             ordered_by_file=False,
         )
@@ -251,6 +268,8 @@ def generate(
     ratings_per_rater: int = 60,
     session_gap: int = 1800,
     seed: int = 0,
+    n_new_items: int = 0,
+    set_size: int = 0,
 ) -> SyntheticData:
     """Generate a dataset; identical output for identical arguments.
 
@@ -262,6 +281,9 @@ def generate(
         n_raters, ratings_per_rater: marketer ratings (each rater rates distinct items).
         session_gap: seconds; a gap larger than this starts a new session.
         seed: the only source of randomness.
+        n_new_items: catalogue-only items (text, no interactions) that raters judge too.
+        set_size: > 0: each rater's judgments in one context come in sets of this many items
+            shown together (column ``set``); 0: no sets.
     """
     if n_users < 1 or n_items < 10:
         raise ValueError(f"need n_users >= 1 and n_items >= 10, got {n_users}, {n_items}")
@@ -275,13 +297,16 @@ def generate(
     ratings_per_rater = min(ratings_per_rater, n_items)
     if n_raters < 0 or session_gap < 1:
         raise ValueError(f"need n_raters >= 0 and session_gap >= 1, got {n_raters}, {session_gap}")
+    if n_new_items < 0 or set_size < 0:
+        raise ValueError(f"need n_new_items, set_size >= 0, got {n_new_items}, {set_size}")
 
-    rng_factors, rng_inter, rng_text, rng_ratings = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
+    streams = np.random.SeedSequence(seed).spawn(6)
+    rng_factors, rng_inter, rng_text, rng_ratings, rng_new, rng_rule = (
+        np.random.default_rng(s) for s in streams
     )
     n_categories = min(n_factors, len(_CATEGORIES))
     factors = _latent_factors(rng_factors, n_users, n_items, n_factors, n_categories)
-    user_factors, item_factors, item_category, item_bias, quality = factors
+    user_factors, item_factors, item_category, item_bias, appeal = factors
     item_bias = item_bias * popularity_skew
 
     interactions = _interactions(
@@ -293,9 +318,25 @@ def generate(
         session_gap=session_gap,
         item_category=item_category,
     )
-    items = _items(rng_text, item_category, quality)
+    tiers = _brand_tiers(rng_rule)
+    items = _items(rng_text, item_category, tiers)
+    new_items = None
+    all_items, all_category, all_appeal = items, item_category, appeal
+    if n_new_items > 0:
+        new_category = rng_new.integers(0, n_categories, size=n_new_items)
+        new_items = _items(rng_new, new_category, tiers, first_id=n_items)
+        all_items = pd.concat([items, new_items], ignore_index=True)
+        all_category = np.concatenate([item_category, new_category])
+        # a new product's appeal is drawn like the others' (its factors are never seen)
+        all_appeal = np.concatenate([appeal, rng_new.standard_normal(n_new_items)])
+    quality = judgment_rule(all_items, all_appeal, tiers)
     ratings, rater_noise = _marketer_ratings(
-        rng_ratings, item_factors, quality, n_raters, ratings_per_rater
+        rng_ratings,
+        all_category,
+        quality,
+        n_raters,
+        min(ratings_per_rater, n_items + n_new_items),
+        set_size,
     )
     return SyntheticData(
         interactions=interactions,
@@ -307,6 +348,7 @@ def generate(
         item_quality=quality,
         item_category=item_category,
         rater_noise=rater_noise,
+        new_items=new_items,
     )
 
 
@@ -318,7 +360,7 @@ def _latent_factors(
     rng: np.random.Generator, n_users: int, n_items: int, n_factors: int, n_categories: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Returns user (U, d), item (I, d) factors, item category (I,), popularity logit (I,) at
-    skew 1, and standardised marketer quality (I,)."""
+    skew 1, and the standardised appeal (I,) (see :func:`judgment_rule`)."""
     # Orthonormal category centres (C, d): QR of a Gaussian gives a random rotation, so categories
     # are equally distinct whatever the seed.
     q, _ = np.linalg.qr(rng.standard_normal((n_factors, n_factors)))
@@ -342,13 +384,12 @@ def _latent_factors(
     ranks = rng.permutation(n_items) + 1
     item_bias = -np.log(ranks.astype(float))
 
-    # Marketer quality: partly the item's position along a hidden "appeal" direction of the latent
-    # space (correlation ~0.6), partly something the interactions never show.
+    # The item's position along a hidden "appeal" direction of the latent space: a small part of
+    # the marketers' judgment rule that the interactions show too.
     direction = rng.standard_normal(n_factors)
     direction /= np.linalg.norm(direction)
     appeal = _standardise(item_factors @ direction)
-    quality = _standardise(0.6 * appeal + 0.8 * rng.standard_normal(n_items))
-    return user_factors, item_factors, item_category, item_bias, quality
+    return user_factors, item_factors, item_category, item_bias, appeal
 
 
 def _interactions(
@@ -437,8 +478,33 @@ def _user_timestamps(
     return ts.astype(np.int64)
 
 
+def _brand_tiers(rng: np.random.Generator) -> dict[str, int]:
+    """The hidden tier of every brand: -1 budget, 0 standard, +1 premium."""
+    brands = sorted({b for cat in _CATEGORIES for b in cat.brands})
+    return {b: int(t) for b, t in zip(brands, rng.integers(-1, 2, size=len(brands)), strict=True)}
+
+
+def judgment_rule(items: pd.DataFrame, appeal: np.ndarray, tiers: dict[str, int]) -> np.ndarray:
+    """The marketers' hidden rule, standardised over the items::
+
+        RULE_TIER * tier(brand) + RULE_WORDS * sum(QUALITY_WORDS of the title's words)
+            + RULE_APPEAL * appeal
+
+    Brand and title are in the item text, so a text tower can learn the rule and apply it to
+    items nobody has interacted with; the appeal is the part the interactions show.
+    """
+    tier = items["brand"].map(tiers).to_numpy(dtype=np.float64)
+    words = np.array(
+        [sum(QUALITY_WORDS.get(w, 0.0) for w in t.lower().split()) for t in items["title"]]
+    )
+    return _standardise(RULE_TIER * tier + RULE_WORDS * words + RULE_APPEAL * appeal)
+
+
 def _items(
-    rng: np.random.Generator, item_category: np.ndarray, quality: np.ndarray
+    rng: np.random.Generator,
+    item_category: np.ndarray,
+    tiers: dict[str, int],
+    first_id: int = 0,
 ) -> pd.DataFrame:
     n_items = item_category.size
     titles, categories, brands, descriptions, prices = [], [], [], [], []
@@ -461,8 +527,8 @@ def _items(
         )
         categories.append(cat.name)
         brands.append(brand)
-        # Better items cost a little more; .99 endings look like shop prices.
-        price = cat.base_price * np.exp(0.15 * quality[i] + rng.normal(0.0, 0.35))
+        # Premium brands cost a little more; .99 endings look like shop prices.
+        price = cat.base_price * np.exp(0.15 * tiers[brand] + rng.normal(0.0, 0.35))
         prices.append(max(round(price) - 0.01, 0.99))
 
     n_empty = int(round(EMPTY_DESCRIPTION_SHARE * n_items))
@@ -470,7 +536,7 @@ def _items(
         descriptions[i] = ""
     return pd.DataFrame(
         {
-            "item": np.arange(n_items, dtype=np.int64),
+            "item": np.arange(first_id, first_id + n_items, dtype=np.int64),
             "title": titles,
             "category": categories,
             "brand": brands,
@@ -482,16 +548,15 @@ def _items(
 
 def _marketer_ratings(
     rng: np.random.Generator,
-    item_factors: np.ndarray,
+    item_category: np.ndarray,
     quality: np.ndarray,
     n_raters: int,
     ratings_per_rater: int,
+    set_size: int = 0,
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    n_items, n_factors = item_factors.shape
-    # Each segment prefers a direction in the latent space; in that context an item's perceived
-    # quality shifts by its (standardised) position along it. (S, d) -> (S, I)
-    seg_dirs = rng.standard_normal((len(SEGMENTS), n_factors))
-    seg_effect = np.stack([_standardise(item_factors @ d) for d in seg_dirs])
+    n_items = item_category.size
+    # Each segment has a taste for each category; in that context it adds to the judgment. (S, C)
+    seg_taste = rng.standard_normal((len(SEGMENTS), len(_CATEGORIES)))
 
     noise = np.full(n_raters, RELIABLE_NOISE)
     if n_raters >= 2:
@@ -503,39 +568,46 @@ def _marketer_ratings(
         items = np.sort(rng.choice(n_items, size=ratings_per_rater, replace=False))
         has_ctx = rng.random(ratings_per_rater) < CONTEXT_SHARE
         seg = rng.integers(0, len(SEGMENTS), size=ratings_per_rater)
-        latent = quality[items] + np.where(has_ctx, 0.5 * seg_effect[seg, items], 0.0)
+        effect = SEGMENT_EFFECT * seg_taste[seg, item_category[items]]
+        latent = quality[items] + np.where(has_ctx, effect, 0.0)
         latent = latent + rng.normal(0.0, noise[r], ratings_per_rater)
         # Per-rater leniency (bias) then a logistic squash onto the rater's own scale.
         leniency = rng.normal(0.0, 0.3)
         unit = 1.0 / (1.0 + np.exp(-(1.2 * latent + leniency)))
         score = np.round(lo + unit * (hi - lo))
         stamps = START_TIMESTAMP + rng.integers(0, ACTIVE_DAYS * DAY, size=ratings_per_rater)
-        rows.append(
-            pd.DataFrame(
-                {
-                    "rater": f"rater_{r}",
-                    "item": items.astype(np.int64),
-                    "context": np.where(has_ctx, np.asarray(SEGMENTS)[seg], ""),
-                    "score": score.astype(np.float64),
-                    "timestamp": stamps.astype(np.int64),
-                }
-            )
+        frame = pd.DataFrame(
+            {
+                "rater": f"rater_{r}",
+                "item": items.astype(np.int64),
+                "context": np.where(has_ctx, np.asarray(SEGMENTS)[seg], ""),
+                "score": score.astype(np.float64),
+                "timestamp": stamps.astype(np.int64),
+            }
         )
+        if set_size > 0:
+            # the items shown together: consecutive judgments (by time) of one context
+            frame = frame.sort_values(["context", "timestamp"], kind="stable")
+            position = frame.groupby("context").cumcount().to_numpy() // set_size
+            label = np.where(frame["context"] == "", "all", frame["context"])
+            frame["set"] = [f"r{r}-{c}-{k}" for c, k in zip(label, position, strict=True)]
+        rows.append(frame)
+    columns = {
+        "rater": pd.Series([], dtype=object).astype(str),
+        "item": np.array([], dtype=np.int64),
+        "context": pd.Series([], dtype=object).astype(str),
+        "score": np.array([], dtype=np.float64),
+        "timestamp": np.array([], dtype=np.int64),
+    }
+    if set_size > 0:
+        columns["set"] = pd.Series([], dtype=object).astype(str)
     if rows:
         ratings = pd.concat(rows, ignore_index=True)
         ratings = ratings.sort_values(["rater", "timestamp"], kind="stable", ignore_index=True)
     else:
-        ratings = pd.DataFrame(
-            {
-                "rater": pd.Series([], dtype=object).astype(str),
-                "item": np.array([], dtype=np.int64),
-                "context": pd.Series([], dtype=object).astype(str),
-                "score": np.array([], dtype=np.float64),
-                "timestamp": np.array([], dtype=np.int64),
-            }
-        )
-    ratings["rater"] = ratings["rater"].astype(str)
-    ratings["context"] = ratings["context"].astype(str)
+        ratings = pd.DataFrame(columns)
+    for name in ("rater", "context") + (("set",) if set_size > 0 else ()):
+        ratings[name] = ratings[name].astype(str)
     return ratings, noise
 
 
