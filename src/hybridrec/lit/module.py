@@ -83,6 +83,7 @@ class RecLitModule(L.LightningModule):
         )
         self.blend, self.blend_metric = float(blend), blend_metric
         self._blend_sums: list[Tensor] = []
+        self._history_cache: tuple[Tensor, Tensor] | None = None  # users' histories, on device
         self.run_config: dict[str, Any] | None = None  # stored in checkpoints by train
         self._id_maps: dict[str, list[Any]] | None = None  # raw ids, read once for checkpoints
 
@@ -197,8 +198,11 @@ class RecLitModule(L.LightningModule):
                 "judgments with a history model need the users' histories: use a sequence "
                 "datamodule (datamodule=next_item)"
             )
-        table, lengths = datamodule.user_histories()
-        return table.to(self.device), lengths.to(self.device)
+        cached = self._history_cache
+        if cached is None or cached[0].device != self.device:
+            table, lengths = datamodule.user_histories()
+            cached = self._history_cache = (table.to(self.device), lengths.to(self.device))
+        return cached
 
     def _judgment_scores(
         self, kind: Tensor, context: Tensor, items: Tensor, population: Tensor
