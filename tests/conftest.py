@@ -134,6 +134,15 @@ def data_files(
     # the ML-1M pieces number items MovieID - 1: 0-based lines, joined to ml1m's movies.dat
     pieces = synthetic.write_sequences(syn_data, root / "pieces" / "all.txt", offset=0)
     paths["pieces"] = str(pieces)
+    # simulated editors' judgments of ml1m's movies.dat (ids MovieID - 1, as the pieces)
+    from hybridrec.data.readers.movielens import read_movies_dat
+    from hybridrec.data.synthetic.movie_judgments import simulate
+
+    movies = read_movies_dat(root / "ml1m" / "movies.dat")
+    movies["item"] = movies["item"] - 1
+    judgments = root / "ml1m_judgments.csv"
+    simulate(movies, per_rater=30, set_size=6).to_csv(judgments, index=False)
+    paths["ml1m_judgments"] = str(judgments)
     return paths
 
 
@@ -165,6 +174,12 @@ def data_overrides(name: str, files: dict[str, str]) -> list[str]:
         return ["data=csv", f"data.source.path={files['csv']}"]
     if name == "scientific":
         return ["data=scientific", f"data.source.path={files['unisrec']}"]
+    if name == "ml1m_marketing":
+        return [
+            "data=ml1m_marketing",
+            *data_overrides("ml1m_pieces_text", files)[1:],
+            f"data.judgments.path={files['ml1m_judgments']}",
+        ]
     if name == "ml1m_pieces_text":
         return [
             "data=ml1m_pieces_text",

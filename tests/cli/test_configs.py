@@ -97,6 +97,12 @@ CHOSEN: dict[str, dict[str, dict[str, Any]]] = {
             "data.source.n_users": 500,
             "data.judgments": None,
         },
+        "ml1m_marketing": {
+            "data.name": "ml1m_marketing",
+            "data.source._target_": "hybridrec.data.readers.tables.join_items",
+            "data.judgments.columns.rater": "editor",
+            "data.judgments.segments": ["families", "cinephiles"],
+        },
         "synthetic_marketing": {
             "data.name": "synthetic_marketing",
             "data.source._target_": "hybridrec.data.readers.synthetic.read_synthetic",
@@ -342,6 +348,9 @@ EXPERIMENTS: dict[str, tuple[str, str, str, str, str, str, float, int, int, list
         ("rsc15_100k", "session", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.005, 256, 10, [20]),
     "hybrid_synthetic":
         ("synthetic", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.003, 256, 60, [10]),
+    "judgment_ml1m":
+        ("ml1m_marketing", "loo_full", "hybridrec.nn.Hybrid", REC, BCE, ADAM, 0.002, 4096, 15,
+         [10]),
     "judgment_synthetic":
         ("synthetic_marketing", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.003, 256, 80,
          [10]),
@@ -363,7 +372,20 @@ EXPERIMENT_TEXT = {
     "seqtext_scientific": "bag",
     "hybrid_scientific": "bag",
     "hybrid_synthetic": "bag",
+    "judgment_ml1m": (
+        "ml1m_marketing",
+        "loo_full",
+        "hybridrec.nn.Hybrid",
+        REC,
+        BCE,
+        ADAM,
+        0.002,
+        4096,
+        15,
+        [10],
+    ),
     "judgment_synthetic": "bag",
+    "judgment_ml1m": "bag",
     "hybrid_beauty": None,
     "hybrid_ml100k": "bag",
     "hybrid_rsc15": None,
@@ -502,6 +524,8 @@ def test_data_source_instantiates(
     assert isinstance(raw, RawData)
     assert len(raw.interactions) > 100
     assert {"user", "item"} <= set(raw.interactions.columns)
+    if cfg.data.get("judgments") is not None:  # the judgments are read with the source
+        assert raw.ratings is not None and {"rater", "item", "score"} <= set(raw.ratings.columns)
 
 
 @pytest.mark.parametrize("protocol", group_options("protocol"))

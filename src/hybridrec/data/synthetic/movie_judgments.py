@@ -1,9 +1,8 @@
 """Simulated marketers' judgments of a real catalogue (MovieLens 1M movies.dat), by a written rule.
 
-    .venv/bin/python scripts/simulate_judgments.py \\
-        --movies ../shared/datasets/ml-1m/movies.dat --item-id-offset 1 \\
-        --out bench/ml1m_judgments.csv
-    .venv/bin/hybridrec-train -m experiment=judgment_ml1m judgment.weight=0,0.3,1,3
+    .venv/bin/python -m hybridrec.data.synthetic.movie_judgments \\
+        --movies ../shared/datasets/ml-1m/movies.dat --out bench/ml1m_judgments.csv
+    .venv/bin/hybridrec-train -m data=ml1m_marketing ... judgment.weight=0,0.3,1,3
 
 MovieLens has no marketer data, so the judgments are simulated from what the catalogue shows
 (genres, year), the rule written down here and in docs/judgments.md:
@@ -14,11 +13,13 @@ MovieLens has no marketer data, so the judgments are simulated from what the cat
     then standardised (all contexts together); a rater's 1-10 score is
     round(5.5 + 2 (value + noise) + 2 leniency), clipped to [1, 10]
 
-``--raters`` raters (the last one unreliable: noise 1.2 against 0.25) each judge
-``--per-rater`` movies drawn uniformly from the whole movies.dat catalogue — so the 177 movies
+``raters`` raters (the last one unreliable: noise 1.2 against 0.25) each judge
+``per_rater`` movies drawn uniformly from the whole movies.dat catalogue — so the 177 movies
 nobody rated in ML-1M (items only the catalogue knows) get judged too — in sets of
-``--set-size``, a third of them for a segment; each rater has their own 1-10 leniency. The file
-is written to ``--out`` (keep it outside the repository with the data it derives from).
+``set_size``, a third of them for a segment; each rater has their own 1-10 leniency. The file
+is written to ``--out`` (keep it outside the repository, like the data it derives from). Columns
+are named as a marketing team's export might be (``editor, movie, stars, audience,
+shown_together``), mapped in configs/data/ml1m_marketing.yaml.
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ def rule_values(movies: pd.DataFrame) -> pd.DataFrame:
 
 
 def simulate(
-    movies: pd.DataFrame, raters: int, per_rater: int, set_size: int, seed: int
+    movies: pd.DataFrame, raters: int = 5, per_rater: int = 300, set_size: int = 10, seed: int = 0
 ) -> pd.DataFrame:
+    """Judgments of ``movies`` (``read_movies_dat`` with ``item`` the id to write)."""
     rng = np.random.default_rng(seed)
     values = rule_values(movies)
     contexts = ["", *SEGMENT_RULES]
