@@ -96,7 +96,8 @@ def test_lambda_zero_trains_exactly_as_without_the_term(
 def test_a_run_with_the_term_logs_it_and_the_rater_weights(
     compose_cfg: Callable[..., DictConfig], mlflow_uri: str
 ) -> None:
-    result = train(compose_cfg(*SMALL, "trainer.max_epochs=2", "judgment.weight=1.0"))
+    blended = ["judgment_blend=0.25", "monitor=val/blend"]  # early stopping weighs both
+    result = train(compose_cfg(*SMALL, "trainer.max_epochs=2", "judgment.weight=1.0", *blended))
     metrics = result.metrics
     for name in ("marketer_agreement", "kendall_tau", "by_rater/marketer_agreement"):
         assert -1 <= metrics[f"test/{name}"] <= 1, name
@@ -110,7 +111,15 @@ def test_a_run_with_the_term_logs_it_and_the_rater_weights(
     }
     assert len(weights) == 5
     assert min(weights, key=weights.__getitem__) == "rater_4"  # the unreliable one
-    assert "val/marketer_agreement" in run.data.metrics
+    # val/blend = 0.75 val/ndcg@10 + 0.25 val/marketer_agreement, every epoch; the monitor
+    history = {
+        key: [m.value for m in client.get_metric_history(str(result.run_id), key)]
+        for key in ("val/blend", "val/ndcg10", "val/marketer_agreement")
+    }
+    assert len(history["val/blend"]) == 2
+    for blend, ndcg, agree in zip(*history.values(), strict=True):
+        assert blend == pytest.approx(0.75 * ndcg + 0.25 * agree, abs=1e-5)
+    assert run.data.metrics["best/val/blend"] == pytest.approx(max(history["val/blend"]))
 
 
 def test_crowd_bt_learns_and_logs_a_reliability_per_rater(

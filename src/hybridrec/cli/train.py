@@ -104,6 +104,7 @@ def train(cfg: DictConfig) -> TrainResult:
         spec.protocol,
         data_dir,
     )
+    _log_judgments(spec)
     if bool(cfg.get("refit_on_val")):
         _check_refit(cfg, spec)
 
@@ -235,6 +236,35 @@ def _log_explanations(logger: MLflowLogger, model: Any) -> None:
         gates[1:].cpu().numpy(),  # item 0 is padding
         model.items.counts[1:].cpu().numpy(),
     )
+
+
+def _log_judgments(spec: DataSpec) -> None:
+    """What the run learns from: judgments kept, held out, dropped (data.judgments.invalid=drop)
+    per reason, and each rater's reliability weight (also in MLflow: judgments/...)."""
+    info = spec.judgments
+    if not info:
+        return
+    counts = info.get("counts", {})
+    log.info(
+        "judgments: %d (train %d, held out by item %d + %d, by rater %d + %d), raters %s",
+        counts.get("judgments", 0),
+        counts.get("judgments_train", 0),
+        counts.get("judgments_item_val", 0),
+        counts.get("judgments_item_test", 0),
+        counts.get("judgments_rater_val", 0),
+        counts.get("judgments_rater_test", 0),
+        ", ".join(
+            f"{r} {w:.2f}"
+            for r, w in zip(info.get("raters", []), info.get("weights", []), strict=False)
+        ),
+    )
+    dropped = {k.removeprefix("judgments_dropped_"): v for k, v in counts.items() if "dropped" in k}
+    if dropped:
+        log.warning(
+            "judgments: %d rows dropped (data.judgments.invalid=drop): %s",
+            sum(dropped.values()),
+            ", ".join(f"{k} {v}" for k, v in dropped.items()),
+        )
 
 
 def _log_rater_reliability(logger: MLflowLogger, module: RecLitModule, spec: DataSpec) -> None:

@@ -230,7 +230,7 @@ class RecLitModule(L.LightningModule):
         scores = self._judgment_scores(
             kind, context, torch.cat([batch.pair_items, rows]), batch.population
         )
-        return dict(
+        out = dict(
             self.judgment(
                 pair_scores=scores[:n_pairs],
                 pair_weight=batch.pair_weight,
@@ -241,6 +241,7 @@ class RecLitModule(L.LightningModule):
                 step=self.global_step,
             )
         )
+        return out
 
     def _log_agreement(self, stage: str) -> None:
         """Agreement with the held-out judgments of ``stage`` (see hybridrec.metrics.agreement)."""

@@ -53,7 +53,7 @@ class JudgmentLoss(nn.Module):
         reliability: str = "weights",
         n_raters: int = 0,
         crowd_bt_init: float = 0.9,
-        everyone: str = "mean_user",
+        everyone: str = "learned",
         n_segments: int = 0,
     ) -> None:
         super().__init__()

@@ -5,15 +5,15 @@ the place of a user vector in the model's own scorer, so ``s(c, i)`` is the scor
 would give item i for that audience:
 
     user      c = model.user_vectors(user, history)        the user's own vector
-    everyone  c = m = mean of the user vectors of a population sample of users
-              (everyone="learned": m + e, e a learned offset)
+    everyone  c = m + e: m the mean of the user vectors of a population sample of users, e a
+              learned offset (zero at the start); everyone="mean_user": c = m
     segment   c = m + e_segment, e_segment a learned offset per segment (zero at the start)
 
-Why the mean user by default: the term should change what users are shown. A free "marketer"
-vector lets the model store the judgment in a direction no user looks along, so agreement
-rises while no recommendation changes (docs/judgments.md). The offsets belong to the training
-task, not to the model: the model's weights, export and serving are the same with or without
-judgments.
+Both "everyone" choices start from the average user's ranking; the learned offset lets the
+judgment take a direction of its own, so the same agreement costs less click accuracy, while
+``mean_user`` moves every user's ranking with it (measured: docs/judgments.md). The offsets
+belong to the training task, not to the model: the model's weights, export and serving are the
+same with or without judgments.
 
 Shapes: P = judgment rows or pairs, U = population users, T = history width, D = vector size.
 """
@@ -73,7 +73,7 @@ class JudgmentContexts(nn.Module):
         everyone: ``mean_user`` or ``learned`` (see the module docstring).
     """
 
-    def __init__(self, dim: int, n_segments: int = 0, everyone: str = "mean_user") -> None:
+    def __init__(self, dim: int, n_segments: int = 0, everyone: str = "learned") -> None:
         super().__init__()
         if everyone not in EVERYONE_MODES:
             raise ValueError(f"judgment.everyone={everyone!r}: expected one of {EVERYONE_MODES}")
