@@ -1,0 +1,247 @@
+"""hybridrec-runs: list, compare and plot MLflow runs, protocol-aware.
+
+    hybridrec-runs list [-e EXPERIMENT] [--param KEY=VALUE] [--tag KEY=VALUE] [--filter MLFLOW]
+    hybridrec-runs compare [filters] [--metrics test/ndcg@10,...] [--sort METRIC] [--mix]
+                           [--format table|markdown|csv] [--out FILE]
+    hybridrec-runs plot curves|param|front [filters] [--metrics ...] [--param KEY] [--out DIR]
+
+Reads any tracking store through the MLflow client (``--tracking-uri``, else
+MLFLOW_TRACKING_URI, else ``sqlite:///mlflow.db``). What "compare" adds to MLflow's UI is in
+:mod:`hybridrec.tracking.compare`; the plots in :mod:`hybridrec.tracking.run_plots`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from hybridrec.tracking import default_tracking_uri, mlflow_key
+from hybridrec.tracking.compare import (
+    RunRecord,
+    markdown,
+    record,
+    rows,
+    search,
+    sort_rows,
+    table,
+)
+
+DEFAULT_METRICS = (
+    "test/hr@10",
+    "test/ndcg@10",
+    "test/marketer_agreement",
+    "test/coverage@10",
+)
+
+
+def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag} {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-e", "--experiment", action="append", help="experiment name (repeat)")
+    parser.add_argument("--param", action="append", help="KEY=VALUE, e.g. model/dim=64 (repeat)")
+    parser.add_argument("--tag", action="append", help="KEY=VALUE, e.g. sweep_job=3 (repeat)")
+    parser.add_argument("--filter", default="", help="an MLflow search filter, for the rest")
+    parser.add_argument(
+        "--status", default="FINISHED", help="FINISHED (default), FAILED, KILLED or all"
+    )
+    parser.add_argument("--limit", type=int, default=1000, help="runs read at most")
+    parser.add_argument("--tracking-uri", default=None)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hybridrec-runs",
+        description="List, compare and plot hybridrec's MLflow runs (protocol-aware).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    listing = sub.add_parser("list", help="one line per run, newest first")
+    _common(listing)
+    compare = sub.add_parser("compare", help="settings side by side; seeds as mean ± std")
+    _common(compare)
+    compare.add_argument(
+        "--metrics",
+        default=None,
+        help="comma-separated (default: best/<monitor>, test HR/NDCG@10, agreement, coverage)",
+    )
+    compare.add_argument("--sort", default=None, help="metric to sort each group by")
+    compare.add_argument("--ascending", action="store_true")
+    compare.add_argument(
+        "--mix", action="store_true", help="rank runs of different protocols / data together"
+    )
+    compare.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
+    compare.add_argument("--out", type=Path, help="also write the markdown / csv here")
+    plot = sub.add_parser("plot", help="PNG plots, written to a folder and logged to MLflow")
+    plot.add_argument("kind", choices=("curves", "param", "front"))
+    _common(plot)
+    plot.add_argument(
+        "--metrics",
+        default=None,
+        help="comma-separated metrics (curves: val/ndcg@10; front: the accuracy axis, "
+        "test/ndcg@10)",
+    )
+    plot.add_argument("--x", dest="x_param", help="param on the x axis (kind=param)")
+    plot.add_argument("--out", type=Path, default=Path("bench/plots"))
+    plot.add_argument("--no-log", action="store_true", help="do not log the plot to MLflow")
+    return parser
+
+
+def _runs(args: argparse.Namespace, client: MlflowClient) -> list[Run]:
+    status = None if args.status.lower() == "all" else args.status.upper()
+    found = search(
+        client,
+        args.experiment,
+        args.filter,
+        tags=_pairs(args.tag, "--tag"),
+        params=_pairs(args.param, "--param"),
+        status=status,
+        limit=args.limit,
+    )
+    if not found:
+        raise LookupError("no run matches (check -e/--param/--tag/--filter/--status)")
+    return found
+
+
+def _records(client: MlflowClient, found: list[Run], metrics: list[str]) -> list[RunRecord]:
+    names = {e.experiment_id: e.name for e in client.search_experiments()}
+    return [record(client, run, metrics, names) for run in found]
+
+
+def _print(header: list[str], body: list[list[str]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    view = Table(title=title, title_justify="left")
+    for name in header:
+        view.add_column(name, overflow="fold")
+    for cells in body:
+        view.add_row(*cells)
+    Console(width=max(120, sum(len(h) + 3 for h in header))).print(view)
+
+
+def _list(args: argparse.Namespace, client: MlflowClient) -> None:
+    found = _runs(args, client)
+    recs = _records(client, found, [])
+    header = ["run", "name", "experiment", "status", "protocol", "data", "seed", "best"]
+    body = []
+    for rec, run in zip(recs, found, strict=True):
+        best = {k: v for k, v in run.data.metrics.items() if k.startswith("best/")}
+        shown = ", ".join(f"{k.removeprefix('best/')}={v:.4f}" for k, v in best.items())
+        body.append(
+            [
+                rec.run_id,
+                rec.name,
+                rec.experiment,
+                rec.status,
+                rec.protocol,
+                rec.fingerprint[:8],
+                rec.seed,
+                shown or "-",
+            ]
+        )
+    _print(header, body, f"{len(body)} runs")
+
+
+def _compare(args: argparse.Namespace, client: MlflowClient) -> None:
+    if args.metrics:
+        metrics = [mlflow_key(m.strip()) for m in args.metrics.split(",") if m.strip()]
+    else:
+        metrics = [mlflow_key(m) for m in DEFAULT_METRICS]
+    found = _runs(args, client)
+    if not args.metrics:  # the monitor each run selected on, then the defaults it logged
+        monitors = sorted({f"best/{mlflow_key(r.data.params.get('monitor', ''))}" for r in found})
+        present = {k for r in found for k in r.data.metrics}
+        metrics = [m for m in monitors if m in present] + [m for m in metrics if m in present]
+    recs = _records(client, found, metrics)
+    sort = mlflow_key(args.sort) if args.sort else (metrics[0] if metrics else None)
+    settings = sort_rows(rows(recs, metrics, mix=args.mix), sort, args.ascending)
+    groups = sorted({row.group for row in settings})
+    if len(groups) > 1:
+        note = (
+            f"{len(groups)} groups (protocol, data fingerprint) ranked apart; --mix ranks them "
+            "together"
+        )
+    else:
+        note = "one protocol and dataset"
+    header, body = table(settings, metrics)
+    if args.format == "table":
+        n_runs = sum(len(row.runs) for row in settings)
+        _print(header, body, f"{n_runs} runs, {len(settings)} settings; {note}")
+    text = _as_text(header, body, args.format)
+    if args.format != "table":
+        print(text, end="")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text if args.format != "table" else markdown(header, body))
+        print(f"wrote {args.out}")
+
+
+def _as_text(header: list[str], body: list[list[str]], fmt: str) -> str:
+    if fmt == "csv":
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(header)
+        writer.writerows(body)
+        return buffer.getvalue()
+    return markdown(header, body)
+
+
+def _plot(args: argparse.Namespace, client: MlflowClient) -> None:
+    from hybridrec.tracking.front import AGREEMENT
+    from hybridrec.tracking.run_plots import plot_curves, plot_front, plot_param
+
+    args.metrics_given = args.metrics is not None
+    args.metrics = args.metrics or "val/ndcg@10"
+    metrics = [mlflow_key(m.strip()) for m in args.metrics.split(",") if m.strip()]
+    if args.kind == "front":
+        metrics = [AGREEMENT, *metrics] if args.metrics_given else [AGREEMENT, "test/ndcg10"]
+    recs = _records(client, _runs(args, client), metrics)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.kind == "curves":
+        paths = plot_curves(client, recs, metrics, args.out)
+    elif args.kind == "param":
+        if not args.x_param:
+            raise ValueError("plot param needs --x KEY (e.g. --x judgment/weight)")
+        paths = plot_param(recs, args.x_param, metrics, args.out)
+    else:
+        accuracy = metrics[1] if len(metrics) > 1 else "test/ndcg10"
+        paths = plot_front(recs, args.out, accuracy)
+    for path in paths:
+        print(f"wrote {path}")
+    if not args.no_log:
+        first = client.get_run(recs[0].run_id)
+        summary = client.create_run(
+            first.info.experiment_id, run_name=f"plot-{args.kind}", tags={"kind": "runs_plot"}
+        )
+        for path in paths:
+            client.log_artifact(summary.info.run_id, str(path))
+        client.set_terminated(summary.info.run_id, "FINISHED")
+        print(f"logged to MLflow run {summary.info.run_id}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    client = MlflowClient(tracking_uri=args.tracking_uri or default_tracking_uri())
+    try:
+        {"list": _list, "compare": _compare, "plot": _plot}[args.command](args, client)
+    except (ValueError, LookupError) as exc:
+        print(f"hybridrec-runs: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Comparing runs: what ``hybridrec-runs`` shows, read through the MLflow client API.
+
+MLflow's UI lists runs; recommender work needs three more things, done here:
+
+* **protocol-aware**: a number is only comparable to numbers under the same protocol and data
+  fingerprint. Runs are split into groups by (protocol, fingerprint) and never ranked across
+  groups unless asked (``mix``); every row names its protocol.
+* **the selected epoch**: ``val/…`` metrics are read at the epoch the run selected (the best
+  value of its monitor, as its checkpoint callback did), not the last epoch; ``test/…``
+  metrics are the tested checkpoint's, ``best/…`` as logged.
+* **seeds**: runs that differ only in ``seed`` are one setting, shown as mean ± std.
+
+Only the params that differ between the shown runs are columns. Any tracking URI works (an
+SQLite file or a server); nothing opens the SQLite file directly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from hybridrec.tracking.mlflow_run import mlflow_key
+
+#: params that differ between any two runs without being a choice (paths, sizes filled in)
+NOISE_PARAMS = (
+    "paths/",
+    "datamodule/data_dir",
+    "model/data_dir",
+    "model/text/data_dir",
+    "trainer/default_root_dir",
+    "callbacks/model_checkpoint/dirpath",
+    "spec/",
+    "logger/",
+)
+SUMMARY_KINDS = ("ablation_summary", "judgment_front", "runs_plot")
+
+
+@dataclass
+class RunRecord:
+    """One run as compared: where it belongs and the metrics it selected."""
+
+    run_id: str
+    name: str
+    experiment: str
+    status: str
+    protocol: str
+    fingerprint: str
+    seed: str
+    params: dict[str, str]
+    metrics: dict[str, float] = field(default_factory=dict)
+    best_step: int | None = None
+
+    @property
+    def group(self) -> tuple[str, str]:
+        return self.protocol, self.fingerprint
+
+
+@dataclass
+class Row:
+    """A setting: runs with the same differing params (seed aside) in one group."""
+
+    group: tuple[str, str]
+    setting: dict[str, str]
+    runs: list[RunRecord]
+    mean: dict[str, float] = field(default_factory=dict)
+    std: dict[str, float] = field(default_factory=dict)
+
+
+def experiment_ids(client: MlflowClient, names: Sequence[str] | None) -> list[str]:
+    """Ids of the named experiments (all of them when ``names`` is empty); an unknown name is a
+    ValueError listing the known ones."""
+    experiments = client.search_experiments()
+    if not names:
+        return [e.experiment_id for e in experiments]
+    by_name = {e.name: e.experiment_id for e in experiments}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ValueError(
+            f"no experiment named {', '.join(map(repr, unknown))} in this tracking store; "
+            f"experiments: {', '.join(sorted(by_name)) or '(none)'}"
+        )
+    return [by_name[n] for n in names]
+
+
+def search(
+    client: MlflowClient,
+    experiments: Sequence[str] | None = None,
+    filter_string: str = "",
+    tags: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    status: str | None = "FINISHED",
+    limit: int = 1000,
+) -> list[Run]:
+    """Training runs (summary runs left out) of ``experiments`` matching the filters, newest
+    first. ``params``/``tags`` are exact matches (``{"model/dim": "64"}``); ``filter_string`` is
+    MLflow's own search syntax, for anything else."""
+    clauses = [filter_string] if filter_string else []
+    for kind, pairs in (("params", params or {}), ("tags", tags or {})):
+        for key, value in pairs.items():
+            clauses.append(f"{kind}.`{key}` = '{value}'")
+    if status:
+        clauses.append(f"attributes.status = '{status}'")
+    found = client.search_runs(
+        experiment_ids(client, experiments),
+        filter_string=" and ".join(clauses),
+        max_results=limit,
+        order_by=["attributes.start_time DESC"],
+    )
+    return [r for r in found if r.data.tags.get("kind") not in SUMMARY_KINDS]
+
+
+def _monitor_key(run: Run) -> str:
+    return mlflow_key(run.data.params.get("monitor", "val/ndcg@10"))
+
+
+def record(
+    client: MlflowClient,
+    run: Run,
+    metrics: Iterable[str],
+    experiment_names: dict[str, str] | None = None,
+) -> RunRecord:
+    """The run with ``metrics`` (MLflow keys) at the epoch it selected: the step where its
+    monitor was best; ``test/…``, ``best/…`` and other keys as last logged."""
+    names = experiment_names or {}
+    tags, params = run.data.tags, run.data.params
+    rec = RunRecord(
+        run_id=run.info.run_id,
+        name=run.info.run_name or tags.get("mlflow.runName", ""),
+        experiment=names.get(run.info.experiment_id, run.info.experiment_id),
+        status=run.info.status,
+        protocol=tags.get("protocol", params.get("protocol/name", "?")),
+        fingerprint=tags.get("data_fingerprint", "?"),
+        seed=params.get("seed", "?"),
+        params=dict(params),
+    )
+    wanted = list(dict.fromkeys(metrics))
+    val_keys = [m for m in wanted if m.startswith("val/")]
+    if val_keys:
+        monitor = client.get_metric_history(rec.run_id, _monitor_key(run))
+        if monitor:
+            best = max(monitor, key=lambda m: (m.value, -m.step))  # first best, as "max" mode
+            rec.best_step = best.step
+    for key in wanted:
+        if key.startswith("val/") and rec.best_step is not None:
+            history = client.get_metric_history(rec.run_id, key)
+            at = [m.value for m in history if m.step == rec.best_step]
+            if at:
+                rec.metrics[key] = at[-1]
+        elif key in run.data.metrics:
+            rec.metrics[key] = run.data.metrics[key]
+    return rec
+
+
+def differing(records: Sequence[RunRecord]) -> list[str]:
+    """Params whose values differ between the records (the seed, params that copy it, e.g.
+    ``datamodule/seed: ${seed}``, and path-like params aside)."""
+    keys = sorted({k for r in records for k in r.params})
+    out = []
+    for key in keys:
+        if key == "seed" or key.startswith(NOISE_PARAMS):
+            continue
+        if all(r.params.get(key) == r.seed for r in records):  # the seed under another name
+            continue
+        if len({r.params.get(key) for r in records}) > 1:
+            out.append(key)
+    return out
+
+
+def rows(records: Sequence[RunRecord], metrics: Sequence[str], mix: bool = False) -> list[Row]:
+    """Settings, each the runs that share the differing params (seeds pooled: mean ± std), per
+    (protocol, fingerprint) group unless ``mix``."""
+    shown = differing(records)
+    out: dict[tuple[Any, ...], Row] = {}
+    for rec in records:
+        group = ("(mixed)", "(mixed)") if mix else rec.group
+        setting = {k: rec.params.get(k, "-") for k in shown}
+        key = (group, tuple(setting.items()))
+        out.setdefault(key, Row(group=group, setting=setting, runs=[])).runs.append(rec)
+    for row in out.values():
+        for metric in metrics:
+            values = [r.metrics[metric] for r in row.runs if metric in r.metrics]
+            values = [v for v in values if not math.isnan(v)]
+            if values:
+                row.mean[metric] = float(np.mean(values))
+                row.std[metric] = float(np.std(values)) if len(values) > 1 else 0.0
+    return list(out.values())
+
+
+def sort_rows(found: list[Row], metric: str | None, ascending: bool = False) -> list[Row]:
+    """By group, then by ``metric`` (rows without it last)."""
+    if metric is None:
+        return sorted(found, key=lambda r: r.group)
+
+    def key(row: Row) -> tuple[Any, ...]:
+        value = row.mean.get(metric)
+        missing = value is None
+        score = 0.0 if value is None else (value if ascending else -value)
+        return (row.group, missing, score)
+
+    return sorted(found, key=key)
+
+
+def cell(row: Row, metric: str) -> str:
+    if metric not in row.mean:
+        return "-"
+    text = f"{row.mean[metric]:.4f}"
+    return text + (f" ± {row.std[metric]:.4f}" if len(row.runs) > 1 else "")
+
+
+def table(found: Sequence[Row], metrics: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """(header, cells): protocol, data fingerprint, the differing params, the metrics, seeds,
+    runs. One header for all rows (their settings share the keys)."""
+    settings = list(found[0].setting) if found else []
+    header = ["protocol", "data", *settings, *metrics, "seeds", "runs"]
+    body = []
+    for row in found:
+        seeds = sorted({r.seed for r in row.runs})
+        body.append(
+            [
+                row.group[0],
+                row.group[1][:8],
+                *[row.setting[k] for k in settings],
+                *[cell(row, m) for m in metrics],
+                ",".join(seeds),
+                " ".join(r.run_id[:8] for r in row.runs),
+            ]
+        )
+    return header, body
+
+
+def markdown(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(lines) + "\n"
