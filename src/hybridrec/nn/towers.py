@@ -197,10 +197,10 @@ class SelfAttentionTower(nn.Module):
         x = self.input_dropout(self.input_norm(x))  # (B, T', D)
         # a position sees itself and the real items before it; the diagonal keeps padded
         # rows from attending to nothing (their outputs are never read)
-        causal = torch.ones(width, width, dtype=torch.bool, device=history.device).tril()
-        allowed = (causal & real.unsqueeze(1)) | torch.eye(
-            width, dtype=torch.bool, device=history.device
-        )  # (B, T', T')
+        # (built from a float identity: ONNX Runtime has no boolean EyeLike / Trilu)
+        eye = torch.eye(width, device=history.device)  # (T', T')
+        causal = torch.ones_like(eye).tril() > 0
+        allowed = (causal & real.unsqueeze(1)) | (eye > 0)  # (B, T', T')
         mask = ~allowed.repeat_interleave(self.heads, dim=0)  # (B * heads, T', T')
         return self.encoder(x, mask=mask)  # (B, T', D)
 

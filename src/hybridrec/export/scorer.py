@@ -1,0 +1,128 @@
+"""ExportedScorer: a trained model's full-ranking scores as one module TorchScript and ONNX can
+trace, with the catalogue frozen in.
+
+    factorised, no history tower   (users (B,))                          -> scores (B, N)
+    factorised, history tower      (users (B,), history (B, T), lengths (B,)) -> scores (B, N)
+    pair heads (GMF, MLP, NeuMF)   (users (B,))                          -> scores (B, N)
+
+Column 0 is the padding item (its score is meaningless: callers mask it, as evaluation does).
+The item vectors are computed once, in eval mode, and stored as a buffer (N, D): the text tower
+is not part of the export, so the exported scorer needs neither the tokenizer nor the item text
+(new items are added by re-encoding, not by retraining).
+
+History towers, traced: the GRU tower's packed sequence becomes the same computation without
+packing (each history left-aligned, the GRU run over it, the output taken at the last real
+item: outputs before the padding do not depend on it), so any width T traces and exports with a
+dynamic history axis. The self-attention tower builds its causal mask from the width, which a
+trace freezes: its export takes histories of exactly ``max_length`` columns (left-padded), and
+the exported metadata says so.
+
+Shapes: B = rows, T = history width, N = n_items + 1, D = vector size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hybridrec.nn.base import PairScorer
+from hybridrec.nn.factorized import FactorizedModel
+from hybridrec.nn.scoring import DotScorer
+from hybridrec.nn.towers import GRUTower, SelfAttentionTower
+
+
+def _gru_last(tower: GRUTower, history: Tensor, lengths: Tensor, table: Tensor) -> Tensor:
+    """The GRU tower's user vector without packing: (B, T), (B,), (N, D) -> (B, D). Width
+    arithmetic stays in tensors so a trace keeps T dynamic."""
+    history = history[:, -tower.max_length :]
+    columns = torch.ones_like(history).cumsum(1) - 1  # (B, T') 0..T'-1
+    width = columns[:, -1:] + 1  # (B, 1)
+    lengths = torch.minimum(lengths.clamp(min=1), width.squeeze(1))  # (B,)
+    shift = width - lengths.unsqueeze(1)  # padded columns on the left
+    left = history.gather(1, (columns + shift) % width)  # real items first
+    out, _ = tower.gru(table[left])  # (B, T', D)
+    index = (lengths - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])
+    return out.gather(1, index).squeeze(1)  # (B, D)
+
+
+class ExportedScorer(nn.Module):
+    """Args:
+    model: a trained :class:`FactorizedModel` or :class:`PairScorer` (put in eval mode).
+
+    ``inputs`` names the forward's inputs; ``fixed_width`` is the history width the export
+    needs (None: any width)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        model.eval()
+        self.model = model
+        self.kind = "pairs"
+        self.fixed_width: int | None = None
+        if isinstance(model, FactorizedModel):
+            with torch.no_grad():
+                self.register_buffer("item_table", model.item_vectors().detach().clone())
+            history = model.history
+            if history is None:
+                self.kind = "users"
+            elif isinstance(history, GRUTower):
+                self.kind = "history"
+            elif isinstance(history, SelfAttentionTower):
+                self.kind = "history"
+                self.fixed_width = history.max_length
+            else:
+                raise ValueError(f"export: no traced path for the {type(history).__name__}")
+            self.register_buffer("all_items", torch.arange(int(model.n_items) + 1))
+        elif isinstance(model, PairScorer):
+            self.register_buffer("all_items", torch.arange(int(model.n_items) + 1))
+        else:
+            raise ValueError(
+                f"export: {type(model).__name__} scores a whole batch with state carried between "
+                "batches (GRU4Rec, count baselines); only models with the tower contract "
+                "(MF, TextRec, SeqRec, the hybrid) and the NCF pair heads export"
+            )
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["users", "history", "lengths"] if self.kind == "history" else ["users"]
+
+    def forward(
+        self, users: Tensor, history: Tensor | None = None, lengths: Tensor | None = None
+    ) -> Tensor:
+        model = self.model
+        if not isinstance(model, FactorizedModel):
+            # every (user, item) pair in one call: the models' own score_all works in chunks
+            # sized by the batch, which a trace would freeze
+            all_items: Tensor = self.all_items  # type: ignore[assignment]
+            items = all_items.unsqueeze(0).expand(users.shape[0], -1)  # (B, N)
+            return model.score(users, items)  # type: ignore[operator]
+        table: Tensor = self.item_table  # type: ignore[assignment]
+        id_part = model.user_id(users) if model.user_id is not None else None
+        history_part = None
+        if self.kind == "history":
+            assert history is not None and lengths is not None
+            tower = model.history
+            if isinstance(tower, GRUTower):
+                history_part = _gru_last(tower, history, lengths, table)
+            else:
+                assert tower is not None
+                history_part = tower(history, lengths, table)
+        user = model.combine_users(id_part, history_part)
+        if isinstance(model.scorer, DotScorer):
+            return model.scorer.score_all(user, table, users)
+        # a pair head (NeuMF): every item in one call, not in batch-sized chunks
+        catalogue: Tensor = self.all_items  # type: ignore[assignment]
+        items = torch.ones_like(users).unsqueeze(1) * catalogue.unsqueeze(0)  # (B, N)
+        return model.scorer.score(user, table[items], users, items)
+
+
+def example_inputs(scorer: ExportedScorer, batch: int = 2, width: int = 4) -> tuple[Any, ...]:
+    """Inputs to trace with: users 0..batch-1, histories of real items (the first ones)."""
+    users = torch.arange(batch)
+    if scorer.kind != "history":
+        return (users,)
+    width = scorer.fixed_width or width
+    history = (torch.arange(batch * width).view(batch, width) % 3) + 1  # (B, T) items 1..3
+    history[0, : width // 2] = 0  # one left-padded row
+    return users, history, (history > 0).sum(1)

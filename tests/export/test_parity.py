@@ -1,0 +1,91 @@
+"""Every exportable model type: the TorchScript and ONNX scorers give the model's own
+full-ranking scores within 1e-5, on a batch size and history width they were not traced with."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+
+from conftest import TINY_DATA
+from hybridrec.cli.common import prepare_from_config
+from hybridrec.export import ExportedScorer, item_matrix, to_onnx, to_torchscript
+from hybridrec.nn.factorized import FactorizedModel
+
+onnxruntime = pytest.importorskip("onnxruntime")
+
+SMALL = ["model.dim=16"]
+MODELS = {
+    "mf": ["model=mf", "model.embedding_dim=16"],
+    "gmf": ["model=gmf"],
+    "neumf": ["model=neumf"],
+    "textrec": ["model=textrec", "model.dim=16"],
+    "sasrec": ["model=sasrec", *SMALL, "model.max_length=8"],
+    "seqtext": ["model=seqtext", *SMALL, "model.max_length=8"],
+    "hybrid-gru": ["model=hybrid", *SMALL, "model.max_length=8"],
+    "hybrid-attention": ["model=hybrid", *SMALL, "model.max_length=8", "model.history=attention"],
+    "hybrid-ids-neumf-head": ["model=hybrid", *SMALL, "model.history=null", "model.head=neumf"],
+}
+
+
+def _model(compose: Callable[..., DictConfig], overrides: list[str]) -> torch.nn.Module:
+    cfg = compose(*TINY_DATA, "protocol=loo_full", *overrides)
+    spec, folder = prepare_from_config(cfg)
+    with open_dict(cfg):
+        cfg.spec = spec.summary()
+        cfg.datamodule.data_dir = str(folder)
+    torch.manual_seed(0)
+    return instantiate(cfg.model).eval()
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_torchscript_and_onnx_match_the_model(
+    compose_cfg: Callable[..., DictConfig], name: str, tmp_path: Path
+) -> None:
+    model = _model(compose_cfg, MODELS[name])
+    scorer = ExportedScorer(model)
+    # a batch of 3 and a width of 6 (traced with 2 rows of width 4, or max_length)
+    users = torch.tensor([5, 0, 7])
+    width = scorer.fixed_width or 6
+    history = torch.randint(1, 40, (3, width))
+    history[1, : width - 2] = 0  # a short, left-padded history
+    lengths = (history > 0).sum(1)
+    with torch.no_grad():
+        if isinstance(model, FactorizedModel):
+            expected = model.score_all(users, history, lengths)
+        else:
+            expected = model.score_all(users)
+    inputs = (users, history, lengths) if scorer.kind == "history" else (users,)
+
+    scripted = torch.jit.load(str(to_torchscript(scorer, tmp_path / "scorer.pt")))
+    with torch.no_grad():
+        got = scripted(*inputs)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+    session = onnxruntime.InferenceSession(str(to_onnx(scorer, tmp_path / "scorer.onnx")))
+    given = {k: v.numpy() for k, v in zip(scorer.inputs, inputs, strict=True)}
+    # a model without a user ID tower ignores `users`: the ONNX graph has no such input
+    names = [i.name for i in session.get_inputs()]
+    assert set(names) <= set(scorer.inputs) and "history" in names or "users" in names
+    feed = {k: given[k] for k in names}
+    (onnx_scores,) = session.run(["scores"], feed)
+    np.testing.assert_allclose(onnx_scores, expected.numpy(), atol=1e-5, rtol=0)
+
+    matrix = item_matrix(scorer)
+    if isinstance(model, FactorizedModel):
+        assert matrix is not None and matrix.shape[0] == expected.shape[1]
+    else:
+        assert matrix is None
+
+
+def test_models_without_the_tower_contract_are_refused(
+    compose_cfg: Callable[..., DictConfig],
+) -> None:
+    model = _model(compose_cfg, ["model=gru4rec", "datamodule=sequence", "loss=bprmax"])
+    with pytest.raises(ValueError, match="only models with the tower contract"):
+        ExportedScorer(model)
