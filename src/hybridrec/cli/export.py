@@ -1,0 +1,98 @@
+"""hybridrec-export: a trained model as files a server can load, logged to its run.
+
+    hybridrec-export RUN_ID|CHECKPOINT [--out DIR] [--tracking-uri URI] [--no-log]
+
+Rebuilds the model from its checkpoint alone (``weights_only``) and writes into ``--out``
+(default ``exports/<run id or checkpoint name>``):
+
+    scorer.pt          TorchScript of the full-ranking scorer (torch.jit.load)
+    scorer.onnx        the same as ONNX (dynamic batch; dynamic history width unless fixed)
+    item_vectors.npy   (N, D) item matrix of a factorised model, row 0 padding (retrieval)
+    items.json         raw item id of each score column (column 0: padding, null)
+    users.json         raw user id of each user index
+    export.json        inputs, history width, sizes, the model class, the files
+
+With a run id the folder is also logged to the run's artifacts under ``export/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from mlflow.tracking import MlflowClient
+
+from hybridrec.export import ExportedScorer, item_matrix, to_onnx, to_torchscript
+from hybridrec.export.source import resolve_checkpoint
+from hybridrec.lit.checkpoint import PAYLOAD, load_model
+from hybridrec.tracking import default_tracking_uri
+
+
+def export_model(checkpoint: Path, out: Path) -> dict[str, Any]:
+    """Write the export files of ``checkpoint`` into ``out``; returns the export.json content."""
+    model = load_model(checkpoint)
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)[PAYLOAD]
+    scorer = ExportedScorer(model)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "torchscript": to_torchscript(scorer, out / "scorer.pt").name,
+        "onnx": to_onnx(scorer, out / "scorer.onnx").name,
+    }
+    matrix = item_matrix(scorer)
+    if matrix is not None:
+        np.save(out / "item_vectors.npy", matrix)
+        files["item_vectors"] = "item_vectors.npy"
+    maps = payload.get("id_maps") or {}
+    for side in ("items", "users"):
+        if side in maps:
+            ids = [None, *maps[side]] if side == "items" else list(maps[side])
+            (out / f"{side}.json").write_text(json.dumps(ids, default=str))
+            files[side] = f"{side}.json"
+    meta = {
+        "model": payload["config"].get("_target_"),
+        "inputs": scorer.inputs,
+        "history_width": scorer.fixed_width,  # null: any width
+        "n_items": int(getattr(model, "n_items", 0)),
+        "n_users": int(getattr(model, "n_users", 0)),
+        "padding_column": 0,
+        "files": files,
+    }
+    (out / "export.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hybridrec-export", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("source", help="an MLflow run id or a checkpoint file")
+    parser.add_argument("--out", type=Path, help="output folder (default exports/<name>)")
+    parser.add_argument("--tracking-uri", default=None)
+    parser.add_argument("--no-log", action="store_true", help="do not log to the run")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    client = MlflowClient(tracking_uri=args.tracking_uri or default_tracking_uri())
+    try:
+        checkpoint, run_id = resolve_checkpoint(args.source, client)
+        out = args.out or Path("exports") / (run_id or checkpoint.stem)
+        meta = export_model(checkpoint, out)
+    except (LookupError, FileNotFoundError, ValueError) as exc:
+        print(f"hybridrec-export: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"exported {meta['model']} to {out}: {', '.join(meta['files'].values())}")
+    if run_id is not None and not args.no_log:
+        client.log_artifacts(run_id, str(out), artifact_path="export")
+        print(f"logged to MLflow run {run_id} under export/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

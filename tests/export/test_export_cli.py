@@ -1,0 +1,74 @@
+"""hybridrec-export on a trained run: the files, their agreement with the checkpoint's model,
+the artifacts logged to the run, and the one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+from conftest import TINY_DATA
+from hybridrec.cli.train import train
+from hybridrec.lit import load_model
+
+onnxruntime = pytest.importorskip("onnxruntime")
+SCRIPT = str(Path(sys.executable).parent / "hybridrec-export")
+
+
+def test_export_a_run(
+    compose_cfg: Callable[..., DictConfig], mlflow_uri: str, tmp_path: Path
+) -> None:
+    result = train(
+        compose_cfg(
+            *TINY_DATA, "experiment=hybrid_synthetic", "model.dim=16", "trainer.max_epochs=1"
+        )
+    )
+    out = tmp_path / "export"
+    proc = subprocess.run(
+        [SCRIPT, str(result.run_id), "--tracking-uri", mlflow_uri, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = json.loads((out / "export.json").read_text())
+    assert meta["inputs"] == ["users", "history", "lengths"] and meta["history_width"] is None
+    items = json.loads((out / "items.json").read_text())
+    assert items[0] is None and len(items) == meta["n_items"] + 1
+    vectors = np.load(out / "item_vectors.npy")
+    assert vectors.shape[0] == meta["n_items"] + 1
+    # the ONNX scorer gives the checkpoint's model's scores
+    model = load_model(result.best_checkpoint)
+    users, history = torch.tensor([0, 3]), torch.tensor([[0, 4, 9], [2, 7, 1]])
+    lengths = (history > 0).sum(1)
+    with torch.no_grad():
+        expected = model.score_all(users, history, lengths).numpy()
+    session = onnxruntime.InferenceSession(str(out / "scorer.onnx"))
+    feed = {"users": users.numpy(), "history": history.numpy(), "lengths": lengths.numpy()}
+    (scores,) = session.run(["scores"], feed)
+    np.testing.assert_allclose(scores, expected, atol=1e-5, rtol=0)
+    logged = {a.path for a in MlflowClient(mlflow_uri).list_artifacts(str(result.run_id), "export")}
+    assert {"export/scorer.onnx", "export/scorer.pt", "export/export.json"} <= logged
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("0" * 32, "is not in the tracking store"),
+        ("missing.ckpt", "neither a run id (32 hex characters) nor a checkpoint file"),
+    ],
+)
+def test_export_errors_are_one_line(source: str, message: str, mlflow_uri: str) -> None:
+    proc = subprocess.run(
+        [SCRIPT, source, "--tracking-uri", mlflow_uri], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
