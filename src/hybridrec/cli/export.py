@@ -89,8 +89,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"exported {meta['model']} to {out}: {', '.join(meta['files'].values())}")
     if run_id is not None and not args.no_log:
+        from hybridrec.export.pyfunc import log_recommender
+
         client.log_artifacts(run_id, str(out), artifact_path="export")
-        print(f"logged to MLflow run {run_id} under export/")
+        import mlflow
+
+        mlflow.set_tracking_uri(client.tracking_uri)
+        info = log_recommender(checkpoint, out, run_id)
+        meta["pyfunc_model_uri"] = info.model_uri
+        (out / "export.json").write_text(json.dumps(meta, indent=2) + "\n")
+        print(f"logged to MLflow run {run_id}: export/ and the pyfunc model {info.model_uri}")
+        print(f"serve it: mlflow models serve -m {info.model_uri} --env-manager local -h 127.0.0.1")
     return 0
 
 

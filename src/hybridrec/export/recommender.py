@@ -1,0 +1,135 @@
+"""Recommender: top-K raw item ids for a user and / or a session, from a trained model.
+
+What the served model (:mod:`hybridrec.export.pyfunc_model`) answers, without MLflow:
+
+    recommend(user=..., recent_items=[...], k=10, exclude=[...]) ->
+        {"items": [raw ids], "scores": [...], "source": "user" | "session" | "user+session" |
+         "popularity", "unknown_items": [...], "id_share": [...] (the hybrid)}
+
+* a known user with a user ID tower: that vector (plus the history tower's, when the request
+  has recent items and the model reads them);
+* an unknown user (or a model without user IDs) with recent items: the history tower alone
+  (``source="session"``); recent items the catalogue does not know are skipped and reported;
+* neither: the most popular items of training (``source="popularity"``).
+
+Cold items (no training interaction) are scored like any other: through the text tower in a
+hybrid. ``id_share`` is the hybrid's gate, the share of each recommended item's vector that
+comes from its ID rather than its text. Requests are checked (k in [1, max_k], ids as given);
+a bad one raises :class:`RequestError` with one sentence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hybridrec.nn.factorized import FactorizedModel
+
+MAX_K = 1000
+
+
+class RequestError(ValueError):
+    """A request the recommender cannot answer: the message says what was expected."""
+
+
+class Recommender:
+    """Args:
+    model: a trained :class:`FactorizedModel` (eval mode).
+    item_ids, user_ids: raw ids by index (items: index 1..N, element 0 the padding).
+    popularity: (N + 1,) training interactions per item (the fallback ranking), or None.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        item_ids: Sequence[Any],
+        user_ids: Sequence[Any],
+        popularity: np.ndarray | None = None,
+        max_k: int = MAX_K,
+    ) -> None:
+        if not isinstance(model, FactorizedModel):
+            raise ValueError(
+                f"serving needs a model with the tower contract; {type(model).__name__} has none"
+            )
+        self.model = model.eval()
+        self.item_ids = list(item_ids)
+        self.item_index = {str(raw): i for i, raw in enumerate(self.item_ids) if i > 0}
+        self.user_index = {str(raw): i for i, raw in enumerate(user_ids)}
+        self.n_items = len(self.item_ids) - 1
+        self.max_k = min(max_k, self.n_items)
+        with torch.no_grad():
+            self.table = model.item_vectors()  # (N + 1, D), cold items through their text
+            gates = getattr(model, "gate_values", None)
+            self.gates = gates() if callable(gates) else None  # (N + 1,) or None
+        self.popularity = popularity
+
+    def _k(self, k: Any) -> int:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            if isinstance(k, float) and k.is_integer():
+                k = int(k)
+            else:
+                raise RequestError(f"k={k!r}: expected a whole number between 1 and {self.max_k}")
+        if not 1 <= int(k) <= self.max_k:
+            raise RequestError(f"k={k}: expected a whole number between 1 and {self.max_k}")
+        return int(k)
+
+    def recommend(
+        self,
+        user: Any = None,
+        recent_items: Sequence[Any] | None = None,
+        k: Any = 10,
+        exclude: Sequence[Any] | None = None,
+    ) -> dict[str, Any]:
+        k = self._k(k)
+        model = self.model
+        recent = [str(i) for i in (recent_items or [])]
+        known = [self.item_index[i] for i in recent if i in self.item_index]
+        unknown = [i for i in recent if i not in self.item_index]
+        user_row = None if user is None else self.user_index.get(str(user))
+        id_part = history_part = None
+        with torch.no_grad():
+            if user_row is not None and model.user_id is not None:
+                id_part = model.user_id(torch.tensor([user_row]))
+            if known and model.history is not None:
+                history = torch.tensor([known])  # (1, T), oldest first
+                lengths = torch.tensor([len(known)])
+                history_part = model.history(history, lengths, self.table)
+            if id_part is None and history_part is None:
+                if self.popularity is None:
+                    raise RequestError(
+                        "no known user and no known recent item, and this export has no "
+                        "popularity to fall back on"
+                    )
+                scores = torch.as_tensor(self.popularity, dtype=torch.float32).clone()
+                source = "popularity"
+            else:
+                vector = model.combine_users(id_part, history_part)  # (1, D)
+                users = torch.tensor([user_row if user_row is not None else 0])
+                scores = model.scorer.score_all(vector, self.table, users)[0]
+                source = "+".join(
+                    name
+                    for name, part in (("user", id_part), ("session", history_part))
+                    if part is not None
+                )
+        scores = scores.clone()
+        scores[0] = -torch.inf
+        for raw in exclude or []:
+            index = self.item_index.get(str(raw))
+            if index is not None:
+                scores[index] = -torch.inf
+        top = torch.topk(scores, k)
+        keep = torch.isfinite(top.values)
+        indices = top.indices[keep].tolist()
+        out: dict[str, Any] = {
+            "items": [str(self.item_ids[i]) for i in indices],
+            "scores": [float(v) for v in top.values[keep]],
+            "source": source,
+            "unknown_items": unknown,
+        }
+        if self.gates is not None:
+            out["id_share"] = [float(self.gates[i]) for i in indices]
+        return out

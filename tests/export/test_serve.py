@@ -1,0 +1,152 @@
+"""The pyfunc model and `mlflow models serve`: a known user, an anonymous session, a session
+holding a new product (cold: scored through its text), the popularity fallback, and malformed
+requests answered 400 with one sentence."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import torch
+
+from conftest import TINY_DATA, TINY_JUDGMENTS
+from hybridrec.cli.export import main as export_main
+from hybridrec.cli.train import train
+from hybridrec.lit import load_model
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def exported(
+    tmp_path_factory: pytest.TempPathFactory, mlflow_uri: str
+) -> Iterator[tuple[str, str, str]]:
+    """(model uri, run's best checkpoint, tracking uri) of a tiny hybrid on the synthetic
+    catalogue with new products, exported with hybridrec-export."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from conftest import CONFIG_DIR
+
+    root = tmp_path_factory.mktemp("serve")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(
+            "train",
+            [
+                f"paths.root_dir={root}",
+                f"logger.tracking_uri={mlflow_uri}",
+                "experiment=judgment_synthetic",
+                *TINY_DATA,
+                *TINY_JUDGMENTS,
+                "model.dim=16",
+                "trainer.max_epochs=1",
+            ],
+        )
+    GlobalHydra.instance().clear()
+    result = train(cfg)
+    out = str(root / "export")
+    assert export_main([str(result.run_id), "--tracking-uri", mlflow_uri, "--out", out]) == 0
+    mlflow.set_tracking_uri(mlflow_uri)
+    meta = json.loads((root / "export" / "export.json").read_text())
+    yield meta["pyfunc_model_uri"], result.best_checkpoint, mlflow_uri
+
+
+def test_pyfunc_predict_matches_the_model(exported: tuple[str, str, str]) -> None:
+    model_uri, checkpoint, _ = exported
+    served = mlflow.pyfunc.load_model(model_uri)
+    answer = served.predict(pd.DataFrame([{"user": "3", "k": 5}]))
+    row = answer.iloc[0]
+    assert row["source"] == "user" and len(row["items"]) == 5
+    model = load_model(checkpoint)
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)["hybridrec_model"]
+    user = [str(u) for u in payload["id_maps"]["users"]].index("3")
+    items = [str(i) for i in payload["id_maps"]["items"]]
+    with torch.no_grad():
+        vector = model.user_id(torch.tensor([user]))
+        scores = model.scorer.score_all(vector, model.item_vectors(), torch.tensor([user]))[0]
+    expected = [float(scores[items.index(i) + 1]) for i in row["items"]]
+    assert row["scores"] == pytest.approx(expected, abs=1e-5)
+    assert all(0 <= share <= 1 for share in row["id_share"])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _post(port: int, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_mlflow_models_serve_answers(exported: tuple[str, str, str]) -> None:
+    model_uri, checkpoint, uri = exported
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)["hybridrec_model"]
+    # a judged new product: an item of the model with an id past the 60 interacted ones
+    new = next(str(i) for i in payload["id_maps"]["items"] if int(i) >= 60)
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    server = subprocess.Popen(
+        [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    pytest.fail(
+                        f"the server did not start: {server.stderr.read().decode()[-2000:]}"
+                    )  # type: ignore[union-attr]
+                time.sleep(0.5)
+        records = [
+            {"user": "3", "k": 3},  # a known user
+            {"recent_items": ["5", "17", "no-such-item"], "k": 3},  # an anonymous session
+            {"recent_items": [new], "k": 2},  # a new product (catalogue only: cold)
+            {"k": 2},  # nobody: popularity
+        ]
+        status, answer = _post(port, json.dumps({"dataframe_records": records}).encode())
+        assert status == 200, answer
+        rows = answer["predictions"]
+        assert [r["source"] for r in rows] == ["user", "session", "session", "popularity"]
+        assert [len(r["items"]) for r in rows] == [3, 3, 2, 2]
+        assert rows[1]["unknown_items"] == ["no-such-item"]
+        for body, words in [
+            ({"dataframe_records": [{"user": "3", "k": 0}]}, "k=0: expected a whole number"),
+            ({"dataframe_records": [{"user": "3", "k": 10**9}]}, "expected a whole number"),
+            ({"dataframe_records": [{"user": "3", "recent_items": "5"}]}, "must be a list"),
+            ({"dataframe_records": [{"user": "3", "k": "many"}]}, "k"),
+        ]:
+            status, error = _post(port, json.dumps(body).encode())
+            assert status == 400, (body, error)
+            assert words in error["message"] and "Traceback" not in error["message"]
+        status, error = _post(port, b"not json")
+        assert status == 400
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
