@@ -99,7 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         meta["pyfunc_model_uri"] = info.model_uri
         (out / "export.json").write_text(json.dumps(meta, indent=2) + "\n")
         print(f"logged to MLflow run {run_id}: export/ and the pyfunc model {info.model_uri}")
-        print(f"serve it: mlflow models serve -m {info.model_uri} --env-manager local -h 127.0.0.1")
+        print(
+            "serve it (with .venv/bin on PATH: MLflow starts `uvicorn` by name):\n"
+            f"  MLFLOW_TRACKING_URI={client.tracking_uri} PATH=.venv/bin:$PATH "
+            f".venv/bin/mlflow models serve -m {info.model_uri} --env-manager local "
+            "-h 127.0.0.1 -p 5001"
+        )
     return 0
 
 
