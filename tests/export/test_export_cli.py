@@ -72,3 +72,55 @@ def test_export_errors_are_one_line(source: str, message: str, mlflow_uri: str) 
     )
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_new_products_are_added_without_retraining(
+    compose_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """--add-items: a new product carrying item 5's text gets item 5's text vector (what the
+    model gives a cold item), becomes the last score column and a recommendable id."""
+    from hybridrec.data.readers import read_synthetic
+    from hybridrec.export.new_items import text_tower
+
+    result = train(
+        compose_cfg(
+            *TINY_DATA, "experiment=hybrid_synthetic", "model.dim=16", "trainer.max_epochs=1"
+        )
+    )
+    table = read_synthetic(n_users=80, n_items=60).items
+    assert table is not None
+    new = table[table["item"] == 5].assign(item="brand-new-5")
+    path = tmp_path / "new.csv"
+    new.to_csv(path, index=False)
+    out = tmp_path / "export"
+    proc = subprocess.run(
+        [SCRIPT, result.best_checkpoint, "--out", str(out), "--add-items", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = json.loads((out / "export.json").read_text())
+    assert meta["n_new_items"] == 1
+    items = json.loads((out / "items.json").read_text())
+    assert items[-1] == "brand-new-5" and len(items) == meta["n_items"] + 1
+    added = torch.load(out / "new_items.pt", weights_only=True)
+    model = load_model(result.best_checkpoint)
+    raw = [str(i) for i in items]
+    with torch.no_grad():
+        own = text_tower(model)(torch.tensor([raw.index("5")]))
+    torch.testing.assert_close(added["vectors"], own, atol=1e-5, rtol=0)
+    session = onnxruntime.InferenceSession(str(out / "scorer.onnx"))
+    feed = {"users": np.array([0]), "history": np.array([[4, 9]]), "lengths": np.array([2])}
+    (scores,) = session.run(["scores"], feed)
+    assert scores.shape == (1, meta["n_items"] + 1)
+    # an item already in the catalogue is refused, naming it
+    clash = tmp_path / "clash.csv"
+    table[table["item"] == 7].to_csv(clash, index=False)
+    proc = subprocess.run(
+        [SCRIPT, result.best_checkpoint, "--out", str(out), "--add-items", str(clash)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "item '7' is already in the catalogue" in proc.stderr

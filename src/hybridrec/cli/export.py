@@ -1,6 +1,7 @@
 """hybridrec-export: a trained model as files a server can load, logged to its run.
 
-    hybridrec-export RUN_ID|CHECKPOINT [--out DIR] [--tracking-uri URI] [--no-log]
+    hybridrec-export RUN_ID|CHECKPOINT [--out DIR] [--add-items ITEMS] [--tracking-uri URI]
+                     [--no-log]
 
 Rebuilds the model from its checkpoint alone (``weights_only``) and writes into ``--out``
 (default ``exports/<run id or checkpoint name>``):
@@ -11,8 +12,14 @@ Rebuilds the model from its checkpoint alone (``weights_only``) and writes into 
     items.json         raw item id of each score column (column 0: padding, null)
     users.json         raw user id of each user index
     export.json        inputs, history width, sizes, the model class, the files
+    new_items.pt       with --add-items: the new products' raw ids and text vectors
 
-With a run id the folder is also logged to the run's artifacts under ``export/``.
+``--add-items items.csv`` (an item table like the training one) encodes new products' text with
+the trained text tower and appends them to the catalogue as columns N, N + 1, ... of every file
+above and of the served model: no retraining (:mod:`hybridrec.export.new_items`).
+
+With a run id the folder is also logged to the run's artifacts under ``export/``, and an MLflow
+pyfunc model is logged to the run (``models:/…``, served by ``mlflow models serve``).
 """
 
 from __future__ import annotations
@@ -28,17 +35,31 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from hybridrec.export import ExportedScorer, item_matrix, to_onnx, to_torchscript
+from hybridrec.export.new_items import encode_new_items
 from hybridrec.export.source import resolve_checkpoint
 from hybridrec.lit.checkpoint import PAYLOAD, load_model
 from hybridrec.tracking import default_tracking_uri
 
 
-def export_model(checkpoint: Path, out: Path) -> dict[str, Any]:
+def export_model(checkpoint: Path, out: Path, add_items: Path | None = None) -> dict[str, Any]:
     """Write the export files of ``checkpoint`` into ``out``; returns the export.json content."""
     model = load_model(checkpoint)
-    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)[PAYLOAD]
-    scorer = ExportedScorer(model)
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    payload = saved[PAYLOAD]
+    maps = dict(payload.get("id_maps") or {})
+    new_vectors = None
     out.mkdir(parents=True, exist_ok=True)
+    if add_items is not None:
+        text = ((saved.get("hybridrec_config") or {}).get("data") or {}).get("text")
+        if not text:
+            raise ValueError("--add-items: the run's data config has no item text (data.text)")
+        known = [str(i) for i in maps.get("items", [])]
+        new_ids, new_vectors = encode_new_items(model, add_items, text, known)
+        torch.save(
+            {"items": [str(i) for i in new_ids], "vectors": new_vectors}, out / "new_items.pt"
+        )
+        maps["items"] = [*maps.get("items", []), *new_ids]
+    scorer = ExportedScorer(model, new_vectors)
     files = {
         "torchscript": to_torchscript(scorer, out / "scorer.pt").name,
         "onnx": to_onnx(scorer, out / "scorer.onnx").name,
@@ -47,7 +68,8 @@ def export_model(checkpoint: Path, out: Path) -> dict[str, Any]:
     if matrix is not None:
         np.save(out / "item_vectors.npy", matrix)
         files["item_vectors"] = "item_vectors.npy"
-    maps = payload.get("id_maps") or {}
+    if new_vectors is not None:
+        files["new_items"] = "new_items.pt"
     for side in ("items", "users"):
         if side in maps:
             ids = [None, *maps[side]] if side == "items" else list(maps[side])
@@ -57,7 +79,9 @@ def export_model(checkpoint: Path, out: Path) -> dict[str, Any]:
         "model": payload["config"].get("_target_"),
         "inputs": scorer.inputs,
         "history_width": scorer.fixed_width,  # null: any width
-        "n_items": int(getattr(model, "n_items", 0)),
+        "n_items": int(getattr(model, "n_items", 0))
+        + (0 if new_vectors is None else len(new_vectors)),
+        "n_new_items": 0 if new_vectors is None else len(new_vectors),
         "n_users": int(getattr(model, "n_users", 0)),
         "padding_column": 0,
         "files": files,
@@ -73,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("source", help="an MLflow run id or a checkpoint file")
     parser.add_argument("--out", type=Path, help="output folder (default exports/<name>)")
     parser.add_argument("--tracking-uri", default=None)
+    parser.add_argument(
+        "--add-items", type=Path, help="item table of new products to add (no retraining)"
+    )
     parser.add_argument("--no-log", action="store_true", help="do not log to the run")
     return parser
 
@@ -83,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         checkpoint, run_id = resolve_checkpoint(args.source, client)
         out = args.out or Path("exports") / (run_id or checkpoint.stem)
-        meta = export_model(checkpoint, out)
+        meta = export_model(checkpoint, out, args.add_items)
     except (LookupError, FileNotFoundError, ValueError) as exc:
         print(f"hybridrec-export: error: {exc}", file=sys.stderr)
         return 2
@@ -95,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         import mlflow
 
         mlflow.set_tracking_uri(client.tracking_uri)
-        info = log_recommender(checkpoint, out, run_id)
+        new_items = out / "new_items.pt" if "new_items" in meta["files"] else None
+        info = log_recommender(checkpoint, out, run_id, new_items)
         meta["pyfunc_model_uri"] = info.model_uri
         (out / "export.json").write_text(json.dumps(meta, indent=2) + "\n")
         print(f"logged to MLflow run {run_id}: export/ and the pyfunc model {info.model_uri}")

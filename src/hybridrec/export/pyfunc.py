@@ -44,12 +44,16 @@ def popularity(checkpoint: Path) -> np.ndarray | None:
     return np.bincount(items, minlength=n_items + 1)[: n_items + 1].astype(np.float32)
 
 
-def log_recommender(checkpoint: Path, out: Path, run_id: str | None = None) -> Any:
+def log_recommender(
+    checkpoint: Path, out: Path, run_id: str | None = None, new_items: Path | None = None
+) -> Any:
     """Log the pyfunc model under the active / given run (``name="model"``); returns MLflow's
     ModelInfo. ``out`` holds the popularity file it ships."""
     import mlflow
 
     artifacts = {"checkpoint": str(checkpoint)}
+    if new_items is not None:  # products added after training (hybridrec-export --add-items)
+        artifacts["new_items"] = str(new_items)
     counts = popularity(checkpoint)
     if counts is not None:
         np.save(out / "popularity.npy", counts)

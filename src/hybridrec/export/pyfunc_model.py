@@ -50,11 +50,14 @@ class HybridrecRecommender(PythonModel):
         maps = payload.get("id_maps") or {}
         popularity_path = context.artifacts.get("popularity")
         popularity = np.load(popularity_path) if popularity_path else None
+        new_path = context.artifacts.get("new_items")
+        added = torch.load(new_path, weights_only=True) if new_path else None
         self.recommender = Recommender(
             load_model(checkpoint),
             [None, *maps.get("items", [])],
             maps.get("users", []),
             popularity,
+            new_items=None if added is None else (added["items"], added["vectors"]),
         )
 
     def predict(

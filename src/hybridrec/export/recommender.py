@@ -50,6 +50,7 @@ class Recommender:
         user_ids: Sequence[Any],
         popularity: np.ndarray | None = None,
         max_k: int = MAX_K,
+        new_items: tuple[Sequence[Any], torch.Tensor] | None = None,
     ) -> None:
         if not isinstance(model, FactorizedModel):
             raise ValueError(
@@ -57,6 +58,9 @@ class Recommender:
             )
         self.model = model.eval()
         self.item_ids = list(item_ids)
+        added = 0 if new_items is None else len(new_items[0])
+        if new_items is not None:  # products added after training: text only, never trained
+            self.item_ids += list(new_items[0])
         self.item_index = {str(raw): i for i, raw in enumerate(self.item_ids) if i > 0}
         self.user_index = {str(raw): i for i, raw in enumerate(user_ids)}
         self.n_items = len(self.item_ids) - 1
@@ -65,6 +69,12 @@ class Recommender:
             self.table = model.item_vectors()  # (N + 1, D), cold items through their text
             gates = getattr(model, "gate_values", None)
             self.gates = gates() if callable(gates) else None  # (N + 1,) or None
+        if new_items is not None:
+            self.table = torch.cat([self.table, new_items[1].to(self.table.dtype)])
+            if self.gates is not None:
+                self.gates = torch.cat([self.gates, self.gates.new_zeros(added)])
+        if popularity is not None and added:
+            popularity = np.concatenate([popularity, np.zeros(added, dtype=popularity.dtype)])
         self.popularity = popularity
 
     def _k(self, k: Any) -> int:

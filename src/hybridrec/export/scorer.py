@@ -50,11 +50,13 @@ def _gru_last(tower: GRUTower, history: Tensor, lengths: Tensor, table: Tensor) 
 class ExportedScorer(nn.Module):
     """Args:
     model: a trained :class:`FactorizedModel` or :class:`PairScorer` (put in eval mode).
+    new_items: (M, D) vectors of products added after training (their text tower outputs),
+        appended to the catalogue as columns N, N + 1, ...
 
     ``inputs`` names the forward's inputs; ``fixed_width`` is the history width the export
     needs (None: any width)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, new_items: Tensor | None = None) -> None:
         super().__init__()
         model.eval()
         self.model = model
@@ -62,7 +64,10 @@ class ExportedScorer(nn.Module):
         self.fixed_width: int | None = None
         if isinstance(model, FactorizedModel):
             with torch.no_grad():
-                self.register_buffer("item_table", model.item_vectors().detach().clone())
+                table = model.item_vectors().detach().clone()  # (N, D)
+            if new_items is not None:  # products added after training: rows N, N + 1, ...
+                table = torch.cat([table, new_items.detach().to(table.dtype)])
+            self.register_buffer("item_table", table)
             history = model.history
             if history is None:
                 self.kind = "users"
@@ -73,8 +78,10 @@ class ExportedScorer(nn.Module):
                 self.fixed_width = history.max_length
             else:
                 raise ValueError(f"export: no traced path for the {type(history).__name__}")
-            self.register_buffer("all_items", torch.arange(int(model.n_items) + 1))
+            self.register_buffer("all_items", torch.arange(table.shape[0]))
         elif isinstance(model, PairScorer):
+            if new_items is not None:
+                raise ValueError("--add-items: a pair head has no item vectors to add to")
             self.register_buffer("all_items", torch.arange(int(model.n_items) + 1))
         else:
             raise ValueError(

@@ -1,0 +1,67 @@
+"""New products after training: encode their text with the trained text tower and append them
+to the exported catalogue, no retraining (``hybridrec-export ... --add-items items.csv``).
+
+The item table is read like the training one (CSV/TSV/Parquet, an ``item`` column plus the
+text fields of the run's ``data.text`` config) and its texts are assembled with the same
+fields, prefixes and separator. A new item's vector is its text tower's output: exactly what
+the model gives a cold item (the hybrid's gate is 0 for an item without training counts).
+Models without a text tower cannot score an item they never saw: refused with the reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hybridrec.data.errors import DataError
+from hybridrec.data.preparation.text import TextConfig, assemble_item_text
+from hybridrec.data.preparation.validate import check_items
+from hybridrec.data.readers.tables import _read_mapped
+from hybridrec.nn.textrec import TextItemTower
+
+
+def text_tower(model: nn.Module) -> TextItemTower:
+    """The model's text tower (the hybrid's fused tower holds it as ``text``)."""
+    items = getattr(model, "items", None)
+    for tower in (items, getattr(items, "text", None)):
+        if isinstance(tower, TextItemTower):
+            return tower
+    raise ValueError(
+        f"--add-items: {type(model).__name__} has no text tower, so it cannot score an item "
+        "it never saw; train a model with item text (model=hybrid, textrec, seqtext)"
+    )
+
+
+def encode_new_items(
+    model: nn.Module, path: str | Path, text: dict[str, Any], known: list[str]
+) -> tuple[list[Any], Tensor]:
+    """(raw ids, vectors (M, D)) of the items in the table at ``path``; ``text`` is the run's
+    ``data.text`` config; ``known`` the raw ids (as strings) already in the catalogue, which
+    must not come again."""
+    tower = text_tower(model)
+    if tower.text_encoder is None:
+        raise ValueError(
+            "--add-items: this model keeps precomputed text vectors (a frozen pretrained "
+            "encoder cached at training) and no encoder to run on new text"
+        )
+    frame, file, header = _read_mapped(
+        path, None, None, ("item",), None, "item table (column item plus the text fields)"
+    )
+    items = check_items(frame, file, header_rows=header)
+    clash = [str(i) for i in items["item"] if str(i) in set(known)]
+    if clash:
+        raise DataError(
+            f"item {clash[0]!r} is already in the catalogue ({len(clash)} such); --add-items "
+            "takes new products only",
+            path=file,
+            column="item",
+        )
+    config = TextConfig.from_config(text)
+    texts = assemble_item_text(items, config.fields, sep=config.sep, missing=config.missing)
+    ids, mask = tower.tokenizer.encode([str(t) for t in texts.tolist()])  # (M, L) each
+    with torch.no_grad():
+        vectors = tower.projection(tower.text_encoder(ids, mask))  # (M, D)
+    return items["item"].tolist(), vectors
