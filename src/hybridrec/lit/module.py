@@ -17,7 +17,7 @@ from hybridrec.data.batch import RecBatch
 from hybridrec.lit import adapter
 from hybridrec.lit.checkpoint import PAYLOAD, id_maps, model_payload
 from hybridrec.losses.human import JudgmentLoss
-from hybridrec.metrics import agreement, positive_ranks, ranking_metrics
+from hybridrec.metrics import BeyondAccuracy, agreement, positive_ranks, ranking_metrics
 from hybridrec.nn.contexts import USER, JudgmentContexts, context_vectors
 from hybridrec.nn.factorized import FactorizedModel
 
@@ -84,6 +84,7 @@ class RecLitModule(L.LightningModule):
         self.blend, self.blend_metric = float(blend), blend_metric
         self._blend_sums: list[Tensor] = []
         self._history_cache: tuple[Tensor, Tensor] | None = None  # users' histories, on device
+        self._beyond: BeyondAccuracy | None = None  # test: coverage, novelty, cold share
         self.run_config: dict[str, Any] | None = None  # stored in checkpoints by train
         self._id_maps: dict[str, list[Any]] | None = None  # raw ids, read once for checkpoints
 
@@ -137,6 +138,8 @@ class RecLitModule(L.LightningModule):
                 outside = batch.cold.unsqueeze(1) & ~batch.restrict_to.unsqueeze(0)  # (B, N)
                 scores = scores.masked_fill(outside, -torch.inf)
             positives, valid = batch.targets, batch.targets > 0
+        if stage == "test" and batch.items is None and self._beyond is not None:
+            self._log_beyond(scores, size)
         ranks = positive_ranks(scores.float(), positives, valid, ties=self.ties)  # (B, P)
         # rows per slice: all rows, and with cold flags the cold-target and warm-target rows
         slices: list[tuple[str, Tensor | None]] = [("", None)]
@@ -271,8 +274,31 @@ class RecLitModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._log_agreement("val")
 
+    # -- beyond accuracy (test, full ranking) ---------------------------------------------------
+    def on_test_epoch_start(self) -> None:
+        trainer = getattr(self, "_trainer", None)
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        counts = getattr(datamodule, "item_counts", None)
+        self._beyond = BeyondAccuracy(counts()).to(self.device) if callable(counts) else None
+
+    def _log_beyond(self, scores: Tensor, size: int) -> None:
+        """Per-row means of the top-K lists (masked scores: known items and padding are out)."""
+        assert self._beyond is not None
+        for k in self.ks:
+            top = scores.topk(min(k, scores.shape[1]), dim=1).indices  # (B, K)
+            for name, values in self._beyond.rows(top).items():
+                self.log(f"test/{name}", values.mean(), batch_size=size, sync_dist=True)
+
     def on_test_epoch_end(self) -> None:
         self._log_agreement("test")
+        if self._beyond is not None:
+            for k in self.ks:
+                seen = self._beyond.seen.get(k)
+                if seen is None:
+                    continue
+                union = self.trainer.strategy.reduce(seen.double(), reduce_op="sum") > 0
+                self.log(f"test/coverage@{k}", self._beyond.coverage(k, union))
+            self._beyond = None
 
     # -- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self) -> Any:

@@ -1,4 +1,5 @@
 from hybridrec.metrics.agreement import Agreement, agreement
+from hybridrec.metrics.beyond import BeyondAccuracy, popularity_percentiles
 from hybridrec.metrics.ranking import (
     TIE_MODES,
     RankingMetrics,
@@ -7,6 +8,8 @@ from hybridrec.metrics.ranking import (
 )
 
 __all__ = [
+    "BeyondAccuracy",
+    "popularity_percentiles",
     "TIE_MODES",
     "Agreement",
     "agreement",

@@ -326,6 +326,13 @@ class RecDataModule(RecBatchDataModule):
             if self.data_on_device:
                 self._move(trainer.strategy.root_device)
 
+    def item_counts(self) -> Tensor:
+        """(n_items + 1,) training interactions per item (index 0 padding): the popularity
+        behind the beyond-accuracy metrics."""
+        self.setup()
+        assert self._train is not None
+        return torch.bincount(self._train.items.cpu(), minlength=self.spec.n_items + 1)
+
     def train_sequences(self) -> tuple[Tensor, Tensor]:
         """(items (E,), offsets (n_users + 1,)): each user's training items (in no particular
         order), for count-based models such as :class:`hybridrec.nn.Popularity`."""

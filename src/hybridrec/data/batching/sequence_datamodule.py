@@ -306,6 +306,14 @@ class SequenceDataModule(RecBatchDataModule):
         assert self._train is not None
         return self._train.items, self._train.offsets
 
+    def item_counts(self) -> Tensor:
+        """(n_items + 1,) training clicks per item (index 0 padding): the popularity behind the
+        beyond-accuracy metrics."""
+        self.setup()
+        assert self._train is not None
+        items = self._train.items.cpu()
+        return torch.bincount(items[items > 0], minlength=self.spec.n_items + 1)
+
     def user_histories(self) -> tuple[Tensor, Tensor]:
         """(table (n_users, T), lengths (n_users,)): each user's latest ``max_length`` training
         items, right-aligned and 0-padded as in evaluation (the judgment contexts' histories)."""
