@@ -57,7 +57,8 @@ def exported(
     GlobalHydra.instance().clear()
     result = train(cfg)
     out = str(root / "export")
-    assert export_main([str(result.run_id), "--tracking-uri", mlflow_uri, "--out", out]) == 0
+    args = [str(result.run_id), "--tracking-uri", mlflow_uri, "--out", out]
+    assert export_main([*args, "--register", "hybridrec-test"]) == 0
     mlflow.set_tracking_uri(mlflow_uri)
     meta = json.loads((root / "export" / "export.json").read_text())
     yield meta["pyfunc_model_uri"], result.best_checkpoint, mlflow_uri
@@ -65,7 +66,8 @@ def exported(
 
 def test_pyfunc_predict_matches_the_model(exported: tuple[str, str, str]) -> None:
     model_uri, checkpoint, _ = exported
-    served = mlflow.pyfunc.load_model(model_uri)
+    # registered as a version with the alias; the alias loads the same model
+    served = mlflow.pyfunc.load_model("models:/hybridrec-test@champion")
     answer = served.predict(pd.DataFrame([{"user": "3", "k": 5}]))
     row = answer.iloc[0]
     assert row["source"] == "user" and len(row["items"]) == 5

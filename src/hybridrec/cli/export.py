@@ -19,7 +19,9 @@ the trained text tower and appends them to the catalogue as columns N, N + 1, ..
 above and of the served model: no retraining (:mod:`hybridrec.export.new_items`).
 
 With a run id the folder is also logged to the run's artifacts under ``export/``, and an MLflow
-pyfunc model is logged to the run (``models:/…``, served by ``mlflow models serve``).
+pyfunc model is logged to the run (``models:/…``, served by ``mlflow models serve``);
+``--register NAME`` adds it to the model registry as a new version with an alias
+(``--alias``, default ``champion``): serve ``models:/NAME@champion``.
 """
 
 from __future__ import annotations
@@ -101,6 +103,14 @@ def _parser() -> argparse.ArgumentParser:
         "--add-items", type=Path, help="item table of new products to add (no retraining)"
     )
     parser.add_argument("--no-log", action="store_true", help="do not log to the run")
+    parser.add_argument(
+        "--register",
+        metavar="NAME",
+        help="register the pyfunc model under NAME in the model registry (a new version)",
+    )
+    parser.add_argument(
+        "--alias", default="champion", help="alias of the registered version (default champion)"
+    )
     return parser
 
 
@@ -115,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hybridrec-export: error: {exc}", file=sys.stderr)
         return 2
     print(f"exported {meta['model']} to {out}: {', '.join(meta['files'].values())}")
+    if args.register and (run_id is None or args.no_log):
+        print(
+            "hybridrec-export: error: --register needs a run id (and no --no-log)", file=sys.stderr
+        )
+        return 2
     if run_id is not None and not args.no_log:
         from hybridrec.export.pyfunc import log_recommender
 
@@ -125,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         new_items = out / "new_items.pt" if "new_items" in meta["files"] else None
         info = log_recommender(checkpoint, out, run_id, new_items)
         meta["pyfunc_model_uri"] = info.model_uri
+        if args.register:
+            version = mlflow.register_model(info.model_uri, args.register)
+            client.set_registered_model_alias(args.register, args.alias, version.version)
+            meta["registered"] = f"models:/{args.register}@{args.alias}"
+            print(f"registered {args.register} version {version.version} as @{args.alias}")
         (out / "export.json").write_text(json.dumps(meta, indent=2) + "\n")
         print(f"logged to MLflow run {run_id}: export/ and the pyfunc model {info.model_uri}")
         print(
