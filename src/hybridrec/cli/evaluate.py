@@ -1,24 +1,33 @@
 """hybridrec-eval: re-evaluate a trained model, on its own protocol or another one.
 
     hybridrec-eval RUN_ID|CHECKPOINT [protocol=NAME] [data=NAME] [key=value ...]
-                   [--tracking-uri URI] [--same-run]
+                   [--tracking-uri URI] [--same-run] [--no-mask]
 
 The checkpoint (a run's best one, or a file) carries the run's resolved config; overrides
 change it (``protocol=cold_items`` takes configs/protocol/cold_items.yaml, ``ties=average`` or
 ``protocol.mask_known=false`` set one key), the data is prepared for the result (cached like
 training's), and the model is tested on it with the run's own metrics and tie rule. The model
 must see the same users and items: prepared data whose raw id maps differ from the checkpoint's
-is refused (its scores would belong to other items).
+is refused (its scores would belong to other items). ``--no-mask`` ranks the user's known items
+too (the official GRU4Rec evaluation) on the same prepared split, without preparing it again.
 
-Results go to a new MLflow run in the original run's experiment, named
-``eval-<run name>-<protocol>`` and tagged ``hybridrec.evaluates=<run id>``; with
-``--same-run`` into the original run as ``eval/<protocol>/<metric>``.
+Results go to a new MLflow run in the original run's experiment (a bare checkpoint without a
+run: an experiment named after the data), named ``eval-<run name>-<protocol>`` and tagged
+``hybridrec.evaluates=<run id>``, ``protocol``, ``dataset``, ``data_fingerprint``; it ends
+FINISHED, or FAILED when the evaluation raises. With ``--same-run`` they go into the original
+run as ``eval/<protocol>/<metric>``. ``<protocol>`` reads ``<name>-unmasked`` when full ranking
+keeps the known items in.
+
+Mistakes (unknown run, missing or foreign file, bad override, other ids) print one sentence and
+exit 2; bad input data found while preparing it exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +36,28 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
+from hybridrec.cli.checks import ConfigError, check_config
 from hybridrec.cli.common import config_dir, prepare_from_config
+from hybridrec.cli.data import _config_error as config_error
+from hybridrec.cli.quiet import quiet_third_party
 from hybridrec.data.errors import DataError
+from hybridrec.data.spec import DataSpec
 from hybridrec.export.source import resolve_checkpoint
 from hybridrec.lit import RecLitModule
 from hybridrec.lit.checkpoint import PAYLOAD, id_maps, load_model
-from hybridrec.tracking import default_tracking_uri, mlflow_key
-from hybridrec.tracking.runs import end_run, now_ms, start_run
+from hybridrec.tracking import OVERRIDES_TAG, TrackingError, default_tracking_uri, mlflow_key
+from hybridrec.tracking.runs import check_tracking_uri, end_run, now_ms, start_run
 
 EVALUATES_TAG = "hybridrec.evaluates"
+#: groups whose option may be swapped (the model, loss and optimiser are the checkpoint's)
+SWAPPABLE_GROUPS = ("data", "protocol")
 
 
 class EvalError(ValueError):
@@ -50,15 +68,30 @@ def _groups() -> set[str]:
     return {p.name for p in Path(config_dir()).iterdir() if p.is_dir()}
 
 
+def _has_key(cfg: DictConfig, key: str) -> bool:
+    """Whether the dotted ``key`` exists in ``cfg`` (a ``???`` value counts: it waits for one)."""
+    parent_key, _, last = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    return isinstance(parent, DictConfig) and last in parent.keys()
+
+
 def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
-    """``group=name`` replaces that node with configs/<group>/<name>.yaml (composed, resolved
-    under the run's paths); ``a.b=value`` sets a key that exists (YAML-parsed value)."""
+    """``data=NAME`` / ``protocol=NAME`` replace that node with configs/<group>/<NAME>.yaml
+    (composed by Hydra, its interpolations resolved against the run's config, e.g. its
+    paths); ``a.b=value`` sets a key that exists (the value parsed as YAML). Applied in order,
+    so ``data=csv data.source.path=x.csv`` works."""
     groups = _groups()
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key:
             raise EvalError(f"{item!r}: expected key=value (e.g. protocol=loo_full)")
         if key in groups:
+            if key not in SWAPPABLE_GROUPS:
+                raise EvalError(
+                    f"{key}={value}: hybridrec-eval swaps only "
+                    f"{' and '.join(g + '=' for g in SWAPPABLE_GROUPS)} (the model, loss and "
+                    f"optimiser are the checkpoint's); set single keys as {key}.<key>=<value>"
+                )
             options = sorted(p.stem for p in (Path(config_dir()) / key).glob("*.yaml"))
             if value not in options:
                 raise EvalError(f"{key}={value}: no such option; options: {', '.join(options)}")
@@ -66,14 +99,59 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
             with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
                 fresh = compose("train", [f"{key}={value}", f"paths.root_dir={cfg.paths.root_dir}"])
             GlobalHydra.instance().clear()
-            node = OmegaConf.to_container(fresh[key], resolve=False)
             with open_dict(cfg):
-                cfg[key] = node
+                cfg[key] = OmegaConf.to_container(fresh[key], resolve=False)
             continue
-        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
-            raise EvalError(f"{key}: the run's config has no such key")
+        if not _has_key(cfg, key):
+            raise EvalError(f"{key}: the run's config has no such key (in {item!r})")
         OmegaConf.update(cfg, key, yaml.safe_load(value), merge=False)
     return cfg
+
+
+def _load(checkpoint: Path) -> dict[str, Any]:
+    """The checkpoint's dict, loaded with ``weights_only`` (tensors and plain values only)."""
+    try:
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a torch file, or one holding objects beyond plain data
+        first = " ".join(str(exc).split()).split(". ")[0][:160]
+        raise EvalError(
+            f"{checkpoint}: not a checkpoint written by hybridrec-train ({first})"
+        ) from None
+    if not isinstance(saved, dict) or "hybridrec_config" not in saved or PAYLOAD not in saved:
+        raise EvalError(
+            f"{checkpoint}: not a checkpoint written by hybridrec-train (it has no "
+            f"hybridrec_config / {PAYLOAD} entries)"
+        )
+    return saved
+
+
+def check_same_ids(trained: dict[str, Any], spec_sizes: dict[str, int], folder: Path) -> None:
+    """Refuse prepared data whose users or items are not those the model was trained on:
+    the raw id maps compared index by index (checkpoints without them: the counts)."""
+    now = id_maps(folder)
+    for side in ("users", "items"):
+        if side in trained:
+            before = [str(v) for v in trained[side]]
+            after = [str(v) for v in now[side]]
+            if before == after:
+                continue
+            if len(before) != len(after):
+                detail = f"{len(after)} {side} instead of {len(before)}"
+            else:
+                index = next(
+                    i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b
+                )
+                detail = (
+                    f"index {index + (side == 'items')} is {after[index]!r}, not {before[index]!r}"
+                )
+        elif side in spec_sizes and spec_sizes[side] != len(now[side]):
+            detail = f"{len(now[side])} {side} instead of {spec_sizes[side]}"
+        else:
+            continue
+        raise EvalError(
+            f"the prepared data's {side} differ from those the model was trained on ({detail}): "
+            f"its scores would be for other {side}; evaluate on data with the same {side}"
+        )
 
 
 def _module(checkpoint: Path, saved: dict[str, Any], cfg: DictConfig) -> RecLitModule:
@@ -92,66 +170,101 @@ def _module(checkpoint: Path, saved: dict[str, Any], cfg: DictConfig) -> RecLitM
     return module.eval()
 
 
+def protocol_label(spec: DataSpec) -> str:
+    """The protocol as logged: its name, ``-unmasked`` when full ranking keeps known items in
+    (session data never masks: its name alone)."""
+    unmasked = spec.eval_mode == "full" and not spec.mask_known and spec.layout != "sessions"
+    return f"{spec.protocol}-unmasked" if unmasked else spec.protocol
+
+
 def evaluate(
-    source: str, overrides: list[str], client: MlflowClient, same_run: bool = False
+    source: str,
+    overrides: list[str],
+    client: MlflowClient,
+    same_run: bool = False,
+    no_mask: bool = False,
 ) -> tuple[dict[str, float], str]:
     """Test ``source`` under the overridden config; returns (metrics, where they were logged)."""
     checkpoint, run_id = resolve_checkpoint(source, client)
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if "hybridrec_config" not in saved or PAYLOAD not in saved:
-        raise EvalError(f"{checkpoint}: not a checkpoint written by hybridrec-train")
     if same_run and run_id is None:
         raise EvalError("--same-run needs a run id, not a checkpoint file")
+    saved = _load(checkpoint)
     cfg = apply_overrides(OmegaConf.create(saved["hybridrec_config"]), overrides)
+    check_config(cfg)  # the overridden values: types, ranges (e.g. ties=optimistic)
     spec, folder = prepare_from_config(cfg)
-    trained = saved[PAYLOAD].get("id_maps") or {}
-    now = id_maps(folder)
-    for side in ("users", "items"):
-        if side in trained and [str(v) for v in trained[side]] != [str(v) for v in now[side]]:
-            raise EvalError(
-                f"the prepared data's {side} differ from those the model was trained on "
-                f"({len(trained[side])} vs {len(now[side])}): its scores would be for other "
-                f"{side}; evaluate on data with the same {side}"
-            )
+    payload = saved[PAYLOAD]
+    trained_spec = payload.get("spec") or {}
+    sizes = {s: int(trained_spec[f"n_{s}"]) for s in ("users", "items") if f"n_{s}" in trained_spec}
+    check_same_ids(payload.get("id_maps") or {}, sizes, folder)
     with open_dict(cfg):
         cfg.datamodule.data_dir = str(folder)
     datamodule = instantiate(cfg.datamodule)
+    if no_mask:  # the same split; only the batches stop masking the known items
+        if spec.eval_mode != "full":
+            raise EvalError(
+                f"--no-mask: protocol {spec.protocol} ranks sampled candidates, where nothing is "
+                "masked; use it with a full-ranking protocol (e.g. protocol=loo_full)"
+            )
+        datamodule.spec.mask_known = False
     module = _module(checkpoint, saved, cfg)
     trainer = L.Trainer(
-        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
     )
-    (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
-    results = {key: float(value) for key, value in metrics.items()}
-    where = _log(client, run_id, cfg, spec, results, same_run)
-    return results, where
+    label = protocol_label(datamodule.spec)
+    tags = {
+        "protocol": spec.protocol,
+        "dataset": spec.name,
+        "data_fingerprint": spec.fingerprint,
+        "ties": str(cfg.ties),
+        "mask_known": str(datamodule.spec.mask_known).lower(),
+        OVERRIDES_TAG: " ".join([*overrides, *(["--no-mask"] if no_mask else [])])[:5000],
+    }
+    return _test_and_log(
+        client,
+        run_id,
+        same_run,
+        label,
+        tags,
+        lambda: trainer.test(module, datamodule=datamodule, verbose=False),
+    )
 
 
-def _log(
+def _test_and_log(
     client: MlflowClient,
     run_id: str | None,
-    cfg: DictConfig,
-    spec: Any,
-    results: dict[str, float],
     same_run: bool,
-) -> str:
-    if same_run and run_id is not None:
+    label: str,
+    tags: dict[str, str],
+    test: Callable[[], list[Mapping[str, float]]],
+) -> tuple[dict[str, float], str]:
+    """Run ``test()`` and log its metrics: into ``run_id`` as ``eval/<label>/…`` (same_run), or
+    into a new run, created first so that a failing evaluation leaves a FAILED run."""
+    if same_run:
+        assert run_id is not None
+        (metrics,) = test()
+        results = {key: float(value) for key, value in metrics.items()}
         for key, value in results.items():
             name = key.removeprefix("test/")
-            client.log_metric(run_id, mlflow_key(f"eval/{spec.protocol}/{name}"), value)
-        return f"run {run_id} (eval/{spec.protocol}/...)"
+            client.log_metric(run_id, mlflow_key(f"eval/{label}/{name}"), value)
+        return results, f"run {run_id} (as eval/{label}/...)"
     if run_id is not None:
         original = client.get_run(run_id)
         experiment = client.get_experiment(original.info.experiment_id).name
-        name = f"eval-{original.info.run_name}-{spec.protocol}"
+        name = f"eval-{original.info.run_name}-{label}"
+        tags = {**tags, EVALUATES_TAG: run_id}
     else:
-        experiment = str(spec.name)
-        name = f"eval-{spec.name}-{spec.protocol}"
-    tags = {"protocol": spec.protocol, "dataset": spec.name, "data_fingerprint": spec.fingerprint}
-    if run_id is not None:
-        tags[EVALUATES_TAG] = run_id
+        experiment = tags["dataset"]
+        name = f"eval-{tags['dataset']}-{label}"
     new_run = start_run(client, experiment, name, now_ms(), tags=tags)
     error: BaseException | None = None
     try:
+        (metrics,) = test()
+        results = {key: float(value) for key, value in metrics.items()}
         for key, value in results.items():
             client.log_metric(new_run, mlflow_key(key), value)
     except BaseException as exc:
@@ -159,31 +272,61 @@ def _log(
         raise
     finally:
         end_run(client, new_run, error)
-    return f"run {new_run} ({name})"
+    return results, f"run {new_run} ({name}, experiment {experiment})"
+
+
+def _table(results: dict[str, float]) -> str:
+    """``metric  value`` lines, sorted, under MLflow's names (``test/hr10``)."""
+    named = {mlflow_key(k): v for k, v in results.items()}
+    width = max((len(k) for k in named), default=0)
+    return "\n".join(f"  {k:<{width}}  {v:.4f}" for k, v in sorted(named.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="hybridrec-eval", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("source", help="an MLflow run id or a checkpoint file")
-    parser.add_argument("overrides", nargs="*", help="protocol=NAME, data=NAME, key=value")
-    parser.add_argument("--tracking-uri", default=None)
-    parser.add_argument("--same-run", action="store_true", help="log into the original run")
+    parser.add_argument("source", help="an MLflow run id (32 hex characters) or a .ckpt file")
+    parser.add_argument(
+        "overrides", nargs="*", help="protocol=NAME, data=NAME, key=value (e.g. ties=average)"
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
+    )
+    parser.add_argument(
+        "--same-run", action="store_true", help="log into the original run as eval/<protocol>/…"
+    )
+    parser.add_argument(
+        "--no-mask", action="store_true", help="rank the user's known items too (full ranking)"
+    )
     args = parser.parse_args(argv)
-    client = MlflowClient(tracking_uri=args.tracking_uri or default_tracking_uri())
+    quiet_third_party()
+    # the checkpoint download's progress bar would bury the one-line errors on stderr
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    uri = args.tracking_uri or default_tracking_uri()
     try:
-        results, where = evaluate(args.source, args.overrides, client, args.same_run)
-    except (EvalError, LookupError, FileNotFoundError) as exc:
-        print(f"hybridrec-eval: error: {exc}", file=sys.stderr)
-        return 2
-    except DataError as exc:
+        check_tracking_uri(uri)
+        client = MlflowClient(tracking_uri=uri)
+        results, where = evaluate(
+            args.source, args.overrides, client, same_run=args.same_run, no_mask=args.no_mask
+        )
+    except DataError as exc:  # bad input data: the message names the file, row and column
         print(f"hybridrec-eval: bad input data: {exc}", file=sys.stderr)
         return 1
-    width = max(len(k) for k in results) if results else 0
-    for key, value in sorted(results.items()):
-        print(f"  {key:<{width}}  {value:.4f}")
-    print(f"logged to {where} in {client.tracking_uri}")
+    except (EvalError, ConfigError, TrackingError, LookupError, FileNotFoundError) as exc:
+        print(f"hybridrec-eval: error: {exc}", file=sys.stderr)
+        return 2
+    except (InstantiationException, OmegaConfBaseException) as exc:
+        print(f"hybridrec-eval: error: {config_error(exc)}", file=sys.stderr)
+        return 2
+    except MlflowException as exc:
+        message = " ".join(str(exc).split())[:300]
+        print(f"hybridrec-eval: error: MLflow store {uri}: {message}", file=sys.stderr)
+        return 2
+    print(_table(results))
+    print(f"logged to {where} in {uri}")
     return 0
 
 

@@ -282,11 +282,13 @@ class RecLitModule(L.LightningModule):
         self._beyond = BeyondAccuracy(counts()).to(self.device) if callable(counts) else None
 
     def _log_beyond(self, scores: Tensor, size: int) -> None:
-        """Per-row means of the top-K lists (masked scores: known items and padding are out)."""
+        """Per-row means of the top-K lists, taken from the masked scores the ranking metrics
+        use: padding, known items and non-candidates (-inf) are never counted as recommended."""
         assert self._beyond is not None
         for k in self.ks:
-            top = scores.topk(min(k, scores.shape[1]), dim=1).indices  # (B, K)
-            for name, values in self._beyond.rows(top).items():
+            best = scores.topk(min(k, scores.shape[1]), dim=1)  # (B, K)
+            valid = best.values > -torch.inf  # (B, K) fewer candidates than K: the rest is out
+            for name, values in self._beyond.rows(best.indices, valid, k).items():
                 self.log(f"test/{name}", values.mean(), batch_size=size, sync_dist=True)
 
     def on_test_epoch_end(self) -> None:

@@ -1,20 +1,26 @@
 """Beyond-accuracy metrics of full-ranking top-K lists: what marketers ask after "how accurate".
 
 For the top-K items ``R_u`` recommended to each evaluated row u, with ``c_i`` the training
-interactions of item i (items 1..N; 0 is padding and never recommended):
+interactions of item i (items 1..N; 0 is padding and never recommended), ``C = sum_j c_j``:
 
     coverage@K               |union_u R_u| / N                      share of the catalogue shown
-    popularity_percentile@K  mean over u, i in R_u of pct(i)       pct(i) = share of items with
-                             fewer training interactions, plus half of those with as many
-                             (the mid-rank percentile: 1 = the most popular, ~0.5 = typical)
-    novelty@K                mean over u, i in R_u of -log2((c_i + 1) / (sum_j c_j + N))
-                             (self-information of a recommendation; +1 smoothing so an item
-                             nobody interacted with has a finite, large value)
-    cold_share@K             mean over u, i in R_u of [c_i = 0]     share of never-trained items
+    popularity_percentile@K  mean over u of mean over i in R_u of pct(i), with
+                             pct(i) = (#{j != i: c_j < c_i} + 0.5 #{j != i: c_j = c_i}) / (N - 1)
+                             (mid-rank percentile among the other items; ties share the average
+                             rank: 1 = the single most popular item, 0 = the single least)
+    novelty@K                mean over u of mean over i in R_u of -log2((c_i + 1) / (C + N))
+                             (self-information of a recommendation in bits; +1 smoothing, so an
+                             item nobody interacted with has a finite, large value)
+    cold_share@K             mean over u of the share of i in R_u with c_i = 0 (never trained)
+
+``R_u`` holds only rankable items: a top-K slot whose score is -inf (padding, a masked known item,
+an item outside the row's candidates) is dropped, so a row with fewer than K candidates averages
+over the ones it has, and a row with none counts as 0.
 
 Coverage needs the union over every evaluated row: :class:`BeyondAccuracy` accumulates a
-(N + 1,) "seen" vector over the evaluation and reads it at the end (in DDP the ranks' vectors
-are combined with a max before reading). The per-row means are plain averages.
+(N + 1,) "seen" vector per K over the evaluation and reads it at the end (in DDP the ranks'
+vectors are combined with a sum > 0, i.e. a logical or, before reading). The per-row values are
+plain averages, weighted by rows like the ranking metrics.
 
 Shapes: B = rows, K = cut-off, N = n_items.
 """
@@ -63,16 +69,27 @@ class BeyondAccuracy:
         self.seen = {k: v.to(device) for k, v in self.seen.items()}
         return self
 
-    def rows(self, top: Tensor) -> dict[str, Tensor]:
-        """top (B, K) recommended items of each row -> per-row values (B,) of the mean metrics;
-        also marks the items as seen for coverage@K."""
-        k = top.shape[1]
+    def rows(
+        self, top: Tensor, valid: Tensor | None = None, k: int | None = None
+    ) -> dict[str, Tensor]:
+        """top (B, K) recommended items of each row, valid (B, K) which slots hold a real
+        recommendation (None: all) -> per-row values (B,) of the mean metrics over the valid
+        slots; also marks those items as seen for coverage@``k`` (default: K)."""
+        k = top.shape[1] if k is None else k
+        if valid is None:
+            valid = torch.ones_like(top, dtype=torch.bool)
+        weight = valid.double()  # (B, K)
+        n_valid = weight.sum(1).clamp(min=1)  # (B,)
         seen = self.seen.setdefault(k, torch.zeros_like(self.cold))
-        seen[top.reshape(-1)] = True
+        seen[top[valid]] = True
+
+        def mean(table: Tensor) -> Tensor:  # (N + 1,) per item -> (B,) mean over valid slots
+            return (table[top].double() * weight).sum(1) / n_valid
+
         return {
-            f"popularity_percentile@{k}": self.percentile[top].mean(1),
-            f"novelty@{k}": self.self_information[top].mean(1),
-            f"cold_share@{k}": self.cold[top].double().mean(1),
+            f"popularity_percentile@{k}": mean(self.percentile),
+            f"novelty@{k}": mean(self.self_information),
+            f"cold_share@{k}": mean(self.cold),
         }
 
     def coverage(self, k: int, seen: Tensor | None = None) -> float:
