@@ -3,6 +3,7 @@ input example, hybridrec installed through its requirements (not ``code_paths``)
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ def log_recommender(
         artifacts["popularity"] = str(out / "popularity.npy")
     example = pd.DataFrame([{"user": None, "recent_items": [], "k": 5, "exclude": []}])
     code = Path(__file__).with_name("pyfunc_model.py")
-    with mlflow.start_run(run_id=run_id) if run_id else _no_run():
+    with mlflow.start_run(run_id=run_id) if run_id else nullcontext():
         return mlflow.pyfunc.log_model(
             name="model",
             python_model=str(code),
@@ -69,11 +70,3 @@ def log_recommender(
             input_example=example,
             pip_requirements=["hybridrec"],
         )
-
-
-class _no_run:  # noqa: N801 - a null context manager named for what it does
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None

@@ -220,6 +220,26 @@ class RecBatchDataModule(L.LightningDataModule):
             {"interactions": loader, "judgments": self.judgments.train}, mode="max_size_cycle"
         )
 
+    # the subclasses' setup() fills these: training batches, validation and test rows
+    _train: Any = None
+    _val: Any = None
+    _test: Any = None
+
+    def train_dataloader(self) -> Any:
+        self.setup("fit")
+        assert self._train is not None
+        return self._with_judgments(self._train)
+
+    def val_dataloader(self) -> Any:
+        self.setup("fit")
+        assert self._val is not None
+        return self._val
+
+    def test_dataloader(self) -> Any:
+        self.setup("fit")
+        assert self._test is not None
+        return self._test
+
     def transfer_batch_to_device(
         self, batch: Any, device: torch.device, dataloader_idx: int
     ) -> Any:
@@ -401,18 +421,3 @@ class RecDataModule(RecBatchDataModule):
                     setattr(batches, name, value.to(device))
         if self.judgments is not None:
             self.judgments.to(device)
-
-    def train_dataloader(self) -> Any:
-        self.setup()
-        assert self._train is not None
-        return self._with_judgments(self._train)
-
-    def val_dataloader(self) -> EvalBatches:
-        self.setup()
-        assert self._val is not None
-        return self._val
-
-    def test_dataloader(self) -> EvalBatches:
-        self.setup()
-        assert self._test is not None
-        return self._test

@@ -7,7 +7,6 @@ the training and evaluation rows) from the prepared parquet files.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -326,18 +325,3 @@ class SequenceDataModule(RecBatchDataModule):
                 torch.as_tensor(items.copy()), torch.as_tensor(offsets), self.max_length
             )
         return self._histories
-
-    def train_dataloader(self) -> Any:
-        self.setup()
-        assert self._train is not None
-        return self._with_judgments(self._train)
-
-    def val_dataloader(self) -> PrefixBatches:
-        self.setup()
-        assert self._val is not None
-        return self._val
-
-    def test_dataloader(self) -> PrefixBatches:
-        self.setup()
-        assert self._test is not None
-        return self._test
