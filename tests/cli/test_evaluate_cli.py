@@ -17,8 +17,9 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from conftest import CONFIG_DIR, TINY_DATA
-from hybridrec.cli.evaluate import EVALUATES_TAG, _test_and_log, apply_overrides, main
+from hybridrec.cli.evaluate import _test_and_log, apply_overrides, main
 from hybridrec.cli.train import TrainResult, train
+from hybridrec.tracking.compare import EVALUATES_TAG
 
 RANKING = ("hr10", "ndcg10", "mrr10")
 

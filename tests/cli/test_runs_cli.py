@@ -13,6 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from hybridrec.cli.runs import main
+from hybridrec.tracking.compare import EVALUATES_TAG
 
 SCRIPT = str(Path(sys.executable).parent / "hybridrec-runs")
 
@@ -120,6 +121,25 @@ def test_markdown_out_and_list(
     main(["list", "--tracking-uri", uri, "--tag", "protocol=loo_sampled"])
     shown = capsys.readouterr().out
     assert ids["sampled"] in shown.replace("\n", "").replace("│", "").replace(" ", "")
+
+
+def test_eval_runs_are_left_out_unless_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hybridrec-eval run (tagged with the run it re-evaluates) is not a training run: it
+    would be a second row for the same model."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("with_an_eval")
+    trained = _run(client, experiment, seed=1, val=[0.1], test=0.1)
+    evaluation = _run(client, experiment, seed=1, protocol="loo_sampled", val=[0.2], test=0.2)
+    client.set_tag(evaluation, EVALUATES_TAG, trained)
+    main(["compare", "--tracking-uri", uri, "--format", "csv"])
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["protocol"] for r in rows] == ["loo_full"]
+    main(["compare", "--tracking-uri", uri, "--format", "csv", "--evals"])
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert sorted(r["protocol"] for r in rows) == ["loo_full", "loo_sampled"]
 
 
 def test_plots_are_written_and_logged(

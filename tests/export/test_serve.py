@@ -143,6 +143,9 @@ def test_mlflow_models_serve_answers(exported: tuple[str, str, str]) -> None:
             ({"dataframe_records": [{"user": "3", "k": 10**9}]}, "expected a whole number"),
             ({"dataframe_records": [{"user": "3", "recent_items": "5"}]}, "must be a list"),
             ({"dataframe_records": [{"user": "3", "k": "many"}]}, "k"),
+            ({"dataframe_records": [{"usr": "3"}]}, "unknown field(s) ['usr']"),
+            ({"dataframe_records": [{"user": "3"}] * 1001}, "at most 1000"),
+            ({"dataframe_records": [{"exclude": ["x"] * 20_000}]}, "at most 10000"),
         ]:
             status, error = _post(port, json.dumps(body).encode())
             assert status == 400, (body, error)

@@ -53,9 +53,9 @@ from hybridrec.export.source import resolve_checkpoint
 from hybridrec.lit import RecLitModule
 from hybridrec.lit.checkpoint import PAYLOAD, id_maps, load_model
 from hybridrec.tracking import OVERRIDES_TAG, TrackingError, default_tracking_uri, mlflow_key
+from hybridrec.tracking.compare import EVALUATES_TAG
 from hybridrec.tracking.runs import check_tracking_uri, end_run, now_ms, start_run
 
-EVALUATES_TAG = "hybridrec.evaluates"
 #: groups whose option may be swapped (the model, loss and optimiser are the checkpoint's)
 SWAPPABLE_GROUPS = ("data", "protocol")
 

@@ -57,6 +57,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--status", default="FINISHED", help="FINISHED (default), FAILED, KILLED or all"
     )
     parser.add_argument("--limit", type=int, default=1000, help="runs read at most")
+    parser.add_argument(
+        "--evals", action="store_true", help="also the hybridrec-eval runs (left out by default)"
+    )
     parser.add_argument("--tracking-uri", default=None)
 
 
@@ -107,6 +110,7 @@ def _runs(args: argparse.Namespace, client: MlflowClient) -> list[Run]:
         params=_pairs(args.param, "--param"),
         status=status,
         limit=args.limit,
+        evaluations=args.evals,
     )
     if not found:
         raise LookupError("no run matches (check -e/--param/--tag/--filter/--status)")

@@ -13,19 +13,28 @@ import torch
 from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
+from hybridrec.export.requests import MAX_IDS, MAX_ROWS
 from hybridrec.lit.checkpoint import load_model
 
-#: what a request row may hold (all optional: a user, a session, both, or neither). The id
-#: lists are typed Any: MLflow's Array(string) refuses a row that leaves them out when another
-#: row has them (the missing value arrives as a float NaN); the model checks them itself.
-INPUT_SCHEMA = Schema(
+#: what an answer row holds. There is no input schema on purpose: MLflow's schema enforcement
+#: drops unknown request fields with a warning before the model sees them, and a misspelt field
+#: must be a 400 (:mod:`hybridrec.export.pyfunc_model` checks every field itself). The request
+#: is described by the input example and by the model's metadata (``request``).
+OUTPUT_SCHEMA = Schema(
     [
-        ColSpec("string", "user", required=False),
-        ColSpec(AnyType(), "recent_items", required=False),
-        ColSpec("long", "k", required=False),
-        ColSpec(AnyType(), "exclude", required=False),
+        ColSpec(AnyType(), "items"),
+        ColSpec(AnyType(), "scores"),
+        ColSpec("string", "source"),
+        ColSpec(AnyType(), "unknown_items"),
+        ColSpec(AnyType(), "id_share", required=False),
     ]
 )
+REQUEST = {
+    "user": "a raw user id (string or whole number); optional",
+    "recent_items": "the session's raw item ids, oldest first; optional",
+    "k": "how many items, 1..catalogue size (at most 1000); default 10",
+    "exclude": "raw item ids never to recommend; optional",
+}
 
 
 def popularity(checkpoint: Path) -> np.ndarray | None:
@@ -66,7 +75,8 @@ def log_recommender(
             name="model",
             python_model=str(code),
             artifacts=artifacts,
-            signature=ModelSignature(inputs=INPUT_SCHEMA),
+            signature=ModelSignature(inputs=None, outputs=OUTPUT_SCHEMA),
+            metadata={"request": REQUEST, "max_rows": MAX_ROWS, "max_ids": MAX_IDS},
             input_example=example,
             pip_requirements=["hybridrec"],
         )

@@ -4,38 +4,24 @@ Logged by :func:`hybridrec.export.pyfunc.log_recommender`; MLflow runs this file
 model, whose artifacts are the checkpoint and the training popularity. A request is a table of
 rows with ``user`` and / or ``recent_items`` (raw ids), ``k`` (default 10) and ``exclude``; each
 answer row holds ``items``, ``scores``, ``source``, ``unknown_items`` and, for the hybrid,
-``id_share`` (:class:`hybridrec.export.recommender.Recommender`). A bad request is a 400 with
-one sentence, never a 500.
+``id_share`` (:class:`hybridrec.export.recommender.Recommender`).
+
+The request is checked by :mod:`hybridrec.export.requests`, not by an MLflow input schema:
+MLflow's schema enforcement drops unknown columns with a server-side warning, so a misspelt
+``usr`` would quietly get the popularity answer. There an unknown field, a wrong type, a bad
+``k``, too many rows or too many ids is a 400 with one sentence, never a 500.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
-COLUMNS = ("user", "recent_items", "k", "exclude")
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _ids(value: Any, name: str, row: int) -> list[Any]:
-    if _missing(value):
-        return []
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return list(value)
-    raise MlflowException(
-        f"row {row}: {name} must be a list of item ids, got {type(value).__name__}",
-        error_code=INVALID_PARAMETER_VALUE,
-    )
+from hybridrec.export.requests import bad_request, check_request
 
 
 class HybridrecRecommender(PythonModel):
@@ -65,29 +51,12 @@ class HybridrecRecommender(PythonModel):
     ) -> pd.DataFrame:
         from hybridrec.export.recommender import RequestError
 
-        unknown = [c for c in model_input.columns if c not in COLUMNS]
-        if unknown:
-            raise MlflowException(
-                f"unknown field(s) {unknown}; a request row has {list(COLUMNS)}",
-                error_code=INVALID_PARAMETER_VALUE,
-            )
         answers = []
-        for row, record in enumerate(model_input.to_dict(orient="records")):
-            user = record.get("user")
-            k = record.get("k")
+        for row, request in enumerate(check_request(model_input)):
             try:
-                answers.append(
-                    self.recommender.recommend(
-                        user=None if _missing(user) else user,
-                        recent_items=_ids(record.get("recent_items"), "recent_items", row),
-                        k=10 if _missing(k) else k,
-                        exclude=_ids(record.get("exclude"), "exclude", row),
-                    )
-                )
+                answers.append(self.recommender.recommend(**request))
             except RequestError as exc:
-                raise MlflowException(
-                    f"row {row}: {exc}", error_code=INVALID_PARAMETER_VALUE
-                ) from exc
+                raise bad_request(f"row {row}: {exc}") from exc
         return pd.DataFrame(answers)
 
 

@@ -39,6 +39,8 @@ NOISE_PARAMS = (
     "logger/",
 )
 SUMMARY_KINDS = ("ablation_summary", "judgment_front", "runs_plot")
+#: the tag hybridrec-eval puts on a run that re-evaluates another (its value: that run's id)
+EVALUATES_TAG = "hybridrec.evaluates"
 
 
 @dataclass
@@ -96,10 +98,11 @@ def search(
     params: dict[str, str] | None = None,
     status: str | None = "FINISHED",
     limit: int = 1000,
+    evaluations: bool = False,
 ) -> list[Run]:
-    """Training runs (summary runs left out) of ``experiments`` matching the filters, newest
-    first. ``params``/``tags`` are exact matches (``{"model/dim": "64"}``); ``filter_string`` is
-    MLflow's own search syntax, for anything else."""
+    """Training runs of ``experiments`` matching the filters, newest first: summary runs left
+    out, hybridrec-eval runs too unless ``evaluations``. ``params``/``tags`` are exact matches
+    (``{"model/dim": "64"}``); ``filter_string`` is MLflow's own search syntax, for the rest."""
     clauses = [filter_string] if filter_string else []
     for kind, pairs in (("params", params or {}), ("tags", tags or {})):
         for key, value in pairs.items():
@@ -112,7 +115,12 @@ def search(
         max_results=limit,
         order_by=["attributes.start_time DESC"],
     )
-    return [r for r in found if r.data.tags.get("kind") not in SUMMARY_KINDS]
+    return [
+        r
+        for r in found
+        if r.data.tags.get("kind") not in SUMMARY_KINDS
+        and (evaluations or EVALUATES_TAG not in r.data.tags)
+    ]
 
 
 def _monitor_key(run: Run) -> str:

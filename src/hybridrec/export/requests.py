@@ -1,0 +1,103 @@
+"""Checking a served request: every field, its type and its size, each problem one sentence
+naming the row and field (an MlflowException, which ``mlflow models serve`` answers with HTTP
+400). Used by :mod:`hybridrec.export.pyfunc_model`."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+#: a request row's fields (all optional: a user, a session, both, or neither)
+COLUMNS = ("user", "recent_items", "k", "exclude")
+#: rows in one request and ids in one list: bounds the work a single request can ask for
+MAX_ROWS = 1000
+MAX_IDS = 10_000
+
+
+def bad_request(message: str) -> MlflowException:
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _id(value: Any) -> bool:
+    """A raw id: a string or a whole number (JSON has no other id type)."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (str, int, np.integer)):
+        return True
+    return isinstance(value, (float, np.floating)) and float(value).is_integer()
+
+
+def _raw(value: Any) -> Any:
+    return int(value) if isinstance(value, (float, np.floating)) else value
+
+
+def _ids(value: Any, name: str, row: int) -> list[Any]:
+    if _missing(value):
+        return []
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        raise bad_request(
+            f"row {row}: {name} must be a list of item ids, got {type(value).__name__}"
+        )
+    if len(value) > MAX_IDS:
+        raise bad_request(
+            f"row {row}: {name} holds {len(value)} ids; at most {MAX_IDS} are accepted"
+        )
+    bad = [v for v in value if not _id(v)]
+    if bad:
+        raise bad_request(
+            f"row {row}: {name} must hold item ids (strings or whole numbers), "
+            f"got {bad[0]!r} ({type(bad[0]).__name__})"
+        )
+    return [_raw(v) for v in value]
+
+
+def _table(model_input: Any) -> pd.DataFrame:
+    """The request as a DataFrame: MLflow hands ``dataframe_records`` / ``dataframe_split`` as
+    one; ``inputs`` as a list of records (or one record) is accepted as well."""
+    if isinstance(model_input, pd.DataFrame):
+        return model_input
+    if isinstance(model_input, dict):
+        model_input = [model_input]
+    if isinstance(model_input, list) and all(isinstance(r, dict) for r in model_input):
+        return pd.DataFrame(model_input)
+    raise bad_request(
+        'a request is {"dataframe_records": [{"user": ..., "recent_items": [...], "k": ...}]}; '
+        f"got {type(model_input).__name__}"
+    )
+
+
+def check_request(model_input: Any) -> list[dict[str, Any]]:
+    """The request's rows as keyword arguments of ``Recommender.recommend``; a bad request
+    raises an MlflowException (HTTP 400) naming the row and field."""
+    table = _table(model_input)
+    unknown = [str(c) for c in table.columns if c not in COLUMNS]
+    if unknown:
+        raise bad_request(f"unknown field(s) {unknown}; a request row may hold {list(COLUMNS)}")
+    if len(table) > MAX_ROWS:
+        raise bad_request(f"{len(table)} rows in one request; at most {MAX_ROWS} are accepted")
+    rows = []
+    for row, record in enumerate(table.to_dict(orient="records")):
+        user, k = record.get("user"), record.get("k")
+        if not _missing(user) and not _id(user):
+            raise bad_request(
+                f"row {row}: user must be a user id (a string or a whole number), "
+                f"got {user!r} ({type(user).__name__})"
+            )
+        rows.append(
+            {
+                "user": None if _missing(user) else _raw(user),
+                "recent_items": _ids(record.get("recent_items"), "recent_items", row),
+                "k": 10 if _missing(k) else k,
+                "exclude": _ids(record.get("exclude"), "exclude", row),
+            }
+        )
+    return rows

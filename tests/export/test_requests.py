@@ -1,0 +1,56 @@
+"""The served model's request check: each malformed request is refused with one sentence naming
+the row and field; good requests come through as Recommender keyword arguments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+
+from hybridrec.export.requests import MAX_IDS, MAX_ROWS, check_request
+
+
+def test_good_rows_become_recommend_arguments() -> None:
+    # rows leaving fields out arrive from MLflow as NaN; whole-number floats are ids
+    table = pd.DataFrame(
+        [{"user": "3", "k": 5}, {"recent_items": ["5", np.int64(17)], "exclude": [2.0]}]
+    )
+    rows = check_request(table)
+    assert rows == [
+        {"user": "3", "recent_items": [], "k": 5, "exclude": []},
+        {"user": None, "recent_items": ["5", 17], "k": 10, "exclude": [2]},
+    ]
+    # the "inputs" form: a list of records, or a single record
+    assert check_request([{"user": 7}])[0]["user"] == 7
+    assert check_request({"recent_items": ["1"]})[0]["recent_items"] == ["1"]
+
+
+@pytest.mark.parametrize(
+    ("request_rows", "words"),
+    [
+        ([{"usr": "3"}], "unknown field(s) ['usr']"),
+        ([{"user": "3", "filter": "x"}], "unknown field(s) ['filter']"),
+        ([{"user": ["3"]}], "row 0: user must be a user id"),
+        ([{"user": 2.5}], "row 0: user must be a user id"),
+        ([{"user": True}], "row 0: user must be a user id"),
+        ([{"k": 1}, {"recent_items": "5"}], "row 1: recent_items must be a list"),
+        ([{"exclude": {"a": 1}}], "row 0: exclude must be a list"),
+        ([{"recent_items": ["5", {"id": 1}]}], "must hold item ids"),
+        ([{"recent_items": [None]}], "must hold item ids"),
+        ([{"exclude": ["x"] * (MAX_IDS + 1)}], f"at most {MAX_IDS}"),
+        ([{"k": 3}] * (MAX_ROWS + 1), f"at most {MAX_ROWS}"),
+    ],
+)
+def test_malformed_requests_are_refused(request_rows: list[dict[str, Any]], words: str) -> None:
+    with pytest.raises(MlflowException) as error:
+        check_request(pd.DataFrame(request_rows))
+    assert words in error.value.message
+    assert error.value.get_http_status_code() == 400
+
+
+def test_a_request_that_is_not_records_is_refused() -> None:
+    with pytest.raises(MlflowException, match="dataframe_records"):
+        check_request(np.zeros((2, 3)))
