@@ -1,20 +1,25 @@
 """Every exportable model type: the TorchScript and ONNX scorers give the model's own
-full-ranking scores within 1e-5, on a batch size and history width they were not traced with."""
+full-ranking scores within 1e-5, on a batch size and history width they were not traced with;
+the MLflow pyfunc model (saved, loaded back by MLflow) answers with the model's own scores."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from conftest import TINY_DATA
 from hybridrec.cli.common import prepare_from_config
 from hybridrec.export import ExportedScorer, item_matrix, to_onnx, to_torchscript
+from hybridrec.export.pyfunc import save_recommender
+from hybridrec.lit.checkpoint import PAYLOAD, id_maps, model_payload
 from hybridrec.nn.factorized import FactorizedModel
 
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -33,14 +38,20 @@ MODELS = {
 }
 
 
-def _model(compose: Callable[..., DictConfig], overrides: list[str]) -> torch.nn.Module:
+def _built(
+    compose: Callable[..., DictConfig], overrides: list[str]
+) -> tuple[torch.nn.Module, DictConfig]:
     cfg = compose(*TINY_DATA, "protocol=loo_full", *overrides)
     spec, folder = prepare_from_config(cfg)
     with open_dict(cfg):
         cfg.spec = spec.summary()
         cfg.datamodule.data_dir = str(folder)
     torch.manual_seed(0)
-    return instantiate(cfg.model).eval()
+    return instantiate(cfg.model).eval(), cfg
+
+
+def _model(compose: Callable[..., DictConfig], overrides: list[str]) -> torch.nn.Module:
+    return _built(compose, overrides)[0]
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -89,3 +100,45 @@ def test_models_without_the_tower_contract_are_refused(
     model = _model(compose_cfg, ["model=gru4rec", "datamodule=sequence", "loss=bprmax"])
     with pytest.raises(ValueError, match="only models with the tower contract"):
         ExportedScorer(model)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_the_pyfunc_model_answers_with_the_model_scores(
+    compose_cfg: Callable[..., DictConfig], name: str, tmp_path: Path
+) -> None:
+    """A checkpoint as hybridrec-train writes it, saved as the pyfunc model and loaded back by
+    MLflow: a known user's (and, with a history tower, a session's) top 5 carry the model's
+    own scores, in order."""
+    import mlflow
+
+    model, cfg = _built(compose_cfg, MODELS[name])
+    folder = cfg.datamodule.data_dir
+    maps = id_maps(folder)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    checkpoint = tmp_path / "best.ckpt"
+    torch.save(
+        {
+            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+            PAYLOAD: model_payload(model, config, maps),
+        },
+        checkpoint,
+    )
+    served = mlflow.pyfunc.load_model(
+        str(save_recommender(checkpoint, tmp_path, tmp_path / "pyfunc"))
+    )
+    user, session = 4, [3, 9, 12]  # indices; the request names their raw ids
+    items = [str(i) for i in maps["items"]]
+    request: dict[str, Any] = {"user": str(maps["users"][user]), "k": 5}
+    users = torch.tensor([user])
+    with torch.no_grad():
+        if getattr(model, "history", None) is not None:  # a user with a session
+            request["recent_items"] = [items[i - 1] for i in session]
+            expected = model.score_all(users, torch.tensor([session]), torch.tensor([3]))
+        else:  # a known user (a pair scorer reads no history)
+            expected = model.score_all(users)
+    answer = served.predict(pd.DataFrame([request]))
+    for (_, got), scores in zip(answer.iterrows(), expected, strict=True):  # one row
+        want = [float(scores[items.index(i) + 1]) for i in got["items"]]
+        np.testing.assert_allclose(got["scores"], want, atol=1e-5, rtol=0)
+        top = torch.topk(scores[1:], 5).values.numpy()
+        np.testing.assert_allclose(got["scores"], top, atol=1e-5, rtol=0)

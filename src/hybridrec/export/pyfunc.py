@@ -54,13 +54,9 @@ def popularity(checkpoint: Path) -> np.ndarray | None:
     return np.bincount(items, minlength=n_items + 1)[: n_items + 1].astype(np.float32)
 
 
-def log_recommender(
-    checkpoint: Path, out: Path, run_id: str | None = None, new_items: Path | None = None
-) -> Any:
-    """Log the pyfunc model under the active / given run (``name="model"``); returns MLflow's
-    ModelInfo. ``out`` holds the popularity file it ships."""
-    import mlflow
-
+def _model_args(checkpoint: Path, out: Path, new_items: Path | None) -> dict[str, Any]:
+    """What logging and saving share: the code file, the artifacts (the checkpoint, the
+    popularity written into ``out``, the added products), signature, example, requirements."""
     artifacts = {"checkpoint": str(checkpoint)}
     if new_items is not None:  # products added after training (hybridrec-export --add-items)
         artifacts["new_items"] = str(new_items)
@@ -68,15 +64,34 @@ def log_recommender(
     if counts is not None:
         np.save(out / "popularity.npy", counts)
         artifacts["popularity"] = str(out / "popularity.npy")
-    example = pd.DataFrame([{"user": None, "recent_items": [], "k": 5, "exclude": []}])
-    code = Path(__file__).with_name("pyfunc_model.py")
+    return {
+        "python_model": str(Path(__file__).with_name("pyfunc_model.py")),
+        "artifacts": artifacts,
+        "signature": ModelSignature(inputs=None, outputs=OUTPUT_SCHEMA),
+        "metadata": {"request": REQUEST, "max_rows": MAX_ROWS, "max_ids": MAX_IDS},
+        "input_example": pd.DataFrame([{"user": None, "recent_items": [], "k": 5, "exclude": []}]),
+        "pip_requirements": ["hybridrec"],
+    }
+
+
+def log_recommender(
+    checkpoint: Path, out: Path, run_id: str | None = None, new_items: Path | None = None
+) -> Any:
+    """Log the pyfunc model under the active / given run (``name="model"``); returns MLflow's
+    ModelInfo. ``out`` holds the popularity file it ships."""
+    import mlflow
+
+    kwargs = _model_args(checkpoint, out, new_items)
     with mlflow.start_run(run_id=run_id) if run_id else nullcontext():
-        return mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(code),
-            artifacts=artifacts,
-            signature=ModelSignature(inputs=None, outputs=OUTPUT_SCHEMA),
-            metadata={"request": REQUEST, "max_rows": MAX_ROWS, "max_ids": MAX_IDS},
-            input_example=example,
-            pip_requirements=["hybridrec"],
-        )
+        return mlflow.pyfunc.log_model(name="model", **kwargs)
+
+
+def save_recommender(
+    checkpoint: Path, out: Path, path: Path, new_items: Path | None = None
+) -> Path:
+    """The same pyfunc model saved to a folder (no tracking store): ``mlflow.pyfunc.load_model``
+    or ``mlflow models serve -m <path>`` read it."""
+    import mlflow
+
+    mlflow.pyfunc.save_model(str(path), **_model_args(checkpoint, out, new_items))
+    return path

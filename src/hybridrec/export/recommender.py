@@ -12,6 +12,10 @@ What the served model (:mod:`hybridrec.export.pyfunc_model`) answers, without ML
   (``source="session"``); recent items the catalogue does not know are skipped and reported;
 * neither: the most popular items of training (``source="popularity"``).
 
+A pair scorer (GMF, MLP, NeuMF: no item vectors, no history tower) answers a known user with
+its own scores over the catalogue; anything else gets the popularity answer, and its recent
+items are not read (its model cannot).
+
 Cold items (no training interaction) are scored like any other: through the text tower in a
 hybrid. ``id_share`` is the hybrid's gate, the share of each recommended item's vector that
 comes from its ID rather than its text. Requests are checked (k in [1, max_k], ids as given);
@@ -27,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hybridrec.nn.base import PairScorer
 from hybridrec.nn.factorized import FactorizedModel
 
 MAX_K = 1000
@@ -38,7 +43,7 @@ class RequestError(ValueError):
 
 class Recommender:
     """Args:
-    model: a trained :class:`FactorizedModel` (eval mode).
+    model: a trained :class:`FactorizedModel` or :class:`PairScorer` (eval mode).
     item_ids, user_ids: raw ids by index (items: index 1..N, element 0 the padding).
     popularity: (N + 1,) training interactions per item (the fallback ranking), or None.
     """
@@ -52,9 +57,10 @@ class Recommender:
         max_k: int = MAX_K,
         new_items: tuple[Sequence[Any], torch.Tensor] | None = None,
     ) -> None:
-        if not isinstance(model, FactorizedModel):
+        if not isinstance(model, (FactorizedModel, PairScorer)):
             raise ValueError(
-                f"serving needs a model with the tower contract; {type(model).__name__} has none"
+                f"serving needs a model with the tower contract or a pair scorer (GMF, MLP, "
+                f"NeuMF); {type(model).__name__} is neither"
             )
         self.model = model.eval()
         self.item_ids = list(item_ids)
@@ -65,11 +71,16 @@ class Recommender:
         self.user_index = {str(raw): i for i, raw in enumerate(user_ids)}
         self.n_items = len(self.item_ids) - 1
         self.max_k = min(max_k, self.n_items)
-        with torch.no_grad():
-            self.table = model.item_vectors()  # (N + 1, D), cold items through their text
-            gates = getattr(model, "gate_values", None)
-            self.gates = gates() if callable(gates) else None  # (N + 1,) or None
-        if new_items is not None:
+        self.table: torch.Tensor | None = None
+        self.gates: torch.Tensor | None = None
+        if isinstance(model, FactorizedModel):
+            with torch.no_grad():
+                self.table = model.item_vectors()  # (N + 1, D), cold items through their text
+                gates = getattr(model, "gate_values", None)
+                self.gates = gates() if callable(gates) else None  # (N + 1,) or None
+        elif new_items is not None:
+            raise ValueError(f"{type(model).__name__} has no item vectors to add products to")
+        if new_items is not None and self.table is not None:
             self.table = torch.cat([self.table, new_items[1].to(self.table.dtype)])
             if self.gates is not None:
                 self.gates = torch.cat([self.gates, self.gates.new_zeros(added)])
@@ -102,6 +113,10 @@ class Recommender:
         user_row = None if user is None else self.user_index.get(str(user))
         id_part = history_part = None
         with torch.no_grad():
+            if isinstance(model, PairScorer):
+                scores, source = self._pair_scores(user_row)
+                return self._top(scores, k, source, unknown, exclude)
+            assert self.table is not None
             if user_row is not None and model.user_id is not None:
                 id_part = model.user_id(torch.tensor([user_row]))
             if known and model.history is not None:
@@ -109,13 +124,7 @@ class Recommender:
                 lengths = torch.tensor([len(known)])
                 history_part = model.history(history, lengths, self.table)
             if id_part is None and history_part is None:
-                if self.popularity is None:
-                    raise RequestError(
-                        "no known user and no known recent item, and this export has no "
-                        "popularity to fall back on"
-                    )
-                scores = torch.as_tensor(self.popularity, dtype=torch.float32).clone()
-                source = "popularity"
+                scores, source = self._popularity(), "popularity"
             else:
                 vector = model.combine_users(id_part, history_part)  # (1, D)
                 users = torch.tensor([user_row if user_row is not None else 0])
@@ -125,6 +134,29 @@ class Recommender:
                     for name, part in (("user", id_part), ("session", history_part))
                     if part is not None
                 )
+        return self._top(scores, k, source, unknown, exclude)
+
+    def _popularity(self) -> torch.Tensor:
+        if self.popularity is None:
+            raise RequestError(
+                "no known user and no known recent item, and this export has no popularity "
+                "to fall back on"
+            )
+        return torch.as_tensor(self.popularity, dtype=torch.float32).clone()
+
+    def _pair_scores(self, user_row: int | None) -> tuple[torch.Tensor, str]:
+        if user_row is None:
+            return self._popularity(), "popularity"
+        return self.model.score_all(torch.tensor([user_row]))[0], "user"
+
+    def _top(
+        self,
+        scores: torch.Tensor,
+        k: int,
+        source: str,
+        unknown: list[str],
+        exclude: Sequence[Any] | None,
+    ) -> dict[str, Any]:
         scores = scores.clone()
         scores[0] = -torch.inf
         for raw in exclude or []:
