@@ -17,10 +17,10 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /opt/hybridrec
 RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 
-COPY pyproject.toml README.md constraints.txt ./
+COPY pyproject.toml README.md constraints.txt requirements.lock ./
 COPY src ./src
 COPY configs ./configs
-RUN pip install --no-cache-dir -c constraints.txt . \
+RUN pip install --no-cache-dir -c requirements.lock . \
     && useradd --create-home --uid 1000 hybridrec \
     && mkdir -p /work && chown hybridrec /work
 

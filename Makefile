@@ -7,19 +7,20 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-all lint format ui clean bench-ncf bench-recbole
+.PHONY: help install lock audit train test test-all lint format ui clean bench-ncf bench-recbole
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 # The install prints one progress line; pip's full output goes to .venv/install.log (shown
-# when the install fails). constraints.txt pins torch to the CPU build; GPU users install
-# their CUDA build of torch into .venv first.
-$(STAMP): pyproject.toml constraints.txt
+# when the install fails). requirements.lock pins every dependency (made by `make lock` from
+# pyproject.toml's loose ranges and constraints.txt); its torch pin carries no local label, so
+# GPU users who install their CUDA build of torch 2.13.0 into .venv first keep it.
+$(STAMP): pyproject.toml constraints.txt requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "setting up $(VENV) (full log: $(VENV)/install.log)"
 	@set -o pipefail; { $(BIN)/pip install --progress-bar off --upgrade pip \
-	  && $(BIN)/pip install --progress-bar off -c constraints.txt -e '.[dev]'; } 2>&1 \
+	  && $(BIN)/pip install --progress-bar off -c requirements.lock -e '.[dev]'; } 2>&1 \
 	  | tee $(VENV)/install.log | while IFS= read -r line; do \
 	    printf '\r\033[K  %.100s' "$$line"; done \
 	  || { printf '\n'; tail -n 30 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log"; exit 1; }
@@ -27,6 +28,17 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install hybridrec with its dev tools
+
+lock: $(STAMP) ## refresh requirements.lock: the newest releases pyproject.toml and constraints.txt allow
+	$(BIN)/pip install --progress-bar off -q -c requirements.lock pip-tools
+	$(BIN)/pip-compile -q --upgrade --extra dev -c constraints.txt --strip-extras --allow-unsafe \
+	  --no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
+	sed -i -E 's/^(torch==[^+ ]+)\+[a-z0-9]+/\1/' requirements.lock
+	@echo "requirements.lock refreshed: run make test, then commit it"
+
+audit: $(STAMP) ## pip-audit over requirements.lock (known vulnerabilities; needs the network)
+	$(BIN)/pip install --progress-bar off -q -c requirements.lock pip-audit
+	$(BIN)/pip-audit --requirement requirements.lock --no-deps --disable-pip --progress-spinner off $(ARGS)
 
 train: $(STAMP) ## train the hybrid on the embedded synthetic data; prints the MLflow run and test metrics (ARGS="model.history=attention ...")
 	$(BIN)/hybridrec-train experiment=hybrid_synthetic $(ARGS)
