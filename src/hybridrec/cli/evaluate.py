@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -51,7 +50,7 @@ from hybridrec.data.errors import DataError
 from hybridrec.data.spec import DataSpec
 from hybridrec.export.source import resolve_checkpoint
 from hybridrec.lit import RecLitModule
-from hybridrec.lit.checkpoint import PAYLOAD, id_maps, load_model
+from hybridrec.lit.checkpoint import PAYLOAD, id_maps, load_model, safe_load
 from hybridrec.tracking import OVERRIDES_TAG, TrackingError, default_tracking_uri, mlflow_key
 from hybridrec.tracking.compare import EVALUATES_TAG
 from hybridrec.tracking.runs import check_tracking_uri, end_run, now_ms, start_run
@@ -111,12 +110,9 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
 def _load(checkpoint: Path) -> dict[str, Any]:
     """The checkpoint's dict, loaded with ``weights_only`` (tensors and plain values only)."""
     try:
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a torch file, or one holding objects beyond plain data
-        first = " ".join(str(exc).split()).split(". ")[0][:160]
-        raise EvalError(
-            f"{checkpoint}: not a checkpoint written by hybridrec-train ({first})"
-        ) from None
+        saved = safe_load(checkpoint)
+    except ValueError as exc:  # not a torch file, or one holding objects beyond plain data
+        raise EvalError(str(exc)) from None
     if not isinstance(saved, dict) or "hybridrec_config" not in saved or PAYLOAD not in saved:
         raise EvalError(
             f"{checkpoint}: not a checkpoint written by hybridrec-train (it has no "

@@ -9,12 +9,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from hybridrec.export.requests import MAX_IDS, MAX_ROWS
-from hybridrec.lit.checkpoint import load_model
+from hybridrec.lit.checkpoint import load_model, safe_load
 
 #: what an answer row holds. There is no input schema on purpose: MLflow's schema enforcement
 #: drops unknown request fields with a warning before the model sees them, and a misspelt field
@@ -44,7 +43,7 @@ def popularity(checkpoint: Path) -> np.ndarray | None:
     counts = getattr(getattr(model, "items", None), "counts", None)
     if counts is not None:
         return counts.detach().cpu().numpy().astype(np.float32)
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    saved = safe_load(checkpoint)
     data_dir = ((saved.get("hybridrec_config") or {}).get("datamodule") or {}).get("data_dir")
     train = Path(str(data_dir)) / "train.parquet" if data_dir else None
     if train is None or not train.is_file():

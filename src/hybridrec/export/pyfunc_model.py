@@ -26,18 +26,17 @@ from hybridrec.export.requests import bad_request, check_request
 
 class HybridrecRecommender(PythonModel):
     def load_context(self, context: Any) -> None:
-        import torch
 
         from hybridrec.export.recommender import Recommender
-        from hybridrec.lit.checkpoint import PAYLOAD, load_model
+        from hybridrec.lit.checkpoint import PAYLOAD, load_model, safe_load
 
         checkpoint = context.artifacts["checkpoint"]
-        payload = torch.load(checkpoint, map_location="cpu", weights_only=True)[PAYLOAD]
+        payload = safe_load(checkpoint)[PAYLOAD]
         maps = payload.get("id_maps") or {}
         popularity_path = context.artifacts.get("popularity")
         popularity = np.load(popularity_path) if popularity_path else None
         new_path = context.artifacts.get("new_items")
-        added = torch.load(new_path, weights_only=True) if new_path else None
+        added = safe_load(new_path) if new_path else None
         self.recommender = Recommender(
             load_model(checkpoint),
             [None, *maps.get("items", [])],

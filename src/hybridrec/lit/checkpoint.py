@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +84,41 @@ def _build(config: dict[str, Any], catalogue: dict[str, Any] | None) -> nn.Modul
     return instantiate(config, _convert_="all", **{keys[0]: tower})
 
 
+def safe_load(path: str | os.PathLike[str]) -> Any:
+    """``torch.load`` with ``weights_only=True`` (tensors and plain data; no code from the file
+    runs), on the CPU. A file that needs more, or that is not a torch file at all, is a
+    ValueError naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        found = re.search(r"(?:Unsupported global:|unsupported GLOBAL) ([\w.]+)", text)
+        if found:  # a pickle of classes or functions: refused
+            name = f"a pickled {found[1]}"
+            raise ValueError(
+                f"{path}: refused, it holds Python objects beyond tensors and plain data "
+                f"({name}); hybridrec loads files with weights_only=True so that no code in a "
+                "file it was sent can run. Use checkpoints written by hybridrec-train."
+            ) from None
+        reason = text.split("WeightsUnpickler error:")[-1].strip().splitlines()[0][:120]
+        raise ValueError(_unreadable(path, reason)) from None
+    except (EOFError, RuntimeError, zipfile.BadZipFile) as exc:
+        raise ValueError(_unreadable(path, str(exc).splitlines()[0][:120])) from None
+
+
+def _unreadable(path: str | os.PathLike[str], reason: str) -> str:
+    return (
+        f"{path}: not a checkpoint written by hybridrec-train (not a readable torch file: "
+        f"{reason}; truncated or corrupt?)"
+    )
+
+
 def load_model(checkpoint: str | os.PathLike[str]) -> nn.Module:
     """The model a run saved, rebuilt from ``checkpoint`` alone (``weights_only`` loading),
     in eval mode: the same scores as the model that was saved."""
     path = Path(checkpoint)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if PAYLOAD not in state:
+    state = safe_load(path)
+    if not isinstance(state, dict) or PAYLOAD not in state:
         raise ValueError(
             f"{path} has no {PAYLOAD!r} entry: it was not saved by hybridrec-train (or by a "
             "version before self-contained checkpoints); retrain, or rebuild the model from "

@@ -1,0 +1,60 @@
+"""A checkpoint someone was sent can hold a pickle that runs code when loaded. Every command that
+reads a checkpoint loads it with weights_only=True: such a file is refused with one sentence,
+and its code never runs. Truncated files are refused the same way."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from hybridrec.cli.evaluate import main as eval_main
+from hybridrec.cli.export import main as export_main
+from hybridrec.lit.checkpoint import load_model, safe_load
+
+
+class _Payload:
+    """Unpickling this calls os.system: it would create the marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> tuple[Path, Path]:
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "best.ckpt"
+    torch.save({"state_dict": {}, "hybridrec_model": _Payload(marker)}, path)
+    return path, marker
+
+
+def test_load_model_refuses_a_pickle_and_runs_nothing(hostile: tuple[Path, Path]) -> None:
+    path, marker = hostile
+    with pytest.raises(ValueError, match="refused, it holds Python objects") as error:
+        load_model(path)
+    assert str(path) in str(error.value) and "weights_only=True" in str(error.value)
+    assert not marker.exists()
+
+
+def test_commands_refuse_it_with_one_sentence(
+    hostile: tuple[Path, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path, marker = hostile
+    assert export_main([str(path), "--out", str(tmp_path / "out"), "--no-log"]) == 2
+    assert eval_main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count(str(path)) == 2 and "Traceback" not in err
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_truncated_checkpoint_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "cut.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(1000)}}, path)
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(ValueError, match="not a checkpoint written by hybridrec-train"):
+        safe_load(path)
