@@ -181,3 +181,24 @@ def test_mistakes_get_one_line_and_exit_2(
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_compare_defaults_to_the_newest_experiment_and_never_pools_hidden_params(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    old = client.create_experiment("old")
+    _run(client, old, seed=1, val=[0.9], test=0.9)
+    new = client.create_experiment("new")
+    ids = [_run(client, new, seed=1, dim=d, val=[0.1 * d], test=0.1) for d in (1, 2)]
+    for i, rid in enumerate(ids):  # ten more differing params: more than the table shows
+        for p in range(10):
+            client.log_param(rid, f"trainer/p{p}", str(i))
+    main(["compare", "--tracking-uri", uri])
+    out = capsys.readouterr().out
+    assert "experiment 'new' (that of the newest run)" in out
+    assert "2 runs, 2 settings" in out and "3 more differing params not shown" in out
+    assert "model/dim" in out  # model params are shown before trainer params
+    main(["compare", "--tracking-uri", uri, "--all-experiments", "--format", "csv"])
+    assert len(list(csv.DictReader(io.StringIO(capsys.readouterr().out)))) == 3

@@ -22,13 +22,18 @@ from mlflow.tracking import MlflowClient
 from hybridrec.tracking import default_tracking_uri, mlflow_key
 from hybridrec.tracking.compare import (
     RunRecord,
+    differing,
     markdown,
     record,
     rows,
     search,
+    shown_params,
     sort_rows,
     table,
 )
+
+#: differing params the terminal table shows at most (csv / markdown show them all)
+MAX_TABLE_PARAMS = 8
 
 DEFAULT_METRICS = (
     "test/hr@10",
@@ -58,6 +63,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--limit", type=int, default=1000, help="runs read at most")
     parser.add_argument(
+        "--all-experiments",
+        action="store_true",
+        help="compare / plot: every experiment (default: -e, else the newest run's)",
+    )
+    parser.add_argument(
         "--evals", action="store_true", help="also the hybridrec-eval runs (left out by default)"
     )
     parser.add_argument("--tracking-uri", default=None)
@@ -82,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--ascending", action="store_true")
     compare.add_argument(
         "--mix", action="store_true", help="rank runs of different protocols / data together"
+    )
+    compare.add_argument(
+        "--params",
+        default=None,
+        help="comma-separated params to show (default: those that differ; the terminal "
+        f"table shows at most {MAX_TABLE_PARAMS}, model, loss and data params first)",
     )
     compare.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
     compare.add_argument("--out", type=Path, help="also write the markdown / csv here")
@@ -114,6 +130,15 @@ def _runs(args: argparse.Namespace, client: MlflowClient) -> list[Run]:
     )
     if not found:
         raise LookupError("no run matches (check -e/--param/--tag/--filter/--status)")
+    one_experiment = args.command != "list" and not args.experiment and not args.all_experiments
+    if one_experiment and len({r.info.experiment_id for r in found}) > 1:
+        newest = found[0].info.experiment_id  # newest first
+        name = client.get_experiment(newest).name
+        found = [r for r in found if r.info.experiment_id == newest]
+        print(
+            f"experiment {name!r} (that of the newest run); -e NAME to choose, "
+            "--all-experiments for every one"
+        )
     return found
 
 
@@ -169,7 +194,15 @@ def _compare(args: argparse.Namespace, client: MlflowClient) -> None:
         metrics = [m for m in monitors if m in present] + [m for m in metrics if m in present]
     recs = _records(client, found, metrics)
     sort = mlflow_key(args.sort) if args.sort else (metrics[0] if metrics else None)
-    settings = sort_rows(rows(recs, metrics, mix=args.mix), sort, args.ascending)
+    hidden = 0
+    if args.params:
+        params = [p.strip() for p in args.params.split(",") if p.strip()]
+    else:
+        params = differing(recs)
+        if args.format == "table" and len(params) > MAX_TABLE_PARAMS:
+            hidden = len(params) - MAX_TABLE_PARAMS
+            params = shown_params(recs, params, MAX_TABLE_PARAMS)
+    settings = sort_rows(rows(recs, metrics, mix=args.mix, params=params), sort, args.ascending)
     groups = sorted({row.group for row in settings})
     if len(groups) > 1:
         note = (
@@ -181,6 +214,11 @@ def _compare(args: argparse.Namespace, client: MlflowClient) -> None:
     header, body = table(settings, metrics)
     if args.format == "table":
         n_runs = sum(len(row.runs) for row in settings)
+        if hidden:
+            note += (
+                f"; {hidden} more differing params not shown (--params KEY,… to choose, "
+                "--format csv for all)"
+            )
         _print(header, body, f"{n_runs} runs, {len(settings)} settings; {note}")
     text = _as_text(header, body, args.format)
     if args.format != "table":

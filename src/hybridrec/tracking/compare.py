@@ -180,15 +180,41 @@ def differing(records: Sequence[RunRecord]) -> list[str]:
     return out
 
 
-def rows(records: Sequence[RunRecord], metrics: Sequence[str], mix: bool = False) -> list[Row]:
-    """Settings, each the runs that share the differing params (seeds pooled: mean ± std), per
-    (protocol, fingerprint) group unless ``mix``."""
-    shown = differing(records)
+#: param prefixes shown first when not every differing param fits: what a setting is about
+PARAM_PRIORITY = ("model/", "loss/", "optimizer/", "judgment/", "datamodule/", "data/")
+
+
+def shown_params(records: Sequence[RunRecord], keys: Sequence[str], limit: int) -> list[str]:
+    """At most ``limit`` of ``keys``: the model, loss, optimiser, judgment and data params
+    before the rest (callbacks, trainer, paths), and within each the fewest distinct values
+    first (a sweep's axes)."""
+    count = {k: len({r.params.get(k) for r in records}) for k in keys}
+
+    def rank(key: str) -> tuple[int, int, str]:
+        prefix = next((i for i, p in enumerate(PARAM_PRIORITY) if key.startswith(p)), 99)
+        return (prefix, count[key], key)
+
+    kept = set(sorted(keys, key=rank)[:limit])
+    return [k for k in keys if k in kept]
+
+
+def rows(
+    records: Sequence[RunRecord],
+    metrics: Sequence[str],
+    mix: bool = False,
+    params: Sequence[str] | None = None,
+) -> list[Row]:
+    """Settings, each the runs that share every differing param (seeds pooled: mean ± std),
+    per (protocol, fingerprint) group unless ``mix``. ``params``: the params a row shows
+    (default: every differing one); runs are never pooled over a param left unshown."""
+    every = differing(records)
+    shown = list(params) if params is not None else every
     out: dict[tuple[Any, ...], Row] = {}
     for rec in records:
         group = ("(mixed)", "(mixed)") if mix else rec.group
         setting = {k: rec.params.get(k, "-") for k in shown}
-        key = (group, tuple(setting.items()))
+        identity = tuple((k, rec.params.get(k, "-")) for k in sorted({*every, *shown}))
+        key = (group, identity)
         out.setdefault(key, Row(group=group, setting=setting, runs=[])).runs.append(rec)
     for row in out.values():
         for metric in metrics:
