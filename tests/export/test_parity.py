@@ -120,6 +120,7 @@ def test_the_pyfunc_model_answers_with_the_model_scores(
         {
             "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
             PAYLOAD: model_payload(model, config, maps),
+            "hybridrec_config": config,
         },
         checkpoint,
     )
@@ -136,9 +137,19 @@ def test_the_pyfunc_model_answers_with_the_model_scores(
             expected = model.score_all(users, torch.tensor([session]), torch.tensor([3]))
         else:  # a known user (a pair scorer reads no history)
             expected = model.score_all(users)
-    answer = served.predict(pd.DataFrame([request]))
-    for (_, got), scores in zip(answer.iterrows(), expected, strict=True):  # one row
-        want = [float(scores[items.index(i) + 1]) for i in got["items"]]
-        np.testing.assert_allclose(got["scores"], want, atol=1e-5, rtol=0)
-        top = torch.topk(scores[1:], 5).values.numpy()
-        np.testing.assert_allclose(got["scores"], top, atol=1e-5, rtol=0)
+    # include_seen: every item competes, as in the model's own ranking
+    answer = served.predict(pd.DataFrame([{**request, "include_seen": True}, request]))
+    scores = expected[0]
+    every, unseen = answer.iloc[0], answer.iloc[1]
+    want = [float(scores[items.index(i) + 1]) for i in every["items"]]
+    np.testing.assert_allclose(every["scores"], want, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(every["scores"], torch.topk(scores[1:], 5).values, atol=1e-5)
+    # by default the user's known items (every split of the prepared data) are left out
+    known = set()
+    for split in ("train", "val", "test"):
+        frame = pd.read_parquet(Path(folder) / f"{split}.parquet")
+        known |= set(frame.loc[frame["user"] == user, "item"])
+    assert known and not known & {items.index(i) + 1 for i in unseen["items"]}
+    masked = scores.clone()
+    masked[sorted(known)] = -torch.inf
+    np.testing.assert_allclose(unseen["scores"], torch.topk(masked[1:], 5).values, atol=1e-5)

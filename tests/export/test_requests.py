@@ -20,8 +20,8 @@ def test_good_rows_become_recommend_arguments() -> None:
     )
     rows = check_request(table)
     assert rows == [
-        {"user": "3", "recent_items": [], "k": 5, "exclude": []},
-        {"user": None, "recent_items": ["5", 17], "k": 10, "exclude": [2]},
+        {"include_seen": False, "user": "3", "recent_items": [], "k": 5, "exclude": []},
+        {"include_seen": False, "user": None, "recent_items": ["5", 17], "k": 10, "exclude": [2]},
     ]
     # the "inputs" form: a list of records, or a single record
     assert check_request([{"user": 7}])[0]["user"] == 7
@@ -42,6 +42,7 @@ def test_good_rows_become_recommend_arguments() -> None:
         ([{"recent_items": [None]}], "must hold item ids"),
         ([{"exclude": ["x"] * (MAX_IDS + 1)}], f"at most {MAX_IDS}"),
         ([{"k": 3}] * (MAX_ROWS + 1), f"at most {MAX_ROWS}"),
+        ([{"user": "3", "include_seen": "yes"}], "row 0: include_seen must be true or false"),
     ],
 )
 def test_malformed_requests_are_refused(request_rows: list[dict[str, Any]], words: str) -> None:

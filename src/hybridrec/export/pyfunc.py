@@ -33,7 +33,38 @@ REQUEST = {
     "recent_items": "the session's raw item ids, oldest first; optional",
     "k": "how many items, 1..catalogue size (at most 1000); default 10",
     "exclude": "raw item ids never to recommend; optional",
+    "include_seen": "true to let a known user be recommended items they already interacted "
+    "with (default false: left out, as the evaluation does)",
 }
+
+
+def _data_dir(checkpoint: Path) -> Path | None:
+    saved = safe_load(checkpoint)
+    data_dir = ((saved.get("hybridrec_config") or {}).get("datamodule") or {}).get("data_dir")
+    return Path(str(data_dir)) if data_dir else None
+
+
+def seen_items(checkpoint: Path) -> dict[str, np.ndarray] | None:
+    """Every user's known items (train, val and test splits of the run's prepared data) as
+    CSR arrays by user index: ``indptr`` (U + 1,), ``items`` (nnz,); None when the prepared
+    data is gone or its splits have no user column (sessions)."""
+    folder = _data_dir(checkpoint)
+    frames = []
+    for split in ("train", "val", "test"):
+        path = folder / f"{split}.parquet" if folder else None
+        if path is None or not path.is_file():
+            continue
+        frame = pd.read_parquet(path)
+        if {"user", "item"} <= set(frame.columns):
+            frames.append(frame[["user", "item"]])
+    if not frames:
+        return None
+    pairs = pd.concat(frames).drop_duplicates().sort_values(["user", "item"])
+    users = pairs["user"].to_numpy(np.int64)
+    n_users = int(users.max()) + 1 if len(users) else 0
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
+    return {"indptr": indptr, "items": pairs["item"].to_numpy(np.int64)}
 
 
 def popularity(checkpoint: Path) -> np.ndarray | None:
@@ -43,9 +74,8 @@ def popularity(checkpoint: Path) -> np.ndarray | None:
     counts = getattr(getattr(model, "items", None), "counts", None)
     if counts is not None:
         return counts.detach().cpu().numpy().astype(np.float32)
-    saved = safe_load(checkpoint)
-    data_dir = ((saved.get("hybridrec_config") or {}).get("datamodule") or {}).get("data_dir")
-    train = Path(str(data_dir)) / "train.parquet" if data_dir else None
+    folder = _data_dir(checkpoint)
+    train = folder / "train.parquet" if folder else None
     if train is None or not train.is_file():
         return None
     items = pd.read_parquet(train, columns=["item"])["item"].to_numpy()
@@ -55,7 +85,8 @@ def popularity(checkpoint: Path) -> np.ndarray | None:
 
 def _model_args(checkpoint: Path, out: Path, new_items: Path | None) -> dict[str, Any]:
     """What logging and saving share: the code file, the artifacts (the checkpoint, the
-    popularity written into ``out``, the added products), signature, example, requirements."""
+    popularity and the users' known items written into ``out``, the added products), the
+    signature, the input example and the requirements."""
     artifacts = {"checkpoint": str(checkpoint)}
     if new_items is not None:  # products added after training (hybridrec-export --add-items)
         artifacts["new_items"] = str(new_items)
@@ -63,6 +94,10 @@ def _model_args(checkpoint: Path, out: Path, new_items: Path | None) -> dict[str
     if counts is not None:
         np.save(out / "popularity.npy", counts)
         artifacts["popularity"] = str(out / "popularity.npy")
+    seen = seen_items(checkpoint)
+    if seen is not None:
+        np.savez(out / "seen.npz", indptr=seen["indptr"], items=seen["items"])
+        artifacts["seen"] = str(out / "seen.npz")
     return {
         "python_model": str(Path(__file__).with_name("pyfunc_model.py")),
         "artifacts": artifacts,

@@ -37,12 +37,18 @@ class HybridrecRecommender(PythonModel):
         popularity = np.load(popularity_path) if popularity_path else None
         new_path = context.artifacts.get("new_items")
         added = safe_load(new_path) if new_path else None
+        seen_path = context.artifacts.get("seen")
+        seen = None
+        if seen_path:
+            with np.load(seen_path) as arrays:
+                seen = (arrays["indptr"], arrays["items"])
         self.recommender = Recommender(
             load_model(checkpoint),
             [None, *maps.get("items", [])],
             maps.get("users", []),
             popularity,
             new_items=None if added is None else (added["items"], added["vectors"]),
+            seen=seen,
         )
 
     def predict(

@@ -12,6 +12,10 @@ What the served model (:mod:`hybridrec.export.pyfunc_model`) answers, without ML
   (``source="session"``); recent items the catalogue does not know are skipped and reported;
 * neither: the most popular items of training (``source="popularity"``).
 
+A known user's own items (every split of the run's data) are left out, as the evaluation left
+them out, unless ``include_seen``; a session's items are not (repeats are the caller's
+choice: ``exclude``).
+
 A pair scorer (GMF, MLP, NeuMF: no item vectors, no history tower) answers a known user with
 its own scores over the catalogue; anything else gets the popularity answer, and its recent
 items are not read (its model cannot).
@@ -46,6 +50,7 @@ class Recommender:
     model: a trained :class:`FactorizedModel` or :class:`PairScorer` (eval mode).
     item_ids, user_ids: raw ids by index (items: index 1..N, element 0 the padding).
     popularity: (N + 1,) training interactions per item (the fallback ranking), or None.
+    seen: each user's known items as CSR arrays (indptr (U + 1,), items (nnz,)), or None.
     """
 
     def __init__(
@@ -56,6 +61,7 @@ class Recommender:
         popularity: np.ndarray | None = None,
         max_k: int = MAX_K,
         new_items: tuple[Sequence[Any], torch.Tensor] | None = None,
+        seen: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         if not isinstance(model, (FactorizedModel, PairScorer)):
             raise ValueError(
@@ -87,6 +93,7 @@ class Recommender:
         if popularity is not None and added:
             popularity = np.concatenate([popularity, np.zeros(added, dtype=popularity.dtype)])
         self.popularity = popularity
+        self.seen = seen
 
     def _k(self, k: Any) -> int:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
@@ -104,6 +111,7 @@ class Recommender:
         recent_items: Sequence[Any] | None = None,
         k: Any = 10,
         exclude: Sequence[Any] | None = None,
+        include_seen: bool = False,
     ) -> dict[str, Any]:
         k = self._k(k)
         model = self.model
@@ -113,9 +121,10 @@ class Recommender:
         user_row = None if user is None else self.user_index.get(str(user))
         id_part = history_part = None
         with torch.no_grad():
+            masked = self._seen(user_row) if not include_seen else []
             if isinstance(model, PairScorer):
                 scores, source = self._pair_scores(user_row)
-                return self._top(scores, k, source, unknown, exclude)
+                return self._top(scores, k, source, unknown, exclude, masked)
             assert self.table is not None
             if user_row is not None and model.user_id is not None:
                 id_part = model.user_id(torch.tensor([user_row]))
@@ -134,7 +143,13 @@ class Recommender:
                     for name, part in (("user", id_part), ("session", history_part))
                     if part is not None
                 )
-        return self._top(scores, k, source, unknown, exclude)
+        return self._top(scores, k, source, unknown, exclude, masked)
+
+    def _seen(self, user_row: int | None) -> list[int]:
+        if self.seen is None or user_row is None or user_row + 1 >= len(self.seen[0]):
+            return []
+        indptr, items = self.seen
+        return items[indptr[user_row] : indptr[user_row + 1]].tolist()
 
     def _popularity(self) -> torch.Tensor:
         if self.popularity is None:
@@ -156,9 +171,11 @@ class Recommender:
         source: str,
         unknown: list[str],
         exclude: Sequence[Any] | None,
+        masked: list[int],
     ) -> dict[str, Any]:
         scores = scores.clone()
         scores[0] = -torch.inf
+        scores[masked] = -torch.inf  # the user's known items
         for raw in exclude or []:
             index = self.item_index.get(str(raw))
             if index is not None:

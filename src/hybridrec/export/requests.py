@@ -13,7 +13,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 #: a request row's fields (all optional: a user, a session, both, or neither)
-COLUMNS = ("user", "recent_items", "k", "exclude")
+COLUMNS = ("user", "recent_items", "k", "exclude", "include_seen")
 #: rows in one request and ids in one list: bounds the work a single request can ask for
 MAX_ROWS = 1000
 MAX_IDS = 10_000
@@ -92,8 +92,16 @@ def check_request(model_input: Any) -> list[dict[str, Any]]:
                 f"row {row}: user must be a user id (a string or a whole number), "
                 f"got {user!r} ({type(user).__name__})"
             )
+        include_seen = record.get("include_seen")
+        if _missing(include_seen):
+            include_seen = False
+        elif not isinstance(include_seen, (bool, np.bool_)):
+            raise bad_request(
+                f"row {row}: include_seen must be true or false, got {include_seen!r}"
+            )
         rows.append(
             {
+                "include_seen": bool(include_seen),
                 "user": None if _missing(user) else _raw(user),
                 "recent_items": _ids(record.get("recent_items"), "recent_items", row),
                 "k": 10 if _missing(k) else k,
