@@ -63,6 +63,8 @@ def test_shipped_config_passes(compose_cfg: Compose, overrides: tuple[str, ...])
         ("ks=[5,10,20]", "monitor=val/mrr@20", "threads=null", "embedding_l2=0.005"),
         ("model=textrec", "model.encoder=transformer", "model.transformer_layers=1"),
         ("+callbacks.lr_monitor._target_=lightning.pytorch.callbacks.LearningRateMonitor",),
+        ("resume=0123456789abcdef0123456789abcdef", "ckpt_path=outputs/x/checkpoints/last.ckpt"),
+        ("callbacks.divergence.check_every_n_steps=1", "callbacks.epoch_seed=null"),
         # a target taking **kwargs takes any key
         ("+callbacks.extra._target_=builtins.dict", "+callbacks.extra.anything=1"),
         (
@@ -114,10 +116,10 @@ FAILING: list[tuple[tuple[str, ...], str, str, tuple[str, ...]]] = [
         ("[0, 1)",),
     ),
     (
-        ("+ckpt_path=x.ckpt",),
-        "ckpt_path",
+        ("+resume_from=x.ckpt",),
+        "resume_from",
         "'x.ckpt' (str)",
-        ("nothing reads 'ckpt_path'", "resuming a run is not supported yet", "trainer"),
+        ("nothing reads 'resume_from'", "did you mean resume"),
     ),
     (
         ("+trainer.max_epoch=3",),
@@ -282,14 +284,14 @@ def test_every_problem_is_reported_together(compose_cfg: Compose) -> None:
     cfg = compose_cfg(
         "trainer.max_epochs=abc",
         "optimizer.lr=-0.1",
-        "+ckpt_path=x.ckpt",
+        "+resume_from=x.ckpt",
         "ties=best",
         "model.dropout=1.5",
     )
     with pytest.raises(ConfigError) as caught:
         check_config(cfg)
     keys = {p.key for p in caught.value.problems}
-    assert keys == {"trainer.max_epochs", "optimizer.lr", "ckpt_path", "ties", "model.dropout"}
+    assert keys == {"trainer.max_epochs", "optimizer.lr", "resume_from", "ties", "model.dropout"}
     lines = str(caught.value).splitlines()
     assert lines[0] == "invalid config, 5 problems (nothing was run):"
     assert len(lines) == 6 and all(": got " in line for line in lines[1:])
@@ -305,7 +307,7 @@ def test_config_error_from_a_message() -> None:
 def test_inside_a_running_hydra_app(compose_cfg: Compose) -> None:
     """hybridrec-train calls check_config inside @hydra.main: GlobalHydra is initialised, and
     the shipped configs are composed there (caches cleared to take that path)."""
-    cfg = compose_cfg("+ckpt_path=x.ckpt", "+data.foo=1")
+    cfg = compose_cfg("+resume_from=x.ckpt", "+data.foo=1")
     checks._default_keys.cache_clear()
     checks._group_keys.cache_clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -313,7 +315,7 @@ def test_inside_a_running_hydra_app(compose_cfg: Compose) -> None:
         with pytest.raises(ConfigError) as caught:
             check_config(cfg)
         assert GlobalHydra.instance().is_initialized()
-    assert {p.key for p in caught.value.problems} == {"ckpt_path", "data.foo"}
+    assert {p.key for p in caught.value.problems} == {"resume_from", "data.foo"}
 
 
 def test_check_is_fast_after_the_first_call(compose_cfg: Compose) -> None:

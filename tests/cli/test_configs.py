@@ -283,6 +283,8 @@ CHOSEN: dict[str, dict[str, dict[str, Any]]] = {
             "callbacks.early_stopping._target_": "lightning.pytorch.callbacks.EarlyStopping",
             "callbacks.progress_bar._target_": "lightning.pytorch.callbacks.TQDMProgressBar",
             "callbacks.epoch_timer._target_": "hybridrec.lit.callbacks.EpochTimer",
+            "callbacks.divergence._target_": "hybridrec.lit.callbacks.StopOnDivergence",
+            "callbacks.epoch_seed._target_": "hybridrec.lit.callbacks.EpochSeed",
         },
     },
     "debug": {

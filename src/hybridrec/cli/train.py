@@ -4,12 +4,14 @@ hybridrec-train                                   # NeuMF on the embedded synthe
 hybridrec-train model=mf data=ml100k protocol=loo_full
 hybridrec-train experiment=ncf_neumf_ml1m
 hybridrec-train --multirun model=mf,gmf,mlp,neumf
+hybridrec-train resume=RUN_ID                     # continue a killed/failed run where it stopped
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import signal
 import sys
 import time
@@ -25,6 +27,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -35,7 +38,8 @@ from hybridrec.cli.quiet import quiet_third_party
 from hybridrec.data.errors import DataError
 from hybridrec.data.spec import DataSpec
 from hybridrec.lit import RecLitModule
-from hybridrec.lit.callbacks import EpochTimer
+from hybridrec.lit.callbacks import DivergenceError, EpochTimer, StopOnDivergence
+from hybridrec.lit.checkpoint import RUN_ID_KEY, safe_load
 from hybridrec.tracking import (
     DEFAULT_URI,
     JOB_TAG,
@@ -57,6 +61,32 @@ from hybridrec.tracking.mlflow_run import mlflow_key
 from hybridrec.tracking.plots import log_gate_by_popularity
 
 log = logging.getLogger("hybridrec.train")
+
+#: Run tags: the job's output folder (its checkpoints: what ``resume=`` continues from), how
+#: often and from what the run was resumed, and why it failed (a divergence).
+OUTPUT_DIR_TAG = "hybridrec.output_dir"
+RESUMED_TAG = "hybridrec.resumed"
+FAILURE_TAG = "hybridrec.failure"
+#: Config keys that may differ when a run is resumed (where things go, how long it trains,
+#: how it reports); every other key must be what the run was started with.
+RESUME_MAY_CHANGE = (
+    "resume",
+    "ckpt_path",
+    "paths",
+    "logger",
+    "callbacks",
+    "task_name",
+    "threads",
+    "required",
+    "test_after_fit",
+    "datamodule/data_dir",
+    "data/",
+    "trainer/max_epochs",
+    "trainer/min_epochs",
+    "trainer/enable_progress_bar",
+    "trainer/log_every_n_steps",
+    "trainer/default_root_dir",
+)
 
 
 def _output_dir(cfg: DictConfig) -> str:
@@ -91,11 +121,15 @@ def train(cfg: DictConfig) -> TrainResult:
         torch.set_num_threads(int(cfg.threads))
     L.seed_everything(cfg.seed, workers=True, verbose=rank_zero)
 
+    client = MlflowClient(tracking_uri=uri)
+    plan = _resume_plan(cfg, client)  # resume= / ckpt_path=: what to continue, and where
     spec, data_dir = prepare_from_config(cfg)
     with open_dict(cfg):
         cfg.spec = spec.summary()
         cfg.datamodule.data_dir = str(data_dir)
-        cfg.paths.output_dir = _output_dir(cfg)
+        # a resumed run keeps its checkpoints in its first job's folder (ModelCheckpoint
+        # restores its best/last bookkeeping only from the same folder)
+        cfg.paths.output_dir = plan.output_dir if plan and plan.output_dir else _output_dir(cfg)
     log.info(
         "data: %s (%d users, %d items, protocol %s) in %s",
         spec.name,
@@ -127,9 +161,12 @@ def train(cfg: DictConfig) -> TrainResult:
         model.fit_sequences(*datamodule.train_sequences())
     module = _task(cfg, model)
 
-    client = MlflowClient(tracking_uri=uri)
     run_id = None
-    if rank_zero:
+    if plan is not None:
+        _check_same_config(plan, module.run_config or {})
+    if rank_zero and plan is not None and plan.run_id is not None:
+        run_id = _reopen_run(client, plan)
+    elif rank_zero:
         run_id = start_run(
             client,
             str(cfg.logger.experiment_name),
@@ -140,12 +177,14 @@ def train(cfg: DictConfig) -> TrainResult:
     error: BaseException | None = None
     try:
         logger = instantiate(cfg.logger, run_id=run_id)
-        result = _fit_and_test(cfg, module, datamodule, logger, spec, data_dir, trains)
+        result = _fit_and_test(cfg, module, datamodule, logger, spec, data_dir, trains, plan)
     except BaseException as exc:
         error = exc
         raise
     finally:
         if run_id is not None:
+            if isinstance(error, DivergenceError):  # the reason, beside the FAILED status
+                _set_tag(client, run_id, FAILURE_TAG, str(error)[:5000])
             status = end_run(client, run_id, error)
             if error is not None:
                 log.error("MLflow run %s ended %s", run_id, status)
@@ -162,16 +201,23 @@ def _fit_and_test(
     spec: DataSpec,
     data_dir: Path,
     trains: bool,
+    plan: _Resume | None = None,
 ) -> TrainResult:
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
     run_id = logger.run_id if trainer.is_global_zero else None
-    if run_id is not None:
+    continued = plan is not None and plan.run_id is not None  # params, inputs already logged
+    if run_id is not None and not continued:
         log_run_start(logger, module.run_config or {}, spec, data_dir)
 
     start = time.perf_counter()
     if trains:
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(
+            module,
+            datamodule=datamodule,
+            ckpt_path=plan.checkpoint if plan is not None else None,
+            weights_only=True,  # tensors and plain data only: no code from the file runs
+        )
     elif spec.n_val > 0:
         trainer.validate(module, datamodule=datamodule)
     fit_seconds = time.perf_counter() - start
@@ -193,7 +239,10 @@ def _fit_and_test(
             results = {k: float(v) for k, v in (tested[0] if tested else {}).items()}
     elif cfg.get("test_after_fit", True):
         tested = trainer.test(
-            module, datamodule=datamodule, ckpt_path=(best_path or None) if trains else None
+            module,
+            datamodule=datamodule,
+            ckpt_path=(best_path or None) if trains else None,
+            weights_only=True,
         )
         results = {k: float(v) for k, v in (tested[0] if tested else {}).items()}
     if best_score is not None:
@@ -329,6 +378,7 @@ def _run_name(cfg: DictConfig) -> str:
 
 def _run_tags(cfg: DictConfig, spec: DataSpec) -> dict[str, str]:
     tags = {str(k): str(v) for k, v in (cfg.logger.get("tags") or {}).items()}
+    tags[OUTPUT_DIR_TAG] = str(Path(str(cfg.paths.output_dir)).resolve())
     if HydraConfig.initialized():
         tags[OVERRIDES_TAG] = " ".join(HydraConfig.get().overrides.task)[:5000]
     job = _sweep_job()
@@ -361,6 +411,158 @@ def _task(cfg: DictConfig, model: Any) -> RecLitModule:
     return module
 
 
+@dataclass
+class _Resume:
+    """What ``resume=`` / ``ckpt_path=`` continue: the checkpoint ``fit`` starts from, the
+    MLflow run it continues (None: a new run) and the folder its checkpoints stay in."""
+
+    checkpoint: str
+    run_id: str | None
+    output_dir: str | None
+    config: dict[str, Any]  # the resolved config the checkpoint was trained with
+
+
+def _resume_plan(cfg: DictConfig, client: MlflowClient) -> _Resume | None:
+    """``resume=RUN_ID``: that run's ``last.ckpt`` (end of its last finished epoch), into the
+    same run. ``ckpt_path=PATH``: that checkpoint, into the run that wrote it when this store
+    holds it, else into a new run. Neither: None."""
+    run_ref, ckpt = cfg.get("resume"), cfg.get("ckpt_path")
+    if run_ref is None and ckpt is None:
+        return None
+    run = None
+    if run_ref is not None:
+        run = _get_run(client, str(run_ref), "resume")
+        if run is None:
+            raise ConfigError(
+                f"resume={run_ref}: no such MLflow run in {_shown_uri(cfg)} (give the run id "
+                "that hybridrec-train printed, or ckpt_path= a checkpoint file)"
+            )
+    output_dir = _run_output_dir(run) if run is not None else None
+    if ckpt is None:
+        if output_dir is None:
+            raise ConfigError(
+                f"resume={run_ref}: the run records no output folder ({OUTPUT_DIR_TAG}); "
+                "give its checkpoint with ckpt_path= instead"
+            )
+        ckpt = str(Path(output_dir) / "checkpoints" / "last.ckpt")  # saved every epoch
+        if not Path(ckpt).is_file():
+            raise ConfigError(
+                f"resume={run_ref}: no checkpoint to resume from ({_shown_path(ckpt)} is "
+                "missing: the run stopped before its first epoch ended); start it again "
+                "without resume="
+            )
+    elif not Path(str(ckpt)).is_file():
+        raise ConfigError(f"ckpt_path={ckpt}: no such file")
+    try:
+        saved = safe_load(str(ckpt))
+    except ValueError as exc:
+        raise ConfigError(f"ckpt_path: {exc}") from None
+    if not isinstance(saved, dict) or "loops" not in saved:
+        raise ConfigError(
+            f"{ckpt}: not a training checkpoint written by hybridrec-train (no loop state to "
+            "resume from)"
+        )
+    if run is None:  # ckpt_path= alone: the run that wrote it, when this store holds it
+        written_by = saved.get(RUN_ID_KEY)
+        run = _get_run(client, str(written_by), "ckpt_path") if written_by else None
+        if run is not None:
+            output_dir = _run_output_dir(run)
+        else:
+            log.info("ckpt_path=%s: its MLflow run is not in this store; a new run", ckpt)
+    if output_dir is not None and not Path(str(ckpt)).resolve().is_relative_to(output_dir):
+        output_dir = None  # a checkpoint from elsewhere: new checkpoints go to this job's folder
+    return _Resume(
+        checkpoint=str(Path(str(ckpt)).resolve()),
+        run_id=None if run is None else str(run.info.run_id),
+        output_dir=output_dir,
+        config=dict(saved.get("hybridrec_config") or {}),
+    )
+
+
+def _get_run(client: MlflowClient, run_id: str, key: str) -> Any:
+    """The run (None if this store does not hold it); a deleted run is refused."""
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        return None
+    if run.info.lifecycle_stage == "deleted":
+        raise ConfigError(
+            f"{key}: MLflow run {run_id} was deleted; restore it (`mlflow runs restore "
+            f"--run-id {run_id}`) to continue it"
+        )
+    return run
+
+
+def _run_output_dir(run: Any) -> str | None:
+    folder = run.data.tags.get(OUTPUT_DIR_TAG) or run.data.params.get("paths/output_dir")
+    return str(Path(folder).resolve()) if folder else None
+
+
+def _shown_uri(cfg: DictConfig) -> str:
+    """The tracking URI without credentials (``user:password@``)."""
+    return re.sub(r"//[^/@]*@", "//", str(cfg.logger.tracking_uri))
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flat(value, f"{prefix}{key}/"))
+        return out
+    return {prefix.rstrip("/"): tree}
+
+
+def _check_same_config(plan: _Resume, config: dict[str, Any]) -> None:
+    """A resumed run trains on with the config it started with (model, loss, optimiser, data,
+    seed, ...): anything else would not be the run its MLflow params describe."""
+    if not plan.config:
+        return
+    before, now = _flat(plan.config), _flat(config)
+
+    def checked(key: str) -> bool:
+        return not any(key == k or key.startswith(k.rstrip("/") + "/") for k in RESUME_MAY_CHANGE)
+
+    keys = sorted(k for k in set(before) | set(now) if checked(k))
+    changed = [k for k in keys if before.get(k) != now.get(k)]
+    if not changed:
+        return
+    shown = "; ".join(
+        f"{k.replace('/', '.')}: {before.get(k)!r} then, {now.get(k)!r} now" for k in changed[:6]
+    )
+    more = f" (and {len(changed) - 6} more)" if len(changed) > 6 else ""
+    raise ConfigError(
+        f"resume: the config differs from the one the checkpoint was trained with: {shown}"
+        f"{more}. Give the run's overrides again (its tag {OVERRIDES_TAG} in MLflow), or "
+        "train a new run without resume= / ckpt_path="
+    )
+
+
+def _reopen_run(client: MlflowClient, plan: _Resume) -> str:
+    """Take the run over again: RUNNING (a job killed by SIGKILL left it RUNNING; a failed or
+    killed one is FAILED / KILLED), with a tag saying from which checkpoint, how often."""
+    assert plan.run_id is not None
+    run = client.get_run(plan.run_id)
+    if run.info.status == "FINISHED":
+        log.warning(
+            "MLflow run %s had FINISHED; training it on from %s", plan.run_id, plan.checkpoint
+        )
+    client.update_run(plan.run_id, status="RUNNING")
+    count = int(str(run.data.tags.get(RESUMED_TAG, "0")).split(" ", 1)[0] or 0) + 1
+    when = time.strftime("%Y-%m-%d %H:%M:%S")
+    _set_tag(client, plan.run_id, RESUMED_TAG, f"{count} (last {when}, from {plan.checkpoint})")
+    log.info(
+        "resuming MLflow run %s (was %s) from %s", plan.run_id, run.info.status, plan.checkpoint
+    )
+    return plan.run_id
+
+
+def _set_tag(client: MlflowClient, run_id: str, key: str, value: str) -> None:
+    try:
+        client.set_tag(run_id, key, value)
+    except Exception as error:  # the job's own outcome matters more than this tag
+        log.error("could not tag MLflow run %s (%s): %s", run_id, key, error)
+
+
 def _refit_on_val(cfg: DictConfig, best_path: str) -> tuple[str, L.Trainer]:
     """Retrain from scratch on train + validation for the epochs validation chose.
 
@@ -368,14 +570,14 @@ def _refit_on_val(cfg: DictConfig, best_path: str) -> tuple[str, L.Trainer]:
     the validation items as training data, as a refit does. Validation is skipped (it would be
     scored on trained items); the refit model is saved next to the selection checkpoint.
     """
-    epochs = int(torch.load(best_path, map_location="cpu", weights_only=False)["epoch"]) + 1
+    epochs = int(safe_load(best_path)["epoch"]) + 1  # weights_only: no code from the file runs
     log.info("refit on train + validation for %d epochs (chosen on validation)", epochs)
     datamodule = instantiate(cfg.datamodule, train_on_val=True)
     module = _task(cfg, instantiate(cfg.model))
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         logger=False,
-        callbacks=[EpochTimer()],
+        callbacks=[EpochTimer(), StopOnDivergence()],
         max_epochs=epochs,
         min_epochs=epochs,
         limit_val_batches=0,
@@ -444,6 +646,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     except TrackingError as exc:
         log.error("%s", exc)
         sys.exit(2)
+    except DivergenceError as exc:  # the run is FAILED, its last good checkpoint kept
+        log.error("%s", exc)
+        sys.exit(1)
     # the value Hydra sweepers optimise: the best validation score
     return results.get(f"best/{cfg.monitor}")
 

@@ -31,6 +31,8 @@ from torch import nn
 from hybridrec.nn.textrec import TextItemTower
 
 PAYLOAD = "hybridrec_model"
+#: The MLflow run that wrote a checkpoint (``ckpt_path=`` continues that run when it can).
+RUN_ID_KEY = "hybridrec_run_id"
 _TEXT_TOWER = "hybridrec.nn.TextItemTower"
 _TEXT_MODEL = "hybridrec.nn.TextRec"  # passes its extra arguments on to its text tower
 

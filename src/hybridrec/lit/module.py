@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from hybridrec.data.batch import RecBatch
 from hybridrec.lit import adapter
-from hybridrec.lit.checkpoint import PAYLOAD, id_maps, model_payload
+from hybridrec.lit.checkpoint import PAYLOAD, RUN_ID_KEY, id_maps, model_payload
 from hybridrec.losses.human import JudgmentLoss
 from hybridrec.metrics import BeyondAccuracy, agreement, positive_ranks, ranking_metrics
 from hybridrec.nn.contexts import USER, JudgmentContexts, context_vectors
@@ -317,6 +317,9 @@ class RecLitModule(L.LightningModule):
                 data_dir = (self.run_config.get("datamodule") or {}).get("data_dir")
                 self._id_maps = id_maps(data_dir) if data_dir else {}
             checkpoint[PAYLOAD] = model_payload(self.model, self.run_config, self._id_maps or None)
+        run_id = getattr(self._trainer.logger, "run_id", None) if self._trainer else None
+        if isinstance(run_id, str):
+            checkpoint[RUN_ID_KEY] = run_id
 
 
 def _vector_size(model: nn.Module) -> int:
