@@ -39,6 +39,14 @@ def compose_checked(command: str, overrides: list[str]) -> DictConfig:
         return _compose_raw(overrides)
     except (ConfigCompositionException, OverrideParseException) as exc:
         raise UsageError(_composition_error(exc, overrides)) from None
+    except ValueError as exc:  # Hydra's defaults list, e.g. ``~protocol=0``
+        found = re.search(r"input_line='([^']*)'", str(exc))
+        override = found.group(1) if found is not None else " ".join(overrides)
+        reason = str(exc).split(" : ")[0].strip()
+        raise UsageError(
+            f"{override}: {reason}; a config group is chosen with group=name (data=csv) and "
+            "removed with ~group"
+        ) from None
 
 
 def _data_options() -> list[str]:
@@ -85,7 +93,7 @@ def _composition_error(exc: Exception, overrides: list[str]) -> str:
         return (
             f"cannot parse the override {exc.override!r} ({first}); overrides look like "
             "key=value, e.g. data=csv or data.source.path=clicks.csv; quote a value that "
-            "holds spaces, brackets or commas: 'key=\"a value\"'"
+            "holds spaces, brackets, commas or semicolons: 'key=\"a value\"', 'key=\";\"'"
         )
     if isinstance(exc, MissingConfigException):
         found = re.search(r"Could not (?:find|load) '([^'/]+)/([^']+)'", str(exc))

@@ -31,6 +31,9 @@ __all__ = [
     "check_columns",
     "check_interactions",
     "check_items",
+    "check_text_file",
+    "decode_error",
+    "parser_error",
     "read_delimited",
     "require_file",
     "show",
@@ -43,6 +46,12 @@ DUPLICATES_DROP = "data.source.duplicates=drop"
 
 _ID_COLUMNS = ("user", "item", "session")
 _PARSER_LINE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+_PARSER_EOF = re.compile(r"EOF inside string starting at row (\d+)")
+#: Bytes read to tell a text table from a binary or UTF-16 file.
+_SNIFF_BYTES = 65536
+#: Ids above this lose digits as float64; ids at or above 2**63 do not fit int64 at all.
+_EXACT_FLOAT = 2**53
+_INT64_LIMIT = 2**63
 #: Share of rows that must look numeric before the odd ones out are called errors.
 _NUMERIC_MAJORITY = 0.5
 
@@ -99,8 +108,57 @@ def check_columns(
     )
 
 
-def _parser_error(exc: Exception, path: str | Path, n_fields: int | None, fmt: str) -> DataError:
+def check_text_file(path: str | Path, fmt: str) -> None:
+    """DataError when ``path`` is not a text table: UTF-16 text or binary data (NUL bytes)."""
+    with open(path, "rb") as handle:
+        head = handle.read(_SNIFF_BYTES)
+    even, odd = head[0::2], head[1::2]
+    # ASCII text as UTF-16 without a byte-order mark: every other byte is NUL, the rest are not
+    nul_halves = len(head) >= 4 and any(
+        a.count(0) == len(a) and b.count(0) == 0 for a, b in ((odd, even), (even, odd))
+    )
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or nul_halves:
+        raise DataError(
+            f"the file is UTF-16 text; expected UTF-8 text, {fmt}; save it as UTF-8",
+            path=path,
+        )
+    if b"\x00" in head:
+        offset = head.index(b"\x00")
+        raise DataError(
+            f"binary data (a NUL byte at byte {offset:,}), not a text table; expected {fmt}",
+            path=path,
+            row=head.count(b"\n", 0, offset) + 1,
+        )
+
+
+def decode_error(exc: UnicodeError, path: str | Path, encoding: str, fmt: str) -> DataError:
+    """DataError naming the first line that is not valid ``encoding`` text (found by reading
+    the file line by line: only on this error path)."""
+    with open(path, "rb") as handle:
+        for row, line in enumerate(handle, start=1):
+            try:
+                line.decode(encoding)
+            except UnicodeDecodeError as bad:
+                snippet = line[max(bad.start - 10, 0) : bad.end + 10]
+                return DataError(
+                    f"bytes {line[bad.start : bad.end]!r} (in {snippet!r}) are not {encoding} "
+                    f"text; expected {encoding} text, {fmt}; save the file as {encoding.upper()}",
+                    path=path,
+                    row=row,
+                )
+    return DataError(f"cannot read ({exc}); expected {encoding} text, {fmt}", path=path)
+
+
+def parser_error(exc: Exception, path: str | Path, n_fields: int | None, fmt: str) -> DataError:
     """DataError for a pandas ParserError (wrong number of fields), with the line number."""
+    eof = _PARSER_EOF.search(str(exc))
+    if eof is not None:  # pandas counts rows from 0, the header included: row r is line r + 1
+        return DataError(
+            "a quoted field opened here is never closed (the file ends inside it: truncated, "
+            f"or a stray '\"'); expected {fmt}",
+            path=path,
+            row=int(eof.group(1)) + 1,
+        )
     m = _PARSER_LINE.search(str(exc))
     if m is None:
         return DataError(f"cannot parse ({exc}); expected {fmt}", path=path)
@@ -136,6 +194,7 @@ def read_delimited(
     the end of the file are dropped.
     """
     p = require_file(path, fmt)
+    check_text_file(p, fmt)
     try:
         df = pd.read_csv(
             p,
@@ -145,7 +204,9 @@ def read_delimited(
             encoding=encoding,
             quoting=quoting,
             dtype=dtype,
-            usecols=None if usecols is None else list(usecols),
+            # every column is parsed: with ``usecols`` pandas silently drops the fields of a
+            # line longer than the header instead of reporting it
+            usecols=None,
             na_values=[""],
             keep_default_na=False,
             skip_blank_lines=False,  # so row i is line i + 1 (+ header) even after a blank line
@@ -153,9 +214,13 @@ def read_delimited(
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"empty file: no data rows; expected {fmt}", path=p) from exc
     except pd.errors.ParserError as exc:
-        raise _parser_error(exc, p, n_fields, fmt) from exc
-    except (ValueError, UnicodeError) as exc:
+        raise parser_error(exc, p, n_fields, fmt) from exc
+    except UnicodeError as exc:
+        raise decode_error(exc, p, encoding, fmt) from exc
+    except ValueError as exc:
         raise DataError(f"cannot read ({exc}); expected {fmt}", path=p) from exc
+    if usecols is not None:
+        df = df[list(usecols)]
     while len(df) and df.iloc[-1].isna().all():  # blank lines at the end of the file
         df = df.iloc[:-1]
     if n_fields is not None and not header and df.shape[1] != n_fields:
@@ -210,10 +275,15 @@ def _normalise_ids(s: pd.Series, col: str, where: Where) -> pd.Series:
     """Ids as int64 when numeric, else as strings; DataError on an odd value in a numeric column."""
     if pd.api.types.is_bool_dtype(s):
         return s.astype(np.int64)
+    if pd.api.types.is_unsigned_integer_dtype(s):
+        _check_range(s.to_numpy() >= _INT64_LIMIT, s, col, where)
+        return s.astype(np.int64)
     if pd.api.types.is_integer_dtype(s):
         return s.astype(np.int64)
     if pd.api.types.is_float_dtype(s):
         values = s.to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            _check_range(np.abs(values) >= _EXACT_FLOAT, s, col, where)
         i = _first(~_integral(values))
         if i is not None:
             path, row = where(i)
@@ -246,7 +316,32 @@ def _normalise_ids(s: pd.Series, col: str, where: Where) -> pd.Series:
             row=row,
             column=col,
         )
+    with np.errstate(invalid="ignore"):
+        big = np.abs(num) >= _EXACT_FLOAT
+    if big.any():  # float64 has lost digits: parse the text exactly, ids past int64 refused
+        try:
+            exact = [int(v) for v in text.str.strip()]
+        except ValueError:  # 1e20: a float's text, its digits are gone
+            exact = [_INT64_LIMIT if b else 0 for b in big]
+        _check_range(np.array([abs(v) >= _INT64_LIMIT for v in exact]), text, col, where)
+        return pd.Series(np.array(exact, dtype=np.int64), index=s.index, name=s.name)
     return pd.Series(num.astype(np.int64), index=s.index, name=s.name)
+
+
+def _check_range(too_big: np.ndarray, s: pd.Series, col: str, where: Where) -> None:
+    """DataError at the first id that does not fit a 64-bit integer (or, read as a float,
+    has lost digits)."""
+    i = _first(too_big)
+    if i is not None:
+        path, row = where(i)
+        raise DataError(
+            f"id {show(s.iloc[i])} is too large: numeric ids must lie within "
+            f"+-{_INT64_LIMIT - 1:,} (64-bit integers); make every id a string (e.g. a letter "
+            "in front) to keep it",
+            path=path,
+            row=row,
+            column=col,
+        )
 
 
 def _normalise_numbers(s: pd.Series, col: str, where: Where, what: str) -> pd.Series:
@@ -264,6 +359,15 @@ def _normalise_numbers(s: pd.Series, col: str, where: Where, what: str) -> pd.Se
             )
         s = num
     values = s.to_numpy(dtype=np.float64)
+    i = _first(~np.isfinite(values))
+    if i is not None:
+        path, row = where(i)
+        raise DataError(
+            f"{what} {show(s.iloc[i])} is not a finite number; every {what} must be finite",
+            path=path,
+            row=row,
+            column=col,
+        )
     if col == "timestamp" and _integral(values).all():
         return pd.Series(values.astype(np.int64), index=s.index, name=col)
     return pd.Series(values, index=s.index, name=col)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hybridrec.data.errors import DataError
 from hybridrec.data.readers.tables import _read_mapped
 
 JUDGMENT_COLUMNS = ("rater", "item", "score", "context", "set", "timestamp")
@@ -35,6 +36,11 @@ def read_judgments(
         JUDGMENT_COLUMNS,
         "judgments table (columns rater, item, score[, context, set, timestamp])",
     )
+    if len(frame) == 0:
+        raise DataError(
+            "empty judgments: no rows; expected columns rater, item, score[, context, set]",
+            path=p,
+        )
     frame.attrs["path"] = str(p)
     frame.attrs["header_rows"] = header_rows
     return frame

@@ -20,6 +20,9 @@ from hybridrec.data.preparation.validate import (
     check_columns,
     check_interactions,
     check_items,
+    check_text_file,
+    decode_error,
+    parser_error,
     read_delimited,
     require_file,
     show,
@@ -60,11 +63,16 @@ def _table_columns(path: Path, sep: str, what: str) -> list[str]:
             return [str(c) for c in pq.read_schema(path).names]
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise _parquet_error(exc, path, what) from exc
+    check_text_file(path, what)
     try:
         cols = pd.read_csv(path, sep=sep, nrows=0, engine="c").columns
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"empty file: no header line; expected {what}", path=path) from exc
-    except (ValueError, UnicodeError) as exc:
+    except pd.errors.ParserError as exc:
+        raise parser_error(exc, path, None, what) from exc
+    except UnicodeError as exc:
+        raise decode_error(exc, path, "utf-8", what) from exc
+    except ValueError as exc:
         raise DataError(f"cannot read ({exc}); expected {what}", path=path) from exc
     return [str(c) for c in cols]
 
