@@ -118,8 +118,9 @@ def divergence_message(trainer: L.Trainer, epoch: int, step: int, loss: float) -
     )
     return (
         f"training diverged: the loss became {loss} at epoch {epoch}, step {step}; stopped "
-        f"before any checkpoint could hold those weights. {kept} Try a lower learning rate "
-        f"(optimizer.lr={lr:g} now{'' if lr else '?'}), a scheduler that does not raise it, "
+        f"before any checkpoint could hold those weights. {kept} Try a lower learning rate"
+        f"{f' (optimizer.lr={lr:g} now)' if lr else ' (optimizer.lr=)'}, a scheduler that does "
+        "not raise it, "
         "gradient clipping (trainer.gradient_clip_val=1.0) or precision 32-true instead of "
         "16/bf16, and check the data for extreme values."
     )
