@@ -107,14 +107,15 @@ def test_sigkill_mid_epoch_resumes_into_the_same_run_with_the_same_metrics(
     assert max(logged) >= steps_per_epoch, "killed before the second epoch had started"
     assert set(_history(client, run_id, "val/ndcg10")) == {steps_per_epoch}  # mid-epoch 2
 
-    # resume it: same run, back to RUNNING, ends FINISHED
+    # resume it (the run's overrides come back by themselves): same run, ends FINISHED
     start = time.perf_counter()
     resumed = run_train_cli(
-        tmp_path, *ARGS, f"resume={run_id}", f"hydra.run.dir={tmp_path / 'resumed'}", uri=mlflow_uri
+        tmp_path, f"resume={run_id}", f"hydra.run.dir={tmp_path / 'resumed'}", uri=mlflow_uri
     )
     seconds = time.perf_counter() - start
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _run_id(resumed.stdout) == run_id
+    assert "model.dropout=0.2" in resumed.stderr  # said which overrides it applied again
     print(f"resume took {seconds:.1f} s")
     runs = client.search_runs([experiment])
     assert len(runs) == 2  # no new run: the resumed job wrote into the killed one

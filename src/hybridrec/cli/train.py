@@ -22,6 +22,7 @@ from typing import Any, cast
 import hydra
 import lightning as L
 import torch
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -48,6 +49,7 @@ from hybridrec.tracking import (
     MLflowLogger,
     TrackingError,
     check_tracking_uri,
+    default_tracking_uri,
     end_run,
     log_missing_metrics,
     log_run_end,
@@ -655,11 +657,45 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     quiet_third_party()
+    sys.argv[1:] = _with_recorded_overrides(sys.argv[1:])
     _check_overrides(sys.argv[1:])
     # SIGTERM (a scheduler, `kill`) ends a run like Ctrl-C: Lightning shuts down gracefully and
     # the MLflow run is marked KILLED instead of staying RUNNING forever
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     _hydra_main()
+
+
+def _with_recorded_overrides(args: list[str]) -> list[str]:
+    """``resume=RUN_ID`` alone is enough: the overrides the run was started with (its first
+    job's ``.hydra/overrides.yaml``) come first, those typed now win. Anything not found is
+    left to ``train``, which says what is missing."""
+    refs = [a.split("=", 1)[1] for a in args if a.startswith("resume=")]
+    if not refs or any(a.startswith("-") for a in args):
+        return args
+    given_uri = [a.split("=", 1)[1] for a in args if a.startswith("logger.tracking_uri=")]
+    uri = given_uri[-1] if given_uri else default_tracking_uri()
+    try:
+        run = MlflowClient(tracking_uri=uri).get_run(refs[-1])
+        folder = _run_output_dir(run)
+        recorded_file = Path(str(folder)) / ".hydra" / "overrides.yaml"
+        recorded = yaml.safe_load(recorded_file.read_text()) if folder else None
+    except Exception:  # no such run, store or file: train() reports it
+        return args
+    if not isinstance(recorded, list):
+        return args
+
+    def key(override: str) -> str:
+        return override.split("=", 1)[0].lstrip("+~")
+
+    given = {key(a) for a in args}
+    kept = [
+        str(o)
+        for o in recorded
+        if key(str(o)) not in given and key(str(o)) not in ("resume", "ckpt_path")
+    ]
+    if kept:
+        print(f"resume={refs[-1]}: with the run's overrides {' '.join(kept)}", file=sys.stderr)
+    return [*kept, *args]
 
 
 def _check_overrides(args: list[str]) -> None:
