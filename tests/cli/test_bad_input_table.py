@@ -662,6 +662,95 @@ def test_users_with_one_interaction_among_others_stay_in_training(
     assert len(test) == 6  # the six users with four interactions, not user 9
 
 
+# ----------------------------------------------------------------------------- prepared folders
+
+
+@pytest.fixture
+def prepared(
+    workdir: Path,
+    mlflow_uri: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> tuple[list[str], Path, Path]:
+    """(prepare's arguments, root, the prepared folder) of GOOD, prepared once."""
+    path = workdir / "clicks.csv"
+    path.write_text(GOOD)
+    root = workdir / "root"
+    args = ["data=csv", f"data.source.path={path}", "protocol=loo_full"]
+    assert run_case("prepare", args, root, mlflow_uri, monkeypatch, capsys).code == 0
+    (folder,) = (root / "data" / "prepared").iterdir()
+    return args, root, folder
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "why"),
+    [
+        pytest.param("train.parquet", b"", "is not readable Parquet", id="0-byte-parquet"),
+        pytest.param("test.parquet", b"PAR1 cut", "is not readable Parquet", id="corrupt-parquet"),
+        pytest.param("spec.json", b'{"name": "clic', "not a readable spec.json", id="cut-spec"),
+    ],
+)
+def test_a_broken_prepared_folder_is_prepared_again(
+    prepared: tuple[list[str], Path, Path],
+    mlflow_uri: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+    body: bytes,
+    why: str,
+) -> None:
+    """A cached folder with a cut or emptied file (a full disk, a killed copy) is not reused:
+    prepare says which file and writes the folder again."""
+    args, root, folder = prepared
+    (folder / name).write_bytes(body)
+    result = run_case("prepare", args, root, mlflow_uri, monkeypatch, capsys)
+    assert result.code == 0, result.err
+    # a warning (on stderr from the console script; pytest's log capture holds it here)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"{folder / name}" in warning and why in warning and "preparing" in warning
+    assert "Traceback" not in result.err
+    assert len(pd.read_parquet(folder / "train.parquet")) > 0
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no staging left
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "first", "then"),
+    [
+        pytest.param(
+            "train.parquet",
+            b"",
+            "train.parquet: cannot read Parquet (Could not open Parquet input source",
+            "Parquet file size is 0 bytes); expected the training pairs that `hybridrec-data "
+            "prepare` writes: delete the folder and prepare again",
+            id="0-byte-parquet",
+        ),
+        pytest.param(
+            "spec.json",
+            b"[1, 2",
+            "spec.json: not a readable spec.json (",
+            "expected the JSON object that `hybridrec-data prepare` writes",
+            id="cut-spec",
+        ),
+    ],
+)
+def test_describe_a_broken_folder_names_the_file(
+    prepared: tuple[list[str], Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    body: bytes,
+    first: str,
+    then: str,
+) -> None:
+    _, _, folder = prepared
+    (folder / name).write_bytes(body)
+    capsys.readouterr()
+    assert data_cli.main(["describe", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"hybridrec-data: error: file {folder}/{first}") and then in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
 # ----------------------------------------------------------------------------- real processes
 
 
@@ -748,6 +837,7 @@ def _read_or_error(path: Path) -> RawData | None:
         return None
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 @settings(max_examples=150, deadline=None)
 @given(body=st.binary(max_size=300), suffix=st.sampled_from([".csv", ".tsv", ".parquet"]))
 def test_random_bytes_are_a_data_error_or_a_valid_table(body: bytes, suffix: str) -> None:
@@ -768,6 +858,7 @@ _FIELD = st.one_of(
 )
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a silent overflow in a cast fails too
 @settings(max_examples=200, deadline=None)
 @given(
     header=st.sampled_from(

@@ -77,7 +77,15 @@ def cmd_describe(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     spec = DataSpec.load(folder)
     print(json.dumps(spec.summary() | {"counts": spec.counts, "files": spec.files}, indent=2))
-    train = pd.read_parquet(folder / spec.files["train"])
+    train_path = folder / spec.files["train"]
+    try:
+        train = pd.read_parquet(train_path)
+    except (OSError, ValueError) as exc:  # pyarrow's errors are both
+        raise DataError(
+            f"cannot read Parquet ({' '.join(str(exc).split())}); expected the training pairs "
+            "that `hybridrec-data prepare` writes: delete the folder and prepare again",
+            path=train_path,
+        ) from exc
     per_user = train.groupby("user").size()
     per_item = train.groupby("item").size()
     density = len(train) / (spec.n_users * spec.n_items)

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hybridrec.data.errors import DataError
+
 SPEC_FILE = "spec.json"
 #: bumped when ``prepare`` writes different files for the same config, so ``prepare_cached``
 #: re-prepares older folders (2: evaluation negatives distinct within a row)
@@ -59,9 +61,16 @@ class DataSpec:
             raise FileNotFoundError(
                 f"{path}: no spec.json here; run `hybridrec-data prepare` for this dataset first"
             )
-        raw = json.loads(path.read_text())
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            known = {f for f in cls.__dataclass_fields__}
+            return cls(**{k: v for k, v in raw.items() if k in known})
+        except (ValueError, TypeError, AttributeError) as exc:  # cut short, edited, not JSON
+            raise DataError(
+                f"not a readable spec.json ({' '.join(str(exc).split())}); expected the JSON "
+                "object that `hybridrec-data prepare` writes: delete the folder and prepare again",
+                path=path,
+            ) from exc
 
     def summary(self) -> dict[str, Any]:
         """The fields model configs interpolate (``${spec.n_items}``) and MLflow logs."""

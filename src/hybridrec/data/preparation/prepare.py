@@ -18,6 +18,7 @@ session protocols are prepared by :mod:`hybridrec.data.preparation.sessions`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,6 +46,8 @@ from hybridrec.data.preparation.text import (
 )
 from hybridrec.data.raw import RawData
 from hybridrec.data.spec import SPEC_VERSION, DataSpec, fingerprint_files
+
+log = logging.getLogger(__name__)
 
 FILE_ROLES = (
     "train",
@@ -405,7 +408,29 @@ def prepare_cached(
     """
     folder = Path(folder)
     if (folder / "spec.json").is_file():
-        spec = DataSpec.load(folder)
-        if spec.version == SPEC_VERSION:
-            return spec
+        try:
+            spec = DataSpec.load(folder)
+        except DataError as exc:  # a cut-short spec.json: the folder is prepared again
+            log.warning("%s; preparing it again", exc)
+        else:
+            broken = _broken_file(folder, spec)
+            if broken is not None:
+                log.warning("%s; preparing %s again", broken, folder)
+            elif spec.version == SPEC_VERSION:
+                return spec
     return prepare(make_raw(), protocol, folder, **kwargs)
+
+
+def _broken_file(folder: Path, spec: DataSpec) -> str | None:
+    """Why a prepared file that ``spec`` lists is unusable (missing, empty, not Parquet), or
+    None. Reads only each Parquet footer: cheap next to hashing the files."""
+    for name in spec.files.values():
+        path = folder / name
+        if not path.is_file():
+            return f"{path} is missing"
+        if path.suffix == ".parquet":
+            try:
+                pq.read_metadata(path)
+            except (OSError, pa.ArrowException) as exc:
+                return f"{path} is not readable Parquet ({' '.join(str(exc).split())})"
+    return None

@@ -368,7 +368,7 @@ def _normalise_numbers(s: pd.Series, col: str, where: Where, what: str) -> pd.Se
             row=row,
             column=col,
         )
-    if col == "timestamp" and _integral(values).all():
+    if col == "timestamp" and _integral(values).all() and (np.abs(values) < _INT64_LIMIT).all():
         return pd.Series(values.astype(np.int64), index=s.index, name=col)
     return pd.Series(values, index=s.index, name=col)
 
