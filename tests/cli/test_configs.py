@@ -737,3 +737,20 @@ def _pretrained_halves(cfg: DictConfig, tmp_path: Path) -> list[str]:
         f"model.pretrained_gmf={tmp_path / 'gmf.pt'}",
         f"model.pretrained_mlp={tmp_path / 'mlp.ckpt'}",
     ]
+
+
+@pytest.mark.parametrize(
+    "option", sorted(p.stem for p in (CONFIG_DIR / "hydra" / "launcher").glob("*.yaml"))
+)
+def test_hydra_launcher_composes_and_instantiates(option: str) -> None:
+    """hydra/launcher=parallel: the joblib launcher, n_jobs processes (tests/cli/test_concurrency.py
+    runs four jobs with it against one store)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        full = compose("train", [f"hydra/launcher={option}"], return_hydra_config=True)
+    launcher = full.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    assert launcher.n_jobs == 4
+    assert launcher.prefer == "processes"
+    assert get_class(launcher._target_).__name__ == "JoblibLauncher"
+    GlobalHydra.instance().clear()

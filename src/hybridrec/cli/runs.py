@@ -4,6 +4,7 @@
     hybridrec-runs compare [filters] [--metrics test/ndcg@10,...] [--sort METRIC] [--mix]
                            [--format table|markdown|csv] [--out FILE]
     hybridrec-runs plot curves|param|front [filters] [--metrics ...] [--param KEY] [--out DIR]
+    hybridrec-runs upload --from sqlite:///outputs/…/mlflow-fallback.db --to http://host:5000
 
 Reads any tracking store through the MLflow client (``--tracking-uri``, else
 MLFLOW_TRACKING_URI, else ``sqlite:///mlflow.db``). What "compare" adds to MLflow's UI is in
@@ -19,7 +20,7 @@ from pathlib import Path
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from hybridrec.tracking import default_tracking_uri, mlflow_key
+from hybridrec.tracking import TrackingError, default_tracking_uri, mlflow_key
 from hybridrec.tracking.compare import (
     RunRecord,
     differing,
@@ -113,7 +114,32 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--x", dest="x_param", help="param on the x axis (kind=param)")
     plot.add_argument("--out", type=Path, default=Path("bench/plots"))
     plot.add_argument("--no-log", action="store_true", help="do not log the plot to MLflow")
+    upload = sub.add_parser(
+        "upload",
+        help="copy runs (params, metrics with steps, tags, artifacts) into another store, "
+        "e.g. a job's fallback store into the server that stopped answering",
+    )
+    upload.add_argument("--from", dest="source", required=True, help="store to copy from")
+    upload.add_argument("--to", dest="target", required=True, help="store (server) to copy into")
+    upload.add_argument("--run-id", action="append", help="only this run (repeatable)")
+    upload.add_argument("--force", action="store_true", help="copy runs uploaded before too")
     return parser
+
+
+def _upload(args: argparse.Namespace) -> None:
+    from hybridrec.tracking.store import redact_uri
+    from hybridrec.tracking.upload import upload
+
+    target = redact_uri(args.target)
+    for done in upload(args.source, args.target, args.run_id, force=args.force):
+        if done.skipped:
+            print(f"run {done.source_run_id}: uploaded before, as run {done.target_run_id}")
+            continue
+        into = "into its run" if done.merged else "as new run"
+        print(
+            f"run {done.source_run_id} -> {target} {into} {done.target_run_id}: "
+            f"{done.metrics} metric entries, {done.artifacts} artifact files"
+        )
 
 
 def _runs(args: argparse.Namespace, client: MlflowClient) -> list[Run]:
@@ -277,9 +303,15 @@ def _plot(args: argparse.Namespace, client: MlflowClient) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    client = MlflowClient(tracking_uri=args.tracking_uri or default_tracking_uri())
     try:
+        if args.command == "upload":
+            _upload(args)
+            return
+        client = MlflowClient(tracking_uri=args.tracking_uri or default_tracking_uri())
         {"list": _list, "compare": _compare, "plot": _plot}[args.command](args, client)
+    except TrackingError as exc:
+        print(f"hybridrec-runs: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     except (ValueError, LookupError) as exc:
         print(f"hybridrec-runs: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

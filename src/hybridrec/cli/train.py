@@ -59,6 +59,7 @@ from hybridrec.tracking import (
     start_run,
     sweep_id,
 )
+from hybridrec.tracking.fallback import FallbackClient, print_fallback_notice, where
 from hybridrec.tracking.mlflow_run import mlflow_key
 from hybridrec.tracking.plots import log_gate_by_popularity
 
@@ -123,7 +124,8 @@ def train(cfg: DictConfig) -> TrainResult:
         torch.set_num_threads(int(cfg.threads))
     L.seed_everything(cfg.seed, workers=True, verbose=rank_zero)
 
-    client = MlflowClient(tracking_uri=uri)
+    # a server that dies mid-run: the job goes on into a local store (tracking/fallback.py)
+    client = cast(MlflowClient, FallbackClient(uri, _output_dir(cfg)))
     plan = _resume_plan(cfg, client)  # resume= / ckpt_path=: what to continue, and where
     spec, data_dir = prepare_from_config(cfg)
     with open_dict(cfg):
@@ -179,6 +181,8 @@ def train(cfg: DictConfig) -> TrainResult:
     error: BaseException | None = None
     try:
         logger = instantiate(cfg.logger, run_id=run_id)
+        if hasattr(logger, "use_client"):  # one client for the job: it may fall back
+            logger.use_client(client)
         result = _fit_and_test(cfg, module, datamodule, logger, spec, data_dir, trains, plan)
     except BaseException as exc:
         error = exc
@@ -191,7 +195,8 @@ def train(cfg: DictConfig) -> TrainResult:
             if error is not None:
                 log.error("MLflow run %s ended %s", run_id, status)
     if run_id is not None:
-        _print_summary(client, run_id, uri, cfg.paths.output_dir)
+        _print_summary(client, *where(client, run_id), cfg.paths.output_dir)
+        print_fallback_notice(client, run_id)
     return result
 
 

@@ -20,6 +20,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 
 from hybridrec.data.spec import DataSpec
 from hybridrec.tracking.runs import log_dataset
+from hybridrec.tracking.store import redact_text
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 
@@ -30,6 +31,22 @@ class MLflowLogger(MLFlowLogger):
     Lightning would mark it FINISHED when ``fit`` ends, before the test, the refit and the
     artifacts; ``train`` ends it once, with the job's status (:mod:`hybridrec.tracking.runs`).
     """
+
+    def use_client(self, client: Any) -> None:
+        """Log through ``client`` (the job's :class:`~hybridrec.tracking.fallback.FallbackClient`,
+        shared with ``train``) instead of a client of its own."""
+        self._hybridrec_client = client
+
+    @property
+    def experiment(self) -> Any:
+        client = getattr(self, "_hybridrec_client", None)
+        if client is None or self._run_id is None:
+            return super().experiment
+        if not self._initialized:
+            self._mlflow_client = client
+            self._experiment_id = client.get_run(self._run_id).info.experiment_id
+            self._initialized = True
+        return client
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         super().log_metrics({mlflow_key(k): v for k, v in metrics.items()}, step)
@@ -84,6 +101,8 @@ def log_run_start(
 ) -> None:
     client, run_id = logger.experiment, logger.run_id
     assert run_id is not None
+    uri = str(getattr(logger, "_tracking_uri", "") or "")  # its credentials never stored
+    config = yaml.safe_load(redact_text(yaml.safe_dump(config, sort_keys=False), uri))
     params = {key: str(value)[:6000] for key, value in _flatten(config).items()}
     logger.log_hyperparams(params)
     sha, dirty = git_commit()

@@ -10,13 +10,16 @@ SIGTERM).
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import os
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow.parquet as pq
 from mlflow.entities import Dataset, DatasetInput, InputTag
@@ -24,6 +27,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from hybridrec.data.spec import DataSpec
+from hybridrec.tracking.store import (
+    limit_http_retries,
+    prepare_store,
+    redact_text,
+    redact_uri,
+    store_lock,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,22 +51,38 @@ def now_ms() -> int:
 
 
 def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail within seconds when ``uri`` is a server that does not answer (MLflow's client
-    would retry for minutes, then print a long traceback)."""
+    """Make ``uri`` ready for this job, or fail within seconds naming it (without its
+    credentials). A SQLite store is created, migrated and put in WAL mode once, under a file
+    lock, so parallel jobs never race (:func:`hybridrec.tracking.store.prepare_store`). A server
+    must answer ``/health``; MLflow's client would retry for minutes, then print a long
+    traceback, so its retries are bounded for the rest of the job too."""
+    if uri.startswith("sqlite:"):
+        prepare_store(uri)
+        return
     if not uri.startswith(("http://", "https://")):
         return
-    health = uri.rstrip("/") + "/health"
+    limit_http_retries()
+    parts = urlsplit(uri)
+    if parts.username is not None or parts.query:  # MLflow prints run links with the URI
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    host = parts.hostname or ""
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    health = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
+    request = urllib.request.Request(health)  # noqa: S310
+    if parts.username is not None:  # urllib does not read user:password@ from the URL
+        token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(health, timeout=timeout_s) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
             if response.status == 200:
                 return
             reason = f"HTTP {response.status}"
     except urllib.error.HTTPError as exc:
         reason = f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
-        reason = str(getattr(exc, "reason", exc))
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = redact_text(str(getattr(exc, "reason", exc)), uri)
     raise TrackingError(
-        f"MLflow tracking server {uri} does not answer ({reason}). Start it "
+        f"MLflow tracking server {redact_uri(uri)} does not answer ({reason}). Start it "
         f"(`make ui`, or `.venv/bin/mlflow server --host 127.0.0.1 --port 5000 --workers 1`), "
         f"fix MLFLOW_TRACKING_URI / logger.tracking_uri, or unset it to log to the local store "
         f"sqlite:///mlflow.db"
@@ -75,7 +101,11 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
                 f"or choose another name with logger.experiment_name="
             )
         try:
-            return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+            with store_lock(str(getattr(client, "tracking_uri", ""))):  # once across jobs
+                experiment = client.get_experiment_by_name(name)
+                if experiment is None:
+                    tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+                    return client.create_experiment(name, tags=tags)
         except MlflowException:  # another job created it between the two calls
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
@@ -94,8 +124,10 @@ def start_run(
 ) -> str:
     """Create the run (status RUNNING, started at ``start_time_ms``); returns its id."""
     experiment_id = ensure_experiment(client, experiment_name)
+    uri = str(getattr(client, "tracking_uri", ""))  # never stored with its credentials
+    safe_tags = {key: redact_text(str(value), uri) for key, value in (tags or {}).items()}
     run = client.create_run(
-        experiment_id, start_time=start_time_ms, tags=dict(tags or {}), run_name=run_name
+        experiment_id, start_time=start_time_ms, tags=safe_tags, run_name=run_name
     )
     return str(run.info.run_id)
 

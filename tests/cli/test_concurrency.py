@@ -1,0 +1,146 @@
+"""Four parallel jobs (hydra/launcher=parallel, joblib processes) against one tracking store:
+no run, metric, param or artifact lost — on a fresh SQLite file (the schema-migration race,
+"database is locked") and on an ``mlflow server`` on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import TINY_DATA, run_train_cli
+
+JOBS = 4
+EPOCHS = 2
+
+
+def _parallel_sweep(tmp_path: Path, uri: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    start = time.perf_counter()
+    proc = run_train_cli(
+        tmp_path,
+        "--multirun",
+        "hydra/launcher=parallel",
+        f"hydra.launcher.n_jobs={JOBS}",
+        "seed=1,2,3,4",
+        "model=mf",
+        "model.embedding_dim=8",
+        *TINY_DATA,
+        f"trainer.max_epochs={EPOCHS}",
+        "callbacks.early_stopping=null",
+        f"paths.root_dir={tmp_path}",
+        uri=uri,
+        timeout=300,
+    )
+    return proc, time.perf_counter() - start
+
+
+def _assert_nothing_lost(uri: str, output: str) -> None:
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("synthetic")
+    assert experiment is not None, output[-3000:]
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    # runs lost: jobs without a FINISHED run holding everything (reported in the failure)
+    assert len(runs) == JOBS, output[-3000:]
+    assert sorted(r.data.params["seed"] for r in runs) == ["1", "2", "3", "4"]
+    for run in runs:
+        assert run.info.status == "FINISHED", run.info
+        history = client.get_metric_history(run.info.run_id, "val/ndcg10")
+        assert len({m.step for m in history}) == EPOCHS, history  # one per epoch
+        assert len(client.get_metric_history(run.info.run_id, "train/loss_epoch")) == EPOCHS
+        assert "test/ndcg10" in run.data.metrics
+        assert "model/_target_" in run.data.params
+        checkpoints = client.list_artifacts(run.info.run_id, "checkpoints")
+        assert [Path(a.path).suffix for a in checkpoints] == [".ckpt"]
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"config.yaml"}
+
+
+@pytest.mark.slow  # ~80 s on 2 cores: four processes import torch and Lightning
+def test_four_parallel_jobs_on_a_fresh_sqlite_store_lose_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "fresh" / "mlflow.db"
+    assert not store.exists()  # never created: the jobs race to create and migrate it
+    uri = f"sqlite:///{store}"
+    proc, seconds = _parallel_sweep(tmp_path, uri)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "database is locked" not in output
+    _assert_nothing_lost(uri, output)
+    print(f"4 parallel jobs on a fresh SQLite store: 0 runs lost, {seconds:.1f} s")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_mlflow_server(folder: Path, port: int, backend: str) -> subprocess.Popen[bytes]:
+    """``mlflow server`` on 127.0.0.1:``port`` (artifacts served from ``folder``), answering
+    ``/health`` (waits up to 60 s)."""
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    server = subprocess.Popen(
+        [
+            str(mlflow_bin),
+            "server",
+            "--backend-store-uri",
+            backend,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its workers are killed with it (os.killpg)
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return server
+        except OSError:
+            if server.poll() is not None:
+                raise RuntimeError("mlflow server exited") from None
+            time.sleep(0.5)
+    stop_server(server)
+    raise RuntimeError("mlflow server did not answer within 60 s")
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    folder = tmp_path / "server"
+    folder.mkdir()
+    port = _free_port()
+    server = start_mlflow_server(folder, port, f"sqlite:///{folder / 'mlflow.db'}")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_server(server)
+
+
+@pytest.mark.slow
+def test_four_parallel_jobs_on_an_mlflow_server_lose_nothing(
+    tmp_path: Path, mlflow_server: str
+) -> None:
+    proc, seconds = _parallel_sweep(tmp_path, mlflow_server)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    _assert_nothing_lost(mlflow_server, output)
+    print(f"4 parallel jobs on an mlflow server: 0 runs lost, {seconds:.1f} s")
