@@ -140,7 +140,9 @@ def test_multirun_sweeps_models(tmp_path: Path) -> None:
         [MlflowClient(tracking_uri=uri).get_experiment_by_name("synthetic").experiment_id]
     )
     assert sorted(r.data.tags["model"] for r in runs) == ["GMF", "MF"]
-    assert len(list((tmp_path / "multirun").glob("*/*/checkpoints/*.ckpt"))) == 2
+    # each job: its best checkpoint and last.ckpt (what resume= continues from)
+    assert len(list((tmp_path / "multirun").glob("*/*/checkpoints/epoch_*.ckpt"))) == 2
+    assert len(list((tmp_path / "multirun").glob("*/*/checkpoints/last.ckpt"))) == 2
     # each job: a distinct name from its model choice and job number, tagged with its sweep
     (sweep_dir,) = (tmp_path / "multirun").iterdir()
     by_job = {r.data.tags["sweep_job"]: r for r in runs}

@@ -97,13 +97,18 @@ class StopOnDivergence(L.Callback):
         self._check(trainer)  # raising here keeps the bad weights out of the file
 
     def _check(self, trainer: L.Trainer) -> None:
-        if self._first_bad is None:
-            return
-        step, epoch, loss = self._first_bad.tolist()
-        if step < 0:
+        found = None
+        if self._first_bad is not None:
+            step, epoch, loss = self._first_bad.tolist()
+            found = None if step < 0 else (int(epoch), int(step), loss)
+        # every process stops together (DDP: one rank's NaN batch would leave the others
+        # waiting in the next all-reduce); one device: the decision as it is
+        if not trainer.strategy.reduce_boolean_decision(found is not None, all=False):
             return
         self._first_bad = None
-        raise DivergenceError(divergence_message(trainer, int(epoch), int(step), loss))
+        if found is None:
+            raise DivergenceError("training diverged: another process saw a NaN/inf loss")
+        raise DivergenceError(divergence_message(trainer, *found))
 
 
 def divergence_message(trainer: L.Trainer, epoch: int, step: int, loss: float) -> str:
