@@ -405,11 +405,34 @@ CASES = [
     ),
     pytest.param(
         _expect(
+            _judged("rater,item,score\na,1,3\na,2,4\na,77,5\n", command="validate"),
+            F + "judgments.csv, row 4, column 'item': item is in neither the interactions nor "
+            "the item table",
+        ),
+        id="judgment-unknown-item-validate",
+    ),
+    pytest.param(
+        _expect(
+            _judged("rater,item,score,context\na,1,3,\na,2,4,u99\n", command="validate"),
+            F + "judgments.csv, row 3, column 'context': context 'u99' is no known user and no "
+            "segment",
+        ),
+        id="judgment-unknown-user-validate",
+    ),
+    pytest.param(
+        _expect(
             _judged("rater,item,score\na,1,3\na,2,nan\n"),
             F + "judgments.csv, row 3, column 'score': score is NaN or infinite; scores must be "
             "finite numbers",
         ),
         id="judgment-nan-score",
+    ),
+    pytest.param(
+        _expect(
+            _judged("rater,item,score\na,1,3\na,2,nan\n", command="validate"),
+            F + "judgments.csv, row 3, column 'score': score is NaN or infinite",
+        ),
+        id="judgment-nan-score-validate",
     ),
     pytest.param(
         _expect(
@@ -641,6 +664,22 @@ def test_inputs_that_look_odd_but_are_fine(
     frame = read_table(path).interactions
     assert len(frame) == n_rows
     assert frame["user"].tolist() == user_ids
+
+
+def test_validate_checks_judgments_as_prepare_does(
+    workdir: Path,
+    mlflow_uri: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With ``invalid=drop`` the unknown item is left out and counted, as prepare would."""
+    case = _judged("rater,item,score\na,1,3\na,2,4\na,77,5\n", command="validate")
+    (workdir / "clicks.csv").write_bytes(case.files["clicks.csv"])
+    (workdir / "judgments.csv").write_bytes(case.files["judgments.csv"])
+    args = [a.replace("{dir}", str(workdir)) for a in case.args] + ["+data.judgments.invalid=drop"]
+    result = run_case("validate", args, workdir / "root", mlflow_uri, monkeypatch, capsys)
+    assert result.code == 0, result.err
+    assert "  judgments: 2 rows (1 unknown_item left out)" in result.out
 
 
 def test_users_with_one_interaction_among_others_stay_in_training(

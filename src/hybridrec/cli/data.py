@@ -22,11 +22,13 @@ import pandas as pd
 from hydra.errors import (
     InstantiationException,
 )
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from hybridrec.cli.checks import ConfigError, check_config
 from hybridrec.cli.overrides import UsageError, compose_checked
 from hybridrec.data.errors import DataError
+from hybridrec.data.raw import RawData
 from hybridrec.data.spec import DataSpec
 
 
@@ -53,12 +55,37 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"{frame['item'].nunique():,} items, read and validated in "
         f"{time.perf_counter() - start:.2f}s from {', '.join(map(str, raw.files))}"
     )
+    if raw.ratings is not None and cfg.data.get("judgments") is not None:
+        print(f"  judgments: {_check_judgments(cfg, raw)}")
     if raw.test is not None:
         print(f"  given test rows: {len(raw.test):,}")
     if raw.test_negatives is not None:
         width = len(raw.test_negatives["negatives"].iloc[0])
         print(f"  given negatives: {len(raw.test_negatives):,} rows x {width}")
     return 0
+
+
+def _check_judgments(cfg: DictConfig, raw: RawData) -> str:
+    """The judgments checked as prepare will check them (unknown items and users, NaN scores:
+    a DataError naming the row), against every id the source holds; a summary line."""
+    from hybridrec.data.preparation.judgments import JudgmentConfig, check_judgments
+
+    assert raw.ratings is not None
+    settings = OmegaConf.to_container(cfg.data.judgments, resolve=True)
+    assert isinstance(settings, dict)
+    judgment_cfg = JudgmentConfig.from_mapping({str(k): v for k, v in settings.items()})
+    items = [raw.interactions["item"]]
+    if raw.items is not None and cfg.data.get("catalogue_items", "judged") != "interacted":
+        items.append(raw.items["item"])
+    if raw.test is not None:
+        items.append(raw.test["item"])
+    item_ids = pd.Index(pd.unique(pd.concat(items, ignore_index=True)))
+    user_ids = pd.Index(pd.unique(raw.interactions["user"]))
+    rows, dropped = check_judgments(
+        raw.ratings, f"{raw.name} judgments", user_ids, item_ids, judgment_cfg
+    )
+    left_out = ", ".join(f"{n} {reason}" for reason, n in dropped.items() if n)
+    return f"{len(rows):,} rows" + (f" ({left_out} left out)" if left_out else "")
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
