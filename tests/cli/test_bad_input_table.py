@@ -150,6 +150,36 @@ CASES = [
         ),
         id="gzip-named-csv",
     ),
+    pytest.param(
+        Case(
+            "validate",
+            ("data=beauty", "data.source.path=[{dir}/seq.txt]"),
+            (
+                F + "seq.txt, row 2: bytes b'\\xe9' (in b'2 \\xe9 4\\n') are not utf-8 text",
+                "expected utf-8 text, one user per line: 'user item item ...'",
+            ),
+            {"seq.txt": b"1 2 3\n2 \xe9 4\n"},
+        ),
+        id="non-utf8-sequence-file",
+    ),
+    pytest.param(
+        Case(
+            "validate",
+            ("data=ml100k", "data.source.path={dir}"),
+            (F + "u.data: the file is UTF-16 text; expected UTF-8 text, MovieLens 100K's u.data",),
+            {"u.data": "1\t2\t3\t4\n".encode("utf-16"), "u.item": b""},
+        ),
+        id="utf16-movielens",
+    ),
+    pytest.param(
+        Case(
+            "validate",
+            ("data=ncf_ml1m", "data.source.path={dir}"),
+            (F + "ml-1m.train.rating, row 1: binary data (a NUL byte at byte 0)",),
+            {"ml-1m.train.rating": bytes(range(256))},
+        ),
+        id="binary-ncf",
+    ),
     # --- separators and line endings
     pytest.param(
         _expect(
@@ -812,6 +842,7 @@ def _script(name: str) -> str:
             ["validate", "data=csv", "data.source.path=blob.csv"],
             "hybridrec-data: error: file blob.csv, row 1: binary data (a NUL byte at byte 0)",
             id="data-binary",
+            marks=pytest.mark.slow,  # a cold start of the console script: seconds
         ),
         pytest.param(
             "hybridrec-data",
@@ -819,6 +850,7 @@ def _script(name: str) -> str:
             "hybridrec-data: error: file zero.parquet: cannot read Parquet (Parquet file size "
             "is 0 bytes)",
             id="data-0-byte-parquet",
+            marks=pytest.mark.slow,  # a cold start of the console script: seconds
         ),
         pytest.param(
             "hybridrec-train",
@@ -936,7 +968,7 @@ def test_garbage_tables_are_a_data_error_or_clean_data(
 
 
 @settings(
-    max_examples=25,
+    max_examples=15,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
@@ -987,7 +1019,7 @@ _OVERRIDE = st.one_of(
 
 
 @settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )

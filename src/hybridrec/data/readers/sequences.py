@@ -11,7 +11,13 @@ import numpy as np
 import pandas as pd
 
 from hybridrec.data.errors import DataError
-from hybridrec.data.preparation.validate import RowOrigin, check_interactions, require_file
+from hybridrec.data.preparation.validate import (
+    RowOrigin,
+    check_interactions,
+    check_text_file,
+    decode_error,
+    require_file,
+)
 from hybridrec.data.raw import RawData
 
 __all__ = ["read_sequences"]
@@ -21,9 +27,12 @@ def _read_sequence_file(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     """Tokens of one ``user item item ...`` file: (users, items, 1-based lines), items as str."""
     fmt = "one user per line: 'user item item ...' (space-separated)"
     p = require_file(path, fmt)
+    check_text_file(p, fmt)
     try:
         text = p.read_text(encoding="utf-8")
-    except (UnicodeError, OSError) as exc:
+    except UnicodeError as exc:
+        raise decode_error(exc, p, "utf-8", fmt) from exc
+    except OSError as exc:
         raise DataError(f"cannot read ({exc}); expected {fmt}", path=p) from exc
     lines = text.splitlines()
     counts = np.fromiter((len(line.split()) for line in lines), dtype=np.int64, count=len(lines))
