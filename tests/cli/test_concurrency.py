@@ -144,3 +144,47 @@ def test_four_parallel_jobs_on_an_mlflow_server_lose_nothing(
     assert proc.returncode == 0, output[-3000:]
     _assert_nothing_lost(mlflow_server, output)
     print(f"4 parallel jobs on an mlflow server: 0 runs lost, {seconds:.1f} s")
+
+
+_WRITER = """
+import sys
+from hybridrec.tracking.fallback import FallbackClient
+from hybridrec.tracking.runs import check_tracking_uri, end_run, start_run
+uri, job = sys.argv[1], int(sys.argv[2])
+check_tracking_uri(uri)  # creates and migrates the fresh store once, under the file lock
+client = FallbackClient(uri, ".")
+run_id = start_run(client, "race", f"job{job}", 0, tags={"job": str(job)})
+client.log_param(run_id, "job", str(job))
+for step in range(50):
+    client.log_metric(run_id, "val/x", float(step), step=step)
+client.log_text(run_id, "done", "done.txt")
+end_run(client, run_id, None)
+"""
+
+
+def test_four_processes_create_and_write_a_fresh_sqlite_store(tmp_path: Path) -> None:
+    """The fast form of the sweep above, without training: four processes start at once on a
+    store that does not exist yet, each creates a run and logs 50 metric steps and a file."""
+    uri = f"sqlite:///{tmp_path / 'race' / 'mlflow.db'}"
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, uri, str(job)],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for job in range(JOBS)
+    ]
+    outputs = [writer.communicate(timeout=120)[0] for writer in writers]
+    assert [w.returncode for w in writers] == [0] * JOBS, "\n".join(outputs)[-3000:]
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("race")
+    assert experiment is not None
+    assert len(client.search_experiments()) == 2  # Default + race: created once
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.params["job"] for r in runs) == ["0", "1", "2", "3"]
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert len(client.get_metric_history(run.info.run_id, "val/x")) == 50
+        assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["done.txt"]

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 FALLBACK_DB = "mlflow-fallback.db"
 FALLBACK_ARTIFACTS = "mlflow-fallback-artifacts"
+JOURNAL = "mlflow-journal"  # copies of the files logged while the server answered
 #: the fallback run's tag naming the run it stands for on the server
 SERVER_RUN_TAG = "hybridrec.server_run_id"
 SERVER_URI_TAG = "hybridrec.server_uri"
@@ -166,7 +167,9 @@ class FallbackClient:
         return args, kwargs
 
     def _keep(self, source: Path) -> str:
-        journal = self.fallback_dir / "mlflow-journal" / str(len(self._journal))
+        if source.resolve().is_relative_to(self.fallback_dir.resolve()):
+            return str(source)  # the job's own outputs (checkpoints) stay where they are
+        journal = self.fallback_dir / JOURNAL / str(len(self._journal))
         size = (
             source.stat().st_size
             if source.is_file()
@@ -262,9 +265,12 @@ class FallbackClient:
         )
 
     def print_notice(self, server_run_id: str | None = None) -> None:
+        """Print :meth:`notice`; without a switch, drop the journal's copies instead."""
         message = self.notice(server_run_id)
         if message:
             print(message, flush=True)
+        else:
+            shutil.rmtree(self.fallback_dir / JOURNAL, ignore_errors=True)
 
 
 def where(client: Any, server_run_id: str) -> tuple[str, str]:

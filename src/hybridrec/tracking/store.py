@@ -50,6 +50,8 @@ def redact_uri(uri: str) -> str:
     except ValueError:
         return re.sub(r"//[^/@]*@", "//***@", uri)
     netloc = parts.netloc
+    if "@" not in netloc and not parts.query:
+        return uri  # nothing to hide (and urlunsplit would drop a slash of sqlite:////abs)
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
         user = userinfo.split(":", 1)[0]
