@@ -97,18 +97,15 @@ class StopOnDivergence(L.Callback):
         self._check(trainer)  # raising here keeps the bad weights out of the file
 
     def _check(self, trainer: L.Trainer) -> None:
-        found = None
-        if self._first_bad is not None:
-            step, epoch, loss = self._first_bad.tolist()
-            found = None if step < 0 else (int(epoch), int(step), loss)
-        # every process stops together (DDP: one rank's NaN batch would leave the others
-        # waiting in the next all-reduce); one device: the decision as it is
-        if not trainer.strategy.reduce_boolean_decision(found is not None, all=False):
+        # rank-local on purpose: under DDP Lightning's launcher ends the other processes when
+        # one raises (a collective here would have to run at exactly the same hooks on all)
+        if self._first_bad is None:
+            return
+        step, epoch, loss = self._first_bad.tolist()
+        if step < 0:
             return
         self._first_bad = None
-        if found is None:
-            raise DivergenceError("training diverged: another process saw a NaN/inf loss")
-        raise DivergenceError(divergence_message(trainer, *found))
+        raise DivergenceError(divergence_message(trainer, int(epoch), int(step), loss))
 
 
 def divergence_message(trainer: L.Trainer, epoch: int, step: int, loss: float) -> str:
