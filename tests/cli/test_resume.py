@@ -132,6 +132,7 @@ def test_sigkill_mid_epoch_resumes_into_the_same_run_with_the_same_metrics(
         assert _history(client, run_id, key) == _history(client, reference, key), key
     tests = {k: v for k, v in expected.items() if k.startswith(("test/", "best/"))}
     assert tests and {k: run.data.metrics[k] for k in tests} == tests
+    print(f"resumed run {run_id}: {tests} (identical to the uninterrupted run)")
     # the step-level losses continue at the right steps, with the uninterrupted run's values
     assert _history(client, run_id, "train/loss") == _history(client, reference, "train/loss")
 
