@@ -17,10 +17,15 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from mlflow.tracking import MlflowClient
 from test_concurrency import _free_port, start_mlflow_server, stop_server
 
 from conftest import TINY_DATA, run_train_cli
+from hybridrec.tracking.fallback import SERVER_RUN_TAG, FallbackClient
+from hybridrec.tracking.runs import end_run, now_ms, start_run
+from hybridrec.tracking.store import redact_uri
+from hybridrec.tracking.upload import upload
 
 EPOCHS = 12
 TRAIN = [
@@ -170,3 +175,67 @@ def test_credentials_in_the_uri_reach_no_param_tag_or_log(tmp_path: Path) -> Non
             assert "s3cretpw" not in text
     finally:
         stop_server(server)
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("http://analyst:pw@host:5000", "http://analyst:***@host:5000"),
+        ("https://token@host", "https://***@host"),
+        ("http://host:5000/?token=abc", "http://host:5000/?token=***"),
+        ("sqlite:////abs/mlflow.db", "sqlite:////abs/mlflow.db"),
+        ("sqlite:///mlflow.db", "sqlite:///mlflow.db"),
+    ],
+)
+def test_redact_uri(uri: str, shown: str) -> None:
+    assert redact_uri(uri) == shown
+
+
+def test_fallback_keeps_the_whole_run_and_upload_merges_it_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast form of the kill test: a "server" (an SQLite store the client treats as
+    remote) that refuses every call after epoch 1; the fallback store holds the whole run, and
+    the upload completes the server's own run without logging anything twice."""
+    monkeypatch.chdir(tmp_path)  # the stores' artifacts under ./mlruns
+    server_uri = f"sqlite:///{tmp_path / 'server.db'}"
+    client = FallbackClient(server_uri, tmp_path / "out")
+    client._remote = True  # what an http(s) URI sets
+    run_id = start_run(client, "exp", "run", now_ms(), tags={"task": "train"})
+    client.log_param(run_id, "lr", "0.1")
+    client.log_metric(run_id, "val/x", 1.0, step=0)
+    logged = tmp_path / "config.yaml"  # a temporary file: gone before the server dies
+    logged.write_text("lr: 0.1\n")
+    client.log_artifact(run_id, str(logged))
+    logged.unlink()
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise requests.exceptions.ConnectionError("Connection refused")
+
+    for name in ("log_metric", "log_batch", "log_artifact", "set_terminated", "get_run"):
+        monkeypatch.setattr(client._server, name, refused)
+    client.log_metric(run_id, "val/x", 2.0, step=1)
+    assert end_run(client, run_id, None) == "FINISHED"
+    assert client.fell_back
+    notice = client.notice(run_id)
+    assert notice is not None
+    assert f"hybridrec-runs upload --from {client.fallback_uri} --to {server_uri}" in notice
+
+    local = MlflowClient(tracking_uri=client.fallback_uri)
+    kept = local.get_run(client.run_id(run_id))
+    assert kept.info.status == "FINISHED"
+    assert kept.data.params == {"lr": "0.1"}
+    assert kept.data.tags[SERVER_RUN_TAG] == run_id
+    history = local.get_metric_history(kept.info.run_id, "val/x")
+    assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 2.0)]
+    assert [a.path for a in local.list_artifacts(kept.info.run_id)] == ["config.yaml"]
+
+    (done,) = upload(client.fallback_uri, server_uri)
+    assert (done.target_run_id, done.merged, done.metrics) == (run_id, True, 1)
+    server = MlflowClient(tracking_uri=server_uri)
+    run = server.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    history = server.get_metric_history(run_id, "val/x")
+    assert sorted((m.step, m.value) for m in history) == [(0, 1.0), (1, 2.0)]
+    assert [a.path for a in server.list_artifacts(run_id)] == ["config.yaml"]
+    assert upload(client.fallback_uri, server_uri)[0].skipped  # a second upload: nothing

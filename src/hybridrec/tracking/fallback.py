@@ -86,6 +86,7 @@ class FallbackClient:
         self._experiment_names: dict[str, str] = {}  # server experiment id -> name
         self._run_ids: dict[str, str] = {}  # server run id -> fallback run id
         self._failure = ""
+        self._copies = 0
         self._remote = uri.startswith(("http://", "https://"))
 
     # -- where calls go ----------------------------------------------------------------------
@@ -119,15 +120,16 @@ class FallbackClient:
     def _call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self._local is not None:
             return self._on_local(name, args, kwargs)
-        if self._remote and name in _WRITES:
-            args, kwargs = self._record(name, args, kwargs)
+        entry = self._record(name, args, kwargs) if self._remote and name in _WRITES else None
         try:
             result = self._retry_locked(getattr(self._server, name), args, kwargs)
         except Exception as exc:
             if not (self._remote and is_server_failure(exc)):
                 raise
-            self._switch(name, exc)
+            self._switch(name, exc)  # replays what the server holds, then this call:
             return self._on_local(name, args, kwargs)
+        if entry is not None:  # the journal holds what the server holds
+            self._journal.append(entry)
         if self._remote and name == "create_run":
             self._created(args, kwargs, result)
         elif name == "get_experiment_by_name" and result is not None:
@@ -151,9 +153,9 @@ class FallbackClient:
 
     def _record(
         self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """Keep the call for a replay; logged files are copied first (temporary ones vanish).
-        Returns the arguments to call the server with (unchanged)."""
+    ) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+        """The call as the journal keeps it for a replay: logged files are copied first
+        (temporary ones vanish)."""
         replay_args, replay_kwargs = list(args), dict(kwargs)
         if name in ("log_artifact", "log_artifacts"):
             key, position = ("local_path", 1) if name == "log_artifact" else ("local_dir", 1)
@@ -163,13 +165,13 @@ class FallbackClient:
                 replay_kwargs[key] = kept
             else:
                 replay_args[position] = kept
-        self._journal.append((name, tuple(replay_args), replay_kwargs))
-        return args, kwargs
+        return name, tuple(replay_args), replay_kwargs
 
     def _keep(self, source: Path) -> str:
         if source.resolve().is_relative_to(self.fallback_dir.resolve()):
             return str(source)  # the job's own outputs (checkpoints) stay where they are
-        journal = self.fallback_dir / JOURNAL / str(len(self._journal))
+        self._copies += 1
+        journal = self.fallback_dir / JOURNAL / str(self._copies)
         size = (
             source.stat().st_size
             if source.is_file()

@@ -3,9 +3,9 @@
 Made for the fallback store a job writes when its server stops answering
 (:mod:`hybridrec.tracking.fallback`): each run goes into the run it stands for on the server
 (tag ``hybridrec.server_run_id``) when that run is there, else into a new run of the experiment
-with the same name. Params, tags, every metric with its steps and timestamps (entries the target
-already holds are not logged twice), dataset inputs, artifacts and the final status are copied.
-A copied run is tagged on both sides, so a second upload skips it.
+with the same name. Params, tags, every metric with its steps and timestamps (an entry the
+target already holds at that step is not logged twice), dataset inputs, artifacts and the
+final status are copied. A copied run is tagged on both sides, so a second upload skips it.
 """
 
 from __future__ import annotations
@@ -78,9 +78,10 @@ def _upload_run(source: MlflowClient, target: MlflowClient, run: Run, force: boo
     tags.append(RunTag(UPLOADED_FROM_TAG, f"{redact_uri(source.tracking_uri)}#{run_id}"))
     metrics: list[Metric] = []
     for key in run.data.metrics:
-        there = {(m.step, m.timestamp, m.value) for m in target.get_metric_history(target_id, key)}
+        # (step, value): a replayed entry may carry another timestamp than the server's
+        there = {(m.step, m.value) for m in target.get_metric_history(target_id, key)}
         for entry in source.get_metric_history(run_id, key):
-            if (entry.step, entry.timestamp, entry.value) not in there:
+            if (entry.step, entry.value) not in there:
                 metrics.append(Metric(key, entry.value, entry.timestamp, entry.step))
     for start in range(0, max(len(params), len(tags), len(metrics)), _BATCH):
         target.log_batch(
