@@ -108,6 +108,8 @@ class FallbackClient:
         return self._run_ids.get(server_run_id, server_run_id)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # private, or looked up before __init__ (copy, pickle)
+            raise AttributeError(name)
         target = getattr(self._local if self._local is not None else self._server, name)
         if not callable(target):
             return target
