@@ -362,7 +362,4 @@ TOP_LEVEL_TYPES: dict[str, Any] = {
     "required": list[str],
 }
 #: Why a key people try is not read (added to its problem line).
-UNREAD_HINTS = {
-    "ckpt_path": "resuming a run is not supported yet",
-    "resume": "resuming a run is not supported yet",
-}
+UNREAD_HINTS: dict[str, str] = {}

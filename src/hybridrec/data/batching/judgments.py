@@ -16,7 +16,7 @@ Shapes: Q = judgment rows, P = pairs, U = population users.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +131,9 @@ class JudgmentBatches:
         self.seed, self.passes = seed, 0
         self.steps: int | None = None  # batches per pass; None: one pass over the pairs
         self.rank = 0  # DDP: each rank draws its own batches
+        #: the trainer's epoch: a pass's draws depend on (seed, rank, epoch) only, so a run
+        #: resumed at epoch e draws what the uninterrupted run drew; None: count the passes
+        self.epoch_source: Callable[[], int] | None = None
 
     def __len__(self) -> int:
         if self.steps is not None:
@@ -143,7 +146,8 @@ class JudgmentBatches:
 
     def __iter__(self) -> Iterator[JudgmentBatch]:
         device = self.items.device
-        seed = self.seed + 1_000_003 * self.rank + self.passes
+        epoch = self.epoch_source() if self.epoch_source is not None else self.passes
+        seed = self.seed + 1_000_003 * self.rank + epoch
         generator = torch.Generator(device=device).manual_seed(seed)
         self.passes += 1
         n_pairs, n_rows = self.pairs.shape[0], self.items.shape[0]

@@ -216,6 +216,8 @@ class RecBatchDataModule(L.LightningDataModule):
         rank = trainer.global_rank if trainer is not None else 0
         self.judgments.train.steps = len(loader)  # one judgment batch per interaction batch
         self.judgments.train.rank = rank
+        if trainer is not None:
+            self.judgments.train.epoch_source = lambda: trainer.current_epoch
         return CombinedLoader(
             {"interactions": loader, "judgments": self.judgments.train}, mode="max_size_cycle"
         )
