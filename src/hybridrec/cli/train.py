@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import hydra
 import lightning as L
@@ -640,22 +640,29 @@ def _ui_command(uri: str) -> str:
     return f"{mlflow_bin} server --backend-store-uri {uri} --workers 1 --port 5000"
 
 
+def _fail(message: str, code: int) -> NoReturn:
+    """One line on stderr (``hybridrec-train: error: …``), the same in the job's log file
+    (not on Hydra's console handler, which writes to stdout), then exit with ``code``."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, (), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+    print(f"hybridrec-train: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         results = train(cfg).metrics
     except DataError as exc:  # bad input: the message says where; no traceback from pandas
-        log.error("bad input data: %s", exc)
-        sys.exit(2)
+        _fail(f"bad input data: {exc}", 2)
     except ConfigError as exc:
-        log.error("bad config: %s", exc)
-        sys.exit(2)
+        _fail(f"bad config: {exc}", 2)
     except TrackingError as exc:
-        log.error("%s", exc)
-        sys.exit(2)
+        _fail(str(exc), 2)
     except DivergenceError as exc:  # the run is FAILED, its last good checkpoint kept
-        log.error("%s", exc)
-        sys.exit(1)
+        _fail(str(exc), 1)
     # the value Hydra sweepers optimise: the best validation score
     return results.get(f"best/{cfg.monitor}")
 
