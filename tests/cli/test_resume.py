@@ -80,8 +80,10 @@ def _kill_during_second_epoch(cwd: Path, output_dir: Path, uri: str) -> float:
 
 
 def test_sigkill_mid_epoch_resumes_into_the_same_run_with_the_same_metrics(
-    tmp_path: Path, mlflow_uri: str
+    tmp_path: Path,
 ) -> None:
+    # a store of its own: the run count below must not see other tests' runs
+    mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=mlflow_uri)
     # a job that is never interrupted
     straight = run_train_cli(
