@@ -13,11 +13,16 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hypothesis import settings as hypothesis_settings
 from omegaconf import DictConfig
 
 from hybridrec.cli.common import config_dir
 from hybridrec.data import synthetic
 from hybridrec.data.readers import read_synthetic
+
+# the same examples on every run (a failure seen once is seen again), no example database
+hypothesis_settings.register_profile("hybridrec", derandomize=True, database=None)
+hypothesis_settings.load_profile("hybridrec")
 
 CONFIG_DIR = Path(config_dir())
 Compose = Callable[..., DictConfig]

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from hydra.core.global_hydra import GlobalHydra
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
 
@@ -1022,6 +1022,7 @@ _OVERRIDE = st.one_of(
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(overrides=st.lists(_OVERRIDE, min_size=1, max_size=3))
+@example(overrides=["-:"])  # starts with '-': argparse answers (found by hypothesis)
 def test_random_overrides_are_one_line_and_exit_2(
     overrides: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1031,7 +1032,16 @@ def test_random_overrides_are_one_line_and_exit_2(
     capsys.readouterr()
     missing = tmp_path / "missing.csv"
     args = ["validate", "data=csv", f"data.source.path={missing}", *overrides]
-    code = data_cli.main(args)
+    try:
+        code = data_cli.main(args)
+    except SystemExit as stop:  # an argument that starts with '-': argparse's own answer
+        code = stop.code
+        captured = capsys.readouterr()
+        assert code == 2 and "Traceback" not in captured.out + captured.err
+        usage, error = captured.err.rstrip("\n").split("\n")
+        assert usage.startswith("usage: hybridrec-data"), captured.err
+        assert error.startswith("hybridrec-data: error: unrecognized arguments"), captured.err
+        return
     captured = capsys.readouterr()
     assert code == 2, captured
     assert "Traceback" not in captured.out + captured.err
