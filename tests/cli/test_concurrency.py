@@ -188,3 +188,32 @@ def test_four_processes_create_and_write_a_fresh_sqlite_store(tmp_path: Path) ->
         assert run.info.status == "FINISHED"
         assert len(client.get_metric_history(run.info.run_id, "val/x")) == 50
         assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["done.txt"]
+
+
+def test_a_write_another_job_got_in_the_way_of_is_repeated() -> None:
+    """SQLite's lock and MLflow's dataset-row race (two jobs insert the same dataset at once;
+    seen in the 4-job test) are repeated until the call completes; other errors are not."""
+    from mlflow.exceptions import MlflowException
+
+    from hybridrec.tracking.fallback import FallbackClient
+
+    calls = []
+
+    def flaky(message: str) -> str:
+        calls.append(message)
+        if len(calls) < 3:
+            raise MlflowException(message)
+        return "done"
+
+    for message in (
+        "(sqlite3.OperationalError) database is locked",
+        "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, "
+        "datasets.name, datasets.digest",
+    ):
+        calls.clear()
+        assert FallbackClient._retry_locked(flaky, (message,), {}) == "done"
+        assert len(calls) == 3
+    calls.clear()
+    with pytest.raises(MlflowException, match="RESOURCE_DOES_NOT_EXIST"):
+        FallbackClient._retry_locked(flaky, ("RESOURCE_DOES_NOT_EXIST",), {})
+    assert len(calls) == 1
