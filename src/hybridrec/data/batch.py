@@ -14,6 +14,15 @@ Three training layouts:
               input (0 = no target there), next-item training of SASRec-style models; scores
               are (R, N + 1) for the R positions with a target (row-major order) against the
               whole catalogue, so a row's positive column is its target item itself.
+
+Two evaluation layouts (full ranking with ``targets``, or sampled with ``items``):
+  per-row     ``history`` (B, T): each row's own prefix, left-padded.
+  prefix      ``prefix_sequences`` (S, T) holds each sequence once, left-padded, and row b's
+              history is the first ``prefix_lengths[b]`` items of sequence ``prefix_rows[b]``
+              (the session protocol: every position of a session is a row). A recurrent model
+              runs each sequence once and reads every row's state on the way
+              (``GRU4Rec.user_state``); :meth:`RecBatch.with_row_histories` gives any other
+              model the per-row layout of the same rows.
 """
 
 from __future__ import annotations
@@ -45,6 +54,10 @@ class RecBatch:
     # -- next-item training over whole sequences (sequence layout) -------------------------
     sequence_targets: Tensor | None = None  # (B, T) long, the item after history[:, t]; 0 = none
     train_columns: Tensor | None = None  # (N + 1,) bool, items the loss may score (None = all)
+    # -- evaluation with shared prefixes (prefix layout) ------------------------------------
+    prefix_sequences: Tensor | None = None  # (S, T) long, each sequence once, left-padded with 0
+    prefix_rows: Tensor | None = None  # (B,) long, the sequence whose prefix is row b's history
+    prefix_lengths: Tensor | None = None  # (B,) long, items of that sequence in row b's history
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> RecBatch:
         """Move every tensor field to ``device`` (the batch itself when nothing moves)."""
@@ -81,6 +94,31 @@ class RecBatch:
         if self.shared_layout:
             return torch.arange(len(self), device=self.users.device)
         return torch.zeros(len(self), dtype=torch.long, device=self.users.device)
+
+    def with_row_histories(self) -> RecBatch:
+        """The per-row layout of a prefix-layout batch (itself otherwise): ``history`` (B, W),
+        W = the longest prefix (at least 1), each row's prefix left-padded with 0, and
+        ``history_lengths`` (B,) -- the batch the prefix rows would have had as their own."""
+        sequences, rows, lengths = self.prefix_sequences, self.prefix_rows, self.prefix_lengths
+        if sequences is None:
+            return self
+        assert rows is not None and lengths is not None
+        width = max(int(lengths.max().item()) if lengths.numel() else 1, 1)
+        column = torch.arange(width, device=lengths.device)  # (W,)
+        # row b's column c holds item i = lengths[b] - W + c of its prefix (none where i < 0);
+        # sequence s keeps its items in the last (sequences[s] > 0).sum() columns
+        item = lengths.unsqueeze(1) - width + column  # (B, W)
+        first = sequences.shape[1] - (sequences > 0).sum(1)  # (S,) column of each first item
+        source = (first[rows].unsqueeze(1) + item).clamp(min=0)  # (B, W)
+        history = torch.where(item >= 0, sequences[rows.unsqueeze(1), source], 0)
+        return dataclasses.replace(
+            self,
+            history=history,
+            history_lengths=lengths,
+            prefix_sequences=None,
+            prefix_rows=None,
+            prefix_lengths=None,
+        )
 
     def __len__(self) -> int:
         return int(self.users.shape[0])

@@ -8,6 +8,10 @@ carries hidden state across batches, which no tensor signature expresses).
     scores(model, batch)         training and sampled-evaluation scores (see RecBatch layouts)
     scores_all(model, batch)     (B, N + 1) every item, for full ranking
     embedding_penalty(model, batch)
+
+An evaluation batch in RecBatch's prefix layout (each session once, its positions as rows)
+reaches a model that reads it (``reads_prefix_layout``: GRU4Rec) as it is, every other model in
+the per-row layout (``RecBatch.with_row_histories``).
 """
 
 from __future__ import annotations
@@ -21,8 +25,15 @@ from hybridrec.nn.base import PairScorer
 from hybridrec.nn.factorized import FactorizedModel
 
 
+def _layout_for(model: Any, batch: RecBatch) -> RecBatch:
+    if batch.prefix_sequences is None or getattr(model, "reads_prefix_layout", False):
+        return batch
+    return batch.with_row_histories()
+
+
 def scores(model: Any, batch: RecBatch) -> Tensor:
     """Per-row layout (B, C); sequence layout (R, N + 1); shared layout: the model's own."""
+    batch = _layout_for(model, batch)
     if isinstance(model, FactorizedModel):
         if batch.sequence_targets is not None:
             batch.require("history")
@@ -45,6 +56,7 @@ def scores(model: Any, batch: RecBatch) -> Tensor:
 
 def scores_all(model: Any, batch: RecBatch) -> Tensor:
     """(B, N + 1) scores of every item; column 0 (padding) is left to the caller to mask."""
+    batch = _layout_for(model, batch)
     if isinstance(model, FactorizedModel):
         return model.score_all(batch.users, batch.history, batch.history_lengths)
     if isinstance(model, PairScorer):

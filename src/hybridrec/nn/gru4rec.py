@@ -18,7 +18,11 @@ What makes it GRU4Rec rather than "a GRU over item ids" (Hidasi & Czapp, RecSys 
     batch uses (:class:`hybridrec.optim.AdagradM`, the official optimiser).
 
 Evaluation encodes a left-padded history (B, T) step by step from a zero state and scores
-items with the output table: ``h @ W_y^T + b_y``.
+items with the output table: ``h @ W_y^T + b_y``. A batch in RecBatch's prefix layout (every
+position of a session is a row) holds each session once: it is encoded in one pass and each
+row's state read where its prefix ends -- the state a separate encoding of the prefix would
+give (the GRU is causal and the prefix starts with the session), in L steps instead of the
+L (L - 1) / 2 that encoding each prefix costs.
 """
 
 from __future__ import annotations
@@ -194,20 +198,47 @@ class GRU4Rec(nn.Module):
         return torch.addmm(self.item_bias(columns).T, state[-1], outputs.T)  # (B, B + S)
 
     # -- evaluation ------------------------------------------------------------------------
+    #: reads RecBatch's prefix layout itself (hybridrec.lit.adapter converts it for others)
+    reads_prefix_layout = True
+
     def user_state(self, batch: RecBatch) -> Tensor:
-        """Encode ``batch.history`` (B, T), left-padded with 0, from a zero state -> (B, H)."""
+        """Encode ``batch.history`` (B, T), left-padded with 0, from a zero state -> (B, H).
+
+        In the prefix layout: each of ``batch.prefix_sequences`` (S, T) once, and row b's
+        state after the first ``prefix_lengths[b]`` items of its sequence -> (B, H). The same
+        as ``user_state(batch.with_row_histories())``, which encodes every prefix anew."""
+        if batch.prefix_sequences is not None:
+            return self._prefix_states(batch)
         batch.require("history")
         history = batch.history
         assert history is not None
+        return self._encode(history)[-1]
+
+    def _encode(self, history: Tensor, every_step: bool = False) -> list[Tensor]:
+        """Left-padded history (B, T) -> the last layer's state (B, H) after every column
+        (T + 1 of them, the zero state first) if ``every_step``, else the final state of each
+        layer [(B, H_l)]."""
         state = self._zeros(history.shape[0], history)
+        steps = [state[-1]] if every_step else []
         for t in range(history.shape[1]):
             items = history[:, t]  # (B,)
             seen = (items > 0).unsqueeze(1)  # padding leaves the state as it is
-            if not bool(seen.any()):
-                continue
-            stepped = self.step(items, state)
-            state = [torch.where(seen, new, old) for new, old in zip(stepped, state, strict=True)]
-        return state[-1]
+            if bool(seen.any()):
+                stepped = self.step(items, state)
+                state = [
+                    torch.where(seen, new, old) for new, old in zip(stepped, state, strict=True)
+                ]
+            if every_step:
+                steps.append(state[-1])
+        return steps if every_step else state
+
+    def _prefix_states(self, batch: RecBatch) -> Tensor:
+        sequences, rows, lengths = batch.prefix_sequences, batch.prefix_rows, batch.prefix_lengths
+        assert sequences is not None and rows is not None and lengths is not None
+        states = torch.stack(self._encode(sequences, every_step=True), 1)  # (S, T + 1, H)
+        # sequence s fills its last n_s columns, so its first p items end at column T - n_s + p
+        first = sequences.shape[1] - (sequences > 0).sum(1)  # (S,)
+        return states[rows, first[rows] + lengths]  # (B, H)
 
     def item_embeddings(self) -> tuple[Tensor, Tensor]:
         """(W_y (N + 1, H), b_y (N + 1,)): score = user_state @ W_y^T + b_y."""

@@ -53,6 +53,11 @@ class SequenceDataModule(RecBatchDataModule):
             the same every epoch) or ``random`` (reshuffled every epoch).
         eval_batch_size: evaluation rows per batch.
         max_history: evaluation keeps the latest ``max_history`` items of a prefix (0 = all).
+        prefix_cache: evaluation batches hold each sequence once and its prefixes as rows (the
+            prefix layout of RecBatch): GRU4Rec encodes a held-out session once instead of once
+            per position (the session protocol; leave-one-out has one row per sequence anyway).
+            Other models get the same rows in the per-row layout. Unused when ``max_history``
+            truncates a prefix (see :class:`PrefixBatches`).
         seed: sampling and shuffling seed.
         data_on_device: move the tensors to the trainer's device once, at setup.
         train_on_val: train on the training sequences + the validation items (leave-one-out
@@ -74,6 +79,7 @@ class SequenceDataModule(RecBatchDataModule):
         order: str = "time",
         eval_batch_size: int = 1024,
         max_history: int = 0,
+        prefix_cache: bool = False,
         seed: int = 0,
         data_on_device: bool = True,
         train_on_val: bool = False,
@@ -98,6 +104,7 @@ class SequenceDataModule(RecBatchDataModule):
         self.batch_size, self.n_negatives = batch_size, n_negatives
         self.sample_alpha, self.order = sample_alpha, order
         self.eval_batch_size, self.max_history = eval_batch_size, max_history
+        self.prefix_cache = prefix_cache
         self.seed, self.data_on_device = seed, data_on_device
         self.judgment_batch_size, self.judgment_population = (
             judgment_batch_size,
@@ -217,6 +224,7 @@ class SequenceDataModule(RecBatchDataModule):
             self.eval_batch_size,
             mask_known=False,
             max_history=self.max_history,
+            prefix_cache=self.prefix_cache,
         )
 
     def _cold_rows(
@@ -246,6 +254,7 @@ class SequenceDataModule(RecBatchDataModule):
             self.eval_batch_size,
             mask_known=self.spec.mask_known,
             max_history=self.max_history,
+            prefix_cache=self.prefix_cache,
             cold=torch.as_tensor(uniques % 2 == 1),
             restrict_to=restrict,
         )
@@ -268,6 +277,7 @@ class SequenceDataModule(RecBatchDataModule):
             candidates=self._candidates(val, "val_negatives"),
             mask_known=mask,
             max_history=self.max_history,
+            prefix_cache=self.prefix_cache,
         )
         # test histories: training sequence + the validation item (fed, never trained on)
         with_val = pd.concat(
@@ -288,6 +298,7 @@ class SequenceDataModule(RecBatchDataModule):
             candidates=self._candidates(test, "test_negatives"),
             mask_known=mask,
             max_history=self.max_history,
+            prefix_cache=self.prefix_cache,
         )
         return val_batches, test_batches
 

@@ -17,6 +17,9 @@ the model (left-padded to the batch's longest), the target is ranked.
     session protocol   every click after the first of every held-out session
     loo_full/sampled   validation: the user's training sequence -> the held-out val item;
                        test: the training sequence + the val item -> the test item
+With ``prefix_cache`` the rows of one sequence (a session's L - 1 prefixes) travel together and
+the batch holds the sequence once (the prefix layout of RecBatch): a recurrent model encodes it
+in one pass and reads each prefix's state on the way, L steps instead of L (L - 1) / 2.
 
 This module holds the batch iterables; :mod:`hybridrec.data.batching.sequence_datamodule` builds
 them from a prepared folder (SequenceDataModule).
@@ -332,6 +335,18 @@ class NextItemBatches:
                 setattr(self, name, value.to(device))
 
 
+def _by_sequence(starts: Tensor, ends: Tensor) -> Tensor:
+    """Row order of the prefix layout: rows that share a start are prefixes of one sequence
+    (``flat[start:longest end]``); sequences by length (short ones together), then start; a
+    sequence's rows by end. (R,) permutation."""
+    first, group = torch.unique(starts, return_inverse=True)  # (G,), (R,)
+    longest = first.clone().scatter_reduce_(0, group, ends, "amax")  # (G,)
+    span = (longest - first)[group]  # (R,) length of each row's sequence
+    order = torch.argsort(ends, stable=True)
+    order = order[torch.argsort(starts[order], stable=True)]
+    return order[torch.argsort(span[order], stable=True)]
+
+
 class PrefixBatches:
     """Evaluation rows (history = ``flat[start:end]``, target), batched by history length.
 
@@ -340,6 +355,12 @@ class PrefixBatches:
     history item into ``exclude``. ``max_history`` keeps the most recent items only (0 = the
     whole prefix). ``cold`` (R,) and ``restrict_to`` (N + 1,): the cold_items protocol's row
     flags and cold-only candidates (see :class:`hybridrec.data.batching.pairs.EvalBatches`).
+
+    ``prefix_cache``: batches in the prefix layout of RecBatch (see the module doc): rows are
+    ordered by sequence instead of by history length, and each batch holds its sequences once.
+    Only where that is the same function: with ``max_history`` > 0 a truncated prefix no longer
+    starts where its sequence does, so when any row's history is longer than ``max_history``
+    the batches keep the per-row layout (``self.prefix_cache`` says which one is used).
     """
 
     def __init__(
@@ -355,8 +376,15 @@ class PrefixBatches:
         max_history: int = 0,
         cold: Tensor | None = None,
         restrict_to: Tensor | None = None,
+        prefix_cache: bool = False,
     ) -> None:
-        by_length = torch.argsort(ends - starts, stable=True)  # short histories together
+        lengths = ends - starts  # (R,)
+        longest = int(lengths.max().item()) if lengths.numel() else 0
+        self.prefix_cache = prefix_cache and (max_history == 0 or longest <= max_history)
+        if self.prefix_cache:
+            by_length = _by_sequence(starts, ends)  # a sequence's rows together
+        else:
+            by_length = torch.argsort(lengths, stable=True)  # short histories together
         self.flat = flat
         self.starts, self.ends = starts[by_length], ends[by_length]
         self.targets, self.users = targets[by_length], users[by_length]
@@ -372,19 +400,19 @@ class PrefixBatches:
         for lo in range(0, self.targets.shape[0], self.batch_size):
             part = slice(lo, lo + self.batch_size)
             starts, ends = self.starts[part], self.ends[part]
-            row, from_right, index = _ranges(starts, ends)
-            lengths = ends - starts
-            if self.max_history > 0:
-                lengths = lengths.clamp(max=self.max_history)
-            width = max(int(lengths.max().item()) if lengths.numel() else 1, 1)
-            history = torch.zeros(starts.numel(), width, dtype=torch.long, device=starts.device)
-            keep = from_right < width
-            history[row[keep], width - 1 - from_right[keep]] = self.flat[index[keep]]
-            if self.mask_known:
+            ranges = None  # (row, from_right, flat index) of every history item
+            if self.mask_known or not self.prefix_cache:
+                ranges = _ranges(starts, ends)
+            if self.prefix_cache:
+                batch = self._prefix_layout(starts, ends, self.users[part])
+            else:
+                assert ranges is not None
+                batch = self._row_layout(starts, ends, self.users[part], ranges)
+            if ranges is not None and self.mask_known:
+                row, _, index = ranges
                 exclude = torch.stack([row, self.flat[index]])
             else:
                 exclude = torch.zeros(2, 0, dtype=torch.long, device=starts.device)
-            batch = RecBatch(users=self.users[part], history=history, history_lengths=lengths)
             if self.candidates is not None:
                 items = self.candidates[part]
                 batch.items = items
@@ -397,6 +425,33 @@ class PrefixBatches:
                 batch.cold = None if self.cold is None else self.cold[part]
                 batch.restrict_to = self.restrict_to
             yield batch
+
+    def _row_layout(
+        self, starts: Tensor, ends: Tensor, users: Tensor, ranges: tuple[Tensor, Tensor, Tensor]
+    ) -> RecBatch:
+        """history (B, T): each row's (latest ``max_history``) items, left-padded."""
+        row, from_right, index = ranges
+        lengths = ends - starts
+        if self.max_history > 0:
+            lengths = lengths.clamp(max=self.max_history)
+        width = max(int(lengths.max().item()) if lengths.numel() else 1, 1)
+        history = torch.zeros(starts.numel(), width, dtype=torch.long, device=starts.device)
+        keep = from_right < width
+        history[row[keep], width - 1 - from_right[keep]] = self.flat[index[keep]]
+        return RecBatch(users=users, history=history, history_lengths=lengths)
+
+    def _prefix_layout(self, starts: Tensor, ends: Tensor, users: Tensor) -> RecBatch:
+        """prefix_sequences (S, T): each start's longest row once, left-padded; a sequence's
+        rows are contiguous here (see :func:`_by_sequence`), also when a batch cuts one."""
+        first, rows = torch.unique_consecutive(starts, return_inverse=True)  # (S,), (B,)
+        last = first.clone().scatter_reduce_(0, rows, ends, "amax")  # (S,)
+        row, from_right, index = _ranges(first, last)
+        width = max(int((last - first).max().item()) if first.numel() else 1, 1)
+        sequences = torch.zeros(first.numel(), width, dtype=torch.long, device=starts.device)
+        sequences[row, width - 1 - from_right] = self.flat[index]
+        return RecBatch(
+            users=users, prefix_sequences=sequences, prefix_rows=rows, prefix_lengths=ends - starts
+        )
 
     def to(self, device: torch.device) -> None:
         names = ("flat", "starts", "ends", "targets", "users", "candidates", "cold", "restrict_to")
