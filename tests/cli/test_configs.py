@@ -245,11 +245,13 @@ CHOSEN: dict[str, dict[str, dict[str, Any]]] = {
             "datamodule._target_": "hybridrec.data.batching.sequence_datamodule.SequenceDataModule",
             "datamodule.training": "next_item",
             "datamodule.batch_size": 256,
+            "datamodule.prefix_cache": False,
         },
         "sequence": {
             "datamodule._target_": "hybridrec.data.batching.sequence_datamodule.SequenceDataModule",
             "datamodule.training": "session_parallel",
             "datamodule.batch_size": 128,
+            "datamodule.prefix_cache": True,
         },
     },
     "trainer": {
@@ -639,6 +641,8 @@ def test_datamodule_instantiates(compose_cfg: Compose, datamodule: str) -> None:
     assert built.batch_size == chosen["datamodule.batch_size"]
     if "datamodule.training" in chosen:
         assert built.training == chosen["datamodule.training"]
+    if "datamodule.prefix_cache" in chosen:
+        assert built.prefix_cache == chosen["datamodule.prefix_cache"]
 
 
 def test_datamodule_logger_callbacks_instantiate(compose_cfg: Compose) -> None:
