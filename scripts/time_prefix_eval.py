@@ -6,8 +6,9 @@
 Builds the experiment's datamodule twice from the Hydra config (``datamodule.prefix_cache``
 false = A, every prefix encoded anew; true = B, each sequence encoded once), one untrained
 model and its RecLitModule, and runs Lightning's validation (or test) loop on the CPU:
-one warm-up pass each, then A B A B ... ``--repeats`` times. Prints each pass's seconds, the
-medians, B's speed-up, and the metrics of both (they must agree). Extra arguments are Hydra
+one warm-up pass each, then A B A B ... ``--repeats`` times. Prints each pass's wall-clock
+and CPU seconds (this process's; steadier than wall-clock on a shared machine), the medians,
+B's speed-up, and the metrics of both (they must agree). Extra arguments are Hydra
 overrides. The RSC15 experiments have no validation split (``protocol.val_days: 0``): time
 their test pass, the same code.
 """
@@ -67,28 +68,30 @@ def main() -> None:
     )
     run = trainer.validate if args.stage == "val" else trainer.test
 
-    def timed(cache: bool) -> tuple[float, dict[str, Any]]:
-        start = time.perf_counter()
+    def timed(cache: bool) -> tuple[float, float, dict[str, Any]]:
+        start, cpu = time.perf_counter(), time.process_time()
         (metrics,) = run(module, datamodule=datamodules[cache], verbose=False)
-        return time.perf_counter() - start, metrics
+        return time.perf_counter() - start, time.process_time() - cpu, metrics
 
-    results = {cache: timed(cache)[1] for cache in (False, True)}  # warm-up (and setup)
+    results = {cache: timed(cache)[2] for cache in (False, True)}  # warm-up (and setup)
     for cache, dm in datamodules.items():
         batches = dm._val if args.stage == "val" else dm._test
         print(
             f"prefix_cache={cache}: layout used {batches.prefix_cache}, rows {len(batches.users)}"
         )
-    seconds: dict[bool, list[float]] = {False: [], True: []}
+    seconds: dict[tuple[str, bool], list[float]] = {}
     for _ in range(args.repeats):
         for cache in (False, True):
-            elapsed, results[cache] = timed(cache)
-            seconds[cache].append(elapsed)
-    for cache, name in ((False, "A re-encode"), (True, "B cached")):
-        runs = " ".join(f"{s:.2f}" for s in seconds[cache])
-        median = statistics.median(seconds[cache])
-        print(f"{name:11s} {args.stage} pass s: {runs}  median {median:.2f}")
-    speedup = statistics.median(seconds[False]) / statistics.median(seconds[True])
-    print(f"speed-up (median A / median B): {speedup:.2f}x")
+            wall, cpu, results[cache] = timed(cache)
+            seconds.setdefault(("wall", cache), []).append(wall)
+            seconds.setdefault(("cpu", cache), []).append(cpu)
+    for clock in ("wall", "cpu"):
+        for cache, name in ((False, "A re-encode"), (True, "B cached")):
+            runs = " ".join(f"{s:.2f}" for s in seconds[clock, cache])
+            median = statistics.median(seconds[clock, cache])
+            print(f"{name:11s} {args.stage} pass {clock} s: {runs}  median {median:.2f}")
+        a, b = (statistics.median(seconds[clock, cache]) for cache in (False, True))
+        print(f"speed-up ({clock}, median A / median B): {a / b:.2f}x")
     for key in sorted(results[False]):
         a, b = float(results[False][key]), float(results[True][key])
         print(f"{key:24s} A {a:.6f}  B {b:.6f}  |A - B| {abs(a - b):.1e}")

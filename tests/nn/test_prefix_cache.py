@@ -157,12 +157,24 @@ def test_shared_starts_empty_histories_and_known_item_masking() -> None:
 
     torch.manual_seed(0)
     model = GRU4Rec(N_ITEMS, layers=[8]).eval()
+    assert rows(True).prefix_cache  # user 2's two rows share a sequence
     cached, reference = _evaluate(model, rows(True)), _evaluate(model, rows(False))
     _assert_same(cached, reference)
     for row, (scores, _) in cached.items():  # masked: the row's own history, nothing else
         start = int(offsets[row[0]])
         known = set(flat[start : start + row[1]].tolist())
         assert {i for i in range(1, N_ITEMS + 1) if scores[i] == -torch.inf} == known
+
+
+def test_one_row_per_sequence_keeps_the_per_row_layout() -> None:
+    """Leave-one-out: every sequence is one row's history, nothing to share."""
+    flat, offsets = random_sequences([4, 0, 6, 3])
+    users = torch.arange(4)
+    batches = PrefixBatches(
+        flat, offsets[users], offsets[users + 1], users + 1, users, 8, prefix_cache=True
+    )
+    assert not batches.prefix_cache
+    assert all(batch.history is not None for batch in batches)
 
 
 def test_max_history_uses_the_cache_only_where_it_is_the_same_function() -> None:

@@ -55,9 +55,9 @@ class SequenceDataModule(RecBatchDataModule):
         max_history: evaluation keeps the latest ``max_history`` items of a prefix (0 = all).
         prefix_cache: evaluation batches hold each sequence once and its prefixes as rows (the
             prefix layout of RecBatch): GRU4Rec encodes a held-out session once instead of once
-            per position (the session protocol; leave-one-out has one row per sequence anyway).
-            Other models get the same rows in the per-row layout. Unused when ``max_history``
-            truncates a prefix (see :class:`PrefixBatches`).
+            per position (the session protocol). Other models get the same rows in the per-row
+            layout. Unused where it saves nothing (leave-one-out: one row per sequence) and
+            where ``max_history`` truncates a prefix (see :class:`PrefixBatches`).
         seed: sampling and shuffling seed.
         data_on_device: move the tensors to the trainer's device once, at setup.
         train_on_val: train on the training sequences + the validation items (leave-one-out

@@ -335,16 +335,16 @@ class NextItemBatches:
                 setattr(self, name, value.to(device))
 
 
-def _by_sequence(starts: Tensor, ends: Tensor) -> Tensor:
+def _by_sequence(starts: Tensor, ends: Tensor) -> tuple[Tensor, int]:
     """Row order of the prefix layout: rows that share a start are prefixes of one sequence
     (``flat[start:longest end]``); sequences by length (short ones together), then start; a
-    sequence's rows by end. (R,) permutation."""
+    sequence's rows by end. Returns the (R,) permutation and the items of all sequences."""
     first, group = torch.unique(starts, return_inverse=True)  # (G,), (R,)
     longest = first.clone().scatter_reduce_(0, group, ends, "amax")  # (G,)
     span = (longest - first)[group]  # (R,) length of each row's sequence
     order = torch.argsort(ends, stable=True)
     order = order[torch.argsort(starts[order], stable=True)]
-    return order[torch.argsort(span[order], stable=True)]
+    return order[torch.argsort(span[order], stable=True)], int((longest - first).sum())
 
 
 class PrefixBatches:
@@ -360,7 +360,9 @@ class PrefixBatches:
     ordered by sequence instead of by history length, and each batch holds its sequences once.
     Only where that is the same function: with ``max_history`` > 0 a truncated prefix no longer
     starts where its sequence does, so when any row's history is longer than ``max_history``
-    the batches keep the per-row layout (``self.prefix_cache`` says which one is used).
+    the batches keep the per-row layout. And only where it saves work: when the sequences hold
+    as many items as the rows' histories (leave-one-out: one row per sequence) the per-row
+    layout is kept too. ``self.prefix_cache`` says which layout is used.
     """
 
     def __init__(
@@ -380,11 +382,12 @@ class PrefixBatches:
     ) -> None:
         lengths = ends - starts  # (R,)
         longest = int(lengths.max().item()) if lengths.numel() else 0
-        self.prefix_cache = prefix_cache and (max_history == 0 or longest <= max_history)
-        if self.prefix_cache:
-            by_length = _by_sequence(starts, ends)  # a sequence's rows together
-        else:
-            by_length = torch.argsort(lengths, stable=True)  # short histories together
+        by_length = torch.argsort(lengths, stable=True)  # short histories together
+        self.prefix_cache = False
+        if prefix_cache and (max_history == 0 or longest <= max_history):
+            by_sequence, encoded = _by_sequence(starts, ends)  # a sequence's rows together
+            if encoded < int(lengths.sum()):
+                by_length, self.prefix_cache = by_sequence, True
         self.flat = flat
         self.starts, self.ends = starts[by_length], ends[by_length]
         self.targets, self.users = targets[by_length], users[by_length]
