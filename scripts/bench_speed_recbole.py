@@ -11,6 +11,10 @@ batch, the same 4095 rows. Per-epoch time is training only (negative sampling in
 evaluation excluded) on both sides. Accuracy: HR@10 / NDCG@10 on the official test negatives;
 ours from the checkpoint chosen on our validation split, RecBole's best epoch chosen on the test
 figures themselves (what its side reports, which flatters it).
+
+Our side runs several setups (``--ours``): the same batch in fp32 and in bf16 autocast
+(``trainer.precision=bf16-mixed``), and our own batch choice (4,096 positives, bf16, lr 3e-3).
+Only the ratios from one run are comparable: run it on an idle machine.
 """
 
 from __future__ import annotations
@@ -34,9 +38,28 @@ ROOT = Path(__file__).resolve().parents[1]
 RECBOLE_PY = ROOT / ".recbole-venv" / "bin" / "python"
 
 
-def run_ours(epochs: int, threads: int, batch_rows: int, negatives: int) -> dict:
+#: our setups: label -> (positives per batch or None = RecBole's rows / 5, extra overrides)
+OURS: dict[str, tuple[int | None, list[str]]] = {
+    "same batch, fp32": (None, []),
+    "same batch, bf16": (None, ["trainer.precision=bf16-mixed"]),
+    "batch 4096, bf16, lr 3e-3": (
+        4096,
+        ["trainer.precision=bf16-mixed", "optimizer.lr=0.003"],
+    ),
+}
+
+
+def run_ours(
+    epochs: int,
+    threads: int,
+    batch_rows: int,
+    negatives: int,
+    label: str = "same batch, fp32",
+    positives: int | None = None,
+    extra: list[str] | None = None,
+) -> dict:
     GlobalHydra.instance().clear()
-    positives = batch_rows // (1 + negatives)
+    positives = positives or batch_rows // (1 + negatives)
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose(
             config_name="train",
@@ -50,12 +73,13 @@ def run_ours(epochs: int, threads: int, batch_rows: int, negatives: int) -> dict
                 "callbacks.progress_bar.refresh_rate=500",
                 f"paths.output_dir=outputs/bench/speed/{time.strftime('%Y%m%d-%H%M%S')}",
                 "logger.tags.benchmark=speed_vs_recbole",
+                *(extra or []),
             ],
         )
     result = train(cfg)
     seconds = result.train_epoch_seconds
     return {
-        "side": f"hybridrec (threads={threads})",
+        "side": f"hybridrec {label} (threads={threads})",
         "per_epoch": seconds,
         "first_epoch_s": seconds[0],
         "mean_epoch_s": statistics.mean(seconds[1:] or seconds),
@@ -111,6 +135,9 @@ def main() -> None:
         "--recbole-threads", type=int, nargs="+", default=[1, 2], help="0 = torch default"
     )
     parser.add_argument("--skip-recbole", action="store_true")
+    parser.add_argument(
+        "--ours", nargs="+", choices=sorted(OURS), default=list(OURS), help="our setups to run"
+    )
     parser.add_argument("--out", default="bench/speed_vs_recbole.json")
     args = parser.parse_args()
 
@@ -119,7 +146,11 @@ def main() -> None:
         for threads in args.recbole_threads:
             rows.append(run_recbole(args.epochs, threads or None, args.batch_rows, args.neg))
     for threads in args.threads:
-        rows.append(run_ours(args.epochs, threads, args.batch_rows, args.neg))
+        for label in args.ours:
+            positives, extra = OURS[label]
+            rows.append(
+                run_ours(args.epochs, threads, args.batch_rows, args.neg, label, positives, extra)
+            )
 
     # the ratio is against RecBole's fastest setting in this run
     recbole = [r["mean_epoch_s"] for r in rows if r["side"].startswith("RecBole")]

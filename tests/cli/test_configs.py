@@ -287,6 +287,7 @@ CHOSEN: dict[str, dict[str, dict[str, Any]]] = {
             "callbacks.epoch_timer._target_": "hybridrec.lit.callbacks.EpochTimer",
             "callbacks.divergence._target_": "hybridrec.lit.callbacks.StopOnDivergence",
             "callbacks.epoch_seed._target_": "hybridrec.lit.callbacks.EpochSeed",
+            "callbacks.throughput._target_": "hybridrec.lit.throughput.Throughput",
         },
     },
     "debug": {

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from hybridrec.data.sampling import (
+    KeySet,
     NegativeSampler,
     pair_keys,
     sample_distinct_negatives,
@@ -179,3 +180,29 @@ def test_distinct_negatives_are_uniform() -> None:
         counts = torch.bincount(negatives.flatten(), minlength=n_items + 1)[1:].double()
         expected = 4000 * k / n_items
         assert counts.min() > 0.9 * expected and counts.max() < 1.1 * expected
+
+
+def test_keyset_bitset_equals_the_sorted_search() -> None:
+    gen = torch.Generator().manual_seed(3)
+    keys = torch.randint(0, 5000, (800,), generator=gen)  # repeats included
+    query = torch.randint(-20, 5100, (4000,), generator=gen)  # below, inside and past the range
+    fast, slow = KeySet(keys), KeySet(keys, bitset_limit=0)
+    assert fast.bits is not None and slow.bits is None
+    expected = torch.tensor([int(q) in set(keys.tolist()) for q in query])
+    assert torch.equal(fast.contains(query), expected)
+    assert torch.equal(slow.contains(query), expected)
+    assert not KeySet(torch.zeros(0, dtype=torch.long)).contains(query).any()
+
+
+def test_sampler_draws_the_same_negatives_with_either_membership_check() -> None:
+    users = torch.randint(0, 50, (3000,), generator=torch.Generator().manual_seed(0))
+    items = torch.randint(1, 41, (3000,), generator=torch.Generator().manual_seed(1))
+    fast = NegativeSampler(pair_keys(users, items, 40), 40)
+    slow = NegativeSampler(pair_keys(users, items, 40), 40)
+    slow.positives = KeySet(pair_keys(users, items, 40), bitset_limit=0)
+    batch = torch.arange(50).repeat(20)
+    a = fast.sample(batch, 6, torch.Generator().manual_seed(9))
+    b = slow.sample(batch, 6, torch.Generator().manual_seed(9))
+    assert torch.equal(a, b)
+    known = set(zip(users.tolist(), items.tolist(), strict=True))
+    assert all((u, i) not in known for u, row in zip(batch.tolist(), a.tolist()) for i in row)

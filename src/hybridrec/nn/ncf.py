@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hybridrec.nn.base import PairScorer
 from hybridrec.nn.factorized import FactorizedModel
+from hybridrec.nn.rows import rows
 from hybridrec.nn.scoring import DotScorer
 from hybridrec.nn.towers import ItemIdTower, UserIdTower
 
@@ -72,8 +74,14 @@ class GMF(PairScorer):
         """(B,), (B, C) -> (B, C, D) element-wise products, NeuMF's GMF half."""
         return self.user_embedding(users).unsqueeze(1) * self.item_embedding(items)
 
+    def weighted_dot(self, users: Tensor, items: Tensor, weight: Tensor) -> Tensor:
+        """(B,), (B, C), weight (D,) -> (B, C): ``weight . (p_u * q_i)``, computed as
+        ``q_i . (p_u * weight)`` so the (B, C, D) product is never kept for backward."""
+        user = rows(self.user_embedding.weight, users) * weight  # (B, D)
+        return (rows(self.item_embedding.weight, items) * user.unsqueeze(1)).sum(-1)
+
     def score(self, users: Tensor, items: Tensor) -> Tensor:
-        return self.predict(self.features(users, items)).squeeze(-1)  # (B, C)
+        return self.weighted_dot(users, items, self.predict.weight[0]) + self.predict.bias  # (B, C)
 
     def user_state(self, users: Tensor) -> Tensor:
         """(B, D + 1): ``p_u ⊙ h`` and the bias, against ``item_embeddings`` = ``[q_i, 1]``."""
@@ -122,8 +130,9 @@ class MLP(PairScorer):
         self.item_proj = nn.Linear(embedding_dim, first, bias=False)
         layers: list[nn.Module] = []
         for width_in, width_out in zip(hidden_dims[:-1], hidden_dims[1:], strict=True):
-            layers += [nn.ReLU(), nn.Dropout(dropout), nn.Linear(width_in, width_out)]
-        layers += [nn.ReLU(), nn.Dropout(dropout)]
+            # in place: each ReLU's input is a fresh sum or linear output nothing else keeps
+            layers += [nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(width_in, width_out)]
+        layers += [nn.ReLU(inplace=True), nn.Dropout(dropout)]
         self.tower = nn.Sequential(*layers)
         self.predict = nn.Linear(hidden_dims[-1], 1)
         self.output_dim = hidden_dims[-1]
@@ -139,11 +148,11 @@ class MLP(PairScorer):
         whole table once and gathering rows is the same function at a fraction of the cost.
         """
         if items.numel() > self.item_embedding.num_embeddings:
-            return self.item_proj(self.item_embedding.weight)[items]
-        return self.item_proj(self.item_embedding(items))
+            return rows(self.item_proj(self.item_embedding.weight), items)
+        return self.item_proj(rows(self.item_embedding.weight, items))
 
     def features(self, users: Tensor, items: Tensor) -> Tensor:
-        user_part = self.user_proj(self.user_embedding(users)).unsqueeze(1)  # (B, 1, H)
+        user_part = self.user_proj(rows(self.user_embedding.weight, users)).unsqueeze(1)
         return self.features_from(user_part, self.item_part(items))  # (B, C, F)
 
     def score(self, users: Tensor, items: Tensor) -> Tensor:
@@ -223,8 +232,13 @@ class NeuMF(PairScorer):
             self.predict.bias.copy_(alpha * gmf_b + (1 - alpha) * mlp_b)
 
     def score(self, users: Tensor, items: Tensor) -> Tensor:
-        fused = torch.cat([self.gmf.features(users, items), self.mlp.features(users, items)], -1)
-        return self.predict(fused).squeeze(-1)  # (B, C)
+        # predict([gmf; mlp]) as w_g . gmf + w_m . mlp + b: the same function without building
+        # and differentiating the (B, C, Dg + F) concatenation
+        gmf_dim = self.gmf.user_embedding.embedding_dim
+        weight = self.predict.weight  # (1, Dg + F)
+        gmf = self.gmf.weighted_dot(users, items, weight[0, :gmf_dim])  # (B, C)
+        mlp = F.linear(self.mlp.features(users, items), weight[:, gmf_dim:])  # (B, C, 1)
+        return gmf + mlp.squeeze(-1) + self.predict.bias  # (B, C)
 
     def score_all(self, users: Tensor) -> Tensor:
         gmf_items = self.gmf.item_embedding.weight.unsqueeze(0)  # (1, N, Dg)
