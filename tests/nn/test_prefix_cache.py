@@ -261,3 +261,28 @@ def test_validation_metrics_equal_with_the_datamodule_switch(tmp_path: Path) -> 
     assert logged[True].keys() == logged[False].keys()
     for name, value in logged[False].items():
         assert abs(logged[True][name] - value) < 1e-5, name
+
+
+@pytest.mark.parametrize("embedding", ["constrained", "none"])
+def test_stepping_only_the_rows_with_an_item_changes_nothing(embedding: str) -> None:
+    """The encoder steps only the rows that hold an item at a column (left padding, rows by
+    length); the masked loop steps every row and keeps the state under padding: the same
+    states, final and at every column, whatever the rows' order. A 0 after an item (not left
+    padding) takes the masked loop."""
+    torch.manual_seed(0)
+    model = GRU4Rec(N_ITEMS, layers=[8, 6], embedding=embedding).eval()
+    lengths = torch.tensor([3, 0, 7, 1, 7, 4, 2])  # unsorted, an empty row, ties
+    width = 8
+    history = torch.randint(1, N_ITEMS + 1, (len(lengths), width))
+    history[torch.arange(width) < width - lengths.unsqueeze(1)] = 0  # left-padded
+    with torch.no_grad():
+        fast = model._encode(history, every_step=True)
+        masked = model._encode_masked(history, every_step=True)
+        for a, b in zip(fast[0], masked[0], strict=True):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+        torch.testing.assert_close(fast[1], masked[1], atol=1e-6, rtol=0)
+        gap = history.clone()
+        gap[2, 3] = 0  # row 2 skips a column in the middle
+        expected = model._encode_masked(gap, every_step=False)[0][-1]
+        torch.testing.assert_close(model._encode(gap)[0][-1], expected, atol=0, rtol=0)
+        assert not torch.allclose(expected[2], fast[0][-1][2])

@@ -212,12 +212,52 @@ class GRU4Rec(nn.Module):
         batch.require("history")
         history = batch.history
         assert history is not None
-        return self._encode(history)[-1]
+        return self._encode(history)[0][-1]
 
-    def _encode(self, history: Tensor, every_step: bool = False) -> list[Tensor]:
-        """Left-padded history (B, T) -> the last layer's state (B, H) after every column
-        (T + 1 of them, the zero state first) if ``every_step``, else the final state of each
-        layer [(B, H_l)]."""
+    def _encode(self, history: Tensor, every_step: bool = False) -> tuple[list[Tensor], Tensor]:
+        """History (B, T), left-padded with 0 -> (the final state of each layer [(B, H_l)],
+        the last layer's state after every column (B, T + 1, H), the zero state first, when
+        ``every_step``; else an empty tensor).
+
+        The rows run by history length, short first: with left padding the rows that hold an
+        item at column t are then a suffix, and only those are stepped (Beauty's validation
+        histories are half padding). A history with a 0 after an item takes the masked loop."""
+        real = history > 0  # (B, T)
+        if bool((real[:, :-1] & ~real[:, 1:]).any()):  # a gap: not left-padded
+            return self._encode_masked(history, every_step)
+        rows, width = history.shape
+        lengths = real.sum(1)  # (B,)
+        order = torch.argsort(lengths, stable=True)
+        restore = torch.empty_like(order)
+        restore[order] = torch.arange(rows, device=order.device)
+        history = history[order]
+        # rows [waiting[t]:] hold an item at column t: those with length >= T - t
+        columns_left = width - torch.arange(width, device=history.device)  # (T,)
+        waiting = torch.searchsorted(lengths[order].contiguous(), columns_left).tolist()
+        state = self._zeros(0, history)  # the active rows' states (a suffix of the rows)
+        zeros = self._zeros(rows, history)
+        steps = [zeros[-1]] if every_step else []
+        for t, first in enumerate(waiting):
+            if first < rows - state[0].shape[0]:  # rows join with a zero state
+                state = [
+                    torch.cat([z[first : rows - s.shape[0]], s])
+                    for z, s in zip(zeros, state, strict=True)
+                ]
+            if first < rows:
+                state = self.step(history[first:, t], state)
+            if every_step:
+                steps.append(torch.cat([zeros[-1][: rows - state[-1].shape[0]], state[-1]]))
+        final = [
+            torch.cat([z[: rows - s.shape[0]], s])[restore]
+            for z, s in zip(zeros, state, strict=True)
+        ]
+        if not every_step:
+            return final, history.new_zeros(0)
+        return final, torch.stack(steps, 1)[restore]  # (B, T + 1, H)
+
+    def _encode_masked(self, history: Tensor, every_step: bool) -> tuple[list[Tensor], Tensor]:
+        """:meth:`_encode` for any placement of the 0s: every row is stepped at every column
+        and keeps its state where the column holds 0."""
         state = self._zeros(history.shape[0], history)
         steps = [state[-1]] if every_step else []
         for t in range(history.shape[1]):
@@ -230,12 +270,12 @@ class GRU4Rec(nn.Module):
                 ]
             if every_step:
                 steps.append(state[-1])
-        return steps if every_step else state
+        return state, torch.stack(steps, 1) if every_step else history.new_zeros(0)
 
     def _prefix_states(self, batch: RecBatch) -> Tensor:
         sequences, rows, lengths = batch.prefix_sequences, batch.prefix_rows, batch.prefix_lengths
         assert sequences is not None and rows is not None and lengths is not None
-        states = torch.stack(self._encode(sequences, every_step=True), 1)  # (S, T + 1, H)
+        states = self._encode(sequences, every_step=True)[1]  # (S, T + 1, H)
         # sequence s fills its last n_s columns, so its first p items end at column T - n_s + p
         first = sequences.shape[1] - (sequences > 0).sum(1)  # (S,)
         return states[rows, first[rows] + lengths]  # (B, H)
