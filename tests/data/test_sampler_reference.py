@@ -26,7 +26,7 @@ from collections.abc import Hashable, Iterable
 import pytest
 import torch
 
-from hybridrec.data.sampling import NegativeSampler, pair_keys, sample_distinct_negatives
+from hybridrec.data.sampling import KeySet, NegativeSampler, pair_keys, sample_distinct_negatives
 
 N_ITEMS = 12
 P_MIN = 1e-4
@@ -115,7 +115,9 @@ def assert_same_distribution(fast: Iterable[Hashable], reference: Iterable[Hasha
 DRAWS = 20_000  # per user
 
 
-def _fast(pool: list[int] | None, users: list[int], k: int, seed: int = 0) -> torch.Tensor:
+def _fast(
+    pool: list[int] | None, users: list[int], k: int, seed: int = 0, membership: str = "bitset"
+) -> torch.Tensor:
     # user 0 may get 1 of the pool's 8 items: 200 redraw rounds leave a collision with
     # probability (7/8)**200 ~ 3e-12 (the default 50: ~1e-3 a draw, counted in n_unresolved)
     sampler = NegativeSampler(
@@ -124,17 +126,21 @@ def _fast(pool: list[int] | None, users: list[int], k: int, seed: int = 0) -> to
         max_rounds=200,
         pool=torch.tensor(pool) if pool is not None else None,
     )
+    if membership == "sorted":  # the binary-search path KeySet takes past its bitset limit
+        sampler.positives = KeySet(_keys(POSITIVES), bitset_limit=0)
+    assert (sampler.positives.bits is not None) == (membership == "bitset")
     negatives = sampler.sample(torch.tensor(users), k, torch.Generator().manual_seed(seed))
     assert sampler.n_unresolved == 0
     return negatives
 
 
+@pytest.mark.parametrize("membership", ["bitset", "sorted"])
 @pytest.mark.parametrize("pool", [None, POOL], ids=["catalogue", "pool"])
 def test_negative_sampler_support_and_distribution_match_the_reference(
-    pool: list[int] | None,
+    pool: list[int] | None, membership: str
 ) -> None:
     users = list(POSITIVES) * (DRAWS // 2)  # users interleaved in one call, 2 draws a row
-    fast = _fast(pool, users, k=2)
+    fast = _fast(pool, users, k=2, membership=membership)
     reference = reference_negatives(users, 2, POSITIVES, pool, random.Random(0))
     by_user = torch.tensor(users)
     for user in POSITIVES:
