@@ -46,6 +46,12 @@ GROUPS = [
 ]
 # small enough that one epoch takes well under a second
 TINY_DATA = ["data.source.n_users=80", "data.source.n_items=60"]
+TINY_SCALE = [
+    "data.source.n_users=300",
+    "data.source.n_items=200",
+    "data.source.n_interactions=6000",
+    "data.source.n_clusters=5",
+]
 # with data=synthetic_marketing: 12 new products, 5 raters x 40 judgments in sets of 10
 TINY_JUDGMENTS = ["data.source.n_new_items=12", "data.source.ratings_per_rater=40"]
 #: the synthetic clicks span ~3 months: hold out 10 days for test and validation, not 1
@@ -171,6 +177,8 @@ def data_overrides(name: str, files: dict[str, str]) -> list[str]:
         return ["data=synthetic", *TINY_DATA]
     if name == "synthetic_marketing":
         return ["data=synthetic_marketing", *TINY_DATA, *TINY_JUDGMENTS]
+    if name == "synthetic_scale":
+        return ["data=synthetic_scale", *TINY_SCALE]
     if name in ("ml100k", "ml1m", "ml_latest", "ncf_ml1m"):
         return [f"data={name}", f"data.source.path={files[name]}"]
     if name in ("beauty", "ml1m_pieces", "sports", "video"):

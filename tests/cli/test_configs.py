@@ -103,6 +103,10 @@ CHOSEN: dict[str, dict[str, dict[str, Any]]] = {
             "data.judgments.columns.rater": "editor",
             "data.judgments.segments": ["families", "cinephiles"],
         },
+        "synthetic_scale": {
+            "data.name": "synthetic_scale",
+            "data.source._target_": "hybridrec.data.readers.scale.read_scale",
+        },
         "synthetic_marketing": {
             "data.name": "synthetic_marketing",
             "data.source._target_": "hybridrec.data.readers.synthetic.read_synthetic",

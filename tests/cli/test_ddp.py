@@ -148,16 +148,9 @@ def test_one_checkpoint_tests_identically_on_one_and_two_processes(
     assert 0.0 < one["test/hr@10"] < 1.0  # a model that ranks, not a constant
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "Lightning 2.6 mean-syncs its int64 batch-size accumulator and floors it (gloo: "
-        "result.copy_(sum / world_size); NCCL: integer AVG): with 81 rows, 41 + 40 per rank, "
-        "every test/ metric is divided by 80, not 81. Lightning-AI/pytorch-lightning#21859 "
-        "(fix: PR #21839); work-around: log with batch_size=float(n)"
-    ),
-)
+# Lightning 2.6 mean-syncs an int64 batch-size accumulator and floors it (gloo:
+# result.copy_(sum / world_size)): with 81 rows, 41 + 40 per rank, every test/ metric was divided
+# by 80, not 81 (Lightning-AI/pytorch-lightning#21859). RecLitModule logs float row counts.
 def test_odd_number_of_eval_rows_tests_identically_on_two_processes(tmp_path: Path) -> None:
     protocol = LeaveOneOut(eval_mode="full", n_negatives=0)
     folder = prepare_tiny(tmp_path / "odd", protocol, n_users=81, n_items=50)

@@ -7,7 +7,7 @@ ranks the held-out items with :mod:`hybridrec.metrics` and logs ``val/…`` and 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -154,7 +154,7 @@ class RecLitModule(L.LightningModule):
                     self.log(
                         f"{stage}/{prefix}{name}",
                         (values if rows is None else values[rows]).mean(),
-                        batch_size=n_rows,
+                        batch_size=_rows(n_rows),
                         on_epoch=True,
                         sync_dist=True,
                         prog_bar=stage == "val" and not prefix and name == f"ndcg@{self.ks[0]}",
@@ -289,7 +289,7 @@ class RecLitModule(L.LightningModule):
             best = scores.topk(min(k, scores.shape[1]), dim=1)  # (B, K)
             valid = best.values > -torch.inf  # (B, K) fewer candidates than K: the rest is out
             for name, values in self._beyond.rows(best.indices, valid, k).items():
-                self.log(f"test/{name}", values.mean(), batch_size=size, sync_dist=True)
+                self.log(f"test/{name}", values.mean(), batch_size=_rows(size), sync_dist=True)
 
     def on_test_epoch_end(self) -> None:
         self._log_agreement("test")
@@ -320,6 +320,14 @@ class RecLitModule(L.LightningModule):
         run_id = getattr(self._trainer.logger, "run_id", None) if self._trainer else None
         if isinstance(run_id, str):
             checkpoint[RUN_ID_KEY] = run_id
+
+
+def _rows(n: int) -> int:
+    """A row count for ``self.log(batch_size=...)``, as a float: Lightning 2.6 mean-syncs an
+    integer count across DDP ranks and floors it (81 rows on 2 ranks counted as 80, every
+    synced metric 1/80 too high; Lightning-AI/pytorch-lightning#21859). A float count is
+    averaged exactly (tests/cli/test_ddp.py)."""
+    return cast(int, float(n))
 
 
 def _vector_size(model: nn.Module) -> int:

@@ -9,6 +9,7 @@
     unisrec.py     UniSRec / RecBole atomic files with item text (Amazon 2018)
     sessions.py    session click files (GRU4Rec's TSV) and Diginetica's item views
     synthetic.py   the generated dataset of :mod:`hybridrec.data.synthetic`
+    scale.py       synthetic interactions at any scale (speed and memory sweeps)
 
 They are Hydra ``_target_`` functions, so they take plain keyword arguments (paths as ``str`` or
 ``Path``). Ids stay raw; bad input raises :class:`DataError` naming file, row and column.
@@ -26,6 +27,7 @@ from hybridrec.data.readers.movielens import (
     read_movies_dat,
 )
 from hybridrec.data.readers.ncf import read_ncf
+from hybridrec.data.readers.scale import read_scale
 from hybridrec.data.readers.sequences import read_sequences
 from hybridrec.data.readers.sessions import read_diginetica, read_sessions
 from hybridrec.data.readers.synthetic import read_synthetic
@@ -45,6 +47,7 @@ __all__ = [
     "read_ncf",
     "read_sequences",
     "read_sessions",
+    "read_scale",
     "read_synthetic",
     "read_table",
     "read_unisrec",
