@@ -20,10 +20,10 @@
 #   4. NeuMF-64 on 20M synthetic interactions, bf16, ~1M-sample batches: samples/s against
 #      NVIDIA's published NCF figure (34.1M samples/s AMP, 22.6M TF32, one A100, ML-20M)
 #   5. GRU4Rec and the session hybrid on RSC15 100k: samples/s
-#   6. the scaling sweep: MF, 1M / 5M / 20M interactions x 10k / 100k / 1M items
+#   6. the scaling sweeps, MF: 1M / 5M / 20M interactions at 100k items; 10k / 1M items at 5M
 # Results: $OUT (default bench/gpu_check/): gpu_check.log (everything), summary.md (one line
-# per step and the benchmark tables), *.json (hybridrec-bench figures). At most 8 files, as the
-# device tool brings back.
+# per step and the benchmark tables), 4 bench + 2 sweep JSON files: 8 files, what the device
+# tool brings back at most. Step limits add up to 480 s.
 set -uo pipefail
 
 MODE=gpu
@@ -59,7 +59,8 @@ if [[ "$MODE" == gpu ]]; then
     ML1M_EPOCHS=8
     BIG=20000000
     BIG_ITEMS=100000
-    SWEEP=(--interactions 1e6 5e6 20e6 --items 1e4 1e5 1e6)
+    SWEEP_A=(--interactions 1e6 5e6 20e6 --items 1e5)  # 20M x 100k: step 4's data, cached
+    SWEEP_B=(--interactions 5e6 --items 1e4 1e6)
     SESSION_EPOCHS=3
 else
     PY="${PY:-$ROOT/.venv/bin/python}"
@@ -67,7 +68,8 @@ else
     ML1M_EPOCHS=2
     BIG=200000
     BIG_ITEMS=10000
-    SWEEP=(--interactions 1e5 2e5 --items 1e3 1e4)
+    SWEEP_A=(--interactions 5e4 1e5 2e5 --items 1e4)
+    SWEEP_B=(--interactions 1e5 --items 1e3 1e5)
     SESSION_EPOCHS=1
 fi
 export MLFLOW_TRACKING_URI="sqlite:///$ROOT/bench/gpu_check.db"
@@ -91,32 +93,36 @@ step() {  # step NAME SECONDS COMMAND...: run, log, one summary line; never stop
     return 0
 }
 
-step environment 60 bash -c "nvidia-smi || true; $PY -c 'import torch, platform; \
+STARTED=$(date +%s)
+step environment 20 bash -c "nvidia-smi || true; $PY -c 'import torch, platform; \
 print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"python\", platform.python_version()); \
 print(\"device\", torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"cpu\"); \
 print(\"bf16\", torch.cuda.is_bf16_supported() if torch.cuda.is_available() else \"n/a\")'"
 
-step gpu-tests 150 "$PY" -m pytest -m gpu -q -p no:cacheprovider tests
+step gpu-tests 80 "$PY" -m pytest -m gpu -q -p no:cacheprovider tests
 
-step neumf-ml1m 150 "${BENCH[@]}" --epochs "$ML1M_EPOCHS" --json "$OUT/neumf_ml1m.json" \
+step neumf-ml1m 75 "${BENCH[@]}" --epochs "$ML1M_EPOCHS" --json "$OUT/neumf_ml1m.json" \
     experiment=ncf_neumf_ml1m datamodule.batch_size=4096 optimizer.lr=0.003 \
     "${TRAINER[@]}" "${QUIET[@]}" task_name=gpu_check_neumf_ml1m
 
-step neumf-20m 150 "${BENCH[@]}" --epochs 2 --json "$OUT/neumf_20m.json" \
+step neumf-20m 120 "${BENCH[@]}" --epochs 2 --json "$OUT/neumf_20m.json" \
     data=synthetic_scale "data.source.n_interactions=$BIG" "data.source.n_items=$BIG_ITEMS" \
     "data.source.n_users=$((BIG / 50))" model=neumf model.gmf_dim=64 model.mlp_embedding_dim=128 \
     "model.hidden_dims=[128,64]" protocol=loo_sampled datamodule.batch_size=209715 \
     datamodule.eval_batch_size=16384 optimizer.lr=0.005 "${TRAINER[@]}" "${QUIET[@]}" \
     task_name=gpu_check_neumf_20m
 
-step gru4rec-rsc15 90 "${BENCH[@]}" --epochs "$SESSION_EPOCHS" --json "$OUT/gru4rec_rsc15.json" \
+step gru4rec-rsc15 40 "${BENCH[@]}" --epochs "$SESSION_EPOCHS" --json "$OUT/gru4rec_rsc15.json" \
     experiment=gru4rec_rsc15_xe "${TRAINER[@]}" "${QUIET[@]}" task_name=gpu_check_gru4rec
 
-step hybrid-rsc15 90 "${BENCH[@]}" --epochs "$SESSION_EPOCHS" --json "$OUT/hybrid_rsc15.json" \
+step hybrid-rsc15 40 "${BENCH[@]}" --epochs "$SESSION_EPOCHS" --json "$OUT/hybrid_rsc15.json" \
     experiment=hybrid_rsc15 "${TRAINER[@]}" "${QUIET[@]}" task_name=gpu_check_hybrid
 
-step scaling-sweep 180 "$PY" scripts/bench_scaling.py "${SWEEP[@]}" --epochs 1 --model mf \
-    --batch 65536 --eval-batch 16384 --out "$OUT/scaling.json" --set "${TRAINER[@]}"
+step scaling-interactions 60 "$PY" scripts/bench_scaling.py "${SWEEP_A[@]}" --epochs 1 \
+    --model mf --batch 65536 --eval-batch 16384 --out "$OUT/scaling_a.json" --set "${TRAINER[@]}"
+
+step scaling-items 45 "$PY" scripts/bench_scaling.py "${SWEEP_B[@]}" --epochs 1 \
+    --model mf --batch 65536 --eval-batch 16384 --out "$OUT/scaling_b.json" --set "${TRAINER[@]}"
 
 if [[ "$DRY" == 0 ]]; then
     "$PY" - "$OUT" >>"$SUMMARY" 2>>"$LOG" <<'PYEOF'
@@ -145,6 +151,7 @@ if big.is_file():
     print(f"\nNeuMF 20M: {rate / 1e6:.1f}M samples/s; NVIDIA's NCF on one A100: 34.1M (AMP), 22.6M (TF32): "
           f"{rate / 34.1e6:.2f}x the AMP figure")
 PYEOF
-    sed -n '/^mf, /,$p' "$LOG" | grep '^|' >>"$SUMMARY" || true
+    grep -A 12 '^mf, ' "$LOG" | grep '^|' >>"$SUMMARY" || true
+    echo "total: $(($(date +%s) - STARTED)) s (step limits add up to 480 s)" >>"$SUMMARY"
     cat "$SUMMARY"
 fi
