@@ -275,3 +275,29 @@ def test_epoch_metrics_are_row_weighted_means_per_slice(stage: str) -> None:
         f"{stage}/warm/ndcg@2": (G + 1 / (1 + G) + 0) / 3,
     }
     assert {k: got[k] for k in expected} == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_compiled_training_scores_equal_eager_ones() -> None:
+    """compile=true: the same scores and gradients as eager (torch.compile, CPU inductor)."""
+    from hybridrec.data.batch import RecBatch
+    from hybridrec.lit import RecLitModule
+    from hybridrec.losses import BCELoss
+    from hybridrec.nn import NeuMF
+
+    torch.manual_seed(0)
+    model = NeuMF(30, 40, gmf_dim=8, mlp_embedding_dim=8, hidden_dims=[16, 8])
+    labels = torch.zeros(16, 5)
+    labels[:, 0] = 1
+    batch = RecBatch(
+        users=torch.randint(0, 30, (16,)), items=torch.randint(1, 41, (16, 5)), labels=labels
+    )
+    out = {}
+    for flag in (False, True):
+        module = RecLitModule(model, BCELoss(), optimizer=torch.optim.Adam, compile_scores=flag)
+        model.zero_grad(set_to_none=True)
+        scores = module._training_scores()(model, batch)
+        scores.sum().backward()
+        out[flag] = (scores.detach(), model.mlp.user_proj.weight.grad.clone())
+    assert torch.allclose(out[True][0], out[False][0], atol=1e-5)
+    assert torch.allclose(out[True][1], out[False][1], atol=1e-5)

@@ -413,6 +413,7 @@ def _task(cfg: DictConfig, model: Any) -> RecLitModule:
         judgment=instantiate(cfg.judgment) if cfg.get("judgment") else None,
         blend=float(cfg.get("judgment_blend", 0.0)),
         blend_metric=f"ndcg@{cfg.ks[0]}",
+        compile_scores=bool(cfg.get("compile", False)),
     )
     module.run_config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     return module

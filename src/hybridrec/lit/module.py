@@ -40,6 +40,8 @@ class RecLitModule(L.LightningModule):
         measured whenever the data has them (``…/marketer_agreement``), with or without it.
     blend: beta of ``val/blend = (1 - beta) val/<blend_metric> + beta val/marketer_agreement``
         (0: not logged), a monitor that weighs both.
+    compile_scores: score training batches through ``torch.compile`` (config key ``compile``;
+        measured slower than eager for NeuMF on this CPU, docs/benchmarks.md, hence off).
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class RecLitModule(L.LightningModule):
         judgment: JudgmentLoss | None = None,
         blend: float = 0.0,
         blend_metric: str = "ndcg@10",
+        compile_scores: bool = False,
     ) -> None:
         super().__init__()
         self.model, self.loss = model, loss
@@ -82,6 +85,8 @@ class RecLitModule(L.LightningModule):
             else JudgmentContexts(_vector_size(model), judgment.n_segments, judgment.everyone)
         )
         self.blend, self.blend_metric = float(blend), blend_metric
+        self.compile_scores = bool(compile_scores)
+        self._compiled: Callable[[nn.Module, RecBatch], Tensor] | None = None
         self._blend_sums: list[Tensor] = []
         self._history_cache: tuple[Tensor, Tensor] | None = None  # users' histories, on device
         self._beyond: BeyondAccuracy | None = None  # test: coverage, novelty, cold share
@@ -95,7 +100,7 @@ class RecLitModule(L.LightningModule):
     def _step(self, batch: RecBatch, stage: str, judgments: Any = None) -> Tensor | None:
         size = len(batch)
         if stage == "train":
-            out = self.loss(adapter.scores(self.model, batch), batch)
+            out = self.loss(self._training_scores()(self.model, batch), batch)
             if self.embedding_l2 > 0:
                 penalty = adapter.embedding_penalty(self.model, batch)
                 out["l2"] = penalty.detach()
@@ -162,6 +167,15 @@ class RecLitModule(L.LightningModule):
                 if stage == "val" and self.blend > 0 and name == self.blend_metric:
                     self._blend_sums.append(torch.stack([values.sum(), values.new_tensor(size)]))
         return None
+
+    def _training_scores(self) -> Callable[[nn.Module, RecBatch], Tensor]:
+        if not self.compile_scores:
+            return adapter.scores
+        if self._compiled is None:  # compiled once, on first use (shapes are seen then)
+            self._compiled = cast(
+                Callable[[nn.Module, RecBatch], Tensor], torch.compile(adapter.scores)
+            )
+        return self._compiled
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         judgments = None
