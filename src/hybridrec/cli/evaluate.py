@@ -298,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         "--no-mask", action="store_true", help="rank the user's known items too (full ranking)"
     )
     args = parser.parse_args(argv)
+    from hybridrec.runtime import tune_allocator
+
+    tune_allocator()
     quiet_third_party()
     # the checkpoint download's progress bar would bury the one-line errors on stderr
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -41,6 +41,7 @@ from hybridrec.data.spec import DataSpec
 from hybridrec.lit import RecLitModule
 from hybridrec.lit.callbacks import DivergenceError, EpochTimer, StopOnDivergence
 from hybridrec.lit.checkpoint import RUN_ID_KEY, safe_load
+from hybridrec.runtime import tune_allocator
 from hybridrec.tracking import (
     DEFAULT_URI,
     JOB_TAG,
@@ -122,6 +123,7 @@ def train(cfg: DictConfig) -> TrainResult:
         check_tracking_uri(uri)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
+    tune_allocator()  # large evaluation blocks reuse heap memory instead of faulting pages
     L.seed_everything(cfg.seed, workers=True, verbose=rank_zero)
 
     # a server that dies mid-run: the job goes on into a local store (tracking/fallback.py)
