@@ -137,3 +137,21 @@ def test_gpu_bench_reports_device_memory_and_flops(tmp_path: Path, mlflow_uri: s
     assert report.peak_device_mb is not None and report.peak_device_mb > 0
     assert report.flops_per_sample and report.peak_gflops and report.peak_gflops > 1000
     assert "datasheet" in report.peak_source or "measured" in report.peak_source
+
+
+@pytest.mark.gpu
+@cuda
+def test_gpu_batches_made_on_the_host_arrive_through_pinned_copies(tmp_path: Path) -> None:
+    """data_on_device=false: batches stay on the host and move per step, non-blocking."""
+    from conftest import prepare_tiny
+    from hybridrec.data import RecDataModule
+    from hybridrec.data.preparation.protocols import LeaveOneOut
+
+    folder = prepare_tiny(tmp_path / "d", LeaveOneOut(eval_mode="full"), n_users=60, n_items=40)
+    datamodule = RecDataModule(folder, batch_size=32, data_on_device=False)
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    assert not batch.users.is_cuda
+    moved = datamodule.transfer_batch_to_device(batch, torch.device("cuda", 0), 0)
+    torch.cuda.synchronize()
+    assert moved.users.is_cuda and torch.equal(moved.items.cpu(), batch.items)

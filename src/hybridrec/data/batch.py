@@ -60,12 +60,19 @@ class RecBatch:
     prefix_lengths: Tensor | None = None  # (B,) long, items of that sequence in row b's history
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> RecBatch:
-        """Move every tensor field to ``device`` (the batch itself when nothing moves)."""
+        """Move every tensor field to ``device`` (the batch itself when nothing moves).
+
+        ``non_blocking`` host-to-GPU copies go through pinned memory, so the copy overlaps
+        with the work already queued on the GPU (``data_on_device=false``: batches made on
+        the host)."""
+        target = torch.device(device)
         moved = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, Tensor) and value.device != torch.device(device):
-                moved[f.name] = value.to(device, non_blocking=non_blocking)
+            if isinstance(value, Tensor) and value.device != target:
+                if non_blocking and target.type == "cuda" and value.device.type == "cpu":
+                    value = value.pin_memory()
+                moved[f.name] = value.to(target, non_blocking=non_blocking)
         return dataclasses.replace(self, **moved) if moved else self
 
     def pin_memory(self) -> RecBatch:

@@ -247,8 +247,8 @@ class RecBatchDataModule(L.LightningDataModule):
     ) -> Any:
         # RecBatch moves itself (a no-op when the data is already there); Lightning's generic
         # path deep-copies the dataclass on every step
-        if isinstance(batch, RecBatch):
-            return batch.to(device)
+        if isinstance(batch, RecBatch):  # from the host: pinned, non-blocking
+            return batch.to(device, non_blocking=device.type == "cuda")
         if isinstance(batch, dict) and "interactions" in batch:
             return {key: value.to(device) for key, value in batch.items()}
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
