@@ -14,6 +14,7 @@ import math
 import re
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,18 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hybridrec.cli.checks import ConfigError, check_config
 from hybridrec.cli.common import config_dir, prepare_from_config
+from hybridrec.cli.compose import (
+    PARENT_TAG,
+    PART_KEY_TAG,
+    PART_TAG,
+    PARTS_TAG,
+    build_composed,
+    evaluate_composed,
+    is_composed,
+    log_combiner,
+    side_by_side,
+    train_parts,
+)
 from hybridrec.cli.overrides import UsageError, compose_checked
 from hybridrec.cli.quiet import quiet_third_party
 from hybridrec.data.errors import DataError
@@ -94,6 +107,8 @@ RESUME_MAY_CHANGE = (
 
 
 def _output_dir(cfg: DictConfig) -> str:
+    if cfg.get("part"):  # a composed hybrid's part: its folder under the hybrid's job folder
+        return str(cfg.paths.output_dir)
     if HydraConfig.initialized():
         return str(HydraConfig.get().runtime.output_dir)
     return str(cfg.paths.output_dir)
@@ -128,6 +143,8 @@ def train(cfg: DictConfig) -> TrainResult:
 
     # a server that dies mid-run: the job goes on into a local store (tracking/fallback.py)
     client = cast(MlflowClient, FallbackClient(uri, _output_dir(cfg)))
+    if is_composed(cfg):  # trained parts + a combiner fitted on validation (cli/compose.py)
+        return _train_composed(cfg, client, started_ms)
     plan = _resume_plan(cfg, client)  # resume= / ckpt_path=: what to continue, and where
     spec, data_dir = prepare_from_config(cfg)
     with open_dict(cfg):
@@ -200,6 +217,89 @@ def train(cfg: DictConfig) -> TrainResult:
         _print_summary(client, *where(client, run_id), cfg.paths.output_dir)
         print_fallback_notice(client, run_id)
     return result
+
+
+def _train_composed(cfg: DictConfig, client: MlflowClient, started_ms: int) -> TrainResult:
+    """The composed hybrid: its parts (nested runs, or reused), the combiner fitted on the
+    validation split, the composed model validated, tested and saved (cli/compose.py)."""
+    if cfg.get("judgment"):
+        raise ConfigError(
+            "judgment: the composed hybrid has no judgment term yet; train the joint hybrid "
+            "(model.combine=joint) with judgment=..., or drop judgment"
+        )
+    if cfg.get("resume") or cfg.get("ckpt_path"):
+        raise ConfigError(
+            "resume / ckpt_path: a composed hybrid is not resumed; run it again (its finished "
+            "parts are reused)"
+        )
+    spec, data_dir = prepare_from_config(cfg)
+    output_dir = Path(_output_dir(cfg))
+    with open_dict(cfg):
+        cfg.spec = spec.summary()
+        cfg.datamodule.data_dir = str(data_dir)
+        cfg.paths.output_dir = str(output_dir)
+    log.info(
+        "data: %s (%d users, %d items, protocol %s) in %s",
+        spec.name,
+        spec.n_users,
+        spec.n_items,
+        spec.protocol,
+        data_dir,
+    )
+    if spec.n_val == 0:
+        raise ConfigError(
+            "model.combine=composed fits its combiner on the validation split, and this data "
+            "has none; give the protocol a validation split, or model.combine=joint"
+        )
+    tags = {**_run_tags(cfg, spec), "hybridrec.combine": "composed"}
+    run_id = start_run(
+        client,
+        str(cfg.logger.experiment_name),
+        str(cfg.logger.get("run_name") or _run_name(cfg)),
+        started_ms,
+        tags=tags,
+    )
+    error: BaseException | None = None
+    start = time.perf_counter()
+    try:
+        parts = train_parts(cfg, run_id, spec.fingerprint, output_dir, train)
+        _set_tag(client, run_id, PARTS_TAG, " ".join(f"{p.name}={p.run_id}" for p in parts))
+        logger = instantiate(cfg.logger, run_id=run_id)
+        if hasattr(logger, "use_client"):
+            logger.use_client(client)
+        run_config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+        log_run_start(logger, run_config, spec, data_dir)
+        composed = build_composed(cfg, parts, data_dir)
+        datamodule = instantiate(cfg.datamodule)
+        results, checkpoint, fit = evaluate_composed(cfg, composed, datamodule, logger, output_dir)
+        best = results.get(cfg.monitor)
+        if best is not None:
+            results[f"best/{cfg.monitor}"] = best
+        log_missing_metrics(logger, results)
+        log_run_end(logger, checkpoint, best, cfg.monitor)
+        log_combiner(client, run_id, composed, fit)
+        table = side_by_side(parts, results, str(cfg.monitor), list(cfg.ks))
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "parts.md").write_text(table + "\n")
+            client.log_artifact(run_id, str(Path(tmp) / "parts.md"))
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        status = end_run(client, run_id, error)
+        if error is not None:
+            log.error("MLflow run %s ended %s", run_id, status)
+    print("\n" + table, flush=True)
+    _print_summary(client, *where(client, run_id), str(output_dir))
+    print_fallback_notice(client, run_id)
+    return TrainResult(
+        metrics={k: v for k, v in results.items() if k.startswith(("test/", "best/"))},
+        run_id=run_id,
+        best_checkpoint=checkpoint,
+        epochs=0,
+        fit_seconds=time.perf_counter() - start,
+        train_epoch_seconds=[],
+    )
 
 
 def _fit_and_test(
@@ -388,6 +488,11 @@ def _run_name(cfg: DictConfig) -> str:
 def _run_tags(cfg: DictConfig, spec: DataSpec) -> dict[str, str]:
     tags = {str(k): str(v) for k, v in (cfg.logger.get("tags") or {}).items()}
     tags[OUTPUT_DIR_TAG] = str(Path(str(cfg.paths.output_dir)).resolve())
+    part = cfg.get("part")
+    if part:  # a composed hybrid's part: a nested run under the hybrid's run
+        tags[PART_TAG], tags[PART_KEY_TAG] = str(part.name), str(part.key)
+        if part.get("parent"):
+            tags[PARENT_TAG] = str(part.parent)
     if HydraConfig.initialized():
         tags[OVERRIDES_TAG] = " ".join(HydraConfig.get().overrides.task)[:5000]
     job = _sweep_job()

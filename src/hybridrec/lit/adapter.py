@@ -22,6 +22,7 @@ from torch import Tensor
 
 from hybridrec.data.batch import RecBatch
 from hybridrec.nn.base import PairScorer
+from hybridrec.nn.composed import ComposedHybrid
 from hybridrec.nn.factorized import FactorizedModel
 
 
@@ -47,6 +48,10 @@ def scores(model: Any, batch: RecBatch) -> Tensor:
         batch.require("items")
         assert batch.items is not None
         return model.score(batch.users, batch.items, batch.history, batch.history_lengths)
+    if isinstance(model, ComposedHybrid):  # evaluation only: its parts are trained apart
+        batch.require("items")
+        assert batch.items is not None
+        return model.score(batch.users, batch.items, batch.history, batch.history_lengths)
     if isinstance(model, PairScorer):
         batch.require("items")
         assert batch.items is not None
@@ -57,7 +62,7 @@ def scores(model: Any, batch: RecBatch) -> Tensor:
 def scores_all(model: Any, batch: RecBatch) -> Tensor:
     """(B, N + 1) scores of every item; column 0 (padding) is left to the caller to mask."""
     batch = _layout_for(model, batch)
-    if isinstance(model, FactorizedModel):
+    if isinstance(model, (FactorizedModel, ComposedHybrid)):
         return model.score_all(batch.users, batch.history, batch.history_lengths)
     if isinstance(model, PairScorer):
         return model.score_all(batch.users)

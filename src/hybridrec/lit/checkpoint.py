@@ -28,6 +28,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from hybridrec.nn.composed import ComposedHybrid
 from hybridrec.nn.textrec import TextItemTower
 
 PAYLOAD = "hybridrec_model"
@@ -50,7 +51,27 @@ def id_maps(data_dir: str | os.PathLike[str]) -> dict[str, list[Any]]:
 def model_payload(
     model: nn.Module, run_config: dict[str, Any], maps: dict[str, list[Any]] | None
 ) -> dict[str, Any]:
-    """The ``hybridrec_model`` entry of a checkpoint (see the module docstring)."""
+    """The ``hybridrec_model`` entry of a checkpoint (see the module docstring). A composed
+    hybrid's entry holds its parts' entries (``parts``) and its own sizes (``config``)."""
+    if isinstance(model, ComposedHybrid):
+        parts = [
+            {k: copy.deepcopy(v) for k, v in payload.items() if k != "id_maps"}
+            for payload in getattr(model, "part_payloads", [])
+        ]
+        if len(parts) != len(model.parts):
+            raise ValueError("a composed hybrid needs its parts' checkpoint entries to be saved")
+        return {
+            "config": {
+                "combine": "composed",
+                "names": list(model.names),
+                "n_buckets": model.n_buckets,
+                "n_items": model.n_items,
+            },
+            "parts": parts,
+            "catalogue": None,
+            "id_maps": maps,
+            "spec": copy.deepcopy(run_config.get("spec")),
+        }
     towers = [m for m in model.modules() if isinstance(m, TextItemTower)]
     if len(towers) > 1:
         raise ValueError("a model with several text towers cannot be saved self-contained yet")
@@ -84,6 +105,21 @@ def _build(config: dict[str, Any], catalogue: dict[str, Any] | None) -> nn.Modul
     node["data_dir"] = None
     tower = instantiate(node, _convert_="all", catalogue=catalogue)
     return instantiate(config, _convert_="all", **{keys[0]: tower})
+
+
+def _build_composed(payload: dict[str, Any]) -> nn.Module:
+    """A composed hybrid from its parts' entries; its weights, buckets and statistics come with
+    the state dict."""
+    parts = [_build(part["config"], part.get("catalogue")) for part in payload["parts"]]
+    config = payload["config"]
+    model = ComposedHybrid(
+        parts,
+        config["names"],
+        torch.zeros(int(config["n_items"]) + 1),
+        int(config["n_buckets"]),
+    )
+    model.part_payloads = payload["parts"]  # type: ignore[assignment]
+    return model
 
 
 def safe_load(path: str | os.PathLike[str]) -> Any:
@@ -127,7 +163,10 @@ def load_model(checkpoint: str | os.PathLike[str]) -> nn.Module:
             "its config and prepared data"
         )
     payload = state[PAYLOAD]
-    model = _build(payload["config"], payload.get("catalogue"))
+    if payload["config"].get("combine") == "composed":
+        model = _build_composed(payload)
+    else:
+        model = _build(payload["config"], payload.get("catalogue"))
     weights = {
         key.removeprefix("model."): value
         for key, value in state["state_dict"].items()

@@ -193,6 +193,11 @@ class Hybrid(FactorizedModel):
             (a learned per-user share ``h = sigmoid(w · [id; history] + b)`` of the ID vector).
         init: ``default`` (each part's own: ID tables N(0, init_std), PyTorch's for the rest) or
             ``sasrec`` (N(0, 0.02) for every Linear and Embedding, as SeqRec initialises).
+        combine: ``joint`` (this class: one jointly trained model) or ``composed`` (trained
+            parts combined on validation: hybridrec-train builds it, see
+            :mod:`hybridrec.cli.compose`; this class refuses it).
+        parts, combiner, reuse_parts: the composed hybrid's settings (read by
+            :mod:`hybridrec.cli.compose`; the joint model ignores them).
     """
 
     def __init__(
@@ -220,7 +225,16 @@ class Hybrid(FactorizedModel):
         align: float = 0.0,
         head: str = "dot",
         head_layers: tuple[int, ...] | list[int] = (64, 32),
+        combine: str = "joint",
+        parts: dict[str, list[str]] | None = None,
+        combiner: dict[str, float] | None = None,
+        reuse_parts: bool = True,
     ) -> None:
+        if combine != "joint":
+            raise ValueError(
+                f"model.combine={combine!r}: the composed hybrid is built by hybridrec-train "
+                "from its trained parts, not instantiated; here only 'joint' is possible"
+            )
         if head not in HEADS:
             raise ValueError(f"model.head={head!r}: expected one of {HEADS}")
         if head == "neumf" and temperature is not None:

@@ -1,0 +1,336 @@
+"""The composed hybrid's training job (``model=hybrid``, ``model.combine=composed``).
+
+    parts      each ``model.parts.<name>`` is a list of hybridrec-train overrides (its own
+               model, datamodule, loss, optimiser: the part's best recipe), trained on THIS
+               run's data and protocol as a nested MLflow run under this one — or taken from an
+               earlier run of the same config on the same data (``model.reuse_parts``)
+    combiner   the parts' standardised validation scores, weights per part and popularity
+               bucket chosen on validation NDCG (:mod:`hybridrec.lit.combiner`)
+    model      :class:`~hybridrec.nn.composed.ComposedHybrid`, validated and tested by the
+               same RecLitModule loops as any model, saved as one self-contained checkpoint
+               (the parts' weights and catalogues inside) that export and serving read
+
+The parent run logs the combiner's weights (metrics ``combiner/<part>/bucket<g>``, a plot,
+``combiner.json``), the parts' run ids (tag ``hybridrec.parts``) and the side-by-side table the
+job prints (``parts.md``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from hybridrec.cli.checks import ConfigError
+from hybridrec.lit import RecLitModule
+from hybridrec.lit.checkpoint import PAYLOAD, load_model, safe_load
+from hybridrec.lit.combiner import collect_validation, fit_combiner
+from hybridrec.nn.composed import ComposedHybrid
+from hybridrec.nn.factorized import FactorizedModel
+from hybridrec.nn.hybrid import training_counts
+from hybridrec.tracking.mlflow_run import mlflow_key
+
+log = logging.getLogger("hybridrec.compose")
+
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nested-run tag: the UI draws the tree
+PART_TAG = "hybridrec.part"
+PART_KEY_TAG = "hybridrec.part_key"
+PARTS_TAG = "hybridrec.parts"
+#: parent overrides that carry over to every part (where it trains, how long, how seeded)
+INHERITED = ("seed=", "threads=", "trainer=", "trainer.", "debug=", "logger.tracking_uri=")
+#: config keys that do not change what a part learns (left out of its reuse key)
+VOLATILE = ("paths", "logger", "spec", "part", "callbacks/progress_bar", "required")
+
+
+def is_composed(cfg: DictConfig) -> bool:
+    model = cfg.get("model") or {}
+    return str(model.get("combine", "joint")) == "composed"
+
+
+@dataclass
+class PartRun:
+    """One trained part: its run, best checkpoint and metrics (test/…, best/…)."""
+
+    name: str
+    run_id: str | None
+    checkpoint: str
+    metrics: dict[str, float]
+    reused: bool
+    seconds: float
+
+
+def part_config(
+    cfg: DictConfig, name: str, overrides: list[str], inherited: list[str]
+) -> DictConfig:
+    """The part's train config: its overrides (+ the parent's inherited ones) composed from
+    train.yaml, with the parent's data and protocol (the same prepared data by construction)."""
+    from hydra import compose
+    from hydra.core.global_hydra import GlobalHydra
+
+    from hybridrec.cli.overrides import UsageError, compose_checked
+
+    given = [str(o) for o in overrides] + inherited
+    try:
+        if GlobalHydra.instance().is_initialized():
+            part = compose(config_name="train", overrides=given)
+        else:
+            part = compose_checked("hybridrec-train", given)
+    except UsageError as exc:
+        raise ConfigError(f"model.parts.{name}: {exc}") from None
+    except Exception as exc:  # Hydra's composition errors
+        raise ConfigError(f"model.parts.{name}: {str(exc).splitlines()[0]}") from None
+    if is_composed(part):
+        raise ConfigError(
+            f"model.parts.{name}: a part cannot itself be a composed hybrid (add "
+            "model.combine=joint to train the joint hybrid as a part)"
+        )
+    with open_dict(part):
+        part.data = copy.deepcopy(cfg.data)
+        part.protocol = copy.deepcopy(cfg.protocol)
+        part.paths = copy.deepcopy(cfg.paths)
+        part.logger.experiment_name = cfg.logger.experiment_name
+        part.logger.tracking_uri = cfg.logger.tracking_uri
+    return part
+
+
+def part_key(part: DictConfig, fingerprint: str) -> str:
+    """What a part's result depends on: its resolved config without where things go and how
+    they are reported, and the data fingerprint."""
+    tree = cast(dict[str, Any], OmegaConf.to_container(part, resolve=False))
+    for key in VOLATILE:
+        node: Any = tree
+        *path, last = key.split("/")
+        for step in path:
+            node = node.get(step, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(last, None)
+    tree.get("datamodule", {}).pop("data_dir", None)
+    tree.get("model", {}).pop("data_dir", None)
+    text = json.dumps(tree, sort_keys=True, default=str) + fingerprint
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _reusable(client: MlflowClient, experiment: str, key: str) -> PartRun | None:
+    """The newest FINISHED run tagged with ``key`` whose best checkpoint is still on disk."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs(
+        [found.experiment_id],
+        filter_string=f"tags.`{PART_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=5,
+    )
+    for run in runs:
+        folder = run.data.tags.get("hybridrec.output_dir")
+        name = run.data.tags.get("best_checkpoint")
+        if not folder or not name:
+            continue
+        path = Path(folder) / "checkpoints" / name
+        if path.is_file():
+            metrics = {k: float(v) for k, v in run.data.metrics.items()}
+            return PartRun("", run.info.run_id, str(path), metrics, True, 0.0)
+    return None
+
+
+def train_parts(
+    cfg: DictConfig, parent_id: str | None, fingerprint: str, output_dir: Path, train: Any
+) -> list[PartRun]:
+    """Train (or reuse) every part in ``cfg.model.parts``, in order."""
+    from hydra.core.hydra_config import HydraConfig
+
+    parts = cfg.model.get("parts") or {}
+    if not parts:
+        raise ConfigError("model.parts: a composed hybrid needs at least one part")
+    inherited: list[str] = []
+    if HydraConfig.initialized():
+        inherited = [o for o in HydraConfig.get().overrides.task if o.startswith(INHERITED)]
+    client = MlflowClient(str(cfg.logger.tracking_uri))
+    reuse = bool(cfg.model.get("reuse_parts", True))
+    out = []
+    for name, overrides in parts.items():
+        part = part_config(cfg, str(name), list(overrides), inherited)
+        key = part_key(part, fingerprint)
+        found = _reusable(client, str(cfg.logger.experiment_name), key) if reuse else None
+        if found is not None:
+            log.info("part %s: reusing run %s (same config and data)", name, found.run_id)
+            found.name = str(name)
+            out.append(found)
+            continue
+        with open_dict(part):
+            part.paths.output_dir = str(output_dir / "parts" / str(name))
+            part.part = {"name": str(name), "parent": parent_id, "key": key}
+            if not part.logger.get("run_name"):
+                part.logger.run_name = f"part-{name}-{cfg.data.name}-{cfg.protocol.name}"
+        log.info("part %s: training (%s)", name, " ".join(str(o) for o in overrides))
+        start = time.perf_counter()
+        result = train(part)
+        if not result.best_checkpoint:
+            raise ConfigError(f"model.parts.{name}: the part's run saved no checkpoint")
+        out.append(
+            PartRun(
+                str(name),
+                result.run_id,
+                result.best_checkpoint,
+                dict(result.metrics),
+                False,
+                time.perf_counter() - start,
+            )
+        )
+    return out
+
+
+def build_composed(cfg: DictConfig, parts: list[PartRun], data_dir: Path) -> ComposedHybrid:
+    models = []
+    for part in parts:
+        model = load_model(part.checkpoint)
+        if not isinstance(model, FactorizedModel):
+            raise ConfigError(
+                f"model.parts.{part.name}: {type(model).__name__} is not a factorised model; "
+                "parts are MF, TextRec, SASRec, SeqText or a joint hybrid (model.combine=joint)"
+            )
+        models.append(model)
+    spec = cfg.spec
+    counts = training_counts(data_dir, int(spec.n_items))
+    composed = ComposedHybrid(
+        models, [p.name for p in parts], counts, int(cfg.model.combiner.buckets)
+    )
+    composed.part_payloads = [safe_load(p.checkpoint)[PAYLOAD] for p in parts]  # type: ignore[assignment]
+    return composed
+
+
+def evaluate_composed(
+    cfg: DictConfig,
+    composed: ComposedHybrid,
+    datamodule: Any,
+    logger: Any,
+    output_dir: Path,
+) -> tuple[dict[str, float], str, dict[str, Any]]:
+    """Fit the combiner on validation, then the project's own validation and test loops; the
+    composed model saved as one checkpoint. Returns (test + val metrics, checkpoint, fit)."""
+    options = cfg.model.combiner
+    datamodule.setup("fit")
+    fit_data = collect_validation(composed, datamodule.val_dataloader(), int(options.max_rows))
+    k = int(cfg.ks[0])
+    fit = fit_combiner(
+        composed,
+        fit_data,
+        k=k,
+        step=float(options.step),
+        min_gain=float(options.min_gain),
+        ties=str(cfg.ties),
+    )
+    module = RecLitModule(
+        model=composed,
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optimizer),
+        ks=cfg.ks,
+        ties=cfg.ties,
+    )
+    module.run_config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, logger=logger, callbacks=[], enable_checkpointing=False
+    )
+    validated = trainer.validate(module, datamodule=datamodule)
+    tested = trainer.test(module, datamodule=datamodule) if cfg.get("test_after_fit", True) else []
+    results = {key: float(v) for key, v in (tested[0] if tested else {}).items()}
+    results.update({key: float(v) for key, v in (validated[0] if validated else {}).items()})
+    path = output_dir / "checkpoints" / "composed.ckpt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(str(path), weights_only=True)
+    return results, str(path), fit.as_dict(composed.names)
+
+
+def log_combiner(client: Any, run_id: str, composed: ComposedHybrid, fit: dict[str, Any]) -> None:
+    """The weights as metrics and a plot, the fit as combiner.json."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    weights = composed.weights.cpu()
+    for k, name in enumerate(composed.names):
+        for g in range(weights.shape[1]):
+            client.log_metric(
+                run_id, f"combiner/{mlflow_key(name)}/bucket{g}", float(weights[k, g])
+            )
+    labels = bucket_labels(composed)
+    fit = {**fit, "buckets": labels}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "combiner.json").write_text(json.dumps(fit, indent=2))
+        figure, axes = plt.subplots(figsize=(6, 3.2))
+        bottom = torch.zeros(weights.shape[1])
+        for k, name in enumerate(composed.names):
+            axes.bar(labels, weights[k], bottom=bottom, label=name)
+            bottom += weights[k]
+        axes.set_ylabel("weight")
+        axes.set_title("composed hybrid: each part's weight by item popularity")
+        axes.legend(fontsize=8)
+        figure.tight_layout()
+        figure.savefig(Path(tmp) / "combiner_weights.png", dpi=110)
+        plt.close(figure)
+        client.log_artifact(run_id, str(Path(tmp) / "combiner.json"), artifact_path="combiner")
+        client.log_artifact(
+            run_id, str(Path(tmp) / "combiner_weights.png"), artifact_path="combiner"
+        )
+
+
+def bucket_labels(composed: ComposedHybrid) -> list[str]:
+    """'cold' and each warm bucket's training-count range, e.g. '1-3', '4-12', '13-583'."""
+    counts, bucket = composed.counts.cpu(), composed.item_bucket.cpu()
+    labels = []
+    for g in range(composed.n_buckets):
+        members = counts[1:][bucket[1:] == g]
+        if g == 0:
+            labels.append("cold")
+        elif len(members):
+            labels.append(f"{int(members.min())}-{int(members.max())}")
+        else:
+            labels.append(f"bucket {g} (empty)")
+    return labels
+
+
+def side_by_side(
+    parts: list[PartRun], composed: dict[str, float], monitor: str, ks: list[int]
+) -> str:
+    """The parts' and the composed hybrid's metrics, one row each (markdown)."""
+    k = ks[0]
+    keys = [f"best/{monitor}", f"test/hr@{k}", f"test/ndcg@{k}"]
+    shown = [monitor if key.startswith("best/") else key for key in keys]
+
+    def value(metrics: dict[str, float], key: str) -> str:
+        for candidate in (key, mlflow_key(key)):
+            if candidate in metrics and math.isfinite(metrics[candidate]):
+                return f"{metrics[candidate]:.4f}"
+        return "-"
+
+    lines = [
+        "| model | run | " + " | ".join(shown) + " |",
+        "|---|---|" + "---|" * len(keys),
+    ]
+    for part in parts:
+        how = "reused" if part.reused else f"{part.seconds:.0f} s"
+        run = f"{part.run_id[:8]} ({how})" if part.run_id else how
+        lines.append(
+            f"| part {part.name} | {run} | "
+            + " | ".join(value(part.metrics, k) for k in keys)
+            + " |"
+        )
+    best = {f"best/{monitor}": composed.get(monitor, math.nan), **composed}
+    lines.append(
+        "| composed hybrid | this run | " + " | ".join(value(best, k) for k in keys) + " |"
+    )
+    return "\n".join(lines)

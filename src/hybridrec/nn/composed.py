@@ -1,0 +1,272 @@
+"""ComposedHybrid: trained factorised parts combined by their standardised scores.
+
+Each part k is a trained :class:`FactorizedModel` (MF, TextRec, SASRec / SeqText, a joint
+hybrid) that scores with a dot product, ``s_k(u, i) = <u_k, v_k(i)> + b_k(i)`` (cosine parts:
+the normalised vectors / temperature). The composed score is a weighted sum of the parts'
+scores, each standardised over the catalogue for that user, with a weight per part and per
+item-popularity bucket ``b(i)`` (fitted on the validation split: :mod:`hybridrec.lit.combiner`):
+
+    z_k(u, i) = (s_k(u, i) - mean_j s_k(u, j)) / std_j s_k(u, j)
+    s(u, i)   = sum_k w_k(b(i)) * z_k(u, i)
+
+Both statistics are over the warm items j (trained on) and come in closed form from the item
+side: with ũ = [u_k, 1], ṽ_i = [v_k(i), b_k(i)], m_k their mean and C_k their covariance,
+``mean_j s = <ũ, m_k>`` and ``std_j s = sqrt(ũᵀ C_k ũ)``. So the composed model is again ONE
+dot product, of concatenated vectors (Burke's weighted hybrid, as one factorised model):
+
+    user(u) = [ũ_1 / σ_1(u), ũ_2 / σ_2(u), ...]                      (B, Σ(D_k + 1))
+    item(i) = [w_1(b(i)) (ṽ_1(i) - m_1), w_2(b(i)) (ṽ_2(i) - m_2), ...]  (N, Σ(D_k + 1))
+
+one item matrix to export and serve, top-K by one matrix product. Bucket 0 holds the cold items
+(no training interaction): parts that do not read item text get weight 0 there, so a cold item
+is scored by the text parts only. The user-side terms of a part (user bias, global bias) shift a
+user's row by a constant and drop out of the standardised score.
+
+Shapes: B = batch rows, C = candidates, N = n_items + 1 (item 0 is padding), K = parts,
+G = popularity buckets, D = Σ_k (D_k + 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from hybridrec.nn.factorized import FactorizedModel
+from hybridrec.nn.scoring import DotScorer
+from hybridrec.nn.textrec import TextItemTower
+
+_EPS = 1e-12
+
+
+def reads_text(model: nn.Module) -> bool:
+    """True when ``model`` encodes items from their text (it can score a cold item)."""
+    return any(isinstance(m, TextItemTower) for m in model.modules())
+
+
+def popularity_buckets(counts: Tensor, n_buckets: int) -> tuple[Tensor, Tensor]:
+    """Training counts (N,) -> (bucket per item (N,) long, edges (G - 2,)). Bucket 0: cold
+    (count 0, and the padding item); buckets 1..G-1: warm items by count, split at quantiles
+    of the warm items' counts (each warm bucket holds about as many items)."""
+    if n_buckets < 1:
+        raise ValueError(f"model.combiner.buckets={n_buckets}: expected >= 1")
+    warm = counts[1:][counts[1:] > 0].float()
+    n_warm_buckets = max(n_buckets - 1, 1)
+    if len(warm) and n_warm_buckets > 1:
+        quantiles = torch.arange(1, n_warm_buckets, dtype=torch.float32) / n_warm_buckets
+        edges = torch.quantile(warm, quantiles)
+    else:
+        edges = torch.zeros(0)
+    bucket = 1 + torch.bucketize(counts.float(), edges, right=True)  # (N,) 1..G-1
+    bucket = torch.where(counts > 0, bucket, torch.zeros_like(bucket))
+    bucket[0] = 0
+    return bucket.long(), edges
+
+
+class ComposedHybrid(nn.Module):
+    """Args:
+    parts: trained factorised models with dot-product scorers (eval mode; frozen here).
+    names: one name per part (the combiner's weights and the explanations use them).
+    counts: (N,) training interactions per item: the cold / popularity buckets.
+    n_buckets: G, popularity buckets including the cold one (1: one weight per part).
+
+    ``weights`` (K, G) starts uniform over the parts (cold bucket: over the text parts) and is
+    set by :meth:`set_weights` (the combiner fitted on validation).
+    """
+
+    weights: Tensor
+    item_bucket: Tensor
+    counts: Tensor
+    allowed: Tensor
+
+    def __init__(
+        self,
+        parts: Sequence[FactorizedModel],
+        names: Sequence[str],
+        counts: Tensor,
+        n_buckets: int = 4,
+    ) -> None:
+        super().__init__()
+        if len(parts) != len(names) or not parts:
+            raise ValueError("model.parts: expected at least one part, one name each")
+        for name, part in zip(names, parts, strict=True):
+            if not isinstance(part, FactorizedModel) or not isinstance(part.scorer, DotScorer):
+                raise ValueError(
+                    f"model.parts.{name}: a part must be a factorised model scoring with a dot "
+                    f"product (MF, TextRec, SASRec, SeqText, a joint hybrid with head=dot); "
+                    f"got {type(part).__name__}"
+                )
+        self.parts = nn.ModuleList(parts)
+        for parameter in self.parts.parameters():
+            parameter.requires_grad_(False)
+        self.names = list(names)
+        self.n_items = int(parts[0].n_items)
+        self.n_users = int(parts[0].n_users)
+        if counts.shape != (self.n_items + 1,):
+            raise ValueError(f"counts: shape {tuple(counts.shape)}, expected ({self.n_items + 1},)")
+        bucket, _ = popularity_buckets(counts, n_buckets)
+        self.n_buckets = int(n_buckets)
+        self.register_buffer("counts", counts.float().clone())
+        self.register_buffer("item_bucket", bucket)
+        # which part may carry weight in which bucket: the cold bucket only text parts (when
+        # there is one; else every part, as each would score a cold item alone)
+        text = torch.tensor([reads_text(p) for p in parts])
+        allowed = torch.ones(len(parts), self.n_buckets, dtype=torch.bool)
+        if text.any():
+            allowed[:, 0] = text
+        self.register_buffer("allowed", allowed)
+        weights = allowed.float() / allowed.float().sum(0, keepdim=True)
+        self.register_buffer("weights", weights)
+        # standardisation statistics per part, over the warm items (the catalogue if none)
+        warm = counts > 0
+        warm[0] = False
+        if not warm.any():
+            warm = torch.ones_like(warm)
+            warm[0] = False
+        self.eval()
+        with torch.no_grad():
+            for k, part in enumerate(parts):
+                table = self._augmented_items(part, part.item_vectors())[warm]  # (W, D_k + 1)
+                mean = table.mean(0)
+                centred = table - mean
+                self.register_buffer(f"mean_{k}", mean)
+                self.register_buffer(f"cov_{k}", centred.T @ centred / len(table))
+
+    # -- the parts' vectors, as they meet -------------------------------------------------
+    @staticmethod
+    def _augmented_items(part: FactorizedModel, table: Tensor) -> Tensor:
+        """(..., D_k) raw item vectors -> (..., D_k + 1): [scorer-side vector, item bias]."""
+        scorer = part.scorer
+        assert isinstance(scorer, DotScorer)
+        vectors = scorer.items(table)
+        if scorer.item_bias is not None and table.dim() == 2:
+            bias = scorer.item_bias.weight[: table.shape[0]]  # (N, 1)
+        else:
+            bias = vectors.new_zeros(*vectors.shape[:-1], 1)
+        return torch.cat([vectors, bias], -1)
+
+    def _stats(self, k: int) -> tuple[Tensor, Tensor]:
+        return getattr(self, f"mean_{k}"), getattr(self, f"cov_{k}")
+
+    @property
+    def history(self) -> nn.Module | None:
+        """The first part's history tower (None: no part reads a history)."""
+        towers = [p.history for p in self.parts if isinstance(p.history, nn.Module)]
+        return towers[0] if towers else None
+
+    @property
+    def reads_history(self) -> bool:
+        return any(p.history is not None for p in self.parts)
+
+    @property
+    def knows_users(self) -> bool:
+        """True when some part has a user ID tower."""
+        return any(p.user_id is not None for p in self.parts)
+
+    def part_user_vectors(
+        self,
+        users: Tensor,
+        history: Tensor | None = None,
+        lengths: Tensor | None = None,
+        tables: list[Tensor] | None = None,
+    ) -> list[Tensor]:
+        """Each part's standardised user vector ũ_k / σ_k(u), (B, D_k + 1)."""
+        out = []
+        for k, part in enumerate(self.parts):
+            assert isinstance(part, FactorizedModel)
+            table = tables[k] if tables is not None else None
+            user = part.user_vectors(users, history, lengths, table)  # (B, D_k)
+            user = part.scorer.users(user)  # type: ignore[operator]
+            user = torch.cat([user, user.new_ones(user.shape[0], 1)], -1)  # (B, D_k + 1)
+            _, cov = self._stats(k)
+            scale = ((user @ cov) * user).sum(-1, keepdim=True).clamp(min=_EPS).sqrt()
+            out.append(user / scale)
+        return out
+
+    def part_item_vectors(self, tables: list[Tensor] | None = None) -> list[Tensor]:
+        """Each part's centred item vectors ṽ_k(i) - m_k, unweighted, (N, D_k + 1); the
+        padding row is zero."""
+        out = []
+        for k, part in enumerate(self.parts):
+            assert isinstance(part, FactorizedModel)
+            table = tables[k] if tables is not None else part.item_vectors()
+            mean, _ = self._stats(k)
+            centred = self._augmented_items(part, table) - mean
+            centred[0] = 0.0
+            out.append(centred)
+        return out
+
+    def item_weights(self) -> Tensor:
+        """(K, N) each part's weight on each item (its bucket's)."""
+        return self.weights[:, self.item_bucket]
+
+    # -- the factorised model contract ----------------------------------------------------------
+    def _tables(self) -> list[Tensor]:
+        return [p.item_vectors() for p in self.parts]  # type: ignore[operator]
+
+    def user_vectors(
+        self, users: Tensor, history: Tensor | None = None, lengths: Tensor | None = None
+    ) -> Tensor:
+        """(B, D): the parts' standardised user vectors, concatenated."""
+        return torch.cat(self.part_user_vectors(users, history, lengths, self._tables()), -1)
+
+    def item_vectors(self, items: Tensor | None = None) -> Tensor:
+        """items (...) -> (..., D); None -> the whole catalogue (N, D)."""
+        weights = self.item_weights()  # (K, N)
+        blocks = [w.unsqueeze(1) * v for w, v in zip(weights, self.part_item_vectors())]
+        table = torch.cat(blocks, -1)
+        return table if items is None else table[items]
+
+    def score_all(
+        self, users: Tensor, history: Tensor | None = None, lengths: Tensor | None = None
+    ) -> Tensor:
+        """users (B,) -> (B, N) composed scores of every item."""
+        tables = self._tables()
+        user = torch.cat(self.part_user_vectors(users, history, lengths, tables), -1)
+        weights = self.item_weights()
+        blocks = [w.unsqueeze(1) * v for w, v in zip(weights, self.part_item_vectors(tables))]
+        return user @ torch.cat(blocks, -1).T
+
+    def score(
+        self,
+        users: Tensor,
+        items: Tensor,
+        history: Tensor | None = None,
+        lengths: Tensor | None = None,
+    ) -> Tensor:
+        """users (B,), items (B, C) -> (B, C)."""
+        user = self.user_vectors(users, history, lengths)  # (B, D)
+        return (user.unsqueeze(1) * self.item_vectors(items)).sum(-1)
+
+    def standardised_scores(
+        self, users: Tensor, history: Tensor | None = None, lengths: Tensor | None = None
+    ) -> Tensor:
+        """(K, B, N) each part's standardised scores z_k(u, i), unweighted (the combiner fits
+        its weights on these)."""
+        tables = self._tables()
+        user_parts = self.part_user_vectors(users, history, lengths, tables)
+        item_parts = self.part_item_vectors(tables)
+        return torch.stack([u @ v.T for u, v in zip(user_parts, item_parts)])
+
+    def set_weights(self, weights: Tensor) -> None:
+        """(K, G) combiner weights; a part not allowed in a bucket must have weight 0 there."""
+        if weights.shape != self.weights.shape:
+            raise ValueError(
+                f"weights: shape {tuple(weights.shape)}, expected {tuple(self.weights.shape)}"
+            )
+        if bool((weights[~self.allowed] != 0).any()):
+            raise ValueError("weights: a part without item text has weight on cold items")
+        self.weights.copy_(weights.to(self.weights))
+
+    def part_shares(self, user: Tensor, items: Tensor) -> Tensor:
+        """(K, M) each part's share of the composed score of ``items`` (M,) for one user vector
+        ``user`` (1, D) as :meth:`user_vectors` makes it: w_k z_k / sum_j |w_j z_j|."""
+        sizes = [int(self._stats(k)[0].shape[0]) for k in range(len(self.parts))]
+        table = self.item_vectors(items)  # (M, D)
+        parts = [
+            (u * v).sum(-1)
+            for u, v in zip(user[0].split(sizes), table.split(sizes, -1), strict=True)
+        ]
+        contributions = torch.stack(parts)  # (K, M)
+        return contributions / contributions.abs().sum(0, keepdim=True).clamp(min=_EPS)
