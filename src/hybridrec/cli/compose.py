@@ -208,7 +208,7 @@ def build_composed(cfg: DictConfig, parts: list[PartRun], data_dir: Path) -> Com
     composed = ComposedHybrid(
         models, [p.name for p in parts], counts, int(cfg.model.combiner.buckets)
     )
-    composed.part_payloads = [safe_load(p.checkpoint)[PAYLOAD] for p in parts]  # type: ignore[assignment]
+    composed.part_payloads = [safe_load(p.checkpoint)[PAYLOAD] for p in parts]
     return composed
 
 

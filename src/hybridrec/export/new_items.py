@@ -20,6 +20,7 @@ from hybridrec.data.errors import DataError
 from hybridrec.data.preparation.text import TextConfig, assemble_item_text
 from hybridrec.data.preparation.validate import check_items
 from hybridrec.data.readers.tables import _read_mapped
+from hybridrec.nn.composed import ComposedHybrid, reads_text
 from hybridrec.nn.textrec import TextItemTower
 
 
@@ -40,7 +41,24 @@ def encode_new_items(
 ) -> tuple[list[Any], Tensor]:
     """(raw ids, vectors (M, D)) of the items in the table at ``path``; ``text`` is the run's
     ``data.text`` config; ``known`` the raw ids (as strings) already in the catalogue, which
-    must not come again."""
+    must not come again. A composed hybrid encodes them with each text part and places them
+    as its cold items (:meth:`ComposedHybrid.new_item_vectors`)."""
+    if isinstance(model, ComposedHybrid):
+        if not any(reads_text(part) for part in model.parts):
+            raise ValueError(
+                "--add-items: no part of this composed hybrid reads item text, so it cannot "
+                "score an item it never saw; add a text part (model.parts)"
+            )
+        new_ids: list[Any] = []
+        raw: list[Tensor | None] = []
+        for part in model.parts:
+            if reads_text(part):
+                new_ids, vectors = encode_new_items(part, path, text, known)
+                raw.append(vectors)
+            else:
+                raw.append(None)
+        with torch.no_grad():
+            return new_ids, model.new_item_vectors(raw)
     tower = text_tower(model)
     if tower.text_encoder is None:
         raise ValueError(

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
@@ -26,6 +27,7 @@ OUTPUT_SCHEMA = Schema(
         ColSpec("string", "source"),
         ColSpec(AnyType(), "unknown_items"),
         ColSpec(AnyType(), "id_share", required=False),
+        ColSpec(AnyType(), "part_shares", required=False),
     ]
 )
 REQUEST = {
@@ -71,7 +73,9 @@ def popularity(checkpoint: Path) -> np.ndarray | None:
     """(N + 1,) training interactions per item: the hybrid carries them (its gate's counts);
     otherwise the run's prepared training split when it is still there; else None."""
     model = load_model(checkpoint)
-    counts = getattr(getattr(model, "items", None), "counts", None)
+    counts = getattr(model, "counts", None)  # the composed hybrid's
+    if not isinstance(counts, torch.Tensor):
+        counts = getattr(getattr(model, "items", None), "counts", None)
     if counts is not None:
         return counts.detach().cpu().numpy().astype(np.float32)
     folder = _data_dir(checkpoint)

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from hybridrec.nn.base import PairScorer
+from hybridrec.nn.composed import ComposedHybrid
 from hybridrec.nn.factorized import FactorizedModel
 
 MAX_K = 1000
@@ -63,7 +64,7 @@ class Recommender:
         new_items: tuple[Sequence[Any], torch.Tensor] | None = None,
         seen: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
-        if not isinstance(model, (FactorizedModel, PairScorer)):
+        if not isinstance(model, (FactorizedModel, PairScorer, ComposedHybrid)):
             raise ValueError(
                 f"serving needs a model with the tower contract or a pair scorer (GMF, MLP, "
                 f"NeuMF); {type(model).__name__} is neither"
@@ -79,7 +80,12 @@ class Recommender:
         self.max_k = min(max_k, self.n_items)
         self.table: torch.Tensor | None = None
         self.gates: torch.Tensor | None = None
-        if isinstance(model, FactorizedModel):
+        self.part_tables: list[torch.Tensor] = []
+        if isinstance(model, ComposedHybrid):
+            with torch.no_grad():
+                self.table = model.item_vectors()  # (N + 1, D) concatenated, weighted
+                self.part_tables = [p.item_vectors() for p in model.parts]  # type: ignore[operator]
+        elif isinstance(model, FactorizedModel):
             with torch.no_grad():
                 self.table = model.item_vectors()  # (N + 1, D), cold items through their text
                 gates = getattr(model, "gate_values", None)
@@ -125,6 +131,8 @@ class Recommender:
             if isinstance(model, PairScorer):
                 scores, source = self._pair_scores(user_row)
                 return self._top(scores, k, source, unknown, exclude, masked)
+            if isinstance(model, ComposedHybrid):
+                return self._composed(user_row, known, k, unknown, exclude, masked)
             assert self.table is not None
             if user_row is not None and model.user_id is not None:
                 id_part = model.user_id(torch.tensor([user_row]))
@@ -144,6 +152,50 @@ class Recommender:
                     if part is not None
                 )
         return self._top(scores, k, source, unknown, exclude, masked)
+
+    def _composed(
+        self,
+        user_row: int | None,
+        known: list[int],
+        k: int,
+        unknown: list[str],
+        exclude: Sequence[Any] | None,
+        masked: list[int],
+    ) -> dict[str, Any]:
+        """A composed hybrid: each part's user vector from what it can read (its user ID, the
+        session's items it was trained on); a part that can read neither scores every item at
+        its average (zero block). No part: the popularity answer."""
+        model = self.model
+        assert isinstance(model, ComposedHybrid) and self.table is not None
+        raw: list[torch.Tensor | None] = []
+        used: list[str] = []
+        for part, table in zip(model.parts, self.part_tables, strict=True):
+            assert isinstance(part, FactorizedModel)
+            id_part = history_part = None
+            if user_row is not None and part.user_id is not None:
+                id_part = part.user_id(torch.tensor([user_row]))
+                used.append("user")
+            history = [i for i in known if i < table.shape[0]]  # new products: text only
+            if history and part.history is not None:
+                lengths = torch.tensor([len(history)])
+                history_part = part.history(torch.tensor([history]), lengths, table)
+                used.append("session")
+            neither = id_part is None and history_part is None
+            raw.append(None if neither else part.combine_users(id_part, history_part))
+        if all(r is None for r in raw):
+            return self._top(self._popularity(), k, "popularity", unknown, exclude, masked)
+        vector = model.user_from_parts(raw)  # (1, D)
+        scores = (vector @ self.table.T)[0]
+        source = "+".join(s for s in ("user", "session") if s in used)
+        out = self._top(scores, k, source, unknown, exclude, masked)
+        indices = out.pop("_indices")
+        if indices:
+            shares = model.part_shares(vector, self.table[indices])  # (K, M)
+            out["part_shares"] = [
+                {name: round(float(shares[j, m]), 4) for j, name in enumerate(model.names)}
+                for m in range(len(indices))
+            ]
+        return out
 
     def _seen(self, user_row: int | None) -> list[int]:
         if self.seen is None or user_row is None or user_row + 1 >= len(self.seen[0]):
@@ -191,4 +243,6 @@ class Recommender:
         }
         if self.gates is not None:
             out["id_share"] = [float(self.gates[i]) for i in indices]
+        if isinstance(self.model, ComposedHybrid):
+            out["_indices"] = indices  # the composed answer adds each part's share
         return out

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from hybridrec.nn.base import PairScorer
+from hybridrec.nn.composed import ComposedHybrid
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.scoring import DotScorer
 from hybridrec.nn.towers import GRUTower, SelfAttentionTower
@@ -47,6 +48,35 @@ def _gru_last(tower: GRUTower, history: Tensor, lengths: Tensor, table: Tensor) 
     return out.gather(1, index).squeeze(1)  # (B, D)
 
 
+def _user(
+    model: FactorizedModel, users: Tensor, history: Any, lengths: Any, table: Tensor
+) -> Tensor:
+    """A factorised model's user vector (B, D) along a traceable path (the GRU unpacked)."""
+    id_part = model.user_id(users) if model.user_id is not None else None
+    history_part = None
+    tower = model.history
+    if tower is not None:
+        assert history is not None and lengths is not None
+        if isinstance(tower, GRUTower):
+            history_part = _gru_last(tower, history, lengths, table)
+        else:
+            history_part = tower(history, lengths, table)
+    return model.combine_users(id_part, history_part)
+
+
+def _history_kind(towers: list[nn.Module]) -> tuple[str, int | None]:
+    """("users" | "history", fixed width or None) for the history towers of a model."""
+    width: int | None = None
+    for tower in towers:
+        if isinstance(tower, SelfAttentionTower):
+            if width is not None and width != tower.max_length:
+                raise ValueError("export: parts with attention towers of different max_length")
+            width = tower.max_length
+        elif not isinstance(tower, GRUTower):
+            raise ValueError(f"export: no traced path for the {type(tower).__name__}")
+    return ("history" if towers else "users"), width
+
+
 class ExportedScorer(nn.Module):
     """Args:
     model: a trained :class:`FactorizedModel` or :class:`PairScorer` (put in eval mode).
@@ -62,7 +92,21 @@ class ExportedScorer(nn.Module):
         self.model = model
         self.kind = "pairs"
         self.fixed_width: int | None = None
-        if isinstance(model, FactorizedModel):
+        self.n_parts = 0
+        if isinstance(model, ComposedHybrid):  # one dot product of the parts' concatenated vectors
+            with torch.no_grad():
+                table = model.item_vectors().detach().clone()  # (N, D)
+                for k, part in enumerate(model.parts):  # what the history towers read
+                    assert isinstance(part, FactorizedModel)
+                    self.register_buffer(f"part_table_{k}", part.item_vectors().detach().clone())
+            if new_items is not None:
+                table = torch.cat([table, new_items.detach().to(table.dtype)])
+            self.register_buffer("item_table", table)
+            self.register_buffer("all_items", torch.arange(table.shape[0]))
+            self.n_parts = len(model.parts)
+            towers = [p.history for p in model.parts if isinstance(p.history, nn.Module)]
+            self.kind, self.fixed_width = _history_kind(towers)
+        elif isinstance(model, FactorizedModel):
             with torch.no_grad():
                 table = model.item_vectors().detach().clone()  # (N, D)
             if new_items is not None:  # products added after training: rows N, N + 1, ...
@@ -98,6 +142,14 @@ class ExportedScorer(nn.Module):
         self, users: Tensor, history: Tensor | None = None, lengths: Tensor | None = None
     ) -> Tensor:
         model = self.model
+        if isinstance(model, ComposedHybrid):
+            raw = [
+                _user(part, users, history, lengths, getattr(self, f"part_table_{k}"))
+                for k, part in enumerate(model.parts)
+                if isinstance(part, FactorizedModel)
+            ]
+            composed_table: Tensor = self.item_table  # type: ignore[assignment]
+            return model.user_from_parts(raw) @ composed_table.T
         if not isinstance(model, FactorizedModel):
             # every (user, item) pair in one call: the models' own score_all works in chunks
             # sized by the batch, which a trace would freeze

@@ -21,7 +21,7 @@ import pickle
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import torch
@@ -29,6 +29,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from hybridrec.nn.composed import ComposedHybrid
+from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.textrec import TextItemTower
 
 PAYLOAD = "hybridrec_model"
@@ -62,6 +63,7 @@ def model_payload(
             raise ValueError("a composed hybrid needs its parts' checkpoint entries to be saved")
         return {
             "config": {
+                "_target_": "hybridrec.nn.composed.ComposedHybrid",  # built by _build_composed
                 "combine": "composed",
                 "names": list(model.names),
                 "n_buckets": model.n_buckets,
@@ -110,7 +112,10 @@ def _build(config: dict[str, Any], catalogue: dict[str, Any] | None) -> nn.Modul
 def _build_composed(payload: dict[str, Any]) -> nn.Module:
     """A composed hybrid from its parts' entries; its weights, buckets and statistics come with
     the state dict."""
-    parts = [_build(part["config"], part.get("catalogue")) for part in payload["parts"]]
+    parts = [
+        cast(FactorizedModel, _build(part["config"], part.get("catalogue")))
+        for part in payload["parts"]
+    ]
     config = payload["config"]
     model = ComposedHybrid(
         parts,
@@ -118,7 +123,7 @@ def _build_composed(payload: dict[str, Any]) -> nn.Module:
         torch.zeros(int(config["n_items"]) + 1),
         int(config["n_buckets"]),
     )
-    model.part_payloads = payload["parts"]  # type: ignore[assignment]
+    model.part_payloads = payload["parts"]
     return model
 
 

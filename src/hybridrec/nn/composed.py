@@ -29,6 +29,7 @@ G = popularity buckets, D = Σ_k (D_k + 1).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -48,9 +49,12 @@ def reads_text(model: nn.Module) -> bool:
 def popularity_buckets(counts: Tensor, n_buckets: int) -> tuple[Tensor, Tensor]:
     """Training counts (N,) -> (bucket per item (N,) long, edges (G - 2,)). Bucket 0: cold
     (count 0, and the padding item); buckets 1..G-1: warm items by count, split at quantiles
-    of the warm items' counts (each warm bucket holds about as many items)."""
+    of the warm items' counts (each warm bucket holds about as many items). G = 1: one bucket
+    for every item."""
     if n_buckets < 1:
         raise ValueError(f"model.combiner.buckets={n_buckets}: expected >= 1")
+    if n_buckets == 1:  # one weight per part for every item, cold ones included
+        return torch.zeros(len(counts), dtype=torch.long), torch.zeros(0)
     warm = counts[1:][counts[1:] > 0].float()
     n_warm_buckets = max(n_buckets - 1, 1)
     if len(warm) and n_warm_buckets > 1:
@@ -79,6 +83,7 @@ class ComposedHybrid(nn.Module):
     item_bucket: Tensor
     counts: Tensor
     allowed: Tensor
+    part_payloads: list[dict[str, Any]]  # each part's checkpoint entry (set by whoever builds it)
 
     def __init__(
         self,
@@ -101,6 +106,7 @@ class ComposedHybrid(nn.Module):
         for parameter in self.parts.parameters():
             parameter.requires_grad_(False)
         self.names = list(names)
+        self.part_payloads = []
         self.n_items = int(parts[0].n_items)
         self.n_users = int(parts[0].n_users)
         if counts.shape != (self.n_items + 1,):
@@ -113,7 +119,7 @@ class ComposedHybrid(nn.Module):
         # there is one; else every part, as each would score a cold item alone)
         text = torch.tensor([reads_text(p) for p in parts])
         allowed = torch.ones(len(parts), self.n_buckets, dtype=torch.bool)
-        if text.any():
+        if text.any() and n_buckets > 1:
             allowed[:, 0] = text
         self.register_buffer("allowed", allowed)
         weights = allowed.float() / allowed.float().sum(0, keepdim=True)
@@ -164,6 +170,31 @@ class ComposedHybrid(nn.Module):
         """True when some part has a user ID tower."""
         return any(p.user_id is not None for p in self.parts)
 
+    def standardise(self, k: int, user: Tensor) -> Tensor:
+        """Part k's raw user vectors (B, D_k) -> ũ_k / σ_k(u), (B, D_k + 1)."""
+        part = self.parts[k]
+        assert isinstance(part, FactorizedModel)
+        user = part.scorer.users(user)  # type: ignore[operator]
+        user = torch.cat([user, user.new_ones(user.shape[0], 1)], -1)  # (B, D_k + 1)
+        _, cov = self._stats(k)
+        scale = ((user @ cov) * user).sum(-1, keepdim=True).clamp(min=_EPS).sqrt()
+        return user / scale
+
+    def user_from_parts(self, raw: Sequence[Tensor | None]) -> Tensor:
+        """(B, D) from each part's raw user vector (B, D_k), or None where a part cannot
+        build one (an unknown user, no history): its block is zero, i.e. that part scores
+        every item at its average (the standardised scores are centred)."""
+        rows = next(r.shape[0] for r in raw if r is not None)
+        blocks = []
+        for k, user in enumerate(raw):
+            size = int(self._stats(k)[0].shape[0])
+            blocks.append(
+                self.standardise(k, user)
+                if user is not None
+                else self.weights.new_zeros(rows, size)
+            )
+        return torch.cat(blocks, -1)
+
     def part_user_vectors(
         self,
         users: Tensor,
@@ -176,13 +207,28 @@ class ComposedHybrid(nn.Module):
         for k, part in enumerate(self.parts):
             assert isinstance(part, FactorizedModel)
             table = tables[k] if tables is not None else None
-            user = part.user_vectors(users, history, lengths, table)  # (B, D_k)
-            user = part.scorer.users(user)  # type: ignore[operator]
-            user = torch.cat([user, user.new_ones(user.shape[0], 1)], -1)  # (B, D_k + 1)
-            _, cov = self._stats(k)
-            scale = ((user @ cov) * user).sum(-1, keepdim=True).clamp(min=_EPS).sqrt()
-            out.append(user / scale)
+            out.append(self.standardise(k, part.user_vectors(users, history, lengths, table)))
         return out
+
+    def new_item_vectors(self, raw: Sequence[Tensor | None]) -> Tensor:
+        """(M, D) vectors of products added after training (cold: bucket 0) from each part's
+        raw vectors (M, D_k) of them, None for a part without item text (weight 0 there)."""
+        rows = next(r.shape[0] for r in raw if r is not None)
+        blocks = []
+        for k, vectors in enumerate(raw):
+            mean, _ = self._stats(k)
+            weight = self.weights[k, 0]
+            if vectors is None:
+                if float(weight) != 0.0:
+                    raise ValueError(f"part {self.names[k]} weighs cold items but reads no text")
+                blocks.append(mean.new_zeros(rows, mean.shape[0]))
+                continue
+            part = self.parts[k]
+            assert isinstance(part, FactorizedModel)
+            scored = part.scorer.items(vectors)  # type: ignore[operator]
+            augmented = torch.cat([scored, scored.new_zeros(rows, 1)], -1)  # no bias yet
+            blocks.append(weight * (augmented - mean))
+        return torch.cat(blocks, -1)
 
     def part_item_vectors(self, tables: list[Tensor] | None = None) -> list[Tensor]:
         """Each part's centred item vectors ṽ_k(i) - m_k, unweighted, (N, D_k + 1); the
@@ -259,14 +305,20 @@ class ComposedHybrid(nn.Module):
             raise ValueError("weights: a part without item text has weight on cold items")
         self.weights.copy_(weights.to(self.weights))
 
-    def part_shares(self, user: Tensor, items: Tensor) -> Tensor:
-        """(K, M) each part's share of the composed score of ``items`` (M,) for one user vector
-        ``user`` (1, D) as :meth:`user_vectors` makes it: w_k z_k / sum_j |w_j z_j|."""
-        sizes = [int(self._stats(k)[0].shape[0]) for k in range(len(self.parts))]
-        table = self.item_vectors(items)  # (M, D)
+    @property
+    def block_sizes(self) -> list[int]:
+        """D_k + 1 of each part's block in the concatenated vectors."""
+        return [int(self._stats(k)[0].shape[0]) for k in range(len(self.parts))]
+
+    def part_shares(self, user: Tensor, item_rows: Tensor) -> Tensor:
+        """(K, M) each part's share of the composed score of M items for one user: ``user``
+        (1, D) as :meth:`user_vectors` makes it, ``item_rows`` (M, D) their rows of the item
+        matrix; share_k = w_k z_k / sum_j |w_j z_j| (signed: a negative share pulled the item
+        down)."""
+        sizes = self.block_sizes
         parts = [
             (u * v).sum(-1)
-            for u, v in zip(user[0].split(sizes), table.split(sizes, -1), strict=True)
+            for u, v in zip(user[0].split(sizes), item_rows.split(sizes, -1), strict=True)
         ]
         contributions = torch.stack(parts)  # (K, M)
         return contributions / contributions.abs().sum(0, keepdim=True).clamp(min=_EPS)

@@ -1,0 +1,196 @@
+"""The composed hybrid: its scores are the weighted sum of the parts' standardised scores (by
+hand), one part alone ranks as that part does, the combiner is never below its best part on
+validation, cold items are scored by text parts only, and the checkpoint, the traced scorer
+and the served answer give the model's own scores."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from conftest import TINY_DATA
+from hybridrec.cli.common import prepare_from_config
+from hybridrec.export import ExportedScorer, to_torchscript
+from hybridrec.export.recommender import Recommender
+from hybridrec.lit.checkpoint import PAYLOAD, load_model, model_payload
+from hybridrec.lit.combiner import ValidationScores, fit_combiner, simplex_grid
+from hybridrec.nn.composed import ComposedHybrid, popularity_buckets
+from hybridrec.nn.factorized import FactorizedModel
+from hybridrec.nn.hybrid import training_counts
+
+PARTS = {
+    "mf": ["model=mf", "model.embedding_dim=8"],
+    "ids": ["model=hybrid", "model.combine=joint", "model.dim=8", "model.text=null"],
+    "text": ["model=hybrid", "model.combine=joint", "model.dim=8", "model.item_id=false"],
+}
+
+
+def _parts(
+    compose: Callable[..., DictConfig], names: list[str]
+) -> tuple[list[FactorizedModel], torch.Tensor, list[dict[str, Any]]]:
+    """The parts (random weights) on one tiny dataset, its training counts, each part's
+    resolved config (what a checkpoint stores)."""
+    models, configs, cfg = [], [], None
+    for seed, name in enumerate(names):
+        cfg = compose(*TINY_DATA, "protocol=loo_full", *PARTS[name])
+        spec, folder = prepare_from_config(cfg)
+        with open_dict(cfg):
+            cfg.spec = spec.summary()
+            cfg.datamodule.data_dir = str(folder)
+        torch.manual_seed(seed)
+        model = instantiate(cfg.model).eval()
+        with torch.no_grad():  # trained-looking item biases (MF's start at zero)
+            bias = getattr(model.scorer, "item_bias", None)
+            if bias is not None:
+                bias.weight.normal_()
+        models.append(model)
+        configs.append(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
+    assert cfg is not None
+    counts = training_counts(cfg.datamodule.data_dir, int(cfg.spec.n_items))
+    return models, counts, configs
+
+
+def _inputs(n_items: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    users = torch.tensor([0, 3, 7])
+    history = torch.randint(1, n_items + 1, (3, 5), generator=torch.Generator().manual_seed(1))
+    history[1, :3] = 0
+    return users, history, (history > 0).sum(1)
+
+
+def _by_hand(
+    parts: list[FactorizedModel], weights: torch.Tensor, bucket: torch.Tensor, counts: torch.Tensor
+) -> torch.Tensor:
+    """sum_k w_k(b(i)) (s_k - mean_warm s_k) / std_warm s_k, every row, from score_all."""
+    users, history, lengths = _inputs(len(counts) - 1)
+    warm = counts > 0
+    warm[0] = False
+    total = 0
+    for k, part in enumerate(parts):
+        with torch.no_grad():
+            scores = part.score_all(users, history, lengths)  # (B, N)
+        mean = scores[:, warm].mean(1, keepdim=True)
+        std = scores[:, warm].std(1, unbiased=False, keepdim=True)
+        total = total + weights[k, bucket] * (scores - mean) / std
+    return total
+
+
+def test_scores_are_the_weighted_standardised_sum(compose_cfg: Callable[..., DictConfig]) -> None:
+    parts, counts, _ = _parts(compose_cfg, ["mf", "ids", "text"])
+    composed = ComposedHybrid(parts, ["mf", "ids", "text"], counts, n_buckets=3)
+    weights = torch.tensor([[0.0, 0.5, 0.2], [0.0, 0.3, 0.7], [1.0, 0.2, 0.1]])
+    composed.set_weights(weights)
+    users, history, lengths = _inputs(int(counts.shape[0]) - 1)
+    with torch.no_grad():
+        got = composed.score_all(users, history, lengths)
+        one_by_one = composed.score(users, torch.arange(1, 9).expand(3, -1), history, lengths)
+    expected = _by_hand(parts, weights, composed.item_bucket, counts)
+    torch.testing.assert_close(got[:, 1:], expected[:, 1:], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(one_by_one, got[:, 1:9], atol=1e-5, rtol=0)
+
+
+def test_one_part_alone_ranks_as_that_part(compose_cfg: Callable[..., DictConfig]) -> None:
+    parts, counts, _ = _parts(compose_cfg, ["mf", "ids"])
+    composed = ComposedHybrid(parts, ["mf", "ids"], counts, n_buckets=1)
+    composed.set_weights(torch.tensor([[0.0], [1.0]]))
+    users, history, lengths = _inputs(int(counts.shape[0]) - 1)
+    with torch.no_grad():
+        mine = composed.score_all(users, history, lengths)[:, 1:]
+        theirs = parts[1].score_all(users, history, lengths)[:, 1:]
+    assert torch.equal(mine.argsort(1, descending=True), theirs.argsort(1, descending=True))
+
+
+def test_cold_items_take_text_parts_only(compose_cfg: Callable[..., DictConfig]) -> None:
+    parts, counts, _ = _parts(compose_cfg, ["ids", "text"])
+    counts = counts.clone()
+    counts[5] = 0  # item 5: cold
+    composed = ComposedHybrid(parts, ["ids", "text"], counts, n_buckets=3)
+    assert composed.item_bucket[5] == 0 and composed.allowed[:, 0].tolist() == [False, True]
+    with pytest.raises(ValueError, match="cold items"):
+        composed.set_weights(torch.full((2, 3), 0.5))
+    assert composed.weights[:, 0].tolist() == [0.0, 1.0]  # the default is allowed
+    row = composed.item_vectors()[5]
+    size = composed.block_sizes[0]
+    assert torch.all(row[:size] == 0)  # the ID part's block of a cold item is empty
+
+
+def test_popularity_buckets_split_warm_items_by_count() -> None:
+    counts = torch.tensor([0, 0, 1, 1, 2, 5, 9, 40, 0])
+    bucket, edges = popularity_buckets(counts, 4)
+    assert bucket.tolist()[0] == 0 and bucket[1] == 0 and bucket[8] == 0  # padding, cold
+    warm = bucket[counts > 0]
+    assert warm.min() >= 1 and warm.max() <= 3 and len(edges) == 2
+    assert torch.all(warm[:-1] <= warm[1:])  # monotone in count
+
+
+def test_simplex_grid_holds_the_corners() -> None:
+    grid = simplex_grid(torch.tensor([True, False, True]), 0.25)
+    assert len(grid) == 5 and all(float(w.sum()) == pytest.approx(1.0) for w in grid)
+    assert any(w.tolist() == [1.0, 0.0, 0.0] for w in grid)
+    assert all(w[1] == 0 for w in grid)
+
+
+def test_combiner_is_never_below_its_best_part(compose_cfg: Callable[..., DictConfig]) -> None:
+    parts, counts, _ = _parts(compose_cfg, ["mf", "ids", "text"])
+    composed = ComposedHybrid(parts, ["mf", "ids", "text"], counts, n_buckets=3)
+    n = int(counts.shape[0])
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(3):
+        rows = 40
+        targets = torch.randint(1, n, (rows, 1), generator=generator)
+        scores = torch.randn(3, rows, n, generator=generator)
+        # part `trial` knows the answer a little: it should be chosen, or beaten by a mix
+        scores[trial, torch.arange(rows), targets[:, 0]] += 1.5
+        masked = torch.zeros(rows, n, dtype=torch.bool)
+        masked[:, 0] = True
+        data = ValidationScores(scores, masked, targets, torch.ones(rows, 1, dtype=torch.bool))
+        fit = fit_combiner(composed, data, k=10, step=0.25)
+        assert fit.ndcg >= max(fit.part_ndcg.values()) - 1e-9
+        assert torch.allclose(composed.weights.sum(0), torch.ones(3))
+        assert torch.equal(composed.weights, fit.weights)
+
+
+def test_checkpoint_export_and_serving_give_the_models_scores(
+    compose_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    parts, counts, configs = _parts(compose_cfg, ["mf", "ids", "text"])
+    composed = ComposedHybrid(parts, ["mf", "ids", "text"], counts, n_buckets=3)
+    composed.set_weights(torch.tensor([[0.0, 0.6, 0.1], [0.0, 0.2, 0.8], [1.0, 0.2, 0.1]]))
+    composed.part_payloads = [model_payload(p, c, None) for p, c in zip(parts, configs)]
+    config = configs[0]
+    path = tmp_path / "composed.ckpt"
+    state = {f"model.{k}": v for k, v in composed.state_dict().items()}
+    torch.save({"state_dict": state, PAYLOAD: model_payload(composed, config, None)}, path)
+    loaded = load_model(path)
+    assert isinstance(loaded, ComposedHybrid)
+    users, history, lengths = _inputs(int(counts.shape[0]) - 1)
+    with torch.no_grad():
+        expected = composed.score_all(users, history, lengths)
+        torch.testing.assert_close(loaded.score_all(users, history, lengths), expected)
+    # the traced scorer: any batch and history width
+    scorer = ExportedScorer(loaded)
+    scripted = torch.jit.load(str(to_torchscript(scorer, tmp_path / "scorer.pt")))
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(users, history, lengths), expected, atol=1e-5, rtol=0)
+    # served: a known user with a session; a session alone (the MF part cannot read it: its
+    # block is zero); neither (popularity)
+    n_items = int(counts.shape[0]) - 1
+    items = [str(i) for i in range(n_items + 1)]
+    recommender = Recommender(loaded, items, [str(u) for u in range(50)], counts.numpy())
+    recent = [str(i) for i in history[0].tolist()]
+    answer = recommender.recommend(user="0", recent_items=recent, k=5)
+    assert answer["source"] == "user+session" and len(answer["part_shares"]) == 5
+    top = expected[0].clone()
+    top[0] = -torch.inf
+    assert answer["items"] == [str(i) for i in top.topk(5).indices.tolist()]
+    shares = answer["part_shares"][0]
+    assert set(shares) == {"mf", "ids", "text"}
+    assert sum(abs(v) for v in shares.values()) == pytest.approx(1.0, abs=1e-3)
+    session = recommender.recommend(recent_items=recent, k=3)
+    assert session["source"] == "session" and len(session["items"]) == 3
+    assert recommender.recommend(k=3)["source"] == "popularity"
