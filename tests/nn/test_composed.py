@@ -21,7 +21,9 @@ from hybridrec.export.recommender import Recommender
 from hybridrec.lit.checkpoint import PAYLOAD, load_model, model_payload
 from hybridrec.lit.combiner import ValidationScores, fit_combiner, simplex_grid
 from hybridrec.nn.composed import ComposedHybrid, popularity_buckets
+from hybridrec.data.batch import RecBatch
 from hybridrec.nn.factorized import FactorizedModel
+from hybridrec.nn.gru4rec import GRU4Rec, gru4rec_factorized
 from hybridrec.nn.hybrid import training_counts
 
 PARTS = {
@@ -194,3 +196,19 @@ def test_checkpoint_export_and_serving_give_the_models_scores(
     session = recommender.recommend(recent_items=recent, k=3)
     assert session["source"] == "session" and len(session["items"]) == 3
     assert recommender.recommend(k=3)["source"] == "popularity"
+
+
+def test_gru4rec_as_a_part_scores_as_gru4rec() -> None:
+    torch.manual_seed(0)
+    model = GRU4Rec(n_items=30, layers=[16], sparse=False).eval()
+    part = gru4rec_factorized(model, n_users=4)
+    history = torch.tensor([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5], [0, 0, 0, 0, 7]])
+    users = torch.zeros(3, dtype=torch.long)
+    batch = RecBatch(users=users, history=history)
+    with torch.no_grad():
+        torch.testing.assert_close(part.score_all(users, history), model.score_all(batch))
+    composed = ComposedHybrid([part], ["gru4rec"], torch.ones(31), n_buckets=1)
+    with torch.no_grad():
+        ranked = composed.score_all(users, history)[:, 1:].argsort(1, descending=True)
+        theirs = model.score_all(batch)[:, 1:].argsort(1, descending=True)
+    assert torch.equal(ranked, theirs)

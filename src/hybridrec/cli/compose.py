@@ -40,6 +40,7 @@ from hybridrec.lit.checkpoint import PAYLOAD, load_model, safe_load
 from hybridrec.lit.combiner import collect_validation, fit_combiner
 from hybridrec.nn.composed import ComposedHybrid
 from hybridrec.nn.factorized import FactorizedModel
+from hybridrec.nn.gru4rec import GRU4Rec, gru4rec_factorized
 from hybridrec.nn.hybrid import training_counts
 from hybridrec.tracking.mlflow_run import mlflow_key
 
@@ -66,10 +67,29 @@ class PartRun:
 
     name: str
     run_id: str | None
-    checkpoint: str
+    checkpoint: str  # the tested one (a refit on train + validation, where the part refits)
     metrics: dict[str, float]
     reused: bool
     seconds: float
+
+    @property
+    def selection_checkpoint(self) -> str:
+        """The checkpoint chosen on validation, before any refit: what the combiner is fitted
+        on (a refit model has trained on the validation items)."""
+        path = Path(self.checkpoint)
+        if not path.name.startswith("refit_"):
+            return self.checkpoint
+        chosen = sorted(path.parent.glob("epoch_*.ckpt"))
+        if not chosen:
+            raise ConfigError(
+                f"model.parts.{self.name}: the refit part's selection checkpoint (epoch_*.ckpt "
+                f"beside {path.name}) is gone; retrain the part (model.reuse_parts=false)"
+            )
+        return str(chosen[-1])
+
+    @property
+    def refit(self) -> bool:
+        return self.selection_checkpoint != self.checkpoint
 
 
 def part_config(
@@ -193,10 +213,17 @@ def train_parts(
     return out
 
 
-def build_composed(cfg: DictConfig, parts: list[PartRun], data_dir: Path) -> ComposedHybrid:
+def build_composed(
+    cfg: DictConfig, parts: list[PartRun], data_dir: Path, selection: bool = False
+) -> ComposedHybrid:
+    """The composed model over the parts' tested checkpoints (``selection``: the ones chosen
+    on validation, before any refit), weights uniform until fitted."""
     models = []
     for part in parts:
-        model = load_model(part.checkpoint)
+        path = part.selection_checkpoint if selection else part.checkpoint
+        model = load_model(path)
+        if isinstance(model, GRU4Rec):  # its evaluation encoder and output table: factorised
+            model = gru4rec_factorized(model, int(cfg.spec.n_users))
         if not isinstance(model, FactorizedModel):
             raise ConfigError(
                 f"model.parts.{part.name}: {type(model).__name__} is not a factorised model; "
@@ -208,8 +235,26 @@ def build_composed(cfg: DictConfig, parts: list[PartRun], data_dir: Path) -> Com
     composed = ComposedHybrid(
         models, [p.name for p in parts], counts, int(cfg.model.combiner.buckets)
     )
-    composed.part_payloads = [safe_load(p.checkpoint)[PAYLOAD] for p in parts]
+    composed.part_payloads = [
+        safe_load(p.selection_checkpoint if selection else p.checkpoint)[PAYLOAD] for p in parts
+    ]
     return composed
+
+
+def fit_weights(cfg: DictConfig, composed: ComposedHybrid, datamodule: Any) -> dict[str, Any]:
+    """The combiner fitted on the validation split (the composed model's weights are set)."""
+    options = cfg.model.combiner
+    datamodule.setup("fit")
+    fit_data = collect_validation(composed, datamodule.val_dataloader(), int(options.max_rows))
+    fit = fit_combiner(
+        composed,
+        fit_data,
+        k=int(cfg.ks[0]),
+        step=float(options.step),
+        min_gain=float(options.min_gain),
+        ties=str(cfg.ties),
+    )
+    return fit.as_dict(composed.names)
 
 
 def evaluate_composed(
@@ -218,21 +263,10 @@ def evaluate_composed(
     datamodule: Any,
     logger: Any,
     output_dir: Path,
-) -> tuple[dict[str, float], str, dict[str, Any]]:
-    """Fit the combiner on validation, then the project's own validation and test loops; the
-    composed model saved as one checkpoint. Returns (test + val metrics, checkpoint, fit)."""
-    options = cfg.model.combiner
-    datamodule.setup("fit")
-    fit_data = collect_validation(composed, datamodule.val_dataloader(), int(options.max_rows))
-    k = int(cfg.ks[0])
-    fit = fit_combiner(
-        composed,
-        fit_data,
-        k=k,
-        step=float(options.step),
-        min_gain=float(options.min_gain),
-        ties=str(cfg.ties),
-    )
+    validate: bool = True,
+) -> tuple[dict[str, float], str]:
+    """The project's own validation (unless a part was refit on the validation items) and test
+    loops; the composed model saved as one checkpoint. Returns (test + val metrics, path)."""
     module = RecLitModule(
         model=composed,
         loss=instantiate(cfg.loss),
@@ -244,14 +278,14 @@ def evaluate_composed(
     trainer: L.Trainer = instantiate(
         cfg.trainer, logger=logger, callbacks=[], enable_checkpointing=False
     )
-    validated = trainer.validate(module, datamodule=datamodule)
+    validated = trainer.validate(module, datamodule=datamodule) if validate else []
     tested = trainer.test(module, datamodule=datamodule) if cfg.get("test_after_fit", True) else []
     results = {key: float(v) for key, v in (tested[0] if tested else {}).items()}
     results.update({key: float(v) for key, v in (validated[0] if validated else {}).items()})
     path = output_dir / "checkpoints" / "composed.ckpt"
     path.parent.mkdir(parents=True, exist_ok=True)
     trainer.save_checkpoint(str(path), weights_only=True)
-    return results, str(path), fit.as_dict(composed.names)
+    return results, str(path)
 
 
 def log_combiner(client: Any, run_id: str, composed: ComposedHybrid, fit: dict[str, Any]) -> None:

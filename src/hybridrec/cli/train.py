@@ -42,6 +42,7 @@ from hybridrec.cli.compose import (
     PARTS_TAG,
     build_composed,
     evaluate_composed,
+    fit_weights,
     is_composed,
     log_combiner,
     side_by_side,
@@ -269,9 +270,19 @@ def _train_composed(cfg: DictConfig, client: MlflowClient, started_ms: int) -> T
             logger.use_client(client)
         run_config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
         log_run_start(logger, run_config, spec, data_dir)
-        composed = build_composed(cfg, parts, data_dir)
         datamodule = instantiate(cfg.datamodule)
-        results, checkpoint, fit = evaluate_composed(cfg, composed, datamodule, logger, output_dir)
+        composed = build_composed(cfg, parts, data_dir, selection=True)
+        fit = fit_weights(cfg, composed, datamodule)  # on the parts chosen on validation
+        refit = any(p.refit for p in parts)
+        if refit:  # the weights carry over to the parts refit on train + validation
+            weights = composed.weights.clone()
+            composed = build_composed(cfg, parts, data_dir)
+            composed.set_weights(weights)
+        results, checkpoint = evaluate_composed(
+            cfg, composed, datamodule, logger, output_dir, validate=not refit
+        )
+        if refit:  # validation as the combiner measured it, before the refits
+            results[f"val/ndcg@{cfg.ks[0]}"] = float(fit[f"val_ndcg@{cfg.ks[0]}"])
         best = results.get(cfg.monitor)
         if best is not None:
             results[f"best/{cfg.monitor}"] = best

@@ -30,6 +30,7 @@ from torch import nn
 
 from hybridrec.nn.composed import ComposedHybrid
 from hybridrec.nn.factorized import FactorizedModel
+from hybridrec.nn.gru4rec import GRU4Rec, gru4rec_factorized
 from hybridrec.nn.textrec import TextItemTower
 
 PAYLOAD = "hybridrec_model"
@@ -112,10 +113,12 @@ def _build(config: dict[str, Any], catalogue: dict[str, Any] | None) -> nn.Modul
 def _build_composed(payload: dict[str, Any]) -> nn.Module:
     """A composed hybrid from its parts' entries; its weights, buckets and statistics come with
     the state dict."""
-    parts = [
-        cast(FactorizedModel, _build(part["config"], part.get("catalogue")))
-        for part in payload["parts"]
-    ]
+    parts = []
+    for part in payload["parts"]:
+        built = _build(part["config"], part.get("catalogue"))
+        if isinstance(built, GRU4Rec):  # served through its factorised view (nn/gru4rec.py)
+            built = gru4rec_factorized(built, int((payload.get("spec") or {}).get("n_users", 1)))
+        parts.append(cast(FactorizedModel, built))
     config = payload["config"]
     model = ComposedHybrid(
         parts,

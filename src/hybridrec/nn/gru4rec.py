@@ -300,3 +300,46 @@ class GRU4Rec(nn.Module):
     def reset_state(self) -> None:
         """Forget the carried session-parallel state (the next batch starts every row anew)."""
         self._state = []
+
+
+class _GRU4RecItems(nn.Module):
+    """GRU4Rec's output item table W_y as an item tower: ``items (...) -> (..., H)``."""
+
+    def __init__(self, model: GRU4Rec) -> None:
+        super().__init__()
+        self.gru4rec = model
+
+    def forward(self, items: Tensor) -> Tensor:
+        return self.gru4rec.item_out(items)
+
+    def all(self) -> Tensor:
+        return self.gru4rec.item_out.weight  # (N, H)
+
+
+class _GRU4RecHistory(nn.Module):
+    """GRU4Rec's encoder as a history tower: a left-padded history (B, T) -> its final state
+    (B, H), from a zero state (the evaluation encoding). The item table argument is not read:
+    GRU4Rec feeds its own input embedding."""
+
+    def __init__(self, model: GRU4Rec) -> None:
+        super().__init__()
+        self.gru4rec = model
+
+    def forward(self, history: Tensor, lengths: Tensor, item_table: Tensor) -> Tensor:
+        return self.gru4rec._encode(history)[0][-1]
+
+
+def gru4rec_factorized(model: GRU4Rec, n_users: int = 1) -> nn.Module:
+    """A trained GRU4Rec with the factorised contract for evaluation and serving: user vector
+    = the encoder's final state over the history, item vectors = W_y, item bias = b_y, so
+    ``score_all`` equals GRU4Rec's own (its training stays session-parallel). What the composed
+    hybrid takes as a part. Same parameters, shared: no copy."""
+    from hybridrec.nn.factorized import FactorizedModel
+    from hybridrec.nn.scoring import DotScorer
+
+    scorer = DotScorer(n_items=model.n_items)
+    scorer.item_bias = model.item_bias
+    factorized = FactorizedModel(
+        n_users, model.n_items, _GRU4RecItems(model), scorer, history=_GRU4RecHistory(model)
+    )
+    return factorized.eval()
