@@ -25,6 +25,7 @@ from conftest import (
     save_tiny_bert,
 )
 from hybridrec.cli.common import prepare_from_config, read_source
+from hybridrec.cli.compose import is_composed
 from hybridrec.cli.train import train
 from hybridrec.data.batch import RecBatch
 from hybridrec.data.raw import RawData
@@ -250,6 +251,8 @@ CHOSEN: dict[str, dict[str, dict[str, Any]]] = {
             "datamodule.training": "next_item",
             "datamodule.batch_size": 256,
             "datamodule.prefix_cache": False,
+            "datamodule.negatives": 0,  # the whole catalogue unless an experiment samples
+            "datamodule.negative_sampling": "uniform",
         },
         "sequence": {
             "datamodule._target_": "hybridrec.data.batching.sequence_datamodule.SequenceDataModule",
@@ -343,6 +346,8 @@ EXPERIMENTS: dict[str, tuple[str, str, str, str, str, str, float, int, int, list
     # ncf_neumf_ml1m's values, fine-tuned with SGD at lr 0.01
     "ncf_neumf_pretrain_ml1m":
         ("ncf_ml1m", "loo_sampled", "hybridrec.nn.NeuMF", REC, BCE, SGD, 0.01, 1024, 20, [10]),
+    "sasrec_beauty":
+        ("beauty", "loo_full", SEQREC, SEQ, XE, ADAM, 0.001, 128, 60, [10, 20]),
     "sasrec_scientific":
         ("scientific", "loo_full", SEQREC, SEQ, XE, ADAM, 0.001, 512, 200, [10, 50]),
     "seqtext_scientific":
@@ -353,6 +358,9 @@ EXPERIMENTS: dict[str, tuple[str, str, str, str, str, str, float, int, int, list
         ("beauty", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.005, 256, 40, [10, 20]),
     "hybrid_ml100k":
         ("ml100k", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.005, 128, 40, [10, 20]),
+    "hybrid_ml1m_cold":
+        ("ml1m_pieces_text", "cold_items", "hybridrec.nn.Hybrid", REC, BCE, ADAM, 0.005, 256, 20,
+         [10]),
     "hybrid_rsc15":
         ("rsc15_100k", "session", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.005, 256, 10, [20]),
     "hybrid_synthetic":
@@ -377,6 +385,7 @@ EXPERIMENTS: dict[str, tuple[str, str, str, str, str, str, float, int, int, list
 # fmt: on
 #: the text tower each sequence experiment uses (model.text.encoder; None = item IDs only)
 EXPERIMENT_TEXT = {
+    "sasrec_beauty": None,
     "sasrec_scientific": None,
     "seqtext_scientific": "bag",
     "hybrid_scientific": "bag",
@@ -385,6 +394,7 @@ EXPERIMENT_TEXT = {
     "judgment_ml1m": "bag",
     "hybrid_beauty": None,
     "hybrid_ml100k": "bag",
+    "hybrid_ml1m_cold": "bag",
     "hybrid_rsc15": None,
     "unisrec_minilm_scientific": "pretrained",
 }
@@ -550,7 +560,10 @@ def _spec_cfg(compose_cfg: Compose, *overrides: str) -> DictConfig:
 
 @pytest.mark.parametrize("model", group_options("model"))
 def test_model_instantiates_and_scores(compose_cfg: Compose, model: str) -> None:
-    cfg = _spec_cfg(compose_cfg, f"model={model}")
+    # model=hybrid is the composed hybrid (built from trained parts: tests/cli/
+    # test_composed_train.py); its joint model instantiates
+    joint = ["model.combine=joint"] if model == "hybrid" else []
+    cfg = _spec_cfg(compose_cfg, f"model={model}", *joint)
     net = instantiate(cfg.model)
     assert type(net) is get_class(CHOSEN["model"][model]["model._target_"])
     if not getattr(net, "requires_training", True):  # count-based: fitted on sequences
@@ -693,6 +706,10 @@ def test_experiment_fast_dev_run(
     RecordTrained.seen = {}
     results = train(cfg).metrics
     _, _, model, datamodule, loss, optimizer, lr, _, _, ks = EXPERIMENTS[experiment]
+    if is_composed(cfg):  # its parts are trained as their own runs; it is evaluated
+        names = {f"test/{m}@{k}" for m in ("hr", "recall", "ndcg", "mrr") for k in ks}
+        assert names <= set(results)
+        return
     seen = RecordTrained.seen
     assert seen["model"] is get_class(model)
     assert seen["datamodule"] is get_class(datamodule)
@@ -763,3 +780,29 @@ def test_hydra_launcher_composes_and_instantiates(option: str) -> None:
     assert launcher.prefer == "processes"
     assert get_class(launcher._target_).__name__ == "JoblibLauncher"
     GlobalHydra.instance().clear()
+
+
+COMPOSED = [e for e in group_options("experiment") if e.startswith("hybrid_")]
+
+
+@pytest.mark.parametrize("experiment", COMPOSED)
+def test_composed_experiment_parts_compose_and_check(compose_cfg: Compose, experiment: str) -> None:
+    """Each part of each composed hybrid experiment composes from its overrides, passes the
+    config checks as its own run would, and gets the parent's data and protocol."""
+    from hybridrec.cli.checks import check_config
+    from hybridrec.cli.compose import DEFAULT_PARTS, is_composed, part_config, part_key
+
+    cfg = compose_cfg(f"experiment={experiment}")
+    assert is_composed(cfg)
+    parts = cfg.model.parts if cfg.model.parts is not None else DEFAULT_PARTS
+    assert len(parts) >= 2
+    keys = set()
+    for name, overrides in parts.items():
+        part = part_config(
+            cfg, str(name), list(overrides), [f"logger.tracking_uri={cfg.logger.tracking_uri}"]
+        )
+        assert not is_composed(part)
+        check_config(part)
+        assert part.data == cfg.data and part.protocol == cfg.protocol
+        keys.add(part_key(part, "fingerprint"))
+    assert len(keys) == len(parts)  # distinct parts, distinct reuse keys

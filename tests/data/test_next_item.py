@@ -120,3 +120,134 @@ def test_datamodule_next_item_mode(prepared: Path) -> None:
     assert batch.history is not None and batch.targets is not None  # prefix rows, as before
     with pytest.raises(ValueError, match="datamodule.training"):
         SequenceDataModule(prepared, training="windows")
+
+
+# -- sampled negatives (eSASRec's sampled softmax) --------------------------------------------
+def _epoch_fields(batches: NextItemBatches) -> list[tuple[torch.Tensor, ...]]:
+    out = []
+    for b in batches:
+        assert b.history is not None and b.sequence_targets is not None
+        out.append((b.users, b.history, b.sequence_targets))
+    return out
+
+
+def test_negatives_zero_is_the_full_catalogue_batches() -> None:
+    """negatives=0: no sampled fields, and the windows of every batch are those of a sampled
+    epoch (the negatives draw from their own generator)."""
+    items, offsets = _sequences([7, 1, 3, 12, 2, 5, 9, 4] * 3)
+    plain = NextItemBatches(items, offsets, 4, max_length=5, seed=3)
+    sampled = NextItemBatches(items, offsets, 4, max_length=5, seed=3, n_negatives=6)
+    for batch in NextItemBatches(items, offsets, 4, max_length=5, seed=3):
+        assert batch.sequence_negatives is None and batch.column_logq is None
+        assert not batch.sampled_sequence
+    for one, two in zip(_epoch_fields(plain), _epoch_fields(sampled), strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(one, two, strict=True))
+
+
+def test_negatives_are_shared_by_the_batch_and_reproducible_per_epoch() -> None:
+    items, offsets = _sequences([7, 3, 12, 2, 5, 9] * 4)
+    seen = set(items.tolist())
+
+    def epochs(n: int) -> list[list[torch.Tensor]]:
+        batches = NextItemBatches(items, offsets, 4, max_length=5, seed=1, n_negatives=8)
+        out = []
+        for _ in range(n):
+            drawn = []
+            for b in batches:
+                assert b.sequence_negatives is not None and b.sampled_sequence
+                assert b.sequence_negatives.shape == (8,)  # (S,): one set for every position
+                assert set(b.sequence_negatives.tolist()) <= seen  # training items only
+                assert b.column_logq is None  # uniform: no correction needed
+                assert torch.equal(b.positive_columns(), torch.zeros_like(b.positive_columns()))
+                drawn.append(b.sequence_negatives)
+            out.append(drawn)
+        return out
+
+    first, again = epochs(2), epochs(2)
+    for a, b in zip(first, again, strict=True):  # the same seed: the same draws, epoch by epoch
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(first[0], first[1], strict=True))
+    assert len({tuple(n.tolist()) for n in first[0]}) == len(first[0])  # fresh per batch
+    # an epoch set by the trainer (epoch_source) draws that epoch's negatives
+    batches = NextItemBatches(items, offsets, 4, max_length=5, seed=1, n_negatives=8)
+    batches.epoch_source = lambda: 1
+    drawn = [b.sequence_negatives for b in batches]
+    assert all(torch.equal(x, y) for x, y in zip(drawn, first[1], strict=True))
+
+
+def test_uniform_and_popularity_sampling_distributions() -> None:
+    """uniform: every training item about equally often; popularity^alpha: in proportion to
+    count^alpha; column_logq = alpha * log(count) of the target and of each negative."""
+    rng = np.random.default_rng(0)
+    # item k (1..20) appears about k^2 times: strongly skewed counts
+    pool = np.repeat(np.arange(1, 21), np.arange(1, 21) ** 2)
+    flat = torch.as_tensor(rng.permutation(pool))
+    offsets = torch.arange(0, flat.numel() + 1, 10)
+    flat = flat[: int(offsets[-1])]
+    counts = torch.bincount(flat, minlength=21).double()
+    draws = 200
+
+    def frequencies(sampling: str, alpha: float = 1.0) -> torch.Tensor:
+        total = torch.zeros(21, dtype=torch.float64)
+        batches = NextItemBatches(
+            flat, offsets, 16, 5, seed=0, n_negatives=draws, sampling=sampling, sample_alpha=alpha
+        )
+        for b in batches:
+            assert b.sequence_negatives is not None and b.sequence_targets is not None
+            total += torch.bincount(b.sequence_negatives, minlength=21)
+            if sampling == "popularity":
+                assert b.column_logq is not None
+                targets = b.sequence_targets[b.sequence_targets > 0]
+                columns = torch.cat(
+                    [targets.unsqueeze(1), b.sequence_negatives.expand(targets.numel(), -1)], 1
+                )
+                expected = (alpha * torch.log(counts[columns])).float()
+                torch.testing.assert_close(b.column_logq, expected)  # (R, 1 + S)
+        return total / total.sum()
+
+    present = counts > 0
+    uniform = frequencies("uniform")
+    assert uniform[0] == 0 and (uniform[present] - 1 / int(present.sum())).abs().max() < 0.01
+    for alpha in (1.0, 0.5):
+        weights = counts.pow(alpha) * present
+        expected = weights / weights.sum()
+        assert (frequencies("popularity", alpha) - expected).abs().max() < 0.01
+
+
+def test_sampled_negatives_respect_train_columns_and_errors() -> None:
+    items, offsets = _sequences([6] * 30)
+    allowed = torch.ones(30, dtype=torch.bool)
+    allowed[[3, 4, 5]] = False  # cold items: never negatives
+    batches = NextItemBatches(
+        items, offsets, 8, max_length=5, seed=0, train_columns=allowed, n_negatives=64
+    )
+    drawn = torch.cat([b.sequence_negatives for b in batches if b.sequence_negatives is not None])
+    assert not set(drawn.tolist()) & {0, 3, 4, 5}
+    with pytest.raises(ValueError, match="negative_sampling"):
+        NextItemBatches(items, offsets, 8, max_length=5, seed=0, n_negatives=4, sampling="pop")
+    with pytest.raises(ValueError, match="negatives"):
+        NextItemBatches(items, offsets, 8, max_length=5, seed=0, n_negatives=-1)
+
+
+def test_datamodule_next_item_negatives(prepared: Path) -> None:
+    plain = SequenceDataModule(prepared, training="next_item", batch_size=16, max_length=5)
+    dm = SequenceDataModule(
+        prepared,
+        training="next_item",
+        batch_size=16,
+        max_length=5,
+        negatives=12,
+        negative_sampling="popularity",
+        sample_alpha=0.75,
+    )
+    for module in (plain, dm):
+        module.setup()
+    for a, b in zip(plain.train_dataloader(), dm.train_dataloader(), strict=True):
+        assert a.sequence_negatives is None and torch.equal(a.history, b.history)
+        assert b.sequence_negatives is not None and b.sequence_negatives.shape == (12,)
+        assert b.column_logq is not None and b.sequence_targets is not None
+        assert b.column_logq.shape == (int((b.sequence_targets > 0).sum()), 13)
+    with pytest.raises(ValueError, match="datamodule.negative_sampling"):
+        SequenceDataModule(prepared, training="next_item", negative_sampling="inbatch")
+    with pytest.raises(ValueError, match="datamodule.negatives"):
+        SequenceDataModule(prepared, training="next_item", negatives=-2)

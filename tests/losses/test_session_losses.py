@@ -288,3 +288,74 @@ def test_xe_sequence_layout_scores_only_the_training_columns() -> None:
     torch.testing.assert_close(CrossEntropyLoss()(scores, batch)["loss"], expected)
     with pytest.raises(ValueError, match="xe"):
         BPRMaxLoss()(scores, batch)
+
+
+# -- next-item training with sampled negatives (sequence layout, scores (R, 1 + S)) ---------------
+def _sampled_sequence(
+    targets: list[list[int]], negatives: list[int], column_logq: torch.Tensor | None = None
+) -> RecBatch:
+    """Sampled sequence layout: each position's target in column 0, then the shared negatives."""
+    sequence_targets = torch.tensor(targets)
+    return RecBatch(
+        users=torch.arange(sequence_targets.shape[0]),
+        history=(sequence_targets > 0).long(),  # any non-padding inputs: only targets are read
+        sequence_targets=sequence_targets,
+        sequence_negatives=torch.tensor(negatives),
+        column_logq=column_logq,
+    )
+
+
+SAMPLED_SCORES = [[2.0, 0.5, -1.0, 1.5], [0.0, 1.0, 0.3, -0.2], [1.2, -0.7, 2.2, 0.1]]
+
+
+def test_xe_sampled_sequence_hand_case() -> None:
+    """Three positions (targets 4, 7, 2), negatives [2, 5, 9] shared: softmax over each row's
+    1 + 3 columns, the target in column 0; no logQ without column_logq (uniform)."""
+    scores = torch.tensor(SAMPLED_SCORES)
+    batch = _sampled_sequence([[0, 4, 7], [0, 0, 2]], [2, 5, 9])
+    assert batch.sampled_sequence and batch.positive_columns().tolist() == [0, 0, 0]
+    expected = sum(_lse(*row) - row[0] for row in SAMPLED_SCORES) / 3
+    out = CrossEntropyLoss(logq=1.0)(scores, batch)["loss"]
+    assert out.item() == pytest.approx(expected, rel=1e-6)
+    # row 3's target (item 2) is also negative 1: dropping that accidental hit
+    out = CrossEntropyLoss(remove_accidental_hits=True)(scores, batch)["loss"]
+    rows = [SAMPLED_SCORES[0], SAMPLED_SCORES[1], [1.2, 2.2, 0.1]]
+    expected = sum(_lse(*row) - row[0] for row in rows) / 3
+    assert out.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_xe_sampled_sequence_logq() -> None:
+    """Popularity sampling: every column's log sampling weight (the target's too) is
+    subtracted before the softmax."""
+    scores = torch.tensor(SAMPLED_SCORES)
+    logq = torch.tensor([[0.1, 0.4, 0.2, 0.9], [0.7, 0.4, 0.2, 0.9], [0.4, 0.4, 0.2, 0.9]])
+    batch = _sampled_sequence([[0, 4, 7], [0, 0, 2]], [2, 5, 9], logq)
+    for weight in (1.0, 0.5):
+        corrected = [
+            [s - weight * q for s, q in zip(row, qs, strict=True)]
+            for row, qs in zip(SAMPLED_SCORES, logq.tolist(), strict=True)
+        ]
+        expected = sum(_lse(*row) - row[0] for row in corrected) / 3
+        out = CrossEntropyLoss(logq=weight)(scores, batch)["loss"]
+        assert out.item() == pytest.approx(expected, rel=1e-6)
+    # scores of another width (the whole catalogue: the model did not read the negatives)
+    for loss in (CrossEntropyLoss(), BPRMaxLoss()):
+        with pytest.raises(ValueError, match="3 sampled negatives"):
+            loss(scores[:, :3], batch)
+        with pytest.raises(ValueError, match="candidates"):
+            loss(torch.zeros(3, 31), batch)
+
+
+def test_bpr_max_sampled_sequence_hand_case() -> None:
+    scores = torch.tensor(SAMPLED_SCORES)
+    batch = _sampled_sequence([[0, 4, 7], [0, 0, 2]], [2, 5, 9])
+    parts = [_bpr_max_row(row[0], row[1:], 0.5) for row in SAMPLED_SCORES]
+    out = BPRMaxLoss(score_reg=0.5)(scores, batch)
+    ranking, reg = sum(p[0] for p in parts) / 3, sum(p[1] for p in parts) / 3
+    assert out["loss"].item() == pytest.approx(ranking + reg, rel=1e-5)
+    assert out["score_reg"].item() == pytest.approx(reg, rel=1e-5)
+    # the accidental hit (row 3: target 2 = negative 2) leaves that row's other negatives
+    out = BPRMaxLoss(score_reg=0.5, remove_accidental_hits=True)(scores, batch)
+    parts[2] = _bpr_max_row(1.2, [2.2, 0.1], 0.5)
+    expected = sum(p[0] + p[1] for p in parts) / 3
+    assert out["loss"].item() == pytest.approx(expected, rel=1e-5)

@@ -276,3 +276,24 @@ def test_next_item_rows_of_a_user_id_model_are_its_user_vector() -> None:
         rows = model.score_positions(history, (history > 0).sum(1), targets, users)
         expected = model.score_all(users)[torch.tensor([0, 0, 1, 1])]
     torch.testing.assert_close(rows, expected)
+
+
+def test_sampled_next_item_rows_keep_the_item_bias() -> None:
+    """MF (user ID only, biases): score_positions with shared candidates is the full row at
+    the target and the candidates, item bias included (the user terms are left out of both)."""
+    torch.manual_seed(0)
+    model = MF(3, 9, embedding_dim=4).eval()
+    with torch.no_grad():
+        assert model.scorer.item_bias is not None
+        model.scorer.item_bias.weight.normal_()
+        history = torch.tensor([[0, 2, 3], [1, 2, 3]])
+        targets = torch.tensor([[0, 3, 5], [2, 0, 8]])
+        users = torch.tensor([2, 0])
+        candidates = torch.tensor([9, 1, 5])
+        full = model.score_positions(history, (history > 0).sum(1), targets, users)
+        sampled = model.score_positions(
+            history, (history > 0).sum(1), targets, users, candidates=candidates
+        )
+    positives = targets[targets > 0].unsqueeze(1)
+    columns = torch.cat([positives, candidates.expand(positives.shape[0], -1)], 1)
+    torch.testing.assert_close(sampled, full.gather(1, columns))

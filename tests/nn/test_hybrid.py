@@ -306,3 +306,28 @@ def test_text_prior_on_the_ids_by_hand(prepared: tuple[Path, int, int]) -> None:
     assert _hybrid(prepared).auxiliary_losses() == {}  # off by default
     with pytest.raises(ValueError, match="model.align=-1"):
         _hybrid(prepared, align=-1.0)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"history": "gru"}, {"history": "attention", "heads": 2}, {"head": "neumf"}],
+    ids=["gru", "attention", "neumf"],
+)
+def test_sampled_next_item_scores_are_the_full_scores(
+    prepared: tuple[Path, int, int], settings: dict[str, object]
+) -> None:
+    """The joint hybrid (user ID + history, ID + text items): score_positions with shared
+    negatives (R, 1 + S) = the full-catalogue rows at each target and the negatives."""
+    model = _hybrid(prepared, **settings).eval()
+    users = torch.tensor([0, 3])
+    history = torch.tensor([[0, 2, 3], [1, 2, 3]])
+    lengths = (history > 0).sum(1)
+    targets = torch.tensor([[0, 3, 4], [2, 3, 5]])
+    negatives = torch.tensor([7, 4, 4, 12])
+    with torch.no_grad():
+        full = model.score_positions(history, lengths, targets, users)  # (R, N)
+        sampled = model.score_positions(history, lengths, targets, users, candidates=negatives)
+    positives = targets[targets > 0].unsqueeze(1)
+    columns = torch.cat([positives, negatives.expand(positives.shape[0], -1)], 1)
+    assert sampled.shape == (5, 5)
+    torch.testing.assert_close(sampled, full.gather(1, columns), rtol=1e-5, atol=1e-5)

@@ -15,7 +15,7 @@ from hybridrec.data.preparation.protocols import LeaveOneOut
 from hybridrec.data.preparation.text import ITEM_TEXT_FILE
 from hybridrec.data.readers import read_synthetic
 from hybridrec.lit.adapter import scores, scores_all
-from hybridrec.losses import CrossEntropyLoss
+from hybridrec.losses import BPRMaxLoss, CrossEntropyLoss
 from hybridrec.nn import ItemIdTower, MoEAdaptor, SeqRec, SumItemTower, TextItemTower
 
 N_ITEMS = 30
@@ -53,6 +53,69 @@ def test_training_scores_one_row_per_target() -> None:
     logits = out[:, 1:]
     expected = torch.nn.functional.cross_entropy(logits, batch.positive_columns() - 1)
     torch.testing.assert_close(loss, expected)
+
+
+def _sampled_columns(targets: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    """(R, 1 + S): each position's target, then the shared negatives."""
+    positives = targets[targets > 0].unsqueeze(1)
+    return torch.cat([positives, negatives.expand(positives.shape[0], -1)], 1)
+
+
+def assert_sampled_scores_are_full_scores(model: torch.nn.Module, users: torch.Tensor) -> None:
+    """score_positions(candidates=S) is (R, 1 + S): the full-catalogue rows gathered at each
+    position's target and the shared negatives (negatives repeated and equal to a target
+    included); also for the model in training mode with the same dropout draws."""
+    history, lengths = _history([[1, 2, 3], [4, 5], [6]])
+    targets = torch.tensor([[2, 3, 9], [0, 5, 7], [0, 0, 4]])
+    negatives = torch.tensor([11, 3, 3, 20, 7])
+    for training in (False, True):
+        model.train(training)
+        torch.manual_seed(5)
+        full = model.score_positions(history, lengths, targets, users)  # (R, N)
+        torch.manual_seed(5)
+        sampled = model.score_positions(history, lengths, targets, users, candidates=negatives)
+        assert sampled.shape == (6, 1 + 5)
+        columns = _sampled_columns(targets, negatives)
+        torch.testing.assert_close(sampled, full.gather(1, columns), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"temperature": 0.07}, {"encoder": "gru"}],
+    ids=["sasrec", "cosine", "gru"],
+)
+def test_sampled_scores_are_the_full_scores_at_those_columns(settings: dict[str, object]) -> None:
+    assert_sampled_scores_are_full_scores(_model(**settings), torch.arange(3))
+
+
+@pytest.mark.parametrize("loss", [CrossEntropyLoss(), BPRMaxLoss()], ids=["xe", "bprmax"])
+def test_sampled_softmax_trains(loss: torch.nn.Module) -> None:
+    """Both losses train SASRec on sampled scores: the targets climb above the negatives."""
+    model = _model(layers=1)
+    history, lengths = _history([[1, 2, 3, 4], [5, 6, 7], [8, 9]])
+    targets = torch.tensor([[2, 3, 4, 10], [0, 6, 7, 11], [0, 0, 9, 12]])
+    negatives = torch.arange(13, 29)  # 16 shared negatives, none a target
+    batch = RecBatch(
+        users=torch.arange(3),
+        history=history,
+        history_lengths=lengths,
+        sequence_targets=targets,
+        sequence_negatives=negatives,
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    first = None
+    for _ in range(60):
+        out = model.score_positions(history, lengths, targets, batch.users, candidates=negatives)
+        value = loss(out, batch)["loss"]
+        first = value.item() if first is None else first
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+    assert value.item() < first / 3
+    model.eval()
+    with torch.no_grad():
+        out = model.score_positions(history, lengths, targets, batch.users, candidates=negatives)
+    assert (out[:, :1] > out[:, 1:]).all()
 
 
 def test_score_all_matches_score_and_export_layout() -> None:
@@ -190,6 +253,15 @@ def test_text_tower_trains_through_the_catalogue(prepared: tuple[Path, int]) -> 
     assert grad is not None and grad.abs().sum() > 0
     with pytest.raises(ValueError, match="dim"):
         SeqRec(5, n_items, dim=32, item_id=False, text=tower)
+
+
+@pytest.mark.parametrize("item_id", [False, True])
+def test_text_tower_sampled_scores(prepared: tuple[Path, int], item_id: bool) -> None:
+    """SeqText: the sampled scores gather the catalogue encoding's rows."""
+    folder, n_items = prepared
+    tower = TextItemTower(n_items, folder, dim=16, vocab_size=200, max_length=16)
+    model = SeqRec(5, n_items, dim=16, dropout=0.1, item_id=item_id, text=tower)
+    assert_sampled_scores_are_full_scores(model, torch.arange(3))
 
 
 def test_moe_adaptor_shapes_and_whitening() -> None:

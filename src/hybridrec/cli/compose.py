@@ -50,8 +50,36 @@ PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nested-run tag: the UI draws t
 PART_TAG = "hybridrec.part"
 PART_KEY_TAG = "hybridrec.part_key"
 PARTS_TAG = "hybridrec.parts"
-#: parent overrides that carry over to every part (where it trains, how long, how seeded)
+#: parent overrides typed on the command line that carry over to every part (where it trains,
+#: how long, how seeded), and the parent's values that always do
 INHERITED = ("seed=", "threads=", "trainer=", "trainer.", "debug=", "logger.tracking_uri=")
+INHERITED_VALUES = (
+    "seed",
+    "threads",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.precision",
+    "trainer.fast_dev_run",
+)
+#: the parts of ``model=hybrid`` when ``model.parts`` is null (an experiment lists its own: a
+#: config merge would add to a default dict, never replace it): the joint hybrid's ID-only and
+#: text-only settings, each trained alone by next-item cross-entropy
+DEFAULT_PARTS = {
+    "ids": [
+        "model=hybrid",
+        "model.combine=joint",
+        "ablation=both_id",
+        "datamodule=next_item",
+        "loss=xe",
+    ],
+    "text": [
+        "model=hybrid",
+        "model.combine=joint",
+        "ablation=both_text",
+        "datamodule=next_item",
+        "loss=xe",
+    ],
+}
 #: config keys that do not change what a part learns (left out of its reuse key)
 VOLATILE = ("paths", "logger", "spec", "part", "callbacks/progress_bar", "required")
 
@@ -79,7 +107,9 @@ class PartRun:
         path = Path(self.checkpoint)
         if not path.name.startswith("refit_"):
             return self.checkpoint
-        chosen = sorted(path.parent.glob("epoch_*.ckpt"))
+        chosen = sorted(path.parent.glob("epoch_*.ckpt")) or sorted(
+            path.parent.glob("part_last.ckpt")  # no validation checkpoint (fast_dev_run)
+        )
         if not chosen:
             raise ConfigError(
                 f"model.parts.{self.name}: the refit part's selection checkpoint (epoch_*.ckpt "
@@ -123,6 +153,10 @@ def part_config(
         part.paths = copy.deepcopy(cfg.paths)
         part.logger.experiment_name = cfg.logger.experiment_name
         part.logger.tracking_uri = cfg.logger.tracking_uri
+        for key in INHERITED_VALUES:
+            value = OmegaConf.select(cfg, key, default=None)
+            if value is not None or key == "threads":
+                OmegaConf.update(part, key, value, force_add=True)
     return part
 
 
@@ -172,7 +206,9 @@ def train_parts(
     """Train (or reuse) every part in ``cfg.model.parts``, in order."""
     from hydra.core.hydra_config import HydraConfig
 
-    parts = cfg.model.get("parts") or {}
+    parts = cfg.model.get("parts")
+    if parts is None:
+        parts = DEFAULT_PARTS
     if not parts:
         raise ConfigError("model.parts: a composed hybrid needs at least one part")
     inherited: list[str] = []

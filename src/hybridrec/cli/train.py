@@ -347,6 +347,9 @@ def _fit_and_test(
     best_score = None
     if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_score is not None:
         best_score = float(checkpoint.best_model_score)
+    if cfg.get("part") and trains and not best_path:  # a part leaves its hybrid a checkpoint
+        best_path = str(Path(str(cfg.paths.output_dir)) / "checkpoints" / "part_last.ckpt")
+        trainer.save_checkpoint(best_path, weights_only=True)
     results: dict[str, float] = {}
     if bool(cfg.get("refit_on_val")) and trains and best_path:
         # test the model retrained on train + validation instead of the selected one

@@ -13,7 +13,11 @@ Three training layouts:
   sequence    ``history`` (B, T) inputs and ``sequence_targets`` (B, T) the item after each
               input (0 = no target there), next-item training of SASRec-style models; scores
               are (R, N + 1) for the R positions with a target (row-major order) against the
-              whole catalogue, so a row's positive column is its target item itself.
+              whole catalogue, so a row's positive column is its target item itself. With
+              ``sequence_negatives`` (S,) -- negatives shared by every position of the batch --
+              the scores are (R, 1 + S) instead: each position's target in column 0, then the
+              S shared negatives (sampled softmax; ``column_logq`` (R, 1 + S) when the
+              sampling was not uniform).
 
 Two evaluation layouts (full ranking with ``targets``, or sampled with ``items``):
   per-row     ``history`` (B, T): each row's own prefix, left-padded.
@@ -47,13 +51,16 @@ class RecBatch:
     restrict_to: Tensor | None = None  # (N + 1,) bool, the only items a cold row ranks among
     # -- session-parallel training (see hybridrec.data.batching.sequences) ----------------
     negatives: Tensor | None = None  # (S,) long, negatives shared by every row (shared layout)
-    column_logq: Tensor | None = None  # (B + S,) float, log sampling weight of each score column
+    # (B + S,) float, log sampling weight of each score column; (R, 1 + S) in the sampled
+    # sequence layout (each position's own target in column 0)
+    column_logq: Tensor | None = None
     session_inputs: Tensor | None = None  # (B,) long, the item each session row has just seen
     session_slots: Tensor | None = None  # (B,) long, the hidden-state slot each row continues
     session_starts: Tensor | None = None  # (B,) bool, the row starts a session: reset its state
     # -- next-item training over whole sequences (sequence layout) -------------------------
     sequence_targets: Tensor | None = None  # (B, T) long, the item after history[:, t]; 0 = none
     train_columns: Tensor | None = None  # (N + 1,) bool, items the loss may score (None = all)
+    sequence_negatives: Tensor | None = None  # (S,) long, negatives shared by every position
     # -- evaluation with shared prefixes (prefix layout) ------------------------------------
     prefix_sequences: Tensor | None = None  # (S, T) long, each sequence once, left-padded with 0
     prefix_rows: Tensor | None = None  # (B,) long, the sequence whose prefix is row b's history
@@ -90,14 +97,30 @@ class RecBatch:
 
     @property
     def sequence_layout(self) -> bool:
-        """True when the scores are (R, N + 1): one row per target of ``sequence_targets``."""
+        """True when the scores have one row per target of ``sequence_targets``: (R, N + 1),
+        or (R, 1 + S) with ``sequence_negatives`` (:attr:`sampled_sequence`)."""
         return self.sequence_targets is not None
+
+    @property
+    def sampled_sequence(self) -> bool:
+        """True when the sequence layout's scores are (R, 1 + S): target, shared negatives."""
+        return self.sequence_targets is not None and self.sequence_negatives is not None
+
+    def positive_items(self) -> Tensor:
+        """(B, 1) or (R, 1): the positive item of each scoring row."""
+        if self.sequence_targets is not None:
+            return self.sequence_targets[self.sequence_targets > 0].unsqueeze(1)  # (R, 1)
+        self.require("items")
+        assert self.items is not None
+        return self.items[:, :1]  # (B, 1)
 
     def positive_columns(self) -> Tensor:
         """Column of each scoring row's positive in its training scores (see the module doc):
-        (B,) in the per-row and shared layouts, (R,) the target items in the sequence one."""
+        (B,) in the per-row and shared layouts, (R,) in the sequence one: the target items
+        (full catalogue), or 0 (sampled: the target first)."""
         if self.sequence_targets is not None:
-            return self.sequence_targets[self.sequence_targets > 0]  # (R,)
+            targets = self.sequence_targets[self.sequence_targets > 0]  # (R,)
+            return torch.zeros_like(targets) if self.sequence_negatives is not None else targets
         if self.shared_layout:
             return torch.arange(len(self), device=self.users.device)
         return torch.zeros(len(self), dtype=torch.long, device=self.users.device)

@@ -3,7 +3,10 @@
 Both read (B, C) scores in either training layout of :mod:`hybridrec.data.batch`: per-row
 (B, 1 + K) with the positive in column 0, or shared (B, B + S) with row i's positive in column
 i and every other column a negative for row i (the other rows' positives, then the shared
-samples). The positive's column comes from :meth:`RecBatch.positive_columns`.
+samples). The positive's column comes from :meth:`RecBatch.positive_columns`. Next-item
+training (the sequence layout) gives one row per position: (R, N + 1) against the whole
+catalogue (cross-entropy only), or (R, 1 + S) with sampled negatives shared by the batch
+(``sequence_negatives``: the target in column 0, as per row).
 
 Reference: Hidasi & Karatzoglou, "Recurrent Neural Networks with Top-k Gains for Session-based
 Recommendations" (CIKM 2018), and the official PyTorch GRU4Rec code, whose behaviour these
@@ -20,7 +23,19 @@ from hybridrec.data.batch import RecBatch
 
 
 def _column_items(scores: Tensor, batch: RecBatch) -> Tensor:
-    """The item held by each score column: (B + S,) in the shared layout, (B, C) per row."""
+    """The item held by each score column: (B + S,) in the shared layout, (B, C) per row,
+    (R, 1 + S) in the sampled sequence layout, (N + 1,) in the full one."""
+    if batch.sampled_sequence:  # each position's target, then the shared negatives
+        assert batch.sequence_negatives is not None
+        positives = batch.positive_items()  # (R, 1)
+        negatives = batch.sequence_negatives.unsqueeze(0).expand(positives.shape[0], -1)
+        columns = torch.cat([positives, negatives], 1)  # (R, 1 + S)
+        if columns.shape[1] != scores.shape[1]:
+            raise ValueError(
+                f"scores have {scores.shape[1]} columns but the batch holds 1 target + "
+                f"{negatives.shape[1]} sampled negatives per position"
+            )
+        return columns
     if batch.sequence_layout:  # every column is the item of that index
         return torch.arange(scores.shape[1], device=scores.device)  # (N + 1,)
     batch.require("items")
@@ -38,6 +53,20 @@ def _column_items(scores: Tensor, batch: RecBatch) -> Tensor:
     return columns
 
 
+def _check_sampled_width(scores: Tensor, batch: RecBatch) -> None:
+    """A batch with sampled negatives must come with (R, 1 + S) scores: full-catalogue scores
+    would read column 0 (padding) as every row's positive."""
+    if batch.sampled_sequence:
+        assert batch.sequence_negatives is not None
+        width = 1 + batch.sequence_negatives.numel()
+        if scores.shape[1] != width:
+            raise ValueError(
+                f"the batch has {width - 1} sampled negatives, so the scores should have "
+                f"1 + {width - 1} columns, but they have {scores.shape[1]}: the model must "
+                "score the batch's sequence_negatives (score_positions(..., candidates=...))"
+            )
+
+
 def _positive_mask(scores: Tensor, batch: RecBatch) -> Tensor:
     """(B, C) bool: True at each row's positive column."""
     positives = batch.positive_columns().to(scores.device)  # (B,)
@@ -49,10 +78,9 @@ def _accidental_hits(scores: Tensor, batch: RecBatch) -> Tensor:
     """(B, C) bool: True at a negative column that holds the row's positive item (the item
     sampled again, or another row's identical positive in the shared layout)."""
     columns = _column_items(scores, batch).to(scores.device)  # (C,) or (B, C)
-    if batch.sequence_layout:  # each item has exactly one column: no accidental hits
+    if batch.sequence_layout and not batch.sampled_sequence:  # one column per item: no hits
         return torch.zeros_like(scores, dtype=torch.bool)
-    assert batch.items is not None
-    target = batch.items[:, :1].to(scores.device)  # (B, 1)
+    target = batch.positive_items().to(scores.device)  # (B, 1)
     return (columns == target) & ~_positive_mask(scores, batch)  # (C,) broadcasts over rows
 
 
@@ -68,7 +96,13 @@ class CrossEntropyLoss(nn.Module):
             ``log(pop ** alpha)`` for shared samples), and it is subtracted from every row's
             scores. Required in the shared layout; in the per-row layout a batch without it is
             taken as uniformly sampled, where the correction is a constant shift (a no-op).
+            The sampled sequence layout carries (R, 1 + S) when sampled by popularity and
+            none when uniform.
         remove_accidental_hits: drop negative columns that hold the row's positive item.
+
+    In the sequence layout the loss is averaged over the positions: against the whole
+    catalogue (padding and ``train_columns``-excluded items never count), or sampled softmax
+    over each position's target and the shared negatives (eSASRec's ``sampled_softmax``).
     """
 
     def __init__(self, logq: float = 0.0, remove_accidental_hits: bool = False) -> None:
@@ -79,6 +113,7 @@ class CrossEntropyLoss(nn.Module):
         self.remove_accidental_hits = remove_accidental_hits
 
     def forward(self, scores: Tensor, batch: RecBatch) -> dict[str, Tensor]:
+        _check_sampled_width(scores, batch)
         logits = scores  # (B, C)
         if self.logq > 0 and (batch.shared_layout or batch.column_logq is not None):
             batch.require("column_logq")
@@ -91,7 +126,9 @@ class CrossEntropyLoss(nn.Module):
             logits = logits - self.logq * batch.column_logq.to(logits)  # (C,) over the rows
         if self.remove_accidental_hits:
             logits = logits.masked_fill(_accidental_hits(scores, batch), float("-inf"))
-        if batch.sequence_layout:  # never a candidate: padding (0), items kept out (cold)
+        if batch.sequence_layout and not batch.sampled_sequence:
+            # never a candidate: padding (0), items kept out (cold); sampled negatives are
+            # drawn among the allowed items already
             if batch.train_columns is None:
                 allowed = torch.ones(logits.shape[1], dtype=torch.bool, device=logits.device)
             else:
@@ -135,11 +172,13 @@ class BPRMaxLoss(nn.Module):
         self.remove_accidental_hits = remove_accidental_hits
 
     def forward(self, scores: Tensor, batch: RecBatch) -> dict[str, Tensor]:
-        if batch.sequence_layout:
+        if batch.sequence_layout and not batch.sampled_sequence:
             raise ValueError(
                 "loss=bprmax is not implemented for next-item training over the whole "
-                "catalogue (the sequence layout): use loss=xe"
+                "catalogue (the sequence layout): sample negatives (datamodule.negatives > 0) "
+                "or use loss=xe"
             )
+        _check_sampled_width(scores, batch)
         if scores.shape[1] < 2:
             raise ValueError(
                 "BPR-max needs at least one negative column: sample negatives "

@@ -113,13 +113,23 @@ class FactorizedModel(nn.Module):
         return self.scorer.score_all(user_vectors, table, users)
 
     def score_positions(
-        self, history: Tensor, lengths: Tensor, targets: Tensor, users: Tensor | None = None
+        self,
+        history: Tensor,
+        lengths: Tensor,
+        targets: Tensor,
+        users: Tensor | None = None,
+        candidates: Tensor | None = None,
     ) -> Tensor:
         """Next-item training: history (B, T), lengths (B,), targets (B, T) (0 = no target),
         users (B,) (for a user ID tower) -> (R, N), one row per position with a target, against
         the whole catalogue; a row's user vector is the history tower's output at that
         position combined with the row's user ID vector (a model without a history tower: the
-        user ID vector alone, so every ablation trains on the same windows)."""
+        user ID vector alone, so every ablation trains on the same windows).
+
+        ``candidates`` (S,): negatives shared by every position (sampled softmax) -> (R, 1 + S),
+        each row's target in column 0, then the S candidates: the full scores at those columns,
+        without scoring the catalogue (the item vectors are gathered from the table; a text
+        tower still encodes the catalogue once, which the history tower reads anyway)."""
         table = self.item_vectors()
         hidden: Tensor | None = None
         if self.history is not None:
@@ -137,7 +147,13 @@ class FactorizedModel(nn.Module):
                 raise ValueError("this model has a user ID tower: next-item rows need users")
             user_part = self.user_id(users).unsqueeze(1).expand(-1, targets.shape[1], -1)
         rows = self.combine_users(user_part, hidden)  # (B, T, D)
-        return self.scorer.score_rows(rows[targets > 0], table)  # (R, N)
+        present = targets > 0
+        if candidates is None:
+            return self.scorer.score_rows(rows[present], table)  # (R, N)
+        positions, positives = rows[present], targets[present]  # (R, D), (R,)
+        positive = self.scorer.score_row_pairs(positions, table[positives], positives)  # (R,)
+        shared = self.scorer.score_rows(positions, table[candidates], candidates)  # (R, S)
+        return torch.cat([positive.unsqueeze(1), shared], 1)  # (R, 1 + S)
 
     def embedding_penalty(self, users: Tensor, items: Tensor) -> Tensor:
         """Squared L2 norm of the ID rows a training batch uses (users (B,), items (B, C)):

@@ -76,12 +76,24 @@ class DotScorer(nn.Module):
             scores = scores + self.item_bias(items).squeeze(-1)
         return scores  # (B, C)
 
-    def score_rows(self, user_vectors: Tensor, item_table: Tensor) -> Tensor:
+    def score_rows(
+        self, user_vectors: Tensor, item_table: Tensor, items: Tensor | None = None
+    ) -> Tensor:
         """(R, D) vectors of no particular user (sequence positions), (N, D) -> (R, N): the
-        item-side terms only."""
+        item-side terms only. ``items`` (S,): the table holds the vectors of these items only,
+        (S, D) -> (R, S)."""
         scores = self.users(user_vectors) @ self.items(item_table).T
         if self.item_bias is not None:
-            scores = scores + self.item_bias.weight.T  # (1, N)
+            bias = self.item_bias.weight if items is None else self.item_bias(items)  # (N|S, 1)
+            scores = scores + bias.T
+        return scores
+
+    def score_row_pairs(self, user_vectors: Tensor, item_vectors: Tensor, items: Tensor) -> Tensor:
+        """(R, D) position vectors, (R, D) one item each, items (R,) -> (R,): row r against its
+        own item, the item-side terms only (:meth:`score_rows` at that item's column)."""
+        scores = (self.users(user_vectors) * self.items(item_vectors)).sum(-1)
+        if self.item_bias is not None:
+            scores = scores + self.item_bias(items).squeeze(-1)
         return scores
 
     def score_all(self, user_vectors: Tensor, item_table: Tensor, users: Tensor) -> Tensor:
@@ -145,8 +157,15 @@ class NeuMFScorer(nn.Module):
         """user_vectors (B, D), item_vectors (B, C, D) -> (B, C)."""
         return self._pairs(user_vectors.unsqueeze(1), item_vectors)
 
-    def score_rows(self, user_vectors: Tensor, item_table: Tensor) -> Tensor:
-        """(R, D), (N, D) -> (R, N), the MLP run on chunks of items."""
+    def score_row_pairs(self, user_vectors: Tensor, item_vectors: Tensor, items: Tensor) -> Tensor:
+        """(R, D), (R, D) -> (R,): row r against its own item."""
+        return self._pairs(user_vectors, item_vectors)
+
+    def score_rows(
+        self, user_vectors: Tensor, item_table: Tensor, items: Tensor | None = None
+    ) -> Tensor:
+        """(R, D), (N, D) -> (R, N), the MLP run on chunks of items (``items`` unused: no
+        biases)."""
         step = max(1, self.chunk // max(1, user_vectors.shape[0]))
         parts = [
             self._pairs(user_vectors.unsqueeze(1), item_table[lo : lo + step].unsqueeze(0))

@@ -178,6 +178,8 @@ def _check_history(value: Any, cfg: DictConfig) -> str | None:
     expected = f"one of {', '.join(HISTORY_ENCODERS)}, or null"
     if value is not None and value not in HISTORY_ENCODERS:
         return expected
+    if OmegaConf.select(cfg, "model.combine", default="joint") == "composed":
+        return None  # the joint model's keys: each part is checked as its own run
     datamodule = OmegaConf.select(cfg, "datamodule._target_", default=None)
     sequences = isinstance(datamodule, str) and _same_target(
         datamodule, "hybridrec.data.batching.sequence_datamodule.SequenceDataModule"
@@ -311,6 +313,7 @@ RULES: tuple[Rule, ...] = (
     Rule("model.embedding", _one_of(EMBEDDINGS)),
     Rule("model.encoder", _one_of(USER_ENCODERS), target="hybridrec.nn.SeqRec"),
     Rule("model.history", _check_history, target="hybridrec.nn.Hybrid"),
+    Rule("model.combine", _one_of(("composed", "joint")), target="hybridrec.nn.Hybrid"),
     Rule("model.fusion", _one_of(FUSIONS), target="hybridrec.nn.Hybrid"),
     Rule("model.head", _one_of(HEADS), target="hybridrec.nn.Hybrid"),
     Rule("model.init", _one_of(INITS), target="hybridrec.nn.Hybrid"),

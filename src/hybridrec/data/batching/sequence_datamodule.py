@@ -16,6 +16,7 @@ from torch import Tensor
 from hybridrec.data.batching.judgments import history_table
 from hybridrec.data.batching.pairs import RecBatchDataModule
 from hybridrec.data.batching.sequences import (
+    NEGATIVE_SAMPLINGS,
     ORDERS,
     TRAININGS,
     NextItemBatches,
@@ -41,14 +42,21 @@ class SequenceDataModule(RecBatchDataModule):
             file has timestamps, e.g. user sequences read with ``read_sequences``).
         training: ``session_parallel`` (GRU4Rec: one step per batch, shared negatives) or
             ``next_item`` (SASRec-style models: windows of whole sequences, every position
-            scored against the whole catalogue; ``n_negatives``, ``sample_alpha`` and
-            ``order`` are unused).
+            scored against the whole catalogue, or against ``negatives`` shared samples;
+            ``n_negatives`` and ``order`` are unused).
         batch_size: session-parallel rows, or next-item windows, per training batch.
         max_length: ``next_item``: inputs per training window (the model's context length).
         bucket: ``next_item``: batch windows of similar length together (see
             :class:`NextItemBatches`).
-        n_negatives: negatives shared by the whole batch, drawn from popularity^sample_alpha.
-        sample_alpha: 0 = uniform over training items, 1 = proportional to popularity.
+        n_negatives: ``session_parallel``: negatives shared by the whole batch, drawn from
+            popularity^sample_alpha.
+        sample_alpha: 0 = uniform over training items, 1 = proportional to popularity
+            (``session_parallel``, and ``next_item`` with ``negative_sampling=popularity``).
+        negatives: ``next_item``: negatives shared by every position of a batch, each
+            position scored against its target and these (sampled softmax; see
+            :class:`NextItemBatches`); 0 = every position against the whole catalogue.
+        negative_sampling: ``next_item`` with ``negatives`` > 0: ``uniform`` over the
+            training items, or ``popularity`` (count^sample_alpha, with logQ for the loss).
         order: ``time`` (sequences enter by their first timestamp, the official GRU4Rec order,
             the same every epoch) or ``random`` (reshuffled every epoch).
         eval_batch_size: evaluation rows per batch.
@@ -85,6 +93,8 @@ class SequenceDataModule(RecBatchDataModule):
         train_on_val: bool = False,
         judgment_batch_size: int = 256,
         judgment_population: int = 256,
+        negatives: int = 0,
+        negative_sampling: str = "uniform",
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -98,6 +108,14 @@ class SequenceDataModule(RecBatchDataModule):
             raise ValueError(f"datamodule.training={training!r}: expected one of {TRAININGS}")
         if max_length < 1:
             raise ValueError(f"datamodule.max_length={max_length}: expected >= 1")
+        if negatives < 0:
+            raise ValueError(f"datamodule.negatives={negatives}: expected >= 0")
+        if negative_sampling not in NEGATIVE_SAMPLINGS:
+            raise ValueError(
+                f"datamodule.negative_sampling={negative_sampling!r}: expected one of "
+                f"{NEGATIVE_SAMPLINGS}"
+            )
+        self.negatives, self.negative_sampling = negatives, negative_sampling
         self.training, self.max_length, self.bucket = training, max_length, bucket
         self.data_dir = Path(data_dir)
         self.spec = DataSpec.load(self.data_dir)
@@ -174,6 +192,10 @@ class SequenceDataModule(RecBatchDataModule):
                 self.seed,
                 bucket=self.bucket,
                 train_columns=train_columns,
+                n_negatives=self.negatives,
+                sampling=self.negative_sampling,
+                sample_alpha=self.sample_alpha,
+                n_items=spec.n_items,
             )
         else:
             self._train = SessionParallelBatches(

@@ -11,6 +11,9 @@ Next-item training (SASRec, Kang & McAuley 2018; the layout ``sequence`` of RecB
 training sequence is cut, from its end, into windows of at most ``max_length`` inputs; a window
 feeds its items and asks for the item after each one, so again every (item, next item) pair is
 used once per epoch. Windows are shuffled every epoch and left-padded to the batch's longest.
+Every position is scored against the whole catalogue, or (``n_negatives`` > 0: the sampled
+softmax of eSASRec, RecSys 2025) against its target and S negatives drawn once per batch and
+shared by all its positions, uniformly or by popularity^alpha with a logQ correction.
 
 Evaluation rows are (history, target) pairs: the whole prefix before the target is fed through
 the model (left-padded to the batch's longest), the target is ranked.
@@ -40,6 +43,7 @@ from hybridrec.data.batch import RecBatch
 
 ORDERS = ("time", "random")
 TRAININGS = ("session_parallel", "next_item")
+NEGATIVE_SAMPLINGS = ("uniform", "popularity")
 
 
 def sequences_from_frame(frame: pd.DataFrame, n_users: int) -> tuple[np.ndarray, np.ndarray]:
@@ -263,6 +267,17 @@ class NextItemBatches:
 
     ``train_columns`` (N + 1,) bool, when given, rides on every batch: the only items the
     loss scores (the cold_items protocol keeps cold items out of training as negatives too).
+
+    ``n_negatives`` > 0: every batch also holds ``sequence_negatives`` (S,), drawn afresh for
+    each batch and scored by every position, so the scores are (R, 1 + S) instead of
+    (R, N + 1) (see :mod:`hybridrec.data.batch`). They are drawn among the items of the
+    training sequences (and ``train_columns``), with replacement: ``uniform``, or by
+    ``popularity``: count^``sample_alpha``; then ``column_logq`` (R, 1 + S) holds
+    ``sample_alpha * log(count)`` of each column's item, the target's included (the log of
+    its sampling probability up to a constant, for the loss's logQ correction). Uniform
+    sampling needs no correction (a constant shift): ``column_logq`` stays None. The draws
+    come from their own generator, seeded by the seed and the epoch, so the windows and
+    batches are those of ``n_negatives=0`` and an epoch's negatives are reproducible.
     """
 
     bucket_batches = 64
@@ -276,9 +291,19 @@ class NextItemBatches:
         seed: int,
         bucket: bool = True,
         train_columns: Tensor | None = None,
+        n_negatives: int = 0,
+        sampling: str = "uniform",
+        sample_alpha: float = 1.0,
+        n_items: int | None = None,
     ) -> None:
         if max_length < 1:
             raise ValueError(f"datamodule.max_length={max_length}: expected >= 1")
+        if n_negatives < 0:
+            raise ValueError(f"datamodule.negatives={n_negatives}: expected >= 0")
+        if sampling not in NEGATIVE_SAMPLINGS:
+            raise ValueError(
+                f"datamodule.negative_sampling={sampling!r}: expected one of {NEGATIVE_SAMPLINGS}"
+            )
         self.items, self.offsets = items, offsets  # (E,), (n + 1,)
         self.batch_size, self.max_length, self.seed = batch_size, max_length, seed
         self.bucket, self.train_columns = bucket, train_columns
@@ -287,6 +312,23 @@ class NextItemBatches:
         self.sequence = torch.as_tensor(sequence)  # (W,)
         self.epoch = 0
         self.epoch_source: Callable[[], int] | None = None
+        self.n_negatives, self.sampling, self.sample_alpha = n_negatives, sampling, sample_alpha
+        self.sampler: AliasSampler | None = None
+        self.item_logq: Tensor | None = None  # (N + 1,) popularity: alpha * log(count)
+        if n_negatives > 0:
+            size = int(items.max().item()) + 1 if n_items is None else n_items + 1
+            counts = torch.bincount(items.cpu(), minlength=size).double()  # (N + 1,)
+            counts[0] = 0.0  # padding
+            if train_columns is not None:
+                counts = counts * train_columns.cpu()
+            if not (counts > 0).any():
+                raise ValueError("datamodule.negatives > 0 but no training item to sample")
+            if sampling == "popularity":
+                weights = counts.pow(sample_alpha) * (counts > 0)
+                self.item_logq = (sample_alpha * torch.log(counts.clamp(min=1.0))).float()
+            else:
+                weights = (counts > 0).double()
+            self.sampler = AliasSampler(weights.numpy())
 
     def __len__(self) -> int:
         return -(-self.starts.numel() // self.batch_size)
@@ -308,6 +350,10 @@ class NextItemBatches:
                 ]
             )
         batches = order.to(self.starts.device).split(self.batch_size)
+        sampling = None  # the negatives' own stream: the windows never depend on them
+        if self.sampler is not None:
+            sampling = torch.Generator(device=self.sampler.prob.device)
+            sampling.manual_seed(self.seed * 1_000_003 + self.epoch * 101 + 7_919)
         for b in torch.randperm(len(batches), generator=generator).tolist():
             pick = batches[b]
             starts, ends = self.starts[pick], self.ends[pick]  # (B,)
@@ -320,19 +366,31 @@ class NextItemBatches:
             column = width - 1 - from_right
             history[row, column] = self.items[index]
             targets[row, column] = self.items[index + 1]
+            negatives, logq = None, None
+            if self.sampler is not None and sampling is not None:
+                negatives = self.sampler.sample(self.n_negatives, sampling)  # (S,)
+                if self.item_logq is not None:  # (R, 1 + S): the target, then the negatives
+                    positive = self.item_logq[targets[targets > 0]].unsqueeze(1)  # (R, 1)
+                    shared = self.item_logq[negatives].unsqueeze(0)  # (1, S)
+                    logq = torch.cat([positive, shared.expand(positive.shape[0], -1)], 1)
             yield RecBatch(
                 users=self.sequence[pick],
                 history=history,
                 history_lengths=lengths,
                 sequence_targets=targets,
                 train_columns=self.train_columns,
+                sequence_negatives=negatives,
+                column_logq=logq,
             )
 
     def to(self, device: torch.device) -> None:
-        for name in ("items", "offsets", "starts", "ends", "sequence", "train_columns"):
+        names = ("items", "offsets", "starts", "ends", "sequence", "train_columns", "item_logq")
+        for name in names:
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.to(device))
+        if self.sampler is not None:
+            self.sampler.to(device)
 
 
 def _by_sequence(starts: Tensor, ends: Tensor) -> tuple[Tensor, int]:
