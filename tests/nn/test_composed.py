@@ -16,12 +16,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from conftest import TINY_DATA
 from hybridrec.cli.common import prepare_from_config
+from hybridrec.data.batch import RecBatch
 from hybridrec.export import ExportedScorer, to_torchscript
 from hybridrec.export.recommender import Recommender
 from hybridrec.lit.checkpoint import PAYLOAD, load_model, model_payload
 from hybridrec.lit.combiner import ValidationScores, fit_combiner, simplex_grid
 from hybridrec.nn.composed import ComposedHybrid, popularity_buckets
-from hybridrec.data.batch import RecBatch
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.gru4rec import GRU4Rec, gru4rec_factorized
 from hybridrec.nn.hybrid import training_counts
