@@ -115,10 +115,11 @@ step neumf-20m 120 "${BENCH[@]}" --epochs 2 --json "$OUT/neumf_20m.json" \
 step gru4rec-rsc15 40 "${BENCH[@]}" --epochs "$SESSION_EPOCHS" --json "$OUT/gru4rec_rsc15.json" \
     experiment=gru4rec_rsc15_xe "${TRAINER[@]}" "${QUIET[@]}" task_name=gpu_check_gru4rec
 
-# model.combine=joint: the one-model hybrid this step times; since issue 22 the default is
-# composed, which fits its combiner on a validation split that hybrid_rsc15 (val_days 0) lacks.
+# The joint session hybrid (hybrid_rsc15's header: model.combine=joint protocol.val_days=0), the
+# one-model hybrid this step times; the experiment's default is composed (GRU4Rec parts,
+# val_days 1). val_days=0 also keeps it on the carried rsc15_100k-session folder of gru4rec_rsc15_xe.
 step hybrid-rsc15 40 "${BENCH[@]}" --epochs "$SESSION_EPOCHS" --json "$OUT/hybrid_rsc15.json" \
-    experiment=hybrid_rsc15 model.combine=joint "${TRAINER[@]}" "${QUIET[@]}" task_name=gpu_check_hybrid
+    experiment=hybrid_rsc15 model.combine=joint protocol.val_days=0 "${TRAINER[@]}" "${QUIET[@]}" task_name=gpu_check_hybrid
 
 step scaling-interactions 60 "$PY" scripts/bench_scaling.py "${SWEEP_A[@]}" --epochs 1 \
     --model mf --batch 65536 --eval-batch 16384 --out "$OUT/scaling_a.json" --set "${TRAINER[@]}"
