@@ -1,0 +1,66 @@
+"""The composed hybrid's job end to end, through the console script: its parts are nested MLflow
+runs under its own, a second run reuses them, it is never below its best part on validation,
+it logs its weights, and its checkpoint exports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from conftest import TINY_DATA, run_train_cli
+from hybridrec.cli.export import export_model
+
+ARGS = ["experiment=hybrid_synthetic", *TINY_DATA, "trainer.max_epochs=2"]
+
+
+def test_parts_are_nested_reused_and_never_better_than_the_hybrid(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = run_train_cli(tmp_path, *ARGS, uri=uri)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "| composed hybrid | this run |" in first.stdout
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("synthetic")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("hybridrec.combine") == "composed"]
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    parts = dict(p.split("=") for p in parent.data.tags["hybridrec.parts"].split())
+    assert set(parts) == {"ids", "text"}
+    for name, run_id in parts.items():
+        child = client.get_run(run_id)
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags["hybridrec.part"] == name
+        assert child.info.status == "FINISHED"
+    # on validation the combination is never below a part alone (the same rows, same loop)
+    best_part = max(client.get_run(r).data.metrics["best/val/ndcg10"] for r in parts.values())
+    assert parent.data.metrics["best/val/ndcg10"] >= best_part - 1e-6
+    weights = {k: v for k, v in parent.data.metrics.items() if k.startswith("combiner/")}
+    assert len(weights) == 2 * 4  # 2 parts x 4 buckets
+    assert abs(sum(v for k, v in weights.items() if k.endswith("bucket1")) - 1.0) < 1e-6
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "combiner")}
+    assert {"combiner/combiner.json", "combiner/combiner_weights.png"} <= artifacts
+    # the second run takes both parts from their runs: no new part runs
+    second = run_train_cli(tmp_path, *ARGS, uri=uri)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stdout.count("(reused)") == 2
+    again = [
+        r
+        for r in client.search_runs([parent.info.experiment_id])
+        if "hybridrec.part" in r.data.tags
+    ]
+    assert len(again) == 2
+    # the composed checkpoint exports (TorchScript, ONNX, item matrix)
+    folder = Path(parent.data.tags["hybridrec.output_dir"])
+    meta = export_model(folder / "checkpoints" / "composed.ckpt", tmp_path / "export")
+    assert meta["model"] == "hybridrec.nn.composed.ComposedHybrid"
+    assert {"torchscript", "onnx", "item_vectors"} <= set(meta["files"])
+    fit = json.loads(
+        Path(
+            client.download_artifacts(parent.info.run_id, "combiner/combiner.json", str(tmp_path))
+        ).read_text()
+    )
+    assert set(fit["weights"]) == {"ids", "text"} and fit["buckets"][0] == "cold"
