@@ -23,7 +23,12 @@ PARTNERS = {
     # the hybrid's default GRU history reads sequences; and its switches
     "model=hybrid": ("datamodule=next_item", "loss=xe"),
     **{
-        f"ablation={name}": ("model=hybrid", "datamodule=next_item", "loss=xe")
+        f"ablation={name}": (
+            "model=hybrid",
+            "model.combine=joint",
+            "datamodule=next_item",
+            "loss=xe",
+        )
         for name in group_options("ablation")
     },
     # the human-rating term: data with judgments and a model with the tower contract
@@ -240,7 +245,7 @@ FAILING: list[tuple[tuple[str, ...], str, str, tuple[str, ...]]] = [
     ),
     (("scheduler=abc",), "scheduler", "'abc' (str)", ("a node with _target_ or null",)),
     (
-        ("model=hybrid",),
+        ("model=hybrid", "model.combine=joint"),
         "model.history",
         "'gru' (str)",
         ("null with the pair datamodule", "datamodule=next_item loss=xe"),

@@ -438,7 +438,7 @@ def test_every_group_has_options() -> None:
 def test_config_composes(compose_cfg: Compose, group: str, option: str, tmp_path: Path) -> None:
     """Each option composes and the composed config holds that option's own values."""
     if group == "ablation":  # switches of the hybrid: composed with model=hybrid
-        cfg = compose_cfg("model=hybrid", f"ablation={option}")
+        cfg = compose_cfg("model=hybrid", "model.combine=joint", f"ablation={option}")
         own = yaml.safe_load((CONFIG_DIR / "ablation" / f"{option}.yaml").read_text())
         _assert_chosen(cfg, {f"model.{key}": value for key, value in own.items()})
         if "text" not in own:  # the text tower stays on

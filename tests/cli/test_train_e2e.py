@@ -306,6 +306,7 @@ def test_hybrid_ablation_grid_and_its_table(tmp_path: Path) -> None:
         tmp_path,
         "--multirun",
         "model=hybrid",
+        "model.combine=joint",
         "model.dim=16",
         "datamodule=next_item",
         "loss=xe",

@@ -28,7 +28,11 @@ def test_export_a_run(
 ) -> None:
     result = train(
         compose_cfg(
-            *TINY_DATA, "experiment=hybrid_synthetic", "model.dim=16", "trainer.max_epochs=1"
+            *TINY_DATA,
+            "experiment=hybrid_synthetic",
+            "model.combine=joint",
+            "model.dim=16",
+            "trainer.max_epochs=1",
         )
     )
     out = tmp_path / "export"
@@ -84,7 +88,11 @@ def test_new_products_are_added_without_retraining(
 
     result = train(
         compose_cfg(
-            *TINY_DATA, "experiment=hybrid_synthetic", "model.dim=16", "trainer.max_epochs=1"
+            *TINY_DATA,
+            "experiment=hybrid_synthetic",
+            "model.combine=joint",
+            "model.dim=16",
+            "trainer.max_epochs=1",
         )
     )
     table = read_synthetic(n_users=80, n_items=60).items

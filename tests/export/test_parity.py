@@ -32,9 +32,21 @@ MODELS = {
     "textrec": ["model=textrec", "model.dim=16"],
     "sasrec": ["model=sasrec", *SMALL, "model.max_length=8"],
     "seqtext": ["model=seqtext", *SMALL, "model.max_length=8"],
-    "hybrid-gru": ["model=hybrid", *SMALL, "model.max_length=8"],
-    "hybrid-attention": ["model=hybrid", *SMALL, "model.max_length=8", "model.history=attention"],
-    "hybrid-ids-neumf-head": ["model=hybrid", *SMALL, "model.history=null", "model.head=neumf"],
+    "hybrid-gru": ["model=hybrid", "model.combine=joint", *SMALL, "model.max_length=8"],
+    "hybrid-attention": [
+        "model=hybrid",
+        "model.combine=joint",
+        *SMALL,
+        "model.max_length=8",
+        "model.history=attention",
+    ],
+    "hybrid-ids-neumf-head": [
+        "model=hybrid",
+        "model.combine=joint",
+        *SMALL,
+        "model.history=null",
+        "model.head=neumf",
+    ],
 }
 
 

@@ -26,8 +26,8 @@ CASES = {
     "sasrec": ["model=sasrec", *SEQUENCE],
     "sasrec-gru": ["model=sasrec", "model.encoder=gru", *SEQUENCE],
     "seqtext": ["model=seqtext", "model.text.vocab_size=300", *SEQUENCE],
-    "hybrid": ["model=hybrid", *SEQUENCE],
-    "hybrid-pairs": ["model=hybrid", "model.history=null", "model.dim=16"],
+    "hybrid": ["model=hybrid", "model.combine=joint", *SEQUENCE],
+    "hybrid-pairs": ["model=hybrid", "model.combine=joint", "model.history=null", "model.dim=16"],
     "unisrec-style": [
         "model=seqtext",
         "model.text.vocab_size=300",

@@ -20,7 +20,12 @@ from hybridrec.data.batch import RecBatch
 from hybridrec.export import ExportedScorer, to_torchscript
 from hybridrec.export.recommender import Recommender
 from hybridrec.lit.checkpoint import PAYLOAD, load_model, model_payload
-from hybridrec.lit.combiner import ValidationScores, fit_combiner, simplex_grid
+from hybridrec.lit.combiner import (
+    ValidationScores,
+    collect_validation,
+    fit_combiner,
+    simplex_grid,
+)
 from hybridrec.nn.composed import ComposedHybrid, popularity_buckets
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.gru4rec import GRU4Rec, gru4rec_factorized
@@ -212,3 +217,31 @@ def test_gru4rec_as_a_part_scores_as_gru4rec() -> None:
         ranked = composed.score_all(users, history)[:, 1:].argsort(1, descending=True)
         theirs = model.score_all(batch)[:, 1:].argsort(1, descending=True)
     assert torch.equal(ranked, theirs)
+
+
+def test_validation_rows_are_drawn_from_the_whole_split(
+    compose_cfg: Callable[..., DictConfig],
+) -> None:
+    """max_rows below the split: a seeded draw over all batches, each kept row with its own
+    targets and masks (the same values as scoring it in its full batch)."""
+    parts, counts, _ = _parts(compose_cfg, ["mf", "ids"])
+    composed = ComposedHybrid(parts, ["mf", "ids"], counts, n_buckets=1)
+    n = int(counts.shape[0])
+    batches = []
+    for b in range(3):
+        users = torch.arange(4 * b, 4 * b + 4)
+        history = torch.randint(1, n, (4, 3), generator=torch.Generator().manual_seed(b))
+        exclude = torch.stack([torch.arange(4), history[:, 0]])
+        targets = torch.randint(1, n, (4, 1), generator=torch.Generator().manual_seed(9 + b))
+        batches.append(RecBatch(users=users, history=history, targets=targets, exclude=exclude))
+    every = collect_validation(composed, batches, max_rows=100)
+    drawn = collect_validation(composed, batches, max_rows=5)
+    assert every.rows == 12 and drawn.rows == 5
+    matches = [
+        next(j for j in range(12) if torch.allclose(every.scores[:, j], drawn.scores[:, i]))
+        for i in range(5)
+    ]
+    assert matches == sorted(matches) and len(set(matches)) == 5
+    for i, j in enumerate(matches):
+        assert torch.equal(every.masked[j], drawn.masked[i])
+        assert torch.equal(every.positives[j], drawn.positives[i])

@@ -166,7 +166,12 @@ def test_hybrid_configs_train(
 ) -> None:
     """Each ablation of the hybrid trains and tests through hybridrec-train's path."""
     cfg = compose_cfg(
-        *TINY_DATA, "model=hybrid", "model.dim=16", "trainer.max_epochs=1", *HYBRID_RUNS[name]
+        *TINY_DATA,
+        "model=hybrid",
+        "model.combine=joint",
+        "model.dim=16",
+        "trainer.max_epochs=1",
+        *HYBRID_RUNS[name],
     )
     result = train(cfg)
     results = result.metrics
@@ -216,6 +221,7 @@ def test_session_only_hybrid_on_anonymous_sessions(
     cfg = compose_cfg(
         *data_overrides("rsc15_100k", data_files),
         "model=hybrid",
+        "model.combine=joint",
         "model.user_id=false",
         "model.text=null",
         "model.dim=16",
