@@ -166,3 +166,20 @@ def test_overfits_a_tiny_session_set(loss: torch.nn.Module, embedding: str) -> N
     top = model.score_all(RecBatch(users=torch.zeros(N_ITEMS), history=history))[:, 1:].argmax(1)
     expected = torch.tensor([s[1] for s in sessions]) - 1
     assert (top == expected).float().mean() >= 0.9
+
+
+def test_session_parallel_step_under_bf16_autocast_keeps_the_state_dtype() -> None:
+    """trainer.precision=bf16-mixed: the GRU's output is bf16, the carried state fp32 (the H200
+    run of scripts/gpu_check.sh failed here with an index_put dtype mismatch)."""
+    model = GRU4Rec(n_items=20, layers=[8], sparse=False)
+    batch = RecBatch(
+        users=torch.zeros(3, dtype=torch.long),
+        items=torch.tensor([[1], [2], [3]]),
+        negatives=torch.tensor([4, 5]),
+        session_inputs=torch.tensor([6, 7, 8]),
+        session_slots=torch.tensor([0, 1, 2]),
+        session_starts=torch.tensor([True, True, True]),
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        scores = model(batch)
+    assert scores.shape == (3, 5) and model._state[0].dtype == torch.float32

@@ -194,7 +194,8 @@ class GRU4Rec(nn.Module):
             outputs = self.item_out(columns)  # (B + S, H)
         with torch.no_grad():  # carry the state to the next batch, cut from this graph
             for layer, h in enumerate(state):
-                self._state[layer][batch.session_slots] = h.detach()
+                # under bf16 autocast h is bf16: the carried state keeps its own dtype
+                self._state[layer][batch.session_slots] = h.detach().to(self._state[layer].dtype)
         return torch.addmm(self.item_bias(columns).T, state[-1], outputs.T)  # (B, B + S)
 
     # -- evaluation ------------------------------------------------------------------------
