@@ -1,7 +1,7 @@
 """The hybrid's ablation grid as a markdown table and a bar plot, logged to MLflow.
 
-    .venv/bin/hybridrec-train --multirun model=hybrid model.combine=joint datamodule=next_item loss=xe \\
-        protocol=loo_full \\
+    .venv/bin/hybridrec-train --multirun model=hybrid model.combine=joint \\
+        datamodule=next_item loss=xe protocol=loo_full \\
         ablation=id_id,id_text,id_both,seq_id,seq_text,seq_both,both_id,both_text,both_both
     .venv/bin/python scripts/ablation_table.py            # the newest sweep under multirun/
     .venv/bin/python scripts/ablation_table.py --sweep multirun/2026-11-26_13-00-00

@@ -3,7 +3,8 @@
     .venv/bin/python scripts/bench_epoch_times.py --epochs 3 --reference seqtext \\
         --setup "seqtext=experiment=seqtext_scientific" \\
         --setup "sasrec=experiment=sasrec_scientific" \\
-        --setup "hybrid=experiment=hybrid_scientific model.combine=joint model.history=attention model.init=sasrec"
+        --setup "hybrid=experiment=hybrid_scientific model.combine=joint \\
+            model.history=attention model.init=sasrec"
 
 Each ``--setup LABEL=OVERRIDES`` is one ``hybridrec-train`` run (space-separated overrides)
 for ``--epochs`` epochs without the test, 1 thread, in ``bench/epoch_times/`` (its own

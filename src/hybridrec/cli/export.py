@@ -61,12 +61,28 @@ def export_model(checkpoint: Path, out: Path, add_items: Path | None = None) -> 
             {"items": [str(i) for i in new_ids], "vectors": new_vectors}, out / "new_items.pt"
         )
         maps["items"] = [*maps.get("items", []), *new_ids]
-    scorer = ExportedScorer(model, new_vectors)
-    files = {
-        "torchscript": to_torchscript(scorer, out / "scorer.pt").name,
-        "onnx": to_onnx(scorer, out / "scorer.onnx").name,
-    }
-    matrix = item_matrix(scorer)
+    files: dict[str, str] = {}
+    try:
+        scorer: ExportedScorer | None = ExportedScorer(model, new_vectors)
+    except ValueError as exc:  # e.g. a composed hybrid with a GRU4Rec part: no traced path
+        if "no traced path" not in str(exc):
+            raise
+        print(
+            f"hybridrec-export: no TorchScript / ONNX scorer ({exc}); the served model and "
+            "the item matrix are written",
+            file=sys.stderr,
+        )
+        scorer = None
+    if scorer is not None:
+        files["torchscript"] = to_torchscript(scorer, out / "scorer.pt").name
+        files["onnx"] = to_onnx(scorer, out / "scorer.onnx").name
+        matrix = item_matrix(scorer)
+    else:
+        with torch.no_grad():
+            table = model.item_vectors()  # type: ignore[operator]
+            if new_vectors is not None:
+                table = torch.cat([table, new_vectors.to(table.dtype)])
+        matrix = table.detach().cpu().numpy().astype(np.float32)
     if matrix is not None:
         np.save(out / "item_vectors.npy", matrix)
         files["item_vectors"] = "item_vectors.npy"
@@ -79,8 +95,8 @@ def export_model(checkpoint: Path, out: Path, add_items: Path | None = None) -> 
             files[side] = f"{side}.json"
     meta = {
         "model": payload["config"].get("_target_"),
-        "inputs": scorer.inputs,
-        "history_width": scorer.fixed_width,  # null: any width
+        "inputs": None if scorer is None else scorer.inputs,
+        "history_width": None if scorer is None else scorer.fixed_width,  # null: any width
         "n_items": int(getattr(model, "n_items", 0))
         + (0 if new_vectors is None else len(new_vectors)),
         "n_new_items": 0 if new_vectors is None else len(new_vectors),

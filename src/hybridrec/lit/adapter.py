@@ -43,7 +43,11 @@ def scores(model: Any, batch: RecBatch) -> Tensor:
             if lengths is None:
                 lengths = (batch.history > 0).sum(1)
             return model.score_positions(
-                batch.history, lengths, batch.sequence_targets, batch.users
+                batch.history,
+                lengths,
+                batch.sequence_targets,
+                batch.users,
+                candidates=batch.sequence_negatives,  # (S,) shared negatives, or None: all
             )
         batch.require("items")
         assert batch.items is not None

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hybridrec.cli.checks.annotations import TargetNode
 from hybridrec.cli.checks.targets import _same_target
-from hybridrec.data.batching.sequences import ORDERS, TRAININGS
+from hybridrec.data.batching.sequences import NEGATIVE_SAMPLINGS, ORDERS, TRAININGS
 from hybridrec.data.preparation.judgments import (
     INVALID_MODES,
     KINDS,
@@ -242,6 +242,8 @@ RULES: tuple[Rule, ...] = (
     Rule("datamodule.*batch_size", _SIZE),
     Rule("datamodule.num_negatives", _int_min(0)),
     Rule("datamodule.n_negatives", _int_min(0)),
+    Rule("datamodule.negatives", _int_min(0, " (0: the whole catalogue)")),
+    Rule("datamodule.negative_sampling", _one_of(NEGATIVE_SAMPLINGS)),
     Rule("datamodule.sample_alpha", _share(high_open=False)),
     Rule("datamodule.max_history", _int_min(0, " (0: all)")),
     Rule("datamodule.max_length", _SIZE),
