@@ -172,7 +172,8 @@ def part_key(part: DictConfig, fingerprint: str) -> str:
         if isinstance(node, dict):
             node.pop(last, None)
     tree.get("datamodule", {}).pop("data_dir", None)
-    tree.get("model", {}).pop("data_dir", None)
+    for key in ("data_dir", "parts", "combiner", "reuse_parts"):  # not read by a joint model
+        tree.get("model", {}).pop(key, None)
     text = json.dumps(tree, sort_keys=True, default=str) + fingerprint
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
