@@ -38,8 +38,14 @@ def test_parts_are_nested_reused_and_never_better_than_the_hybrid(tmp_path: Path
     # on validation the combination is never below a part alone (the same rows, same loop)
     best_part = max(client.get_run(r).data.metrics["best/val/ndcg10"] for r in parts.values())
     assert parent.data.metrics["best/val/ndcg10"] >= best_part - 1e-6
-    weights = {k: v for k, v in parent.data.metrics.items() if k.startswith("combiner/")}
+    weights = {
+        k: v
+        for k, v in parent.data.metrics.items()
+        if k.startswith("combiner/") and "/offset/" not in k
+    }
     assert len(weights) == 2 * 4  # 2 parts x 4 buckets
+    offsets = [k for k in parent.data.metrics if k.startswith("combiner/offset/")]
+    assert len(offsets) == 4
     assert abs(sum(v for k, v in weights.items() if k.endswith("bucket1")) - 1.0) < 1e-6
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "combiner")}
     assert {"combiner/combiner.json", "combiner/combiner_weights.png"} <= artifacts

@@ -92,11 +92,14 @@ def test_scores_are_the_weighted_standardised_sum(compose_cfg: Callable[..., Dic
     composed = ComposedHybrid(parts, ["mf", "ids", "text"], counts, n_buckets=3)
     weights = torch.tensor([[0.0, 0.5, 0.2], [0.0, 0.3, 0.7], [1.0, 0.2, 0.1]])
     composed.set_weights(weights)
+    offsets = torch.tensor([-1.0, 0.0, 0.5])  # c(b): cold items down, popular ones up
+    composed.set_offsets(offsets)
     users, history, lengths = _inputs(int(counts.shape[0]) - 1)
     with torch.no_grad():
         got = composed.score_all(users, history, lengths)
         one_by_one = composed.score(users, torch.arange(1, 9).expand(3, -1), history, lengths)
     expected = _by_hand(parts, weights, composed.item_bucket, counts)
+    expected = expected + offsets[composed.item_bucket]
     torch.testing.assert_close(got[:, 1:], expected[:, 1:], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(one_by_one, got[:, 1:9], atol=1e-5, rtol=0)
 

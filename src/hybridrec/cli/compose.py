@@ -338,6 +338,8 @@ def log_combiner(client: Any, run_id: str, composed: ComposedHybrid, fit: dict[s
             client.log_metric(
                 run_id, f"combiner/{mlflow_key(name)}/bucket{g}", float(weights[k, g])
             )
+    for g, offset in enumerate(composed.offsets.cpu().tolist()):
+        client.log_metric(run_id, f"combiner/offset/bucket{g}", float(offset))
     labels = bucket_labels(composed)
     fit = {**fit, "buckets": labels}
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,8 +7,11 @@ validation NDCG@K:
 1. one weight vector for every bucket, from a grid over the simplex (step ``step``) — its
    corners are the parts alone, so on validation the combination is never below its best part;
 2. coordinate ascent over the buckets: each bucket's weights from the same grid (with three
-   parts or more a grid of step 0.25 at the finest: 15 points instead of 66 for K = 3), the
-   others held, kept only when validation NDCG rises by more than ``min_gain`` (two rounds).
+   parts or more a grid of step 0.25 at the finest: 15 points instead of 66 for K = 3), then
+   its offset from ``OFFSETS`` (in standard deviations); the cold bucket's weights and offset
+   are searched together (its weights rank the cold items among themselves, its offset decides
+   how they compete with warm ones, and neither pays alone). The others are held; a change is
+   kept only when validation NDCG rises by more than ``min_gain`` (two rounds).
 
 Greedy selection on held-out scores is the ensemble practice for top-N (Vente et al. 2024;
 Collins et al. 2025 for ID + text ensembles); a grid over a K ≤ 4 simplex is exhaustive enough
@@ -34,6 +37,9 @@ from hybridrec.nn.composed import ComposedHybrid
 
 log = logging.getLogger("hybridrec.combiner")
 
+#: the bucket offsets tried, in standard deviations of the standardised scores
+OFFSETS = (-3.0, -2.0, -1.5, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0)
+
 
 @dataclass
 class ValidationScores:
@@ -55,6 +61,7 @@ class CombinerFit:
     """What the fit chose and what it measured on validation."""
 
     weights: Tensor  # (K, G)
+    offsets: Tensor  # (G,)
     ndcg: float  # validation NDCG@k of the chosen weights
     part_ndcg: dict[str, float]  # each part alone
     rows: int
@@ -66,6 +73,7 @@ class CombinerFit:
             "weights": {
                 name: [round(float(w), 4) for w in self.weights[k]] for k, name in enumerate(names)
             },
+            "offsets": [round(float(c), 4) for c in self.offsets],
             f"val_ndcg@{self.k}": self.ndcg,
             f"part_val_ndcg@{self.k}": self.part_ndcg,
             "rows": self.rows,
@@ -150,11 +158,15 @@ def collect_validation(
     )
 
 
-def _ndcg(data: ValidationScores, column_weights: Tensor, k: int, ties: str) -> float:
-    """Validation NDCG@k of weights per part and candidate column, (K, N) or (K, R, C)."""
+def _ndcg(
+    data: ValidationScores, column_weights: Tensor, column_offsets: Tensor, k: int, ties: str
+) -> float:
+    """Validation NDCG@k of weights per part and candidate column, (K, N) or (K, R, C), plus
+    an offset per column, (N,) or (R, C)."""
     if column_weights.dim() == 2:
         column_weights = column_weights.unsqueeze(1)
-    combined = (data.scores * column_weights).sum(0).masked_fill(data.masked, -torch.inf)
+    combined = (data.scores * column_weights).sum(0) + column_offsets
+    combined = combined.masked_fill(data.masked, -torch.inf)
     ranks = positive_ranks(combined, data.positives, data.valid, ties=ties)
     return float(ranking_metrics(ranks, k).ndcg.mean())
 
@@ -189,9 +201,8 @@ def fit_combiner(
     bucket = model.item_bucket.cpu()  # (N,)
     columns = bucket if data.items is None else bucket[data.items]  # (N,) or (R, C)
 
-    def evaluate(weights: Tensor) -> float:
-        per_column = weights[:, columns]  # (K, N) or (K, R, C)
-        return _ndcg(data, per_column, k, ties)
+    def evaluate(weights: Tensor, offsets: Tensor) -> float:
+        return _ndcg(data, weights[:, columns], offsets[columns], k, ties)
 
     def spread(vector: Tensor) -> Tensor:
         """One weight vector for every bucket; where it puts weight only on parts a bucket
@@ -201,16 +212,18 @@ def fit_combiner(
         weights[:, empty] = allowed[:, empty].float() / allowed[:, empty].float().sum(0)
         return weights / weights.sum(0, keepdim=True)
 
+    zero = torch.zeros(n_buckets)
     part_ndcg = {}
     for j, name in enumerate(model.names):
         corner = torch.zeros(n_parts)
         corner[j] = 1.0
-        part_ndcg[name] = evaluate(spread(corner))
+        part_ndcg[name] = evaluate(spread(corner), zero)
     best_weights, best = spread(torch.full((n_parts,), 1.0 / n_parts)), -1.0
+    best_offsets = zero.clone()
     history: list[dict[str, Any]] = []
     for vector in simplex_grid(torch.ones(n_parts, dtype=torch.bool), step):
         weights = spread(vector)
-        value = evaluate(weights)
+        value = evaluate(weights, zero)
         if value > best + 1e-12:
             best_weights, best = weights, value
     history.append({"stage": "global", "ndcg": best, "weights": best_weights[:, -1].tolist()})
@@ -220,15 +233,31 @@ def fit_combiner(
         for _ in range(rounds):
             changed = False
             for g in range(n_buckets):
-                for vector in simplex_grid(allowed[:, g], bucket_step):
-                    trial = best_weights.clone()
-                    trial[:, g] = vector
-                    value = evaluate(trial)
+                # the cold bucket: weights and offset together; a warm one: weights, then offset
+                trials: list[tuple[Tensor | None, float | None]] = (
+                    [(v, c) for v in simplex_grid(allowed[:, g], bucket_step) for c in OFFSETS]
+                    if g == 0
+                    else [(v, None) for v in simplex_grid(allowed[:, g], bucket_step)]
+                    + [(None, c) for c in OFFSETS]
+                )
+                for direction, offset in trials:
+                    trial, trial_offsets = best_weights.clone(), best_offsets.clone()
+                    if direction is not None:
+                        trial[:, g] = direction
+                    if offset is not None:
+                        trial_offsets[g] = offset
+                    value = evaluate(trial, trial_offsets)
                     if value > best + min_gain:
-                        best_weights, best, changed = trial, value, True
+                        best_weights, best_offsets, best, changed = (
+                            trial,
+                            trial_offsets,
+                            value,
+                            True,
+                        )
                         history.append({"stage": f"bucket {g}", "ndcg": value})
             log.info("combiner: per-bucket round, val ndcg@%d %.4f", k, best)
             if not changed:
                 break
     model.set_weights(best_weights)
-    return CombinerFit(best_weights, best, part_ndcg, data.rows, k, history)
+    model.set_offsets(best_offsets)
+    return CombinerFit(best_weights, best_offsets, best, part_ndcg, data.rows, k, history)

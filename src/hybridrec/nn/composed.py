@@ -7,15 +7,19 @@ scores, each standardised over the catalogue for that user, with a weight per pa
 item-popularity bucket ``b(i)`` (fitted on the validation split: :mod:`hybridrec.lit.combiner`):
 
     z_k(u, i) = (s_k(u, i) - mean_j s_k(u, j)) / std_j s_k(u, j)
-    s(u, i)   = sum_k w_k(b(i)) * z_k(u, i)
+    s(u, i)   = sum_k w_k(b(i)) * z_k(u, i) + c(b(i))
+
+The weights of a bucket decide how its items rank among themselves, its offset c(b) (in
+standard deviations) how they compete with the other buckets' items: cold items can be ranked by
+the text parts and kept below well-known items at once.
 
 Both statistics are over the warm items j (trained on) and come in closed form from the item
 side: with ũ = [u_k, 1], ṽ_i = [v_k(i), b_k(i)], m_k their mean and C_k their covariance,
 ``mean_j s = <ũ, m_k>`` and ``std_j s = sqrt(ũᵀ C_k ũ)``. So the composed model is again ONE
 dot product, of concatenated vectors (Burke's weighted hybrid, as one factorised model):
 
-    user(u) = [ũ_1 / σ_1(u), ũ_2 / σ_2(u), ...]                      (B, Σ(D_k + 1))
-    item(i) = [w_1(b(i)) (ṽ_1(i) - m_1), w_2(b(i)) (ṽ_2(i) - m_2), ...]  (N, Σ(D_k + 1))
+    user(u) = [ũ_1 / σ_1(u), ũ_2 / σ_2(u), ..., 1]                         (B, Σ(D_k + 1) + 1)
+    item(i) = [w_1(b(i)) (ṽ_1(i) - m_1), w_2(b(i)) (ṽ_2(i) - m_2), ..., c(b(i))]
 
 one item matrix to export and serve, top-K by one matrix product. Bucket 0 holds the cold items
 (no training interaction): parts that do not read item text get weight 0 there, so a cold item
@@ -23,7 +27,7 @@ is scored by the text parts only. The user-side terms of a part (user bias, glob
 user's row by a constant and drop out of the standardised score.
 
 Shapes: B = batch rows, C = candidates, N = n_items + 1 (item 0 is padding), K = parts,
-G = popularity buckets, D = Σ_k (D_k + 1).
+G = popularity buckets, D = Σ_k (D_k + 1) + 1.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ class ComposedHybrid(nn.Module):
     """
 
     weights: Tensor
+    offsets: Tensor
     item_bucket: Tensor
     counts: Tensor
     allowed: Tensor
@@ -124,6 +129,7 @@ class ComposedHybrid(nn.Module):
         self.register_buffer("allowed", allowed)
         weights = allowed.float() / allowed.float().sum(0, keepdim=True)
         self.register_buffer("weights", weights)
+        self.register_buffer("offsets", torch.zeros(self.n_buckets))  # c(b), set by the combiner
         # standardisation statistics per part, over the warm items (the catalogue if none)
         warm = counts > 0
         warm[0] = False
@@ -193,6 +199,7 @@ class ComposedHybrid(nn.Module):
                 if user is not None
                 else self.weights.new_zeros(rows, size)
             )
+        blocks.append(self.weights.new_ones(rows, 1))  # meets the item's bucket offset
         return torch.cat(blocks, -1)
 
     def part_user_vectors(
@@ -228,6 +235,7 @@ class ComposedHybrid(nn.Module):
             scored = part.scorer.items(vectors)  # type: ignore[operator]
             augmented = torch.cat([scored, scored.new_zeros(rows, 1)], -1)  # no bias yet
             blocks.append(weight * (augmented - mean))
+        blocks.append(self.offsets[0].expand(rows, 1))  # cold: bucket 0's offset
         return torch.cat(blocks, -1)
 
     def part_item_vectors(self, tables: list[Tensor] | None = None) -> list[Tensor]:
@@ -251,17 +259,28 @@ class ComposedHybrid(nn.Module):
     def _tables(self) -> list[Tensor]:
         return [p.item_vectors() for p in self.parts]  # type: ignore[operator]
 
+    def _users(self, parts: list[Tensor]) -> Tensor:
+        """The parts' standardised user vectors -> (B, D), the offset's constant last."""
+        return torch.cat([*parts, parts[0].new_ones(parts[0].shape[0], 1)], -1)
+
+    def _items(self, parts: list[Tensor]) -> Tensor:
+        """The parts' centred item vectors -> (N, D): weighted, the bucket offset last (the
+        padding row zero)."""
+        weights = self.item_weights()  # (K, N)
+        offset = self.offsets[self.item_bucket].unsqueeze(1).clone()  # (N, 1)
+        offset[0] = 0.0
+        blocks = [w.unsqueeze(1) * v for w, v in zip(weights, parts)]
+        return torch.cat([*blocks, offset], -1)
+
     def user_vectors(
         self, users: Tensor, history: Tensor | None = None, lengths: Tensor | None = None
     ) -> Tensor:
         """(B, D): the parts' standardised user vectors, concatenated."""
-        return torch.cat(self.part_user_vectors(users, history, lengths, self._tables()), -1)
+        return self._users(self.part_user_vectors(users, history, lengths, self._tables()))
 
     def item_vectors(self, items: Tensor | None = None) -> Tensor:
         """items (...) -> (..., D); None -> the whole catalogue (N, D)."""
-        weights = self.item_weights()  # (K, N)
-        blocks = [w.unsqueeze(1) * v for w, v in zip(weights, self.part_item_vectors())]
-        table = torch.cat(blocks, -1)
+        table = self._items(self.part_item_vectors())
         return table if items is None else table[items]
 
     def score_all(
@@ -269,10 +288,8 @@ class ComposedHybrid(nn.Module):
     ) -> Tensor:
         """users (B,) -> (B, N) composed scores of every item."""
         tables = self._tables()
-        user = torch.cat(self.part_user_vectors(users, history, lengths, tables), -1)
-        weights = self.item_weights()
-        blocks = [w.unsqueeze(1) * v for w, v in zip(weights, self.part_item_vectors(tables))]
-        return user @ torch.cat(blocks, -1).T
+        user = self._users(self.part_user_vectors(users, history, lengths, tables))
+        return user @ self._items(self.part_item_vectors(tables)).T
 
     def score(
         self,
@@ -305,6 +322,14 @@ class ComposedHybrid(nn.Module):
             raise ValueError("weights: a part without item text has weight on cold items")
         self.weights.copy_(weights.to(self.weights))
 
+    def set_offsets(self, offsets: Tensor) -> None:
+        """(G,) each bucket's offset c(b), in standard deviations."""
+        if offsets.shape != self.offsets.shape:
+            raise ValueError(
+                f"offsets: shape {tuple(offsets.shape)}, expected {tuple(self.offsets.shape)}"
+            )
+        self.offsets.copy_(offsets.to(self.offsets))
+
     @property
     def block_sizes(self) -> list[int]:
         """D_k + 1 of each part's block in the concatenated vectors."""
@@ -314,11 +339,11 @@ class ComposedHybrid(nn.Module):
         """(K, M) each part's share of the composed score of M items for one user: ``user``
         (1, D) as :meth:`user_vectors` makes it, ``item_rows`` (M, D) their rows of the item
         matrix; share_k = w_k z_k / sum_j |w_j z_j| (signed: a negative share pulled the item
-        down)."""
+        down; the bucket offset is no part's)."""
         sizes = self.block_sizes
         parts = [
             (u * v).sum(-1)
-            for u, v in zip(user[0].split(sizes), item_rows.split(sizes, -1), strict=True)
+            for u, v in zip(user[0, :-1].split(sizes), item_rows[:, :-1].split(sizes, -1))
         ]
         contributions = torch.stack(parts)  # (K, M)
         return contributions / contributions.abs().sum(0, keepdim=True).clamp(min=_EPS)
