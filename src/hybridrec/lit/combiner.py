@@ -11,7 +11,10 @@ validation NDCG@K:
    its offset from ``OFFSETS`` (in standard deviations); the cold bucket's weights and offset
    are searched together (its weights rank the cold items among themselves, its offset decides
    how they compete with warm ones, and neither pays alone). The others are held; a change is
-   kept only when validation NDCG rises by more than ``min_gain`` (two rounds).
+   kept only when validation NDCG rises by more than ``min_gain`` AND by more than one standard
+   error of the per-row differences (paired over the same rows): a bucket's own weights are
+   fitted on that bucket's rows only, and on a few hundred rows a gain below the noise is
+   noise (the one-sigma rule). Two rounds.
 
 Greedy selection on held-out scores is the ensemble practice for top-N (Vente et al. 2024;
 Collins et al. 2025 for ID + text ensembles); a grid over a K ≤ 4 simplex is exhaustive enough
@@ -160,15 +163,15 @@ def collect_validation(
 
 def _ndcg(
     data: ValidationScores, column_weights: Tensor, column_offsets: Tensor, k: int, ties: str
-) -> float:
-    """Validation NDCG@k of weights per part and candidate column, (K, N) or (K, R, C), plus
-    an offset per column, (N,) or (R, C)."""
+) -> Tensor:
+    """Per-row validation NDCG@k (R,) of weights per part and candidate column, (K, N) or
+    (K, R, C), plus an offset per column, (N,) or (R, C)."""
     if column_weights.dim() == 2:
         column_weights = column_weights.unsqueeze(1)
     combined = (data.scores * column_weights).sum(0) + column_offsets
     combined = combined.masked_fill(data.masked, -torch.inf)
     ranks = positive_ranks(combined, data.positives, data.valid, ties=ties)
-    return float(ranking_metrics(ranks, k).ndcg.mean())
+    return ranking_metrics(ranks, k).ndcg  # (R,)
 
 
 def simplex_grid(allowed: Tensor, step: float) -> list[Tensor]:
@@ -202,6 +205,9 @@ def fit_combiner(
     columns = bucket if data.items is None else bucket[data.items]  # (N,) or (R, C)
 
     def evaluate(weights: Tensor, offsets: Tensor) -> float:
+        return float(rows_of(weights, offsets).mean())
+
+    def rows_of(weights: Tensor, offsets: Tensor) -> Tensor:
         return _ndcg(data, weights[:, columns], offsets[columns], k, ties)
 
     def spread(vector: Tensor) -> Tensor:
@@ -229,6 +235,7 @@ def fit_combiner(
     history.append({"stage": "global", "ndcg": best, "weights": best_weights[:, -1].tolist()})
     log.info("combiner: global weights %s, val ndcg@%d %.4f", best_weights[:, -1].tolist(), k, best)
     bucket_step = step if n_parts < 3 else max(step, 0.25)
+    best_rows = rows_of(best_weights, best_offsets)
     if n_buckets > 1:
         for _ in range(rounds):
             changed = False
@@ -246,15 +253,19 @@ def fit_combiner(
                         trial[:, g] = direction
                     if offset is not None:
                         trial_offsets[g] = offset
-                    value = evaluate(trial, trial_offsets)
-                    if value > best + min_gain:
-                        best_weights, best_offsets, best, changed = (
+                    trial_rows = rows_of(trial, trial_offsets)
+                    diff = trial_rows - best_rows
+                    gain = float(diff.mean())
+                    noise = float(diff.std()) / max(len(diff), 1) ** 0.5 if len(diff) > 1 else 0.0
+                    if gain > max(min_gain, noise):
+                        best_weights, best_offsets, best_rows, changed = (
                             trial,
                             trial_offsets,
-                            value,
+                            trial_rows,
                             True,
                         )
-                        history.append({"stage": f"bucket {g}", "ndcg": value})
+                        best = float(trial_rows.mean())
+                        history.append({"stage": f"bucket {g}", "ndcg": best, "gain_se": noise})
             log.info("combiner: per-bucket round, val ndcg@%d %.4f", k, best)
             if not changed:
                 break
