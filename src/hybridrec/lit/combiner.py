@@ -240,6 +240,8 @@ def fit_combiner(
         for _ in range(rounds):
             changed = False
             for g in range(n_buckets):
+                if not bool((bucket[1:] == g).any()):  # no item there (no cold items: loo)
+                    continue
                 # the cold bucket: weights and offset together; a warm one: weights, then offset
                 trials: list[tuple[Tensor | None, float | None]] = (
                     [(v, c) for v in simplex_grid(allowed[:, g], bucket_step) for c in OFFSETS]
