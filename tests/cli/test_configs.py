@@ -790,11 +790,11 @@ def test_composed_experiment_parts_compose_and_check(compose_cfg: Compose, exper
     """Each part of each composed hybrid experiment composes from its overrides, passes the
     config checks as its own run would, and gets the parent's data and protocol."""
     from hybridrec.cli.checks import check_config
-    from hybridrec.cli.compose import DEFAULT_PARTS, is_composed, part_config, part_key
+    from hybridrec.cli.compose import default_parts, is_composed, part_config, part_key
 
     cfg = compose_cfg(f"experiment={experiment}")
     assert is_composed(cfg)
-    parts = cfg.model.parts if cfg.model.parts is not None else DEFAULT_PARTS
+    parts = cfg.model.parts if cfg.model.parts is not None else default_parts(cfg)
     assert len(parts) >= 2
     keys = set()
     for name, overrides in parts.items():

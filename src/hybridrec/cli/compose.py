@@ -63,23 +63,27 @@ INHERITED_VALUES = (
 )
 #: the parts of ``model=hybrid`` when ``model.parts`` is null (an experiment lists its own: a
 #: config merge would add to a default dict, never replace it): the joint hybrid's ID-only and
-#: text-only settings, each trained alone by next-item cross-entropy
+#: text-only settings, each trained alone by next-item cross-entropy; inside an experiment
+#: (``task_name`` names one), with that experiment's values
 DEFAULT_PARTS = {
-    "ids": [
-        "model=hybrid",
-        "model.combine=joint",
-        "ablation=both_id",
-        "datamodule=next_item",
-        "loss=xe",
-    ],
-    "text": [
-        "model=hybrid",
-        "model.combine=joint",
-        "ablation=both_text",
-        "datamodule=next_item",
-        "loss=xe",
-    ],
+    "ids": ["model=hybrid", "model.combine=joint", "ablation=both_id"],
+    "text": ["model=hybrid", "model.combine=joint", "ablation=both_text"],
 }
+_SEQUENCE_TRAINING = ["datamodule=next_item", "loss=xe"]
+
+
+def default_parts(cfg: DictConfig) -> dict[str, list[str]]:
+    """:data:`DEFAULT_PARTS` for ``cfg``: after ``experiment=<task_name>`` when an experiment
+    of that name exists (its data, optimiser and epochs for the parts too), else with the
+    next-item datamodule and cross-entropy."""
+    from hybridrec.cli.common import config_dir
+
+    name = str(cfg.get("task_name") or "")
+    if name and (Path(config_dir()) / "experiment" / f"{name}.yaml").is_file():
+        return {k: [f"experiment={name}", *v] for k, v in DEFAULT_PARTS.items()}
+    return {k: [*v, *_SEQUENCE_TRAINING] for k, v in DEFAULT_PARTS.items()}
+
+
 #: config keys that do not change what a part learns (left out of its reuse key)
 VOLATILE = ("paths", "logger", "spec", "part", "callbacks/progress_bar", "required")
 
@@ -209,7 +213,7 @@ def train_parts(
 
     parts = cfg.model.get("parts")
     if parts is None:
-        parts = DEFAULT_PARTS
+        parts = default_parts(cfg)
     if not parts:
         raise ConfigError("model.parts: a composed hybrid needs at least one part")
     inherited: list[str] = []
