@@ -154,14 +154,7 @@ def train(cfg: DictConfig) -> TrainResult:
         # a resumed run keeps its checkpoints in its first job's folder (ModelCheckpoint
         # restores its best/last bookkeeping only from the same folder)
         cfg.paths.output_dir = plan.output_dir if plan and plan.output_dir else _output_dir(cfg)
-    log.info(
-        "data: %s (%d users, %d items, protocol %s) in %s",
-        spec.name,
-        spec.n_users,
-        spec.n_items,
-        spec.protocol,
-        data_dir,
-    )
+    _log_data(spec, data_dir)
     _log_judgments(spec)
     if bool(cfg.get("refit_on_val")):
         _check_refit(cfg, spec)
@@ -239,14 +232,7 @@ def _train_composed(cfg: DictConfig, client: MlflowClient, started_ms: int) -> T
         cfg.spec = spec.summary()
         cfg.datamodule.data_dir = str(data_dir)
         cfg.paths.output_dir = str(output_dir)
-    log.info(
-        "data: %s (%d users, %d items, protocol %s) in %s",
-        spec.name,
-        spec.n_users,
-        spec.n_items,
-        spec.protocol,
-        data_dir,
-    )
+    _log_data(spec, data_dir)
     if spec.n_val == 0:
         raise ConfigError(
             "model.combine=composed fits its combiner on the validation split, and this data "
@@ -386,6 +372,17 @@ def _fit_and_test(
         train_epoch_seconds=next(
             (c.train_seconds for c in callbacks if isinstance(c, EpochTimer)), []
         ),
+    )
+
+
+def _log_data(spec: DataSpec, data_dir: Path) -> None:
+    log.info(
+        "data: %s (%d users, %d items, protocol %s) in %s",
+        spec.name,
+        spec.n_users,
+        spec.n_items,
+        spec.protocol,
+        data_dir,
     )
 
 
