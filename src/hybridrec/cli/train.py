@@ -533,7 +533,12 @@ def _task(cfg: DictConfig, model: Any) -> RecLitModule:
         blend_metric=f"ndcg@{cfg.ks[0]}",
         compile_scores=bool(cfg.get("compile", False)),
     )
-    module.run_config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+    run_config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+    model_config = run_config.get("model") or {}
+    if model_config.get("combine") == "joint":  # the composed hybrid's keys: not this model's
+        for key in ("parts", "combiner", "reuse_parts"):
+            model_config.pop(key, None)
+    module.run_config = run_config
     return module
 
 
