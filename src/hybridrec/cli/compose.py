@@ -10,9 +10,9 @@
                same RecLitModule loops as any model, saved as one self-contained checkpoint
                (the parts' weights and catalogues inside) that export and serving read
 
-The parent run logs the combiner's weights (metrics ``combiner/<part>/bucket<g>``, a plot,
-``combiner.json``), the parts' run ids (tag ``hybridrec.parts``) and the side-by-side table the
-job prints (``parts.md``).
+The parent run logs the combiner's weights and offsets (metrics ``combiner/<part>/bucket<g>``,
+``combiner/offset/bucket<g>``, a plot, ``combiner.json``), the parts' run ids (tag
+``hybridrec.parts``) and the side-by-side table the job prints (``parts.md``).
 """
 
 from __future__ import annotations

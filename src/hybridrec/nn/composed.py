@@ -167,15 +167,6 @@ class ComposedHybrid(nn.Module):
         towers = [p.history for p in self.parts if isinstance(p.history, nn.Module)]
         return towers[0] if towers else None
 
-    @property
-    def reads_history(self) -> bool:
-        return any(p.history is not None for p in self.parts)
-
-    @property
-    def knows_users(self) -> bool:
-        """True when some part has a user ID tower."""
-        return any(p.user_id is not None for p in self.parts)
-
     def standardise(self, k: int, user: Tensor) -> Tensor:
         """Part k's raw user vectors (B, D_k) -> ũ_k / σ_k(u), (B, D_k + 1)."""
         part = self.parts[k]
