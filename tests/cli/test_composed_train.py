@@ -70,3 +70,14 @@ def test_parts_are_nested_reused_and_never_better_than_the_hybrid(tmp_path: Path
         ).read_text()
     )
     assert set(fit["weights"]) == {"ids", "text"} and fit["buckets"][0] == "cold"
+
+
+def test_default_parts_need_item_text(tmp_path: Path) -> None:
+    """model=hybrid's default parts (IDs + text) on data without item text: one sentence before
+    any part trains, exit 2."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = run_train_cli(
+        tmp_path, "model=hybrid", "datamodule=next_item", "data.text=null", *TINY_DATA, uri=uri
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "has no item text" in proc.stderr and "Traceback" not in proc.stderr

@@ -78,6 +78,14 @@ def default_parts(cfg: DictConfig) -> dict[str, list[str]]:
     next-item datamodule and cross-entropy."""
     from hybridrec.cli.common import config_dir
 
+    if not (cfg.get("data") or {}).get("text"):
+        raise ConfigError(
+            f"model=hybrid: its default parts are an ID model and a text model, and data="
+            f"{cfg.data.get('name', '?')} has no item text (data.text); list the parts "
+            "(e.g. model.parts={gru4rec: [experiment=gru4rec_beauty_bprmax], sasrec: "
+            "[experiment=sasrec_beauty]} in an experiment), or train the joint hybrid "
+            "without text: model.combine=joint model.text=null"
+        )
     name = str(cfg.get("task_name") or "")
     if name and (Path(config_dir()) / "experiment" / f"{name}.yaml").is_file():
         return {k: [f"experiment={name}", *v] for k, v in DEFAULT_PARTS.items()}
