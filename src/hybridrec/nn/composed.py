@@ -190,8 +190,7 @@ class ComposedHybrid(nn.Module):
                 if user is not None
                 else self.weights.new_zeros(rows, size)
             )
-        blocks.append(self.weights.new_ones(rows, 1))  # meets the item's bucket offset
-        return torch.cat(blocks, -1)
+        return self._users(blocks)  # the constant that meets the item's bucket offset
 
     def part_user_vectors(
         self,
