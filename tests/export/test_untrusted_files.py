@@ -58,3 +58,23 @@ def test_a_truncated_checkpoint_is_named(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(ValueError, match="not a checkpoint written by hybridrec-train"):
         safe_load(path)
+
+
+@pytest.mark.parametrize(
+    "text", ["sku,title\nB,x\n", "sku\n", "item,title\n12,shoe\n", "hello", ""]
+)
+def test_a_file_that_is_no_checkpoint_is_named_with_what_was_expected(
+    text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An item table given where the checkpoint goes: whatever its bytes make the unpickler
+    raise ("pop from empty list", a KeyError), the answer is one sentence, exit 2."""
+    path = tmp_path / "items.csv"
+    path.write_text(text)
+    assert export_main([str(path), "--out", str(tmp_path / "out"), "--no-log"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"hybridrec-export: error: {path} is not a checkpoint: expected an MLflow run id or a "
+        ".ckpt file written by hybridrec-train (a torch zip archive); an item table of new "
+        "products goes after --add-items, next to one"
+    )
+    assert not (tmp_path / "out").exists()

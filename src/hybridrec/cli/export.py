@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,20 @@ def export_model(checkpoint: Path, out: Path, add_items: Path | None = None) -> 
     return meta
 
 
+def _is_checkpoint(path: Path) -> Path:
+    """``path`` if it can be a checkpoint: hybridrec-train writes torch zip archives. Anything
+    else (an item table given by mistake) is refused here with one sentence: the unpickler it
+    would reach raises whatever the bytes happen to trigger ("pop from empty list")."""
+    if not zipfile.is_zipfile(path):
+        table = path.suffix.lower() in {".csv", ".tsv", ".txt", ".parquet", ".json"}
+        hint = "; an item table of new products goes after --add-items, next to one"
+        raise ValueError(
+            f"{path} is not a checkpoint: expected an MLflow run id or a .ckpt file written by "
+            f"hybridrec-train (a torch zip archive){hint if table else ''}"
+        )
+    return path
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hybridrec-export", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -136,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         checkpoint, run_id = resolve_checkpoint(args.source, client)
         out = args.out or Path("exports") / (run_id or checkpoint.stem)
-        meta = export_model(checkpoint, out, args.add_items)
+        meta = export_model(_is_checkpoint(checkpoint), out, args.add_items)
     except (LookupError, FileNotFoundError, ValueError) as exc:
         print(f"hybridrec-export: error: {exc}", file=sys.stderr)
         return 2
