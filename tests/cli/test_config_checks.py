@@ -256,6 +256,18 @@ FAILING: list[tuple[tuple[str, ...], str, str, tuple[str, ...]]] = [
         "'mlp' (str)",
         ("one of dot, neumf",),
     ),
+    (  # the judgment term without model=mf: knowable before any data is prepared
+        ("data=synthetic_marketing", "judgment=bt"),
+        "model._target_",
+        "'hybridrec.nn.NeuMF' (str)",
+        ("tower contract", "NeuMF has none", "model=mf", "judgment=null"),
+    ),
+    (
+        ("data=synthetic_marketing", "judgment=pointwise", "model=gru4rec"),
+        "model._target_",
+        "'hybridrec.nn.GRU4Rec' (str)",
+        ("tower contract", "GRU4Rec has none"),
+    ),
     (
         ("experiment=hybrid_synthetic", "model.fusion=sum"),
         "model.fusion",

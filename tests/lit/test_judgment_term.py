@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, open_dict
 
 from conftest import TINY_DATA, TINY_JUDGMENTS, run_train_cli
+from hybridrec.cli.checks import ConfigError
 from hybridrec.cli.common import prepare_from_config
 from hybridrec.cli.train import _task, train
 from hybridrec.data.batching.judgments import JudgmentBatch
@@ -137,8 +138,9 @@ def test_a_model_without_user_vectors_is_refused_with_the_reason(
     compose_cfg: Callable[..., DictConfig],
 ) -> None:
     cfg = compose_cfg(*TINY_DATA, "data=synthetic_marketing", "model=neumf", "judgment=bt")
-    with pytest.raises(ValueError, match="tower contract"):
+    with pytest.raises(ConfigError, match="tower contract"):
         train(cfg)
+    assert not Path(cfg.paths.data_dir).exists()  # refused from the config: no data prepared
 
 
 COLUMNS = "{rater: editor, item: sku, score: stars}"

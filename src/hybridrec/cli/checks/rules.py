@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hybridrec.cli.checks.annotations import TargetNode
-from hybridrec.cli.checks.targets import _same_target
+from hybridrec.cli.checks.targets import _load, _same_target
 from hybridrec.data.batching.sequences import NEGATIVE_SAMPLINGS, ORDERS, TRAININGS
 from hybridrec.data.preparation.judgments import (
     INVALID_MODES,
@@ -34,6 +34,7 @@ from hybridrec.data.preparation.text import MISSING_MODES
 from hybridrec.losses.human import EVERYONE_MODES
 from hybridrec.losses.human import RELIABILITY_MODES as LOSS_RELIABILITY
 from hybridrec.metrics import TIE_MODES, RankingMetrics
+from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.gru4rec import EMBEDDINGS
 from hybridrec.nn.hybrid import FUSIONS, HEADS, HISTORY_ENCODERS, INITS, USER_COMBINES
 from hybridrec.nn.seqrec import ENCODERS as USER_ENCODERS
@@ -173,6 +174,24 @@ def _check_judgment_weight(value: Any, cfg: DictConfig) -> str | None:
     return None
 
 
+def _check_judgment_model(value: Any, cfg: DictConfig) -> str | None:
+    """With a judgment term, a model with the tower contract: the term scores judged items
+    through its user and item vectors (the check ``RecLitModule`` makes when built, known here
+    from the config before any data is prepared)."""
+    if OmegaConf.select(cfg, "judgment", default=None) is None or not isinstance(value, str):
+        return None
+    model = _load(value)
+    if isinstance(model, str) or not isinstance(model, type):
+        return None  # a target that does not import is reported as such
+    if issubclass(model, FactorizedModel):
+        return None
+    return (
+        "a model with the tower contract (user and item vectors, through which the judgment "
+        f"term scores judged items; {model.__name__} has none): add model=mf, textrec, seqtext "
+        "or hybrid, or drop the term (judgment=null)"
+    )
+
+
 def _check_history(value: Any, cfg: DictConfig) -> str | None:
     """The hybrid's history tower: one of the encoders, and only with sequence batches."""
     expected = f"one of {', '.join(HISTORY_ENCODERS)}, or null"
@@ -274,6 +293,7 @@ RULES: tuple[Rule, ...] = (
     # the human-rating term
     Rule("judgment_blend", _share(high_open=False)),
     Rule("judgment.weight", _check_judgment_weight),
+    Rule("model._target_", _check_judgment_model),
     Rule("judgment.warmup_steps", _int_min(0)),
     Rule("judgment.pairwise", _number_min(0)),
     Rule("judgment.pointwise", _number_min(0)),
