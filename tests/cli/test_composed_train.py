@@ -1,16 +1,21 @@
 """The composed hybrid's job end to end, through the console script: its parts are nested MLflow
 runs under its own, a second run reuses them, it is never below its best part on validation,
-it logs its weights, and its checkpoint exports."""
+it logs its weights and its text student's fit, and its checkpoint exports — a new product
+through the student, as a cold item of its text would be scored."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import torch
 from mlflow.tracking import MlflowClient
 
 from conftest import TINY_DATA, run_train_cli
 from hybridrec.cli.export import export_model
+from hybridrec.data.readers import read_synthetic
+from hybridrec.lit.checkpoint import load_model
+from hybridrec.nn.composed import ComposedHybrid
 
 ARGS = ["experiment=hybrid_synthetic", *TINY_DATA, "trainer.max_epochs=2"]
 
@@ -70,6 +75,27 @@ def test_parts_are_nested_reused_and_never_better_than_the_hybrid(tmp_path: Path
         ).read_text()
     )
     assert set(fit["weights"]) == {"ids", "text"} and fit["buckets"][0] == "cold"
+    # the text student: fitted for the ID part, on the validation rows' users, logged
+    assert fit["student"]["users"] > 0 and fit["student"]["holdout_items"] > 0
+    assert 0.0 <= parent.data.metrics["student/holdout_pair_accuracy"] <= 1.0
+    model = load_model(folder / "checkpoints" / "composed.ckpt")
+    assert isinstance(model, ComposedHybrid) and model.student is not None
+    # a new product with item 5's text: its ID block is the student's estimate from that text
+    table = read_synthetic(n_users=80, n_items=60).items
+    assert table is not None
+    new = tmp_path / "new.csv"
+    table[table["item"] == 5].assign(item="brand-new-5").to_csv(new, index=False)
+    added = export_model(
+        folder / "checkpoints" / "composed.ckpt", tmp_path / "export_new", add_items=new
+    )
+    assert added["n_new_items"] == 1
+    vectors = torch.load(tmp_path / "export_new" / "new_items.pt", weights_only=True)["vectors"]
+    items = [str(i) for i in json.loads((tmp_path / "export_new" / "items.json").read_text())]
+    assert model.student_parts == [0]  # `ids` (item IDs); `text` is its source
+    with torch.no_grad():
+        estimate = model.student.blocks(model.text_features(torch.tensor([items.index("5")])))[0]
+    size = model.block_sizes[0]
+    torch.testing.assert_close(vectors[:, :size], model.weights[0, 0] * estimate)
 
 
 def test_default_parts_need_item_text(tmp_path: Path) -> None:

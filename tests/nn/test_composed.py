@@ -1,7 +1,9 @@
 """The composed hybrid: its scores are the weighted sum of the parts' standardised scores (by
 hand), one part alone ranks as that part does, the combiner is never below its best part on
-validation, cold items are scored by text parts only, and the checkpoint, the traced scorer
-and the served answer give the model's own scores."""
+validation, cold items are scored by text parts only (or, with a text student, by its
+estimates of the ID parts' vectors: it learns a teacher that a text map can express, on items it
+never saw), and the checkpoint, the traced scorer and the served answer give the model's own
+scores."""
 
 from __future__ import annotations
 
@@ -26,10 +28,12 @@ from hybridrec.lit.combiner import (
     fit_combiner,
     simplex_grid,
 )
-from hybridrec.nn.composed import ComposedHybrid, popularity_buckets
+from hybridrec.lit.student import StudentOptions, confidence, fit_student
+from hybridrec.nn.composed import ComposedHybrid, popularity_buckets, text_tower_of
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.gru4rec import GRU4Rec, gru4rec_factorized
 from hybridrec.nn.hybrid import training_counts
+from hybridrec.nn.student import TextStudent
 
 PARTS = {
     "mf": ["model=mf", "model.embedding_dim=8"],
@@ -248,3 +252,110 @@ def test_validation_rows_are_drawn_from_the_whole_split(
     for i, j in enumerate(matches):
         assert torch.equal(every.masked[j], drawn.masked[i])
         assert torch.equal(every.positives[j], drawn.positives[i])
+
+
+def _with_cold(
+    compose: Callable[..., DictConfig], names: list[str], cold: list[int]
+) -> tuple[ComposedHybrid, list[FactorizedModel], torch.Tensor, list[dict[str, Any]]]:
+    parts, counts, configs = _parts(compose, names)
+    counts = counts.clone()
+    counts[cold] = 0
+    return ComposedHybrid(parts, names, counts, n_buckets=3), parts, counts, configs
+
+
+def test_a_student_stands_in_for_the_id_parts_on_cold_items(
+    compose_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    composed, parts, counts, configs = _with_cold(compose_cfg, ["mf", "ids", "text"], [5, 6])
+    # MF and the ID hybrid are its targets; the text part (items = text alone) is its source
+    assert composed.text_parts == [2] and composed.student_parts == [0, 1]
+    torch.manual_seed(3)
+    student = TextStudent(int(composed.text_features().shape[1]), composed.student_sizes(), 8)
+    with torch.no_grad():  # a non-trivial MLP (its head starts at zero)
+        assert student.head is not None
+        student.head.weight.normal_()
+    composed.set_student(student)
+    assert bool(composed.allowed[:, 0].all())  # every part may now weigh cold items
+    weights = torch.tensor([[0.5, 0.6, 0.1], [0.3, 0.2, 0.8], [0.2, 0.2, 0.1]])
+    composed.set_weights(weights)
+    composed.set_offsets(torch.tensor([-0.5, 0.0, 0.25]))
+    with torch.no_grad():
+        table = composed.item_vectors()
+        estimated = student.blocks(text_tower_of(parts[2]).item_vectors()[[5, 6]])  # type: ignore[union-attr]
+    sizes = composed.block_sizes
+    for k, block in zip([0, 1], estimated, strict=True):
+        start = sum(sizes[:k])
+        torch.testing.assert_close(table[[5, 6], start : start + sizes[k]], weights[k, 0] * block)
+    # a warm item keeps the teacher's own vectors
+    composed_plain = ComposedHybrid(parts, ["mf", "ids", "text"], counts, n_buckets=3)
+    composed_plain.set_weights(weights * composed_plain.allowed)
+    with torch.no_grad():
+        plain = composed_plain.item_vectors()
+    warm = 7 if counts[7] > 0 else 8
+    assert torch.equal(table[warm, : sizes[0] + sizes[1]], plain[warm, : sizes[0] + sizes[1]])
+    # a product added after training, from the same text: the cold item's row
+    with torch.no_grad():
+        text_vectors = text_tower_of(parts[2]).item_vectors()[[5]]  # type: ignore[union-attr]
+        added = composed.new_item_vectors([None, None, text_vectors])
+    torch.testing.assert_close(added[0], table[5])
+    # the checkpoint carries the student
+    composed.part_payloads = [model_payload(p, c, None) for p, c in zip(parts, configs)]
+    path = tmp_path / "composed.ckpt"
+    state = {f"model.{k}": v for k, v in composed.state_dict().items()}
+    torch.save({"state_dict": state, PAYLOAD: model_payload(composed, configs[0], None)}, path)
+    loaded = load_model(path)
+    assert isinstance(loaded, ComposedHybrid) and loaded.student is not None
+    users, history, lengths = _inputs(int(counts.shape[0]) - 1)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded.score_all(users, history, lengths), composed.score_all(users, history, lengths)
+        )
+
+
+def test_the_student_learns_a_teacher_its_text_can_express(
+    compose_cfg: Callable[..., DictConfig],
+) -> None:
+    """MF's item vectors are made a fixed linear map of the text part's item vectors; the
+    student, trained on the warm items only, must give the cold items (never seen) scores
+    that agree with the teacher's own vectors for them."""
+    cold = [3, 5, 6, 9]
+    composed, parts, counts, _ = _with_cold(compose_cfg, ["mf", "text"], cold)
+    text = text_tower_of(parts[1])
+    assert text is not None
+    with torch.no_grad():
+        features = text.item_vectors()  # (N, D_t)
+        mapping = torch.randn(features.shape[1], parts[0].items.table.weight.shape[1])  # type: ignore[union-attr]
+        parts[0].items.table.weight.copy_(features @ mapping)  # type: ignore[union-attr]
+        parts[0].scorer.item_bias.weight.zero_()  # type: ignore[union-attr]  # all from text
+    composed = ComposedHybrid(parts, ["mf", "text"], counts, n_buckets=3)  # fresh statistics
+    n_users = int(parts[0].n_users)
+    users = torch.arange(n_users)
+    generator = torch.Generator().manual_seed(0)
+    history = torch.randint(1, int(counts.shape[0]), (n_users, 6), generator=generator)
+    with torch.no_grad():
+        vectors = composed.teacher_user_vectors(users, history, torch.full((n_users,), 6))
+    warm = torch.nonzero(counts > 0).flatten()
+    pairs = torch.stack(
+        [
+            torch.randint(0, n_users, (3000,), generator=generator),
+            warm[torch.randint(len(warm), (3000,), generator=generator)],
+        ],
+        1,
+    )
+    options = StudentOptions(hidden=0, lr=0.03, max_epochs=60, patience=60, data=0.0)
+    student, fit = fit_student(composed, users, vectors, pairs, options)
+    assert fit.best_epoch > 1 and fit.users == n_users
+    assert fit.train_items + fit.holdout_items == int((warm > 0).sum())
+    with torch.no_grad():
+        teacher = composed.part_item_vectors()[0][cold]  # MF's own vectors of the cold items
+        mine = student.blocks(features[cold])[0]
+        t_scores, s_scores = vectors[0] @ teacher.T, vectors[0] @ mine.T  # (U, 4)
+    correlation = torch.corrcoef(torch.stack([t_scores.flatten(), s_scores.flatten()]))[0, 1]
+    assert correlation > 0.9, float(correlation)
+
+
+def test_teacher_confidence_grows_with_the_items_count() -> None:
+    weight = confidence(torch.tensor([0.0, 0.0, 1.0, 3.0, 3.0, 50.0]))
+    assert weight[0] == 0 and weight[1] == 0
+    assert weight[2] < weight[3] < weight[5] < 1
+    assert float(weight[3]) == pytest.approx(float(torch.tanh(torch.tensor(1.0))))  # the median

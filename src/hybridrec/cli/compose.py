@@ -18,6 +18,7 @@ The parent run logs the combiner's weights and offsets (metrics ``combiner/<part
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import lightning as L
+import pandas as pd
 import torch
 from hydra.utils import instantiate
 from mlflow.tracking import MlflowClient
@@ -38,6 +40,7 @@ from hybridrec.cli.checks import ConfigError
 from hybridrec.lit import RecLitModule
 from hybridrec.lit.checkpoint import PAYLOAD, load_model, safe_load
 from hybridrec.lit.combiner import collect_validation, fit_combiner
+from hybridrec.lit.student import StudentOptions, collect_users, fit_student
 from hybridrec.nn.composed import ComposedHybrid
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.gru4rec import GRU4Rec, gru4rec_factorized
@@ -290,9 +293,50 @@ def build_composed(
     return composed
 
 
-def fit_weights(cfg: DictConfig, composed: ComposedHybrid, datamodule: Any) -> dict[str, Any]:
-    """The combiner fitted on the validation split (the composed model's weights are set)."""
+def student_options(cfg: DictConfig) -> StudentOptions | None:
+    """``model.combiner.student`` as options; None when it is off."""
+    node = cfg.model.combiner.get("student")
+    if node is None or not node.get("enabled", True):
+        return None
+    values = {str(k): v for k, v in cast(dict[Any, Any], OmegaConf.to_container(node)).items()}
+    values.pop("enabled", None)
+    known = {f.name for f in dataclasses.fields(StudentOptions)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"model.combiner.student.{unknown[0]}: not a student option (expected enabled, "
+            f"{', '.join(sorted(known))})"
+        )
+    values.setdefault("seed", int(cfg.get("seed", 0)))
+    return StudentOptions(**values)
+
+
+def fit_text_student(
+    cfg: DictConfig, composed: ComposedHybrid, datamodule: Any, data_dir: Path
+) -> dict[str, Any] | None:
+    """The text student fitted and attached (:mod:`hybridrec.lit.student`) when the options
+    ask for one and the parts allow one (a text part and a part that is not text alone)."""
+    options = student_options(cfg)
+    if options is None or not composed.student_parts:
+        return None
+    datamodule.setup("fit")
+    users, vectors = collect_users(
+        composed, datamodule.val_dataloader(), options.max_users, seed=options.seed
+    )
+    train = pd.read_parquet(data_dir / "train.parquet", columns=["user", "item"])
+    pairs = torch.as_tensor(train[["user", "item"]].to_numpy(), dtype=torch.long)  # (P, 2)
+    student, fit = fit_student(composed, users, vectors, pairs, options)
+    composed.set_student(student)
+    return fit.as_dict()
+
+
+def fit_weights(
+    cfg: DictConfig, composed: ComposedHybrid, datamodule: Any, data_dir: Path | None = None
+) -> dict[str, Any]:
+    """The text student (when there is one; needs ``data_dir``), then the combiner fitted on
+    the validation split (the composed model's weights are set)."""
     options = cfg.model.combiner
+    student = fit_text_student(cfg, composed, datamodule, data_dir) if data_dir else None
     datamodule.setup("fit")
     fit_data = collect_validation(composed, datamodule.val_dataloader(), int(options.max_rows))
     fit = fit_combiner(
@@ -303,7 +347,25 @@ def fit_weights(cfg: DictConfig, composed: ComposedHybrid, datamodule: Any) -> d
         min_gain=float(options.min_gain),
         ties=str(cfg.ties),
     )
-    return fit.as_dict(composed.names)
+    out = fit.as_dict(composed.names)
+    if student is not None:
+        out["student"] = student
+    return out
+
+
+def refit_composed(
+    cfg: DictConfig, parts: list[PartRun], data_dir: Path, fitted: ComposedHybrid
+) -> ComposedHybrid:
+    """The composed model over the parts refit on train + validation, with the weights and
+    offsets ``fitted`` chose on their selection checkpoints (and, when it had one, a text
+    student fitted again to the refit teachers, with the same options)."""
+    composed = build_composed(cfg, parts, data_dir)
+    if fitted.student is not None:
+        datamodule = instantiate(cfg.datamodule)
+        fit_text_student(cfg, composed, datamodule, data_dir)
+    composed.set_weights(fitted.weights.clone())
+    composed.set_offsets(fitted.offsets.clone())
+    return composed
 
 
 def evaluate_composed(
@@ -352,6 +414,9 @@ def log_combiner(client: Any, run_id: str, composed: ComposedHybrid, fit: dict[s
             )
     for g, offset in enumerate(composed.offsets.cpu().tolist()):
         client.log_metric(run_id, f"combiner/offset/bucket{g}", float(offset))
+    for key, value in (fit.get("student") or {}).items():  # the text student's fit
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            client.log_metric(run_id, f"student/{key}", float(value))
     labels = bucket_labels(composed)
     fit = {**fit, "buckets": labels}
     with tempfile.TemporaryDirectory() as tmp:

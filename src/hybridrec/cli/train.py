@@ -45,6 +45,7 @@ from hybridrec.cli.compose import (
     fit_weights,
     is_composed,
     log_combiner,
+    refit_composed,
     side_by_side,
     train_parts,
 )
@@ -258,12 +259,10 @@ def _train_composed(cfg: DictConfig, client: MlflowClient, started_ms: int) -> T
         log_run_start(logger, run_config, spec, data_dir)
         datamodule = instantiate(cfg.datamodule)
         composed = build_composed(cfg, parts, data_dir, selection=True)
-        fit = fit_weights(cfg, composed, datamodule)  # on the parts chosen on validation
+        fit = fit_weights(cfg, composed, datamodule, data_dir)  # on the parts chosen on val
         refit = any(p.refit for p in parts)
         if refit:  # the weights carry over to the parts refit on train + validation
-            weights = composed.weights.clone()
-            composed = build_composed(cfg, parts, data_dir)
-            composed.set_weights(weights)
+            composed = refit_composed(cfg, parts, data_dir, composed)
         results, checkpoint = evaluate_composed(
             cfg, composed, datamodule, logger, output_dir, validate=not refit
         )

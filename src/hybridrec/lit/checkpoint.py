@@ -31,6 +31,7 @@ from torch import nn
 from hybridrec.nn.composed import ComposedHybrid
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.gru4rec import GRU4Rec, gru4rec_factorized
+from hybridrec.nn.student import TextStudent
 from hybridrec.nn.textrec import TextItemTower
 
 PAYLOAD = "hybridrec_model"
@@ -69,6 +70,8 @@ def model_payload(
                 "names": list(model.names),
                 "n_buckets": model.n_buckets,
                 "n_items": model.n_items,
+                # the text student's sizes (its weights come with the state dict)
+                "student": None if model.student is None else model.student.config(),
             },
             "parts": parts,
             "catalogue": None,
@@ -126,6 +129,8 @@ def _build_composed(payload: dict[str, Any]) -> nn.Module:
         torch.zeros(int(config["n_items"]) + 1),
         int(config["n_buckets"]),
     )
+    if config.get("student"):
+        model.set_student(TextStudent(**config["student"]))
     model.part_payloads = payload["parts"]
     return model
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +105,26 @@ def _rows(batch: RecBatch, rows: Tensor) -> RecBatch:
     return dataclasses.replace(batch, **fields)
 
 
+def drawn_rows(
+    batches: Any, max_rows: int, device: str = "cpu", seed: int = 0
+) -> Iterator[RecBatch]:
+    """The batches cut to ``max_rows`` rows drawn at random (seeded) from all of them (all rows
+    when there are fewer), one row per held-out row, on ``device``."""
+    sizes = [len(_row_layout(raw)) for raw in batches]  # rows per batch (nothing scored yet)
+    total = sum(sizes)
+    chosen = torch.arange(total)
+    if total > max_rows:
+        generator = torch.Generator().manual_seed(seed)
+        chosen = torch.randperm(total, generator=generator)[:max_rows].sort().values
+    start = 0
+    for raw, size in zip(batches, sizes, strict=True):
+        rows = chosen[(chosen >= start) & (chosen < start + size)] - start
+        start += size
+        if len(rows) == 0:
+            continue
+        yield _rows(_row_layout(raw).to(device), rows.to(device))
+
+
 @torch.no_grad()
 def collect_validation(
     model: ComposedHybrid, batches: Any, max_rows: int = 5000, device: str = "cpu", seed: int = 0
@@ -113,21 +134,8 @@ def collect_validation(
     at random (seeded) from all of them, so that every kind of row (cold, warm, short and
     long histories) is represented as in the whole split."""
     model.eval().to(device)
-    sizes = [len(_row_layout(raw)) for raw in batches]  # rows per batch (nothing scored yet)
-    total = sum(sizes)
-    chosen = torch.arange(total)
-    if total > max_rows:
-        generator = torch.Generator().manual_seed(seed)
-        chosen = torch.randperm(total, generator=generator)[:max_rows].sort().values
     scores, masks, positives, valids, items = [], [], [], [], []
-    start = 0
-    for raw, size in zip(batches, sizes, strict=True):
-        rows = chosen[(chosen >= start) & (chosen < start + size)] - start
-        start += size
-        if len(rows) == 0:
-            continue
-        batch = _row_layout(raw).to(device)
-        batch = _rows(batch, rows.to(device))
+    for batch in drawn_rows(batches, max_rows, device, seed):
         z = model.standardised_scores(batch.users, batch.history, batch.history_lengths)
         if batch.items is not None:  # sampled: the row's candidates, column 0 the positive
             z = torch.gather(z, 2, batch.items.unsqueeze(0).expand(z.shape[0], -1, -1))

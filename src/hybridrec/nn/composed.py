@@ -22,9 +22,13 @@ dot product, of concatenated vectors (Burke's weighted hybrid, as one factorised
     item(i) = [w_1(b(i)) (ṽ_1(i) - m_1), w_2(b(i)) (ṽ_2(i) - m_2), ..., c(b(i))]
 
 one item matrix to export and serve, top-K by one matrix product. Bucket 0 holds the cold items
-(no training interaction): parts that do not read item text get weight 0 there, so a cold item
-is scored by the text parts only. The user-side terms of a part (user bias, global bias) shift a
-user's row by a constant and drop out of the standardised score.
+(no training interaction). Without a student, parts that do not read item text get weight 0
+there, so a cold item is scored by the text parts only. With a text student
+(:class:`~hybridrec.nn.student.TextStudent`, fitted by :mod:`hybridrec.lit.student`), a cold
+item's block of every part that is not text alone (ID parts, a joint hybrid) is the student's
+estimate from the item's text, on the warm items' scale, and every part may weigh cold items.
+The user-side terms of a part (user bias, global bias) shift a user's row by a constant and drop
+out of the standardised score.
 
 Shapes: B = batch rows, C = candidates, N = n_items + 1 (item 0 is padding), K = parts,
 G = popularity buckets, D = Σ_k (D_k + 1) + 1.
@@ -40,6 +44,7 @@ from torch import Tensor, nn
 
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.scoring import DotScorer
+from hybridrec.nn.student import TextStudent
 from hybridrec.nn.textrec import TextItemTower
 
 _EPS = 1e-12
@@ -48,6 +53,21 @@ _EPS = 1e-12
 def reads_text(model: nn.Module) -> bool:
     """True when ``model`` encodes items from their text (it can score a cold item)."""
     return any(isinstance(m, TextItemTower) for m in model.modules())
+
+
+def text_tower_of(model: nn.Module) -> TextItemTower | None:
+    """The model's item text tower: its item tower itself (TextRec, SeqText) or the fused
+    tower's text half (a joint hybrid); None when it reads no text."""
+    items = getattr(model, "items", None)
+    for tower in (items, getattr(items, "text", None)):
+        if isinstance(tower, TextItemTower):
+            return tower
+    return None
+
+
+def text_only(model: nn.Module) -> bool:
+    """True when the model's items are their text alone (no item ID anywhere)."""
+    return isinstance(getattr(model, "items", None), TextItemTower)
 
 
 def popularity_buckets(counts: Tensor, n_buckets: int) -> tuple[Tensor, Tensor]:
@@ -80,7 +100,8 @@ class ComposedHybrid(nn.Module):
     n_buckets: G, popularity buckets including the cold one (1: one weight per part).
 
     ``weights`` (K, G) starts uniform over the parts (cold bucket: over the text parts) and is
-    set by :meth:`set_weights` (the combiner fitted on validation).
+    set by :meth:`set_weights` (the combiner fitted on validation). :meth:`set_student` adds a
+    text student for the cold items' ID-part blocks (``student_parts``: which parts).
     """
 
     weights: Tensor
@@ -89,6 +110,7 @@ class ComposedHybrid(nn.Module):
     counts: Tensor
     allowed: Tensor
     part_payloads: list[dict[str, Any]]  # each part's checkpoint entry (set by whoever builds it)
+    student: TextStudent | None
 
     def __init__(
         self,
@@ -130,6 +152,13 @@ class ComposedHybrid(nn.Module):
         weights = allowed.float() / allowed.float().sum(0, keepdim=True)
         self.register_buffer("weights", weights)
         self.register_buffer("offsets", torch.zeros(self.n_buckets))  # c(b), set by the combiner
+        # the text student's sources (parts reading text) and targets (parts that are not text
+        # alone): a student exists only when both do
+        self.text_parts = [k for k, p in enumerate(parts) if text_tower_of(p) is not None]
+        self.student_parts = (
+            [k for k, p in enumerate(parts) if not text_only(p)] if self.text_parts else []
+        )
+        self.register_module("student", None)
         # standardisation statistics per part, over the warm items (the catalogue if none)
         warm = counts > 0
         warm[0] = False
@@ -209,12 +238,21 @@ class ComposedHybrid(nn.Module):
 
     def new_item_vectors(self, raw: Sequence[Tensor | None]) -> Tensor:
         """(M, D) vectors of products added after training (cold: bucket 0) from each part's
-        raw vectors (M, D_k) of them, None for a part without item text (weight 0 there)."""
+        raw vectors (M, D_k) of them: a text part's text-tower output, None for a part
+        without item text. With a student, the blocks of its target parts are its estimates
+        from the text parts' vectors; without, a part without text has weight 0 there."""
         rows = next(r.shape[0] for r in raw if r is not None)
+        predicted: dict[int, Tensor] = {}
+        if self.student is not None:
+            features = torch.cat([raw[k] for k in self.text_parts], -1)  # type: ignore[misc]
+            predicted = dict(zip(self.student_parts, self.student.blocks(features), strict=True))
         blocks = []
         for k, vectors in enumerate(raw):
             mean, _ = self._stats(k)
             weight = self.weights[k, 0]
+            if k in predicted:
+                blocks.append(weight * predicted[k])
+                continue
             if vectors is None:
                 if float(weight) != 0.0:
                     raise ValueError(f"part {self.names[k]} weighs cold items but reads no text")
@@ -230,7 +268,8 @@ class ComposedHybrid(nn.Module):
 
     def part_item_vectors(self, tables: list[Tensor] | None = None) -> list[Tensor]:
         """Each part's centred item vectors ṽ_k(i) - m_k, unweighted, (N, D_k + 1); the
-        padding row is zero."""
+        padding row is zero; with a student, the cold items' rows of its target parts are the
+        student's."""
         out = []
         for k, part in enumerate(self.parts):
             assert isinstance(part, FactorizedModel)
@@ -239,7 +278,51 @@ class ComposedHybrid(nn.Module):
             centred = self._augmented_items(part, table) - mean
             centred[0] = 0.0
             out.append(centred)
+        student = self.student
+        if student is not None:
+            cold = self.counts == 0  # (N,)
+            cold[0] = False
+            if bool(cold.any()):
+                index = torch.nonzero(cold).flatten()
+                predicted = student.blocks(self.text_features(index))  # (M, D_k + 1) each
+                for k, block in zip(self.student_parts, predicted, strict=True):
+                    out[k] = out[k].index_copy(0, index, block.to(out[k].dtype))
         return out
+
+    # -- the text student ---------------------------------------------------------------------
+    def text_features(self, items: Tensor | None = None) -> Tensor:
+        """(N, F) (or (M, F) of ``items``) the text parts' text-tower outputs, concatenated:
+        what the student reads."""
+        blocks = []
+        for k in self.text_parts:
+            tower = text_tower_of(self.parts[k])
+            assert tower is not None
+            table = tower.item_vectors()  # (N, D_t), cached while evaluating
+            blocks.append(table if items is None else table[items])
+        return torch.cat(blocks, -1)
+
+    def student_sizes(self) -> list[int]:
+        """D_k + 1 of each student target part's block."""
+        sizes = self.block_sizes
+        return [sizes[k] for k in self.student_parts]
+
+    def set_student(self, student: TextStudent | None) -> None:
+        """Use ``student`` for the cold items' blocks of ``student_parts``; every part may then
+        weigh the cold bucket (None: back to text parts only)."""
+        if student is not None:
+            if not self.student_parts:
+                raise ValueError(
+                    "a text student needs a part that reads item text and one that is not "
+                    "text alone"
+                )
+            if student.sizes != self.student_sizes():
+                raise ValueError(
+                    f"student: block sizes {student.sizes}, expected {self.student_sizes()}"
+                )
+        self.student = student
+        text = torch.tensor([k in self.text_parts for k in range(len(self.parts))])
+        if self.n_buckets > 1 and bool(text.any()):
+            self.allowed[:, 0] = True if student is not None else text.to(self.allowed.device)
 
     def item_weights(self) -> Tensor:
         """(K, N) each part's weight on each item (its bucket's)."""
@@ -301,6 +384,13 @@ class ComposedHybrid(nn.Module):
         user_parts = self.part_user_vectors(users, history, lengths, tables)
         item_parts = self.part_item_vectors(tables)
         return torch.stack([u @ v.T for u, v in zip(user_parts, item_parts)])
+
+    def teacher_user_vectors(
+        self, users: Tensor, history: Tensor | None = None, lengths: Tensor | None = None
+    ) -> list[Tensor]:
+        """Each part's standardised user vectors (B, D_k + 1): what the student is fitted
+        against (:mod:`hybridrec.lit.student`)."""
+        return self.part_user_vectors(users, history, lengths, self._tables())
 
     def set_weights(self, weights: Tensor) -> None:
         """(K, G) combiner weights; a part not allowed in a bucket must have weight 0 there."""

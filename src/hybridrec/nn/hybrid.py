@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -227,7 +228,7 @@ class Hybrid(FactorizedModel):
         head_layers: tuple[int, ...] | list[int] = (64, 32),
         combine: str = "joint",
         parts: dict[str, list[str]] | None = None,
-        combiner: dict[str, float] | None = None,
+        combiner: dict[str, Any] | None = None,
         reuse_parts: bool = True,
     ) -> None:
         if combine != "joint":
