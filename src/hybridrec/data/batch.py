@@ -78,13 +78,15 @@ class RecBatch:
             value = getattr(self, f.name)
             if isinstance(value, Tensor) and value.device != target:
                 if non_blocking and target.type == "cuda" and value.device.type == "cpu":
-                    value = value.pin_memory()
-                moved[f.name] = value.to(target, non_blocking=non_blocking)
+                    moved[f.name] = _pinned(value, target)
+                else:
+                    moved[f.name] = value.to(target, non_blocking=non_blocking)
         return dataclasses.replace(self, **moved) if moved else self
 
     def pin_memory(self) -> RecBatch:
+        """The batch with every tensor field in page-locked host memory (see :func:`_pinned`)."""
         pinned = {
-            f.name: (v.pin_memory() if isinstance(v, Tensor) else v)
+            f.name: (_pinned(v) if isinstance(v, Tensor) else v)
             for f in dataclasses.fields(self)
             for v in [getattr(self, f.name)]
         }
@@ -158,3 +160,30 @@ class RecBatch:
         missing = [n for n in names if getattr(self, n) is None]
         if missing:
             raise ValueError(f"RecBatch is missing field(s) {missing} needed here")
+
+
+def _pinned(value: Tensor, device: torch.device | None = None) -> Tensor:
+    """``value`` copied to pinned (page-locked) host memory -- then, given ``device``, on to it
+    without blocking -- its broadcast dimensions kept broadcast.
+
+    ``Tensor.pin_memory`` allocates the pinned copy with the source's sizes *and strides*, then
+    copies into it. For an ``expand``ed field -- the training ``labels``, one (1, 1 + K) row
+    broadcast to (B, 1 + K) with stride 0 -- every row of that copy would be the same memory,
+    a copy torch refuses ("more than one element of the written-to tensor refers to a single
+    memory location"). So only the stored elements are pinned (one contiguous block, which
+    the host-to-GPU copy moves in one piece) and cross to the device, and the result is
+    broadcast again: the layout batches made on the device have (``data_on_device``)."""
+    stored = _stored(value)
+    copy = stored.contiguous().pin_memory()
+    if device is not None:
+        copy = copy.to(device, non_blocking=True)
+    return copy if stored is value else copy.expand(value.shape)
+
+
+def _stored(value: Tensor) -> Tensor:
+    """``value`` with each broadcast (stride-0, size > 1) dimension cut to size 1: the elements
+    it actually holds; ``value`` itself when it has none."""
+    broadcast = [d for d in range(value.dim()) if value.stride(d) == 0 and value.shape[d] > 1]
+    if not broadcast:
+        return value
+    return value[tuple(slice(0, 1) if d in broadcast else slice(None) for d in range(value.dim()))]
