@@ -86,6 +86,28 @@ def test_itemknn_keeps_top_neighbours_ties_to_lower_index() -> None:
     assert tied.neighbour_sims[5].tolist() == [1.0, 1.0]
 
 
+@pytest.mark.parametrize("dense_max_items", [4096, 0])
+def test_itemknn_equal_similarities_from_different_counts_tie_to_lower_index(
+    dense_max_items: int,
+) -> None:
+    """sim(1, 2) = 3 / (sqrt(12) sqrt(9)) and sim(1, 3) = 1 / (sqrt(12) sqrt(1)) are equal, but
+    float64 gives 3 / (3 sqrt(12)) one last bit below 1 / sqrt(12): ranked in float64, item 3
+    came first (and alone with one neighbour). The GPU's fit differed from the CPU's on such
+    pairs; the tie rule (lower index first) decides them now, on every device."""
+    # item 1 in 12 sequences (3 with item 2, 1 with item 3), item 2 in 9, item 3 in 1; lam 0
+    sequences = [[1, 3]] + [[1, 2]] * 3 + [[2]] * 6 + [[1]] * 8
+    root = torch.tensor(12.0, dtype=torch.float64).sqrt()
+    assert 3 / (root * 3) < 1 / root  # the float64 rounding that used to order them
+    for neighbours, expected in ((2, [2, 3]), (1, [2])):
+        model = ItemKNN(3, neighbours=neighbours, lam=0.0)
+        model.dense_max_items = dense_max_items
+        model.fit_sequences(*_flat(sequences))
+        assert model.neighbour_items[1].tolist() == expected
+        assert model.neighbour_sims[1, 0].item() == pytest.approx(1 / math.sqrt(12))
+        if neighbours == 2:
+            assert model.neighbour_sims[1, 0] == model.neighbour_sims[1, 1]
+
+
 def _random_sequences(seed: int, n_items: int, n_seq: int) -> list[list[int]]:
     gen = torch.Generator().manual_seed(seed)
     popularity = torch.rand(n_items, generator=gen) ** 3 + 0.01  # skewed
@@ -236,6 +258,10 @@ def test_state_dict_and_to_round_trip(device: str) -> None:
 
 @pytest.mark.gpu
 def test_itemknn_fits_on_gpu_like_cpu() -> None:
+    """The same neighbours, bit for bit, and the same float32 similarities. Exact equality of
+    the neighbours holds because they are ranked in float32 (see ItemKNN's doc): 4 rows of
+    this data hold equal similarities that float64 puts one last bit apart, which the H200
+    run of 2026-12-04 ordered differently from the CPU."""
     sequences = _random_sequences(1, 300, 2000)
     items, offsets = _flat(sequences)
     for dense_max in (4096, 0):

@@ -117,6 +117,14 @@ class ItemKNN(_Baseline):
     0). A row's scores are the similarities of the last item of ``batch.history`` to its
     neighbours and 0 elsewhere; an empty history scores 0 everywhere.
 
+    Similarities are computed in float64 and ranked, and kept, in float32. Equal similarities
+    reached through different counts (3 / (6 r) and 4 / (8 r): ``co`` 3 and 4 with candidate
+    supports 36 and 64) come out of float64 one last bit apart, so ranking those would order
+    them by rounding -- against the tie rule, and differently on a device that rounds one
+    operation differently (a GPU fit gave other neighbours than the CPU's). In float32 they are
+    equal and the lower index comes first; the fit is the same on every device unless a
+    float64 value lies within its last bit of a float32 rounding boundary (~2^-29 odds).
+
     Co-occurrences are counted in a dense (N, N) table when ``n_items <= dense_max_items``
     (its rows then ranked ``block_elements`` at a time); otherwise only the non-zero ones,
     for blocks of current items of about ``pair_budget`` (current, other item) pairs each.
@@ -203,7 +211,7 @@ class ItemKNN(_Baseline):
             sims = block / torch.where(norm == 0, torch.ones_like(norm), norm)
             sims[:, 0] = 0  # padding is never a neighbour
             sims[torch.arange(rows, device=co.device), row_items] = 0  # nor the item itself
-            idx, vals = self._top_k_dense(sims)
+            idx, vals = self._top_k_dense(sims.to(torch.float32))  # see the class doc
             self.neighbour_items[start : start + rows] = idx
             self.neighbour_sims[start : start + rows] = vals.to(self.neighbour_sims.dtype)
 
@@ -256,6 +264,7 @@ class ItemKNN(_Baseline):
             keys, counts = torch.unique(rows[keep] * n + cols[keep], return_counts=True)
             row, col = keys // n, keys % n  # sorted by row, then column
             sims = counts.to(torch.float64) / (current[row] * candidate[col])
+            sims = sims.to(torch.float32)  # ranked in float32: see the class doc
             by_sim = torch.argsort(sims, descending=True, stable=True)
             ranked = by_sim[torch.argsort(row[by_sim], stable=True)]  # row, -sim, column
             row, col, sims = row[ranked], col[ranked], sims[ranked]
