@@ -4,16 +4,23 @@
     .venv/bin/python scripts/bench_scaling.py --interactions 1e6 5e6 20e6 --items 1e4 1e5 1e6 \\
         --model neumf --set trainer=gpu                                    # on a GPU
 
-One ``hybridrec-bench`` process per cell (so each peak memory is that cell's own) on
+One ``hybridrec-bench`` process per cell (so each peak memory is that cell's own), forked from
+this one once it has imported the package (``--no-fork``: a fresh interpreter each), on
 ``data=synthetic_scale`` with ``interactions / --per-user`` users, in ``bench/scaling/`` (its own
 prepared data and MLflow store). Printed: a markdown table of the cells, written to ``--out`` as
-JSON too. Preparing a dataset is not timed (it is cached for the next run).
+JSON too (rewritten after every cell). Preparing a dataset is not in the epoch and evaluation
+figures (it is cached for the next run), but it is in a cell's wall time.
+
+``--time-limit S`` bounds the whole sweep: a cell still running at S seconds is stopped, the
+cells after it are not started, and both are listed as such in the table and the JSON, so a
+sweep under an outer time limit (scripts/gpu_check.sh) still reports the cells that finished.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -24,13 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench" / "scaling"
 
 
-def cell(interactions: int, items: int, args: argparse.Namespace) -> dict:
+def cell(interactions: int, items: int, args: argparse.Namespace, timeout: float | None) -> dict:
     users = max(interactions // args.per_user, 1)
     out = BENCH / f"{args.model}-{interactions}-{items}.json"
-    command = [
-        sys.executable,
-        "-m",
-        "hybridrec.cli.bench",
+    out.unlink(missing_ok=True)
+    argv = [
         "--epochs",
         str(args.epochs),
         "--json",
@@ -49,16 +54,92 @@ def cell(interactions: int, items: int, args: argparse.Namespace) -> dict:
         f"task_name=scaling-{args.model}",
         *args.set,
     ]
+    log = BENCH / f"{args.model}-{interactions}-{items}.log"
+    started = time.perf_counter()
+    code = _forked(argv, log, timeout) if args.fork else _spawned(argv, log, timeout)
+    if args.fork and code not in (0, None) and _cuda_refused_the_fork(log):
+        print("bench_scaling: CUDA refused a forked cell; fresh interpreters from here on")
+        args.fork = False
+        left = None if timeout is None else timeout - (time.perf_counter() - started)
+        code = _spawned(argv, log, left)
+    wall = time.perf_counter() - started
+    row: dict = {"interactions": interactions, "items": items, "users": users, "wall_s": wall}
+    if code is None:
+        return {**row, "error": f"time limit ({wall:.0f} s)"}
+    if code != 0:
+        print(log.read_text()[-3000:], file=sys.stderr)
+        return {**row, "error": code}
+    return {**row, **json.loads(out.read_text())}
+
+
+def _cuda_refused_the_fork(log: Path) -> bool:
+    """A forked cell's CUDA did not start: its parent had started CUDA after all."""
+    text = log.read_text(errors="replace")
+    return "forked subprocess" in text or "CUDA error: initialization error" in text
+
+
+def _cell_env() -> dict[str, str]:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{BENCH / 'mlflow.db'}"}
     env.pop("HYBRIDREC_ROOT", None)
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=BENCH, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        print(done.stderr[-3000:], file=sys.stderr)
-        return {"interactions": interactions, "items": items, "error": done.returncode}
-    report = json.loads(out.read_text())
-    return {"interactions": interactions, "items": items, "users": users, "wall_s": wall, **report}
+    return env
+
+
+def _spawned(argv: list[str], log: Path, timeout: float | None) -> int | None:
+    """Run ``hybridrec-bench argv`` in a fresh interpreter; its exit code, None at the limit."""
+    command = [sys.executable, "-m", "hybridrec.cli.bench", *argv]
+    with log.open("w") as sink:
+        try:
+            done = subprocess.run(
+                command, cwd=BENCH, env=_cell_env(), stdout=sink, stderr=sink, timeout=timeout
+            )
+        except subprocess.TimeoutExpired:
+            return None
+    return done.returncode
+
+
+def _warm_up() -> None:
+    """Import what every cell imports, once, in this process, so that forked cells start
+    without it (here ~25 of a small cell's ~28 s went to imports). CUDA must not start here:
+    a forked child cannot use a CUDA its parent started, so any device probe during the
+    imports goes through NVML (``PYTORCH_NVML_BASED_CUDA_CHECK``), which starts nothing."""
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    import hybridrec.cli.bench  # noqa: F401
+    import hybridrec.cli.train  # noqa: F401
+    import hybridrec.data  # noqa: F401
+    import hybridrec.lit  # noqa: F401
+    import hybridrec.nn  # noqa: F401
+
+
+def _forked(argv: list[str], log: Path, timeout: float | None) -> int | None:
+    """Run ``hybridrec-bench argv`` in a child forked from this warmed-up process (its own
+    process, so its peak memory is its own); its exit code, None at the limit."""
+    process = multiprocessing.get_context("fork").Process(target=_cell_child, args=(argv, log))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    process.start()
+    process.join(timeout)
+    if process.is_alive():
+        process.kill()
+        process.join()
+        return None
+    return process.exitcode
+
+
+def _cell_child(argv: list[str], log: Path) -> None:
+    sink = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(sink, 1)
+    os.dup2(sink, 2)
+    os.chdir(BENCH)
+    env = _cell_env()
+    os.environ.clear()
+    os.environ.update(env)
+    from hybridrec.cli.bench import main
+
+    try:
+        main(argv)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
 
 
 def main() -> None:
@@ -73,13 +154,32 @@ def main() -> None:
     parser.add_argument("--eval-batch", type=int, default=4096)
     parser.add_argument("--set", nargs="*", default=[], help="more hybridrec-train overrides")
     parser.add_argument("--out", type=Path, default=BENCH / "scaling.json")
+    parser.add_argument(
+        "--time-limit", type=float, help="seconds for the whole sweep (default: none)"
+    )
+    parser.add_argument(
+        "--no-fork",
+        dest="fork",
+        action="store_false",
+        help="start every cell as a fresh interpreter (default: forked from a warmed-up one)",
+    )
     args = parser.parse_args()
+    deadline = None if args.time_limit is None else time.monotonic() + args.time_limit
     BENCH.mkdir(parents=True, exist_ok=True)
-    rows = []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.fork:
+        _warm_up()
+    rows: list[dict] = []
     for interactions in args.interactions:
         for items in args.items:
-            row = cell(int(interactions), int(items), args)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 1:
+                row = {"interactions": int(interactions), "items": int(items)}
+                rows.append({**row, "error": "not started (time limit)"})
+                continue
+            row = cell(int(interactions), int(items), args, left)
             rows.append(row)
+            args.out.write_text(json.dumps(rows, indent=2))
             print(
                 json.dumps(
                     {
@@ -101,9 +201,9 @@ def main() -> None:
     )
     print(
         "| interactions | items | users | train epoch s | samples/s | validation s | test s "
-        "| peak host MiB | peak device MiB | test HR@10 |"
+        "| peak host MiB | peak device MiB | test HR@10 | cell wall s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
             print(f"| {r['interactions']:,} | {r['items']:,} | failed ({r['error']}) |")
@@ -119,6 +219,7 @@ def main() -> None:
         ):
             cells.append("-" if r.get(key) is None else format(r[key], fmt))
         cells.append(f"{r['quality'].get('test/hr@10', float('nan')):.4f}")
+        cells.append(f"{r['wall_s']:.1f}")
         print("| " + " | ".join(cells) + " |")
     print(f"wrote {args.out}")
 

@@ -20,7 +20,11 @@
 #   4. NeuMF-64 on 20M synthetic interactions, bf16, ~1M-sample batches: samples/s against
 #      NVIDIA's published NCF figure (34.1M samples/s AMP, 22.6M TF32, one A100, ML-20M)
 #   5. GRU4Rec and the session hybrid on RSC15 100k: samples/s
-#   6. the scaling sweeps, MF: 1M / 5M / 20M interactions at 100k items; 10k / 1M items at 5M
+#   6. the scaling sweeps, MF: 0.5M / 1M / 2M interactions at 100k items; 10k / 1M items at 2M
+#      (with the first sweep's 2M x 100k, three catalogue sizes). Each cell generates and
+#      prepares its data inside the step's limit, which the 20M x 100k and 5M cells of the
+#      first run (2026-12-04) did not fit; --time-limit stops a sweep a few seconds before
+#      its step's limit, so the cells that finished are still reported.
 # Results: $OUT (default bench/gpu_check/): gpu_check.log (everything), summary.md (one line
 # per step and the benchmark tables), 4 bench + 2 sweep JSON files: 8 files, what the device
 # tool brings back at most. Step limits add up to 480 s.
@@ -59,8 +63,8 @@ if [[ "$MODE" == gpu ]]; then
     ML1M_EPOCHS=8
     BIG=20000000
     BIG_ITEMS=100000
-    SWEEP_A=(--interactions 1e6 5e6 20e6 --items 1e5)  # 20M x 100k: step 4's data, cached
-    SWEEP_B=(--interactions 5e6 --items 1e4 1e6)
+    SWEEP_A=(--interactions 5e5 1e6 2e6 --items 1e5)
+    SWEEP_B=(--interactions 2e6 --items 1e4 1e6)
     SESSION_EPOCHS=3
 else
     PY="${PY:-$ROOT/.venv/bin/python}"
@@ -94,14 +98,14 @@ step() {  # step NAME SECONDS COMMAND...: run, log, one summary line; never stop
 }
 
 STARTED=$(date +%s)
-step environment 20 bash -c "nvidia-smi || true; $PY -c 'import torch, platform; \
+step environment 15 bash -c "nvidia-smi || true; $PY -c 'import torch, platform; \
 print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"python\", platform.python_version()); \
 print(\"device\", torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"cpu\"); \
 print(\"bf16\", torch.cuda.is_bf16_supported() if torch.cuda.is_available() else \"n/a\")'"
 
 step gpu-tests 80 "$PY" -m pytest -m gpu -q -p no:cacheprovider tests
 
-step neumf-ml1m 75 "${BENCH[@]}" --epochs "$ML1M_EPOCHS" --json "$OUT/neumf_ml1m.json" \
+step neumf-ml1m 70 "${BENCH[@]}" --epochs "$ML1M_EPOCHS" --json "$OUT/neumf_ml1m.json" \
     experiment=ncf_neumf_ml1m datamodule.batch_size=4096 optimizer.lr=0.003 \
     "${TRAINER[@]}" "${QUIET[@]}" task_name=gpu_check_neumf_ml1m
 
@@ -121,11 +125,13 @@ step gru4rec-rsc15 40 "${BENCH[@]}" --epochs "$SESSION_EPOCHS" --json "$OUT/gru4
 step hybrid-rsc15 40 "${BENCH[@]}" --epochs "$SESSION_EPOCHS" --json "$OUT/hybrid_rsc15.json" \
     experiment=hybrid_rsc15 model.combine=joint protocol.val_days=0 "${TRAINER[@]}" "${QUIET[@]}" task_name=gpu_check_hybrid
 
-step scaling-interactions 60 "$PY" scripts/bench_scaling.py "${SWEEP_A[@]}" --epochs 1 \
-    --model mf --batch 65536 --eval-batch 16384 --out "$OUT/scaling_a.json" --set "${TRAINER[@]}"
+step scaling-interactions 65 "$PY" scripts/bench_scaling.py "${SWEEP_A[@]}" --epochs 1 \
+    --model mf --batch 65536 --eval-batch 16384 --time-limit 58 --out "$OUT/scaling_a.json" \
+    --set "${TRAINER[@]}"
 
-step scaling-items 45 "$PY" scripts/bench_scaling.py "${SWEEP_B[@]}" --epochs 1 \
-    --model mf --batch 65536 --eval-batch 16384 --out "$OUT/scaling_b.json" --set "${TRAINER[@]}"
+step scaling-items 50 "$PY" scripts/bench_scaling.py "${SWEEP_B[@]}" --epochs 1 \
+    --model mf --batch 65536 --eval-batch 16384 --time-limit 43 --out "$OUT/scaling_b.json" \
+    --set "${TRAINER[@]}"
 
 if [[ "$DRY" == 0 ]]; then
     "$PY" - "$OUT" >>"$SUMMARY" 2>>"$LOG" <<'PYEOF'
