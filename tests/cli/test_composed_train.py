@@ -107,3 +107,45 @@ def test_default_parts_need_item_text(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "has no item text" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_refit_round_trains_the_parts_again_with_the_fitted_weights(tmp_path: Path) -> None:
+    """model.combiner.refit: the weights are fitted on the first round's validation scores,
+    the parts train again under the overrides (nested runs too) and the tested model is
+    theirs with those weights; a bad override is refused before any part trains."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    bad = run_train_cli(tmp_path, *ARGS, 'model.combiner.refit=["model.dim=3"]', uri=uri)
+    assert bad.returncode == 2 and "model.combiner.refit" in bad.stderr
+    assert "part ids: training" not in bad.stderr
+    proc = run_train_cli(
+        tmp_path,
+        *ARGS,
+        'model.combiner.refit=["protocol.mask_known=false"]',
+        "model.combiner.student.enabled=false",
+        uri=uri,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| part ids (refit) |" in proc.stdout and "| part text (refit) |" in proc.stdout
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("synthetic")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    parent = next(r for r in runs if r.data.tags.get("hybridrec.combine") == "composed")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 4
+    names = sorted(r.data.tags["mlflow.runName"].split("-synthetic")[0] for r in children)
+    assert names == ["part-ids", "part-ids-refit", "part-text", "part-text-refit"]
+    fit = json.loads(
+        Path(
+            client.download_artifacts(parent.info.run_id, "combiner/combiner.json", str(tmp_path))
+        ).read_text()
+    )
+    model = load_model(
+        Path(parent.data.tags["hybridrec.output_dir"]) / "checkpoints" / "composed.ckpt"
+    )
+    assert isinstance(model, ComposedHybrid)
+    carried = {
+        name: [round(float(w), 4) for w in model.weights[k]] for k, name in enumerate(model.names)
+    }
+    assert carried == fit["weights"]
+    assert "test/hr10" in parent.data.metrics

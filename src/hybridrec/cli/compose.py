@@ -32,6 +32,7 @@ from typing import Any, cast
 import lightning as L
 import pandas as pd
 import torch
+import yaml
 from hydra.utils import instantiate
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -114,6 +115,7 @@ class PartRun:
     metrics: dict[str, float]
     reused: bool
     seconds: float
+    stage: str = ""  # " (refit)": a part of the refit round (model.combiner.refit)
 
     @property
     def selection_checkpoint(self) -> str:
@@ -217,9 +219,15 @@ def _reusable(client: MlflowClient, experiment: str, key: str) -> PartRun | None
 
 
 def train_parts(
-    cfg: DictConfig, parent_id: str | None, fingerprint: str, output_dir: Path, train: Any
+    cfg: DictConfig,
+    parent_id: str | None,
+    fingerprint: str,
+    output_dir: Path,
+    train: Any,
+    stage: str = "",
 ) -> list[PartRun]:
-    """Train (or reuse) every part in ``cfg.model.parts``, in order."""
+    """Train (or reuse) every part in ``cfg.model.parts``, in order (``stage``: a suffix of
+    the parts' run names and folders, e.g. ``refit``)."""
     from hydra.core.hydra_config import HydraConfig
 
     parts = cfg.model.get("parts")
@@ -243,10 +251,11 @@ def train_parts(
             out.append(found)
             continue
         with open_dict(part):
-            part.paths.output_dir = str(output_dir / "parts" / str(name))
+            label = f"{name}-{stage}" if stage else str(name)
+            part.paths.output_dir = str(output_dir / "parts" / label)
             part.part = {"name": str(name), "parent": parent_id, "key": key}
             if not part.logger.get("run_name"):
-                part.logger.run_name = f"part-{name}-{cfg.data.name}-{cfg.protocol.name}"
+                part.logger.run_name = f"part-{label}-{cfg.data.name}-{cfg.protocol.name}"
         log.info("part %s: training (%s)", name, " ".join(str(o) for o in overrides))
         start = time.perf_counter()
         result = train(part)
@@ -262,6 +271,8 @@ def train_parts(
                 time.perf_counter() - start,
             )
         )
+    for run in out:
+        run.stage = f" ({stage})" if stage else ""
     return out
 
 
@@ -324,7 +335,7 @@ def fit_text_student(
         composed, datamodule.val_dataloader(), options.max_users, seed=options.seed
     )
     train = pd.read_parquet(data_dir / "train.parquet", columns=["user", "item"])
-    pairs = torch.as_tensor(train[["user", "item"]].to_numpy(), dtype=torch.long)  # (P, 2)
+    pairs = torch.tensor(train[["user", "item"]].to_numpy(), dtype=torch.long)  # (P, 2)
     student, fit = fit_student(composed, users, vectors, pairs, options)
     composed.set_student(student)
     return fit.as_dict()
@@ -353,19 +364,50 @@ def fit_weights(
     return out
 
 
+def refit_config(cfg: DictConfig) -> DictConfig | None:
+    """The parent config of the refit round (``model.combiner.refit``: overrides such as
+    ``protocol.val_days=0``), or None. Its parts are trained again under it and take the
+    weights fitted on this round's validation split: the parts of the session protocol, which
+    has no per-user validation item to add back, retrain on every training day this way."""
+    overrides = cfg.model.combiner.get("refit")
+    if not overrides:
+        return None
+    refit = copy.deepcopy(cfg)
+    for override in overrides:
+        key, sep, value = str(override).partition("=")
+        if not sep or not key or key.startswith(("model.", "+", "~")):
+            raise ConfigError(
+                f"model.combiner.refit: {override!r}: expected key=value of the data or "
+                "protocol (e.g. protocol.val_days=0); the parts' own settings go in model.parts"
+            )
+        if OmegaConf.select(refit, key, default=None) is None:
+            raise ConfigError(f"model.combiner.refit: {key} is not a key of this run's config")
+        with open_dict(refit):
+            OmegaConf.update(refit, key, yaml.safe_load(value), merge=False)
+    return refit
+
+
+def carry_weights(
+    cfg: DictConfig, parts: list[PartRun], data_dir: Path, fitted: ComposedHybrid
+) -> ComposedHybrid:
+    """A composed model over ``parts`` taking ``fitted``'s weights and offsets (fitted on
+    validation scores of other checkpoints of the same recipes); the text student, when
+    ``fitted`` had one, is fitted again to these parts."""
+    composed = build_composed(cfg, parts, data_dir)
+    if fitted.student is not None:
+        fit_text_student(cfg, composed, instantiate(cfg.datamodule), data_dir)
+    composed.set_weights(fitted.weights.clone())
+    composed.set_offsets(fitted.offsets.clone())
+    return composed
+
+
 def refit_composed(
     cfg: DictConfig, parts: list[PartRun], data_dir: Path, fitted: ComposedHybrid
 ) -> ComposedHybrid:
     """The composed model over the parts refit on train + validation, with the weights and
     offsets ``fitted`` chose on their selection checkpoints (and, when it had one, a text
     student fitted again to the refit teachers, with the same options)."""
-    composed = build_composed(cfg, parts, data_dir)
-    if fitted.student is not None:
-        datamodule = instantiate(cfg.datamodule)
-        fit_text_student(cfg, composed, datamodule, data_dir)
-    composed.set_weights(fitted.weights.clone())
-    composed.set_offsets(fitted.offsets.clone())
-    return composed
+    return carry_weights(cfg, parts, data_dir, fitted)
 
 
 def evaluate_composed(
@@ -475,7 +517,7 @@ def side_by_side(
         how = "reused" if part.reused else f"{part.seconds:.0f} s"
         run = f"{part.run_id[:8]} ({how})" if part.run_id else how
         lines.append(
-            f"| part {part.name} | {run} | "
+            f"| part {part.name}{part.stage} | {run} | "
             + " | ".join(value(part.metrics, k) for k in keys)
             + " |"
         )

@@ -41,11 +41,13 @@ from hybridrec.cli.compose import (
     PART_TAG,
     PARTS_TAG,
     build_composed,
+    carry_weights,
     evaluate_composed,
     fit_weights,
     is_composed,
     log_combiner,
     refit_composed,
+    refit_config,
     side_by_side,
     train_parts,
 )
@@ -239,6 +241,7 @@ def _train_composed(cfg: DictConfig, client: MlflowClient, started_ms: int) -> T
             "model.combine=composed fits its combiner on the validation split, and this data "
             "has none; give the protocol a validation split, or model.combine=joint"
         )
+    refit_config(cfg)  # a bad model.combiner.refit override fails before any part trains
     tags = {**_run_tags(cfg, spec), "hybridrec.combine": "composed"}
     run_id = start_run(
         client,
@@ -263,8 +266,21 @@ def _train_composed(cfg: DictConfig, client: MlflowClient, started_ms: int) -> T
         refit = any(p.refit for p in parts)
         if refit:  # the weights carry over to the parts refit on train + validation
             composed = refit_composed(cfg, parts, data_dir, composed)
+        tested_cfg, round_two = cfg, refit_config(cfg)
+        if round_two is not None:  # the parts trained again (model.combiner.refit), same weights
+            spec_two, dir_two = prepare_from_config(round_two)
+            with open_dict(round_two):
+                round_two.spec = spec_two.summary()
+                round_two.datamodule.data_dir = str(dir_two)
+            _log_data(spec_two, dir_two)
+            parts_two = train_parts(
+                round_two, run_id, spec_two.fingerprint, output_dir, train, stage="refit"
+            )
+            composed = carry_weights(round_two, parts_two, dir_two, composed)
+            datamodule = instantiate(round_two.datamodule)
+            tested_cfg, parts, refit = round_two, parts + parts_two, True
         results, checkpoint = evaluate_composed(
-            cfg, composed, datamodule, logger, output_dir, validate=not refit
+            tested_cfg, composed, datamodule, logger, output_dir, validate=not refit
         )
         if refit:  # validation as the combiner measured it, before the refits
             results[f"val/ndcg@{cfg.ks[0]}"] = float(fit[f"val_ndcg@{cfg.ks[0]}"])
