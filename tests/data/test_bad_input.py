@@ -108,6 +108,15 @@ def test_missing_mapped_column(tmp_path: Path) -> None:
     assert "did you mean 'customer'?" in _where(err, "events.csv", None, "customer_id")
 
 
+def test_no_column_read_as_another_is_suggested() -> None:
+    """'title' is read as title: it cannot be the missing 'item' (it once was suggested)."""
+    with pytest.raises(DataError) as err:
+        check_columns(["sku", "title"], ["item", "title"], "items.csv")
+    assert "missing column 'item';" in str(err.value) and "did you mean" not in str(err.value)
+    with pytest.raises(DataError, match=r"missing column 'item' \(did you mean 'itme'\?\)"):
+        check_columns(["itme", "title"], ["item", "title"], "items.csv")
+
+
 def test_check_columns_lists_all() -> None:
     df = pd.DataFrame({"a": [1], "b": [2]})
     with pytest.raises(DataError) as err:

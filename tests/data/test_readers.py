@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hybridrec.data.errors import DataError
 from hybridrec.data.raw import RawData
 from hybridrec.data.readers import (
     read_movielens_1m,
@@ -398,6 +399,72 @@ def test_table_parquet(tmp_path: Path) -> None:
     )
     assert raw.items is not None
     assert list(raw.items.columns) == ["item", "title", "text"]  # None keeps every column
+
+
+EVENTS = "customer,sku\nc1,s1\nc1,s2\nc2,s1\n"
+
+
+@pytest.mark.parametrize("item_columns", [None, {"title": "title"}])
+def test_an_item_table_keyed_like_the_interactions_needs_no_second_mapping(
+    tmp_path: Path, item_columns: dict[str, str] | None
+) -> None:
+    """columns.item=sku and an item table whose id column is sku too: the interactions'
+    mapping is the item table's unless item_columns names another id column."""
+    inter = _write(tmp_path / "events.csv", EVENTS)
+    items = _write(tmp_path / "items.csv", "sku,title\ns1,Red shoe\ns2,Blue hat\n")
+    raw = read_table(
+        inter,
+        columns={"user": "customer", "item": "sku"},
+        items_path=items,
+        item_columns=item_columns,
+    )
+    assert raw.items is not None
+    assert list(raw.items.columns) == ["item", "title"]  # sku read as item, not kept twice
+    assert raw.items["item"].tolist() == ["s1", "s2"]
+    assert raw.items["title"].tolist() == ["Red shoe", "Blue hat"]
+
+
+def test_an_item_table_with_our_item_column_still_reads(tmp_path: Path) -> None:
+    inter = _write(tmp_path / "events.csv", EVENTS)
+    items = _write(tmp_path / "items.csv", "item,title\ns1,Red shoe\n")
+    raw = read_table(inter, columns={"user": "customer", "item": "sku"}, items_path=items)
+    assert raw.items is not None and raw.items["item"].tolist() == ["s1"]
+    # told otherwise: item_columns.item wins over the interactions' mapping
+    items = _write(tmp_path / "other.csv", "sku,product,title\nx9,s1,Red shoe\n")
+    raw = read_table(
+        inter,
+        columns={"user": "customer", "item": "sku"},
+        items_path=items,
+        item_columns={"item": "product", "title": "title"},
+    )
+    assert raw.items is not None and raw.items["item"].tolist() == ["s1"]
+
+
+def test_an_item_table_without_its_id_column_names_the_one_that_holds_the_ids(
+    tmp_path: Path,
+) -> None:
+    """Never a column that cannot be right ('title' for 'item'): the column whose values are
+    the interactions' item ids, or none."""
+    inter = _write(tmp_path / "events.csv", EVENTS)
+    items = _write(tmp_path / "items.csv", "title,product\nRed shoe,s1\nBlue hat,s2\n")
+    with pytest.raises(DataError) as err:
+        read_table(inter, columns={"user": "customer", "item": "sku"}, items_path=items)
+    assert str(err.value) == (
+        f"file {items}, column 'sku': no item id column: expected 'sku' (the interactions' item "
+        "column, data.source.columns.item) or 'item', found ['title', 'product']; column "
+        "'product' holds item ids of the interactions; name the table's id column with "
+        "data.source.item_columns.item=product"
+    )
+    items = _write(tmp_path / "items.csv", "id,title\nx1,Red shoe\n")
+    with pytest.raises(DataError, match="no column holds item ids of the interactions") as err:
+        read_table(inter, columns={"user": "customer", "item": "sku"}, items_path=items)
+    assert "did you mean" not in str(err.value)
+    # our own name, nothing mapped: no "did you mean 'title'"
+    _write(tmp_path / "plain.csv", "user,item\nc1,s1\n")
+    with pytest.raises(DataError) as err:
+        read_table(tmp_path / "plain.csv", items_path=_write(tmp_path / "t.csv", "title\na\n"))
+    assert "expected 'item', found ['title']; no column holds" in str(err.value)
+    assert "title'?" not in str(err.value)
 
 
 # ----------------------------------------------------------------------------- real files

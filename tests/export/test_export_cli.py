@@ -132,3 +132,56 @@ def test_new_products_are_added_without_retraining(
         timeout=300,
     )
     assert proc.returncode == 2 and "item '7' is already in the catalogue" in proc.stderr
+
+
+def test_new_products_in_the_training_item_tables_format(
+    compose_cfg: Callable[..., DictConfig], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Trained with columns.item=sku and an item table keyed by sku: --add-items takes a table
+    of new products in that same format (it once wanted an `item` column)."""
+    from hybridrec.cli.export import main as export_main
+
+    clicks = tmp_path / "clicks.csv"
+    clicks.write_text(
+        "customer,sku\n"
+        + "".join(f"u{u},p{(u * 7 + k) % 30}\n" for u in range(30) for k in range(5))
+    )
+    words = ["red", "blue", "shoe", "hat", "wool", "silk"]
+    items = tmp_path / "items.csv"
+    items.write_text(
+        "sku,title\n" + "".join(f"p{i},{words[i % 6]} {words[(i // 6) % 6]}\n" for i in range(30))
+    )
+    result = train(
+        compose_cfg(
+            "data=csv",
+            f"data.source.path={clicks}",
+            "data.source.columns.user=customer",
+            "data.source.columns.item=sku",
+            f"data.source.items_path={items}",
+            "data.text={fields: {title: ''}}",
+            "model=textrec",
+            "model.dim=8",
+            "model.vocab_size=64",
+            "trainer.max_epochs=1",
+            "test_after_fit=false",
+        )
+    )
+    new = tmp_path / "newprods.csv"
+    new.write_text("sku,title\nq1,red shoe\nq2,silk hat\n")
+    out = tmp_path / "export"
+    code = export_main(
+        [str(result.best_checkpoint), "--out", str(out), "--add-items", str(new), "--no-log"]
+    )
+    assert code == 0, capsys.readouterr().err
+    meta = json.loads((out / "export.json").read_text())
+    assert meta["n_new_items"] == 2
+    assert json.loads((out / "items.json").read_text())[-2:] == ["q1", "q2"]
+    # a table in neither format names what the run's format is
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,title\nq3,red hat\n")
+    code = export_main(
+        [str(result.best_checkpoint), "--out", str(out), "--add-items", str(bad), "--no-log"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "no item id column: expected 'sku' (the run's item column" in err
+    assert "did you mean" not in err

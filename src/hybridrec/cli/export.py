@@ -53,11 +53,12 @@ def export_model(checkpoint: Path, out: Path, add_items: Path | None = None) -> 
     new_vectors = None
     out.mkdir(parents=True, exist_ok=True)
     if add_items is not None:
-        text = ((saved.get("hybridrec_config") or {}).get("data") or {}).get("text")
+        data = (saved.get("hybridrec_config") or {}).get("data") or {}
+        text = data.get("text")
         if not text:
             raise ValueError("--add-items: the run's data config has no item text (data.text)")
         known = [str(i) for i in maps.get("items", [])]
-        new_ids, new_vectors = encode_new_items(model, add_items, text, known)
+        new_ids, new_vectors = encode_new_items(model, add_items, text, known, data.get("source"))
         torch.save(
             {"items": [str(i) for i in new_ids], "vectors": new_vectors}, out / "new_items.pt"
         )

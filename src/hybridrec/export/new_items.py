@@ -1,15 +1,17 @@
 """New products after training: encode their text with the trained text tower and append them
 to the exported catalogue, no retraining (``hybridrec-export ... --add-items items.csv``).
 
-The item table is read like the training one (CSV/TSV/Parquet, an ``item`` column plus the
-text fields of the run's ``data.text`` config) and its texts are assembled with the same
-fields, prefixes and separator. A new item's vector is its text tower's output: exactly what
+The item table is read like the training one (CSV/TSV/Parquet, the run's ``data.source``
+mapping: its id column is the training item table's, e.g. ``sku``, else ``item``; the text
+fields of the run's ``data.text`` config) and its texts are assembled with the same fields,
+prefixes and separator. A new item's vector is its text tower's output: exactly what
 the model gives a cold item (the hybrid's gate is 0 for an item without training counts).
 Models without a text tower cannot score an item they never saw: refused with the reason.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,7 @@ from torch import Tensor, nn
 
 from hybridrec.data.errors import DataError
 from hybridrec.data.preparation.text import TextConfig, assemble_item_text
-from hybridrec.data.preparation.validate import check_items
-from hybridrec.data.readers.tables import _read_mapped
+from hybridrec.data.readers.tables import read_source_items
 from hybridrec.nn.composed import ComposedHybrid, reads_text
 from hybridrec.nn.textrec import TextItemTower
 
@@ -37,12 +38,18 @@ def text_tower(model: nn.Module) -> TextItemTower:
 
 
 def encode_new_items(
-    model: nn.Module, path: str | Path, text: dict[str, Any], known: list[str]
+    model: nn.Module,
+    path: str | Path,
+    text: dict[str, Any],
+    known: list[str],
+    source: Mapping[str, Any] | None = None,
 ) -> tuple[list[Any], Tensor]:
     """(raw ids, vectors (M, D)) of the items in the table at ``path``; ``text`` is the run's
     ``data.text`` config; ``known`` the raw ids (as strings) already in the catalogue, which
-    must not come again. A composed hybrid encodes them with each text part and places them
-    as its cold items (:meth:`ComposedHybrid.new_item_vectors`)."""
+    must not come again; ``source`` the run's ``data.source`` config, whose ``columns`` /
+    ``item_columns`` say how the training item table was read (the table here is read the
+    same way). A composed hybrid encodes them with each text part and places them as its cold
+    items (:meth:`ComposedHybrid.new_item_vectors`)."""
     if isinstance(model, ComposedHybrid):
         if not any(reads_text(part) for part in model.parts):
             raise ValueError(
@@ -53,7 +60,7 @@ def encode_new_items(
         raw: list[Tensor | None] = []
         for part in model.parts:
             if reads_text(part):
-                new_ids, vectors = encode_new_items(part, path, text, known)
+                new_ids, vectors = encode_new_items(part, path, text, known, source)
                 raw.append(vectors)
             else:
                 raw.append(None)
@@ -65,10 +72,9 @@ def encode_new_items(
             "--add-items: this model keeps precomputed text vectors (a frozen pretrained "
             "encoder cached at training) and no encoder to run on new text"
         )
-    frame, file, header = _read_mapped(
-        path, None, None, ("item",), None, "item table (column item plus the text fields)"
-    )
-    items = check_items(frame, file, header_rows=header)
+    columns, item_columns = (_mapping((source or {}).get(k)) for k in ("columns", "item_columns"))
+    items = read_source_items(path, columns, item_columns, new_products=True)
+    file = items.attrs["path"]
     clash = [str(i) for i in items["item"] if str(i) in set(known)]
     if clash:
         raise DataError(
@@ -83,3 +89,8 @@ def encode_new_items(
     with torch.no_grad():
         vectors = tower.projection(tower.text_encoder(ids, mask))  # (M, D)
     return items["item"].tolist(), vectors
+
+
+def _mapping(value: Any) -> dict[str, str] | None:
+    """A column mapping of a ``read_table`` source (``data=csv``); None for other sources."""
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else None

@@ -91,14 +91,17 @@ def require_file(path: str | Path, expected: str) -> Path:
 def check_columns(
     df: pd.DataFrame | Iterable[str], required: Sequence[str], path: str | Path
 ) -> None:
-    """DataError naming the first missing column, the expected and the found columns."""
+    """DataError naming the first missing column, the expected and the found columns. A "did
+    you mean" names only a column that could be right: never one read as another required
+    column (``title`` for a missing ``item`` where ``title`` is read as itself)."""
     found = [str(c) for c in (df.columns if isinstance(df, pd.DataFrame) else df)]
     missing = [c for c in required if c not in found]
     if not missing:
         return
+    free = [c for c in found if c not in required]
     parts = []
     for col in missing:
-        close = difflib.get_close_matches(col, found, n=1, cutoff=0.5)
+        close = difflib.get_close_matches(col, free, n=1, cutoff=0.5)
         parts.append(f"{col!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     raise DataError(
         f"missing column{'s' if len(missing) > 1 else ''} {', '.join(parts)}; "

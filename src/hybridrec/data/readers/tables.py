@@ -29,7 +29,7 @@ from hybridrec.data.preparation.validate import (
 )
 from hybridrec.data.raw import INTERACTION_COLUMNS, RawData
 
-__all__ = ["join_items", "read_items_table", "read_table"]
+__all__ = ["join_items", "read_items_table", "read_source_items", "read_table"]
 
 # ----------------------------------------------------------------------------- generic tables
 
@@ -88,13 +88,21 @@ def _read_mapped(
     """Read the mapped columns of a table, renamed to ours; returns (frame, path, header rows).
 
     ``mapping`` is ours -> the file's; ``required`` default to identity, and so do ``optional``
-    columns found in the file (all columns when ``optional`` is None).
+    columns found in the file (all columns when ``optional`` is None), except those ``mapping``
+    renames (``sku`` read as ``item`` is not kept as ``sku`` too).
     """
     p = require_file(path, what)
     sep = sep if sep is not None or _is_parquet(p) else _sniff_sep(p)
     found = _table_columns(p, sep or ",", what)
+    renamed = {theirs for ours, theirs in (mapping or {}).items() if ours != theirs}
     cols = {c: c for c in required}
-    cols.update({c: c for c in found if optional is None or c in optional})
+    cols.update(
+        {
+            c: c
+            for c in found
+            if (optional is None or c in optional) and (c not in renamed or c in (mapping or {}))
+        }
+    )
     cols.update(mapping or {})
     usecols = list(dict.fromkeys(cols.values()))
     check_columns(found, usecols, p)
@@ -134,8 +142,10 @@ def read_table(
     file's, e.g. ``{"user": "customer_id", "item": "sku"}``; unmapped names are taken from
     same-named file columns (``user`` and ``item`` must exist). ``sep`` None sniffs the header
     line: tab if it has one, ``;`` if it has semicolons and no comma, else comma.
-    ``items_path``: optional item table read the same way with ``item_columns`` (``item`` plus
-    the text fields to keep; None keeps every column, ``item`` must exist).
+    ``items_path``: optional item table read by :func:`read_source_items` with
+    ``item_columns`` (our name -> the table's: ``item`` plus the text fields to keep; None keeps
+    every column); its id column is the interactions' (``columns["item"]``) unless
+    ``item_columns`` names one.
     """
     unknown = sorted(set(columns or {}) - set(INTERACTION_COLUMNS))
     if unknown:
@@ -152,23 +162,101 @@ def read_table(
     files = [p]
     items = None
     if items_path is not None:
-        keep_all = item_columns is None
-        raw, ip, item_header = _read_mapped(
-            items_path,
-            None,
-            item_columns,
-            ("item",),
-            None if keep_all else (),
-            "item table (column item plus text fields)",
-        )
-        items = check_items(raw, ip, header_rows=item_header)
-        files.append(ip)
+        items = read_source_items(items_path, columns, item_columns, inter["item"])
+        files.append(Path(items.attrs["path"]))
     return RawData(
         name=name if name is not None else p.stem, interactions=inter, items=items, files=files
     )
 
 
 # ----------------------------------------------------------------------------- item tables
+
+
+def read_source_items(
+    path: str | Path,
+    columns: Mapping[str, str] | None = None,
+    item_columns: Mapping[str, str] | None = None,
+    item_ids: pd.Series | None = None,
+    new_products: bool = False,
+) -> pd.DataFrame:
+    """The item table of a :func:`read_table` source (``data.source.items_path``), checked.
+
+    ``item_columns`` maps our names to the table's (``item`` plus the text fields to keep; None
+    keeps every column). The id column is ``item_columns["item"]`` when given; else the
+    interactions' item column (``columns["item"]``, so ``sku`` in both files needs no second
+    mapping), or ``item`` where the table has no such column. ``hybridrec-export --add-items``
+    reads new products' tables through this too (``new_products``: the messages speak of the
+    run's format, not of a config key to set), with the run's ``data.source`` mapping.
+    ``item_ids``: the interactions' item ids; when no id column is found, the columns that hold
+    some of them are named (never a column that cannot be the id).
+    """
+    what = "item table (an item id column plus text fields)"
+    p = require_file(path, what)
+    sep = None if _is_parquet(p) else _sniff_sep(p)
+    mapping = {str(k): str(v) for k, v in (item_columns or {}).items()}
+    if "item" not in mapping:
+        found = _table_columns(p, sep or ",", what)
+        wanted = list(dict.fromkeys([str((columns or {}).get("item", "item")), "item"]))
+        present = [c for c in wanted if c in found]
+        if not present:
+            raise _no_id_column(p, sep, found, wanted, mapping, item_ids, new_products)
+        mapping["item"] = present[0]
+    frame, p, header_rows = _read_mapped(
+        p, sep, mapping, ("item",), None if item_columns is None else (), what
+    )
+    return check_items(frame, p, header_rows=header_rows)
+
+
+def _no_id_column(
+    path: Path,
+    sep: str | None,
+    found: list[str],
+    wanted: list[str],
+    mapping: Mapping[str, str],
+    item_ids: pd.Series | None,
+    new_products: bool = False,
+) -> DataError:
+    """No id column: which names were looked for and, where the interactions are known, the
+    table's columns that hold their item ids (those, and only those, can be the id column)."""
+    names = repr(wanted[0])
+    whose = "the run's" if new_products else "the interactions'"
+    if len(wanted) > 1:  # the interactions' mapping first, then our own name
+        names += f" ({whose} item column, data.source.columns.item) or {wanted[1]!r}"
+    if new_products:
+        return DataError(
+            f"no item id column: expected {names}, found {found}; give new products in the "
+            "format of the run's item table (its id column, its text fields)",
+            path=path,
+            column=wanted[0],
+        )
+    holding: list[str] | None = None  # None: not known (no interactions, unreadable table)
+    candidates = [c for c in found if c not in mapping.values()]
+    if item_ids is not None and candidates:
+        ids = set(item_ids.astype(str))
+        try:
+            if _is_parquet(path):
+                table = pd.read_parquet(path, columns=candidates).astype(str)
+            else:
+                table = pd.read_csv(path, sep=sep or ",", usecols=candidates, dtype=str)
+            holding = [c for c in candidates if table[c].isin(ids).any()]
+        except Exception:  # an unreadable table: no hint here, reading it says why
+            holding = None
+    column = holding[0] if holding is not None and len(holding) == 1 else "<column>"
+    hint = ""
+    if holding is not None:
+        hint = (
+            "; no column holds item ids of the interactions"
+            if not holding
+            else f"; column {column!r} holds item ids of the interactions"
+            if len(holding) == 1
+            else f"; columns {holding} hold item ids of the interactions"
+        )
+    return DataError(
+        f"no item id column: expected {names}, found {found}{hint}; name the table's id "
+        f"column with data.source.item_columns.item={column}",
+        path=path,
+        column=wanted[0],
+    )
 
 
 def read_items_table(
