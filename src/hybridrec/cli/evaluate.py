@@ -53,6 +53,7 @@ from hybridrec.lit import RecLitModule
 from hybridrec.lit.checkpoint import PAYLOAD, id_maps, load_model, safe_load
 from hybridrec.tracking import OVERRIDES_TAG, TrackingError, default_tracking_uri, mlflow_key
 from hybridrec.tracking.compare import EVALUATES_TAG
+from hybridrec.tracking.run_ids import run_or_path
 from hybridrec.tracking.runs import check_tracking_uri, end_run, now_ms, start_run
 
 #: groups whose option may be swapped (the model, loss and optimiser are the checkpoint's)
@@ -181,7 +182,7 @@ def evaluate(
     no_mask: bool = False,
 ) -> tuple[dict[str, float], str]:
     """Test ``source`` under the overridden config; returns (metrics, where they were logged)."""
-    checkpoint, run_id = resolve_checkpoint(source, client)
+    checkpoint, run_id = resolve_checkpoint(run_or_path(client, source), client)
     if same_run and run_id is None:
         raise EvalError("--same-run needs a run id, not a checkpoint file")
     saved = _load(checkpoint)
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="hybridrec-eval", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("source", help="an MLflow run id (32 hex characters) or a .ckpt file")
+    parser.add_argument("source", help="an MLflow run id (or a unique prefix) or a .ckpt file")
     parser.add_argument(
         "overrides", nargs="*", help="protocol=NAME, data=NAME, key=value (e.g. ties=average)"
     )

@@ -42,6 +42,7 @@ from hybridrec.export.new_items import encode_new_items
 from hybridrec.export.source import resolve_checkpoint
 from hybridrec.lit.checkpoint import PAYLOAD, load_model
 from hybridrec.tracking import default_tracking_uri
+from hybridrec.tracking.run_ids import run_or_path
 
 
 def export_model(checkpoint: Path, out: Path, add_items: Path | None = None) -> dict[str, Any]:
@@ -128,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hybridrec-export", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("source", help="an MLflow run id or a checkpoint file")
+    parser.add_argument("source", help="an MLflow run id (or a unique prefix) or a checkpoint file")
     parser.add_argument("--out", type=Path, help="output folder (default exports/<name>)")
     parser.add_argument("--tracking-uri", default=None)
     parser.add_argument(
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     client = MlflowClient(tracking_uri=args.tracking_uri or default_tracking_uri())
     try:
-        checkpoint, run_id = resolve_checkpoint(args.source, client)
+        checkpoint, run_id = resolve_checkpoint(run_or_path(client, args.source), client)
         out = args.out or Path("exports") / (run_id or checkpoint.stem)
         meta = export_model(_is_checkpoint(checkpoint), out, args.add_items)
     except (LookupError, FileNotFoundError, ValueError) as exc:

@@ -1,19 +1,24 @@
 """hybridrec-runs: list, compare and plot MLflow runs, protocol-aware.
 
     hybridrec-runs list [-e EXPERIMENT] [--param KEY=VALUE] [--tag KEY=VALUE] [--filter MLFLOW]
+                        [--run ID] [--fast-dev-runs] [--evals]
     hybridrec-runs compare [filters] [--metrics test/ndcg@10,...] [--sort METRIC] [--mix]
                            [--format table|markdown|csv] [--out FILE]
-    hybridrec-runs plot curves|param|front [filters] [--metrics ...] [--param KEY] [--out DIR]
+    hybridrec-runs plot curves|param|front [filters] [--metrics ...] [--x KEY] [--mix]
+                        [--out DIR]
     hybridrec-runs upload --from sqlite:///outputs/…/mlflow-fallback.db --to http://host:5000
 
 Reads any tracking store through the MLflow client (``--tracking-uri``, else
 MLFLOW_TRACKING_URI, else ``sqlite:///mlflow.db``). What "compare" adds to MLflow's UI is in
-:mod:`hybridrec.tracking.compare`; the plots in :mod:`hybridrec.tracking.run_plots`.
+:mod:`hybridrec.tracking.compare`; the plots in :mod:`hybridrec.tracking.run_plots`. A run id
+is printed in full by ``list`` and as its shortest unique prefix (8 digits or more) elsewhere;
+every command takes any unique prefix back (:mod:`hybridrec.tracking.run_ids`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +29,7 @@ from hybridrec.tracking import TrackingError, default_tracking_uri, mlflow_key
 from hybridrec.tracking.compare import (
     RunRecord,
     differing,
+    is_fast_dev_run,
     markdown,
     record,
     rows,
@@ -32,6 +38,7 @@ from hybridrec.tracking.compare import (
     sort_rows,
     table,
 )
+from hybridrec.tracking.run_ids import resolve_run_id, short_ids
 
 #: differing params the terminal table shows at most (csv / markdown show them all)
 MAX_TABLE_PARAMS = 8
@@ -69,7 +76,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="compare / plot: every experiment (default: -e, else the newest run's)",
     )
     parser.add_argument(
+        "--run",
+        action="append",
+        metavar="ID",
+        help="only this run: its id or any unique prefix of it (repeat)",
+    )
+    parser.add_argument(
         "--evals", action="store_true", help="also the hybridrec-eval runs (left out by default)"
+    )
+    parser.add_argument(
+        "--fast-dev-runs",
+        action="store_true",
+        help="also the trainer.fast_dev_run smoke runs (left out by default)",
     )
     parser.add_argument("--tracking-uri", default=None)
 
@@ -112,6 +130,11 @@ def _parser() -> argparse.ArgumentParser:
         "test/ndcg@10)",
     )
     plot.add_argument("--x", dest="x_param", help="param on the x axis (kind=param)")
+    plot.add_argument(
+        "--mix",
+        action="store_true",
+        help="draw runs of different protocols / data on one plot (default: one plot each)",
+    )
     plot.add_argument("--out", type=Path, default=Path("bench/plots"))
     plot.add_argument("--no-log", action="store_true", help="do not log the plot to MLflow")
     upload = sub.add_parser(
@@ -121,7 +144,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     upload.add_argument("--from", dest="source", required=True, help="store to copy from")
     upload.add_argument("--to", dest="target", required=True, help="store (server) to copy into")
-    upload.add_argument("--run-id", action="append", help="only this run (repeatable)")
+    upload.add_argument(
+        "--run-id", action="append", help="only this run: its id or a unique prefix (repeat)"
+    )
     upload.add_argument("--force", action="store_true", help="copy runs uploaded before too")
     return parser
 
@@ -131,7 +156,11 @@ def _upload(args: argparse.Namespace) -> None:
     from hybridrec.tracking.upload import upload
 
     target = redact_uri(args.target)
-    for done in upload(args.source, args.target, args.run_id, force=args.force):
+    run_ids = None
+    if args.run_id:  # prefixes name runs of the store copied from
+        source = MlflowClient(tracking_uri=args.source)
+        run_ids = [resolve_run_id(source, ref, "--run-id") for ref in args.run_id]
+    for done in upload(args.source, args.target, run_ids, force=args.force):
         if done.skipped:
             print(f"run {done.source_run_id}: uploaded before, as run {done.target_run_id}")
             continue
@@ -142,9 +171,16 @@ def _upload(args: argparse.Namespace) -> None:
         )
 
 
+def _note(args: argparse.Namespace, text: str) -> None:
+    """A line about what is shown: on stdout beside a table, on stderr when stdout carries
+    csv / markdown for a file."""
+    data = getattr(args, "format", "table") != "table"
+    print(text, file=sys.stderr if data else sys.stdout)
+
+
 def _runs(args: argparse.Namespace, client: MlflowClient) -> list[Run]:
     status = None if args.status.lower() == "all" else args.status.upper()
-    found = search(
+    every = search(
         client,
         args.experiment,
         args.filter,
@@ -153,17 +189,26 @@ def _runs(args: argparse.Namespace, client: MlflowClient) -> list[Run]:
         status=status,
         limit=args.limit,
         evaluations=args.evals,
+        fast_dev_runs=True,
+        run_ids=[resolve_run_id(client, ref, "--run") for ref in args.run or []],
     )
+    found = [r for r in every if args.fast_dev_runs or not is_fast_dev_run(r)]
+    smoke = len(every) - len(found)
+    left_out = f"{smoke} fast_dev_run run(s) left out (--fast-dev-runs shows them)"
     if not found:
-        raise LookupError("no run matches (check -e/--param/--tag/--filter/--status)")
+        hint = f"; {left_out}" if smoke else ""
+        raise LookupError(f"no run matches (check -e/--param/--tag/--filter/--status){hint}")
+    if smoke:
+        _note(args, left_out)
     one_experiment = args.command != "list" and not args.experiment and not args.all_experiments
     if one_experiment and len({r.info.experiment_id for r in found}) > 1:
         newest = found[0].info.experiment_id  # newest first
         name = client.get_experiment(newest).name
         found = [r for r in found if r.info.experiment_id == newest]
-        print(
+        _note(
+            args,
             f"experiment {name!r} (that of the newest run); -e NAME to choose, "
-            "--all-experiments for every one"
+            "--all-experiments for every one",
         )
     return found
 
@@ -173,16 +218,27 @@ def _records(client: MlflowClient, found: list[Run], metrics: list[str]) -> list
     return [record(client, run, metrics, names) for run in found]
 
 
-def _print(header: list[str], body: list[list[str]], title: str) -> None:
+def _print(header: list[str], body: list[list[str]], title: str, ids: tuple[str, ...] = ()) -> None:
+    """A rich table as wide as the terminal (COLUMNS where set); into a file or a pipe, as wide
+    as its cells. The ``ids`` columns (run ids) are never broken inside an id, so an id can be
+    copied from any width."""
     from rich.console import Console
     from rich.table import Table
 
     view = Table(title=title, title_justify="left")
-    for name in header:
-        view.add_column(name, overflow="fold")
+    for k, name in enumerate(header):
+        if name in ids:
+            longest = max((len(w) for cells in body for w in cells[k].split()), default=0)
+            view.add_column(name, min_width=max(longest, len(name)), overflow="fold")
+        else:
+            view.add_column(name, overflow="fold")
     for cells in body:
         view.add_row(*cells)
-    Console(width=max(120, sum(len(h) + 3 for h in header))).print(view)
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:  # a file has no width
+        natural = sum(max([len(h), *(len(c[k]) for c in body)]) + 3 for k, h in enumerate(header))
+        console = Console(width=max(80, natural + 1))
+    console.print(view)
 
 
 def _list(args: argparse.Namespace, client: MlflowClient) -> None:
@@ -195,7 +251,7 @@ def _list(args: argparse.Namespace, client: MlflowClient) -> None:
         shown = ", ".join(f"{k.removeprefix('best/')}={v:.4f}" for k, v in best.items())
         body.append(
             [
-                rec.run_id,
+                rec.run_id,  # in full: the one place that prints it whole
                 rec.name,
                 rec.experiment,
                 rec.status,
@@ -205,7 +261,7 @@ def _list(args: argparse.Namespace, client: MlflowClient) -> None:
                 shown or "-",
             ]
         )
-    _print(header, body, f"{len(body)} runs")
+    _print(header, body, f"{len(body)} runs", ids=("run",))
 
 
 def _compare(args: argparse.Namespace, client: MlflowClient) -> None:
@@ -237,7 +293,9 @@ def _compare(args: argparse.Namespace, client: MlflowClient) -> None:
         )
     else:
         note = "one protocol and dataset"
-    header, body = table(settings, metrics)
+    # csv: full ids (for scripts); table / markdown: each id's shortest unique prefix
+    ids = None if args.format == "csv" else short_ids(r.info.run_id for r in found)
+    header, body = table(settings, metrics, ids)
     if args.format == "table":
         n_runs = sum(len(row.runs) for row in settings)
         if hidden:
@@ -245,7 +303,7 @@ def _compare(args: argparse.Namespace, client: MlflowClient) -> None:
                 f"; {hidden} more differing params not shown (--params KEY,… to choose, "
                 "--format csv for all)"
             )
-        _print(header, body, f"{n_runs} runs, {len(settings)} settings; {note}")
+        _print(header, body, f"{n_runs} runs, {len(settings)} settings; {note}", ids=("runs",))
     text = _as_text(header, body, args.format)
     if args.format != "table":
         print(text, end="")
@@ -279,15 +337,37 @@ def _plot(args: argparse.Namespace, client: MlflowClient) -> None:
         metrics = [AGREEMENT, *metrics] if args.metrics_given else [AGREEMENT, "test/ndcg10"]
     recs = _records(client, _runs(args, client), metrics)
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.kind == "curves":
-        paths = plot_curves(client, recs, metrics, args.out)
-    elif args.kind == "param":
-        if not args.x_param:
-            raise ValueError("plot param needs --x KEY (e.g. --x judgment/weight)")
-        paths = plot_param(recs, args.x_param, metrics, args.out)
-    else:
-        accuracy = metrics[1] if len(metrics) > 1 else "test/ndcg10"
-        paths = plot_front(recs, args.out, accuracy)
+    if args.kind == "param" and not args.x_param:
+        raise ValueError("plot param needs --x KEY (e.g. --x judgment/weight)")
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
+    for rec in recs:  # never two protocols or datasets on one plot, unless --mix
+        groups.setdefault(("(mixed)", "(mixed)") if args.mix else rec.group, []).append(rec)
+    if len(groups) > 1:
+        print(
+            f"{len(groups)} groups (protocol, data fingerprint): one plot each, never mixed; "
+            "--mix draws them on one"
+        )
+    paths = []
+    for group, members in sorted(groups.items()):
+        several = len(groups) > 1
+        suffix = f"_{group[0]}_{group[1][:8]}" if several else ""
+        where = "" if args.mix else f"protocol {group[0]}, data {group[1][:8]}"
+        if args.kind == "curves":
+            paths += plot_curves(client, members, metrics, args.out, where, suffix)
+        elif args.kind == "param":
+            paths += plot_param(members, args.x_param, metrics, args.out, where, suffix)
+        else:
+            accuracy = metrics[1] if len(metrics) > 1 else "test/ndcg10"
+            drawn = plot_front(members, args.out, accuracy, where, suffix)
+            if not drawn and several:
+                print(f"{group[0]}, data {group[1][:8]}: no run logged {AGREEMENT}; no front")
+            paths += drawn
+    if not paths:
+        raise LookupError(
+            f"no run logged {AGREEMENT} (runs on data with judgments do)"
+            if args.kind == "front"
+            else f"none of the runs logged {', '.join(metrics)}"
+        )
     for path in paths:
         print(f"wrote {path}")
     if not args.no_log:

@@ -77,9 +77,11 @@ from hybridrec.tracking import (
     start_run,
     sweep_id,
 )
+from hybridrec.tracking.compare import FAST_DEV_RUN_TAG
 from hybridrec.tracking.fallback import FallbackClient, print_fallback_notice, where
 from hybridrec.tracking.mlflow_run import mlflow_key
 from hybridrec.tracking.plots import log_gate_by_popularity
+from hybridrec.tracking.run_ids import RunIdError, resolve_run_id
 
 log = logging.getLogger("hybridrec.train")
 
@@ -524,8 +526,9 @@ def _run_tags(cfg: DictConfig, spec: DataSpec) -> dict[str, str]:
     job = _sweep_job()
     if job is not None:
         tags[SWEEP_TAG], tags[JOB_TAG] = job[0], str(job[1])
-    if cfg.trainer.get("fast_dev_run"):
+    if cfg.trainer.get("fast_dev_run"):  # hybridrec-runs leaves such runs out by default
         tags["debug"] = "fast_dev_run (one batch per stage; no validation metrics)"
+        tags[FAST_DEV_RUN_TAG] = "true"
     short = int(spec.counts.get("eval_rows_short_of_negatives", 0) or 0)
     if short:
         tags["eval_rows_short_of_negatives"] = str(short)
@@ -626,15 +629,20 @@ def _resume_plan(cfg: DictConfig, client: MlflowClient) -> _Resume | None:
 
 
 def _get_run(client: MlflowClient, run_id: str, key: str) -> Any:
-    """The run (None if this store does not hold it); a deleted run is refused."""
+    """The run (None if this store does not hold it); ``run_id`` may be any unique prefix of
+    its id; an ambiguous prefix and a deleted run are refused."""
     try:
-        run = client.get_run(run_id)
+        run = client.get_run(resolve_run_id(client, run_id, key))
+    except RunIdError as exc:
+        if exc.ambiguous:
+            raise ConfigError(str(exc)) from None
+        return None
     except MlflowException:
         return None
     if run.info.lifecycle_stage == "deleted":
         raise ConfigError(
-            f"{key}: MLflow run {run_id} was deleted; restore it (`mlflow runs restore "
-            f"--run-id {run_id}`) to continue it"
+            f"{key}: MLflow run {run.info.run_id} was deleted; restore it (`mlflow runs "
+            f"restore --run-id {run.info.run_id}`) to continue it"
         )
     return run
 
@@ -826,7 +834,8 @@ def _with_recorded_overrides(args: list[str]) -> list[str]:
     given_uri = [a.split("=", 1)[1] for a in args if a.startswith("logger.tracking_uri=")]
     uri = given_uri[-1] if given_uri else default_tracking_uri()
     try:
-        run = MlflowClient(tracking_uri=uri).get_run(refs[-1])
+        client = MlflowClient(tracking_uri=uri)
+        run = client.get_run(resolve_run_id(client, refs[-1]))
         folder = _run_output_dir(run)
         recorded_file = Path(str(folder)) / ".hydra" / "overrides.yaml"
         recorded = yaml.safe_load(recorded_file.read_text()) if folder else None

@@ -16,9 +16,11 @@ SQLite file or a server); nothing opens the SQLite file directly.
 
 from __future__ import annotations
 
+import ast
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -41,6 +43,8 @@ NOISE_PARAMS = (
 SUMMARY_KINDS = ("ablation_summary", "judgment_front", "runs_plot")
 #: the tag hybridrec-eval puts on a run that re-evaluates another (its value: that run's id)
 EVALUATES_TAG = "hybridrec.evaluates"
+#: the tag hybridrec-train puts on a ``trainer.fast_dev_run`` run (value ``true``)
+FAST_DEV_RUN_TAG = "hybridrec.fast_dev_run"
 
 
 @dataclass
@@ -57,6 +61,7 @@ class RunRecord:
     params: dict[str, str]
     metrics: dict[str, float] = field(default_factory=dict)
     best_step: int | None = None
+    model: str = ""  # the model's class (tag ``model``), e.g. ``MF``
 
     @property
     def group(self) -> tuple[str, str]:
@@ -99,14 +104,21 @@ def search(
     status: str | None = "FINISHED",
     limit: int = 1000,
     evaluations: bool = False,
+    fast_dev_runs: bool = False,
+    run_ids: Sequence[str] | None = None,
 ) -> list[Run]:
     """Training runs of ``experiments`` matching the filters, newest first: summary runs left
-    out, hybridrec-eval runs too unless ``evaluations``. ``params``/``tags`` are exact matches
-    (``{"model/dim": "64"}``); ``filter_string`` is MLflow's own search syntax, for the rest."""
+    out, hybridrec-eval runs and ``fast_dev_run`` smoke runs too unless ``evaluations`` /
+    ``fast_dev_runs``. ``tags`` are exact matches; ``params`` match as the config types them
+    (``{"judgment/weight": "1"}`` finds ``1.0`` too); ``run_ids``: only these (full ids);
+    ``filter_string`` is MLflow's own search syntax, for the rest."""
     clauses = [filter_string] if filter_string else []
-    for kind, pairs in (("params", params or {}), ("tags", tags or {})):
-        for key, value in pairs.items():
-            clauses.append(f"{kind}.`{key}` = '{value}'")
+    for key, value in (tags or {}).items():
+        clauses.append(f"tags.`{key}` = '{value}'")
+    for key in params or {}:  # the value is compared below, typed
+        clauses.append(f"params.`{key}` IS NOT NULL")
+    if run_ids:
+        clauses.append("attributes.run_id IN (" + ", ".join(f"'{r}'" for r in run_ids) + ")")
     if status:
         clauses.append(f"attributes.status = '{status}'")
     found = client.search_runs(
@@ -115,12 +127,26 @@ def search(
         max_results=limit,
         order_by=["attributes.start_time DESC"],
     )
+    wanted = {key: typed(value) for key, value in (params or {}).items()}
     return [
         r
         for r in found
         if r.data.tags.get("kind") not in SUMMARY_KINDS
         and (evaluations or EVALUATES_TAG not in r.data.tags)
+        and (fast_dev_runs or not is_fast_dev_run(r))
+        and all(typed(r.data.params.get(k)) == v for k, v in wanted.items())
     ]
+
+
+def is_fast_dev_run(run: Run) -> bool:
+    """Whether ``run`` is a ``fast_dev_run`` smoke run (one batch per stage: its numbers mean
+    nothing): tagged so by hybridrec-train, or, for runs from before that tag, by its
+    ``debug`` tag or its ``trainer/fast_dev_run`` param."""
+    tags = run.data.tags
+    if tags.get(FAST_DEV_RUN_TAG) == "true" or tags.get("debug", "").startswith("fast_dev_run"):
+        return True
+    flag = typed(run.data.params.get("trainer/fast_dev_run"))
+    return flag not in (None, ("const", False), ("const", None), ("number", 0))
 
 
 def _monitor_key(run: Run) -> str:
@@ -146,6 +172,7 @@ def record(
         fingerprint=tags.get("data_fingerprint", "?"),
         seed=params.get("seed", "?"),
         params=dict(params),
+        model=tags.get("model", ""),
     )
     wanted = list(dict.fromkeys(metrics))
     val_keys = [m for m in wanted if m.startswith("val/")]
@@ -165,17 +192,56 @@ def record(
     return rec
 
 
+@lru_cache(maxsize=1 << 16)  # one store repeats the same few values over thousands of runs
+def typed(value: str | None) -> Hashable:
+    """A logged param as the config typed it, for comparing: MLflow stores ``str(value)``, so
+    ``judgment.weight=1`` from a sweep is ``'1'`` and ``weight: 1.0`` from a config file is
+    ``'1.0'``; both are the number 1. Numbers compare by value (``1 == 1.0 == 1e0``), booleans,
+    None, lists and dicts by their typed items; anything else as the string it is."""
+    if value is None:
+        return None
+    try:
+        parsed = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return value
+    return _canonical(parsed, value)
+
+
+def _canonical(parsed: object, text: str) -> Hashable:
+    if isinstance(parsed, bool) or parsed is None:
+        return ("const", parsed)
+    if isinstance(parsed, int | float):
+        if math.isnan(parsed):
+            return ("number", "nan")
+        if isinstance(parsed, float) and parsed.is_integer():
+            return ("number", int(parsed))
+        return ("number", parsed)
+    if isinstance(parsed, str):
+        return parsed
+    if isinstance(parsed, list | tuple):
+        return ("list", tuple(_canonical(item, text) for item in parsed))
+    if isinstance(parsed, dict):
+        items = sorted((repr(k), _canonical(v, text)) for k, v in parsed.items())
+        return ("dict", tuple(items))
+    return text  # sets, complex, bytes: as written
+
+
+def _values(records: Sequence[RunRecord], key: str) -> set[Hashable]:
+    return {typed(r.params.get(key)) for r in records}
+
+
 def differing(records: Sequence[RunRecord]) -> list[str]:
-    """Params whose values differ between the records (the seed, params that copy it, e.g.
-    ``datamodule/seed: ${seed}``, and path-like params aside)."""
+    """Params whose values differ between the records, compared as typed (:func:`typed`; the
+    seed, params that copy it, e.g. ``datamodule/seed: ${seed}``, and path-like params
+    aside)."""
     keys = sorted({k for r in records for k in r.params})
     out = []
     for key in keys:
         if key == "seed" or key.startswith(NOISE_PARAMS):
             continue
-        if all(r.params.get(key) == r.seed for r in records):  # the seed under another name
+        if all(typed(r.params.get(key)) == typed(r.seed) for r in records):  # the seed again
             continue
-        if len({r.params.get(key) for r in records}) > 1:
+        if len(_values(records, key)) > 1:
             out.append(key)
     return out
 
@@ -184,17 +250,22 @@ def differing(records: Sequence[RunRecord]) -> list[str]:
 PARAM_PRIORITY = ("model/", "loss/", "optimizer/", "judgment/", "datamodule/", "data/")
 
 
-def shown_params(records: Sequence[RunRecord], keys: Sequence[str], limit: int) -> list[str]:
-    """At most ``limit`` of ``keys``: the model, loss, optimiser, judgment and data params
-    before the rest (callbacks, trainer, paths), and within each the fewest distinct values
-    first (a sweep's axes)."""
-    count = {k: len({r.params.get(k) for r in records}) for k in keys}
+def ranked_params(records: Sequence[RunRecord], keys: Sequence[str]) -> list[str]:
+    """``keys`` in the order a reader wants them: the model, loss, optimiser, judgment and data
+    params before the rest (callbacks, trainer, paths), and within each the fewest distinct
+    values first (a sweep's axes)."""
+    count = {k: len(_values(records, k)) for k in keys}
 
     def rank(key: str) -> tuple[int, int, str]:
         prefix = next((i for i, p in enumerate(PARAM_PRIORITY) if key.startswith(p)), 99)
         return (prefix, count[key], key)
 
-    kept = set(sorted(keys, key=rank)[:limit])
+    return sorted(keys, key=rank)
+
+
+def shown_params(records: Sequence[RunRecord], keys: Sequence[str], limit: int) -> list[str]:
+    """At most ``limit`` of ``keys``, the first of :func:`ranked_params`, in their own order."""
+    kept = set(ranked_params(records, keys)[:limit])
     return [k for k in keys if k in kept]
 
 
@@ -206,14 +277,16 @@ def rows(
 ) -> list[Row]:
     """Settings, each the runs that share every differing param (seeds pooled: mean ± std),
     per (protocol, fingerprint) group unless ``mix``. ``params``: the params a row shows
-    (default: every differing one); runs are never pooled over a param left unshown."""
+    (default: every differing one); runs are never pooled over a param left unshown. Values
+    are compared as typed (``'1'`` and ``'1.0'`` are one setting, shown as the first run
+    logged it)."""
     every = differing(records)
     shown = list(params) if params is not None else every
     out: dict[tuple[Any, ...], Row] = {}
     for rec in records:
         group = ("(mixed)", "(mixed)") if mix else rec.group
         setting = {k: rec.params.get(k, "-") for k in shown}
-        identity = tuple((k, rec.params.get(k, "-")) for k in sorted({*every, *shown}))
+        identity = tuple((k, typed(rec.params.get(k))) for k in sorted({*every, *shown}))
         key = (group, identity)
         out.setdefault(key, Row(group=group, setting=setting, runs=[])).runs.append(rec)
     for row in out.values():
@@ -247,11 +320,15 @@ def cell(row: Row, metric: str) -> str:
     return text + (f" ± {row.std[metric]:.4f}" if len(row.runs) > 1 else "")
 
 
-def table(found: Sequence[Row], metrics: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+def table(
+    found: Sequence[Row], metrics: Sequence[str], ids: dict[str, str] | None = None
+) -> tuple[list[str], list[list[str]]]:
     """(header, cells): protocol, data fingerprint, the differing params, the metrics, seeds,
-    runs. One header for all rows (their settings share the keys)."""
+    runs. One header for all rows (their settings share the keys). ``ids``: how each run id is
+    printed (default: in full); every command that takes a run id takes a unique prefix."""
     settings = list(found[0].setting) if found else []
     header = ["protocol", "data", *settings, *metrics, "seeds", "runs"]
+    shown = ids or {}
     body = []
     for row in found:
         seeds = sorted({r.seed for r in row.runs})
@@ -262,7 +339,7 @@ def table(found: Sequence[Row], metrics: Sequence[str]) -> tuple[list[str], list
                 *[row.setting[k] for k in settings],
                 *[cell(row, m) for m in metrics],
                 ",".join(seeds),
-                " ".join(r.run_id[:8] for r in row.runs),
+                " ".join(shown.get(r.run_id, r.run_id) for r in row.runs),
             ]
         )
     return header, body
