@@ -259,9 +259,10 @@ def test_state_dict_and_to_round_trip(device: str) -> None:
 @pytest.mark.gpu
 def test_itemknn_fits_on_gpu_like_cpu() -> None:
     """The same neighbours, bit for bit, and the same float32 similarities. Exact equality of
-    the neighbours holds because they are ranked in float32 (see ItemKNN's doc): 4 rows of
-    this data hold equal similarities that float64 puts one last bit apart, which the H200
-    run of 2026-12-04 ordered differently from the CPU."""
+    the neighbours holds because they are ranked in float32 (see ItemKNN's doc): in row 198 of
+    this data items 175 and 261 have equal similarities that float64 put one bit apart, in
+    opposite directions on the CPU and on an H200 (whose float64 sqrt of the supports differed
+    in the last bit for 9 of 301), so the float64 ranking failed this test there."""
     sequences = _random_sequences(1, 300, 2000)
     items, offsets = _flat(sequences)
     for dense_max in (4096, 0):

@@ -120,10 +120,11 @@ class ItemKNN(_Baseline):
     Similarities are computed in float64 and ranked, and kept, in float32. Equal similarities
     reached through different counts (3 / (6 r) and 4 / (8 r): ``co`` 3 and 4 with candidate
     supports 36 and 64) come out of float64 one last bit apart, so ranking those would order
-    them by rounding -- against the tie rule, and differently on a device that rounds one
-    operation differently (a GPU fit gave other neighbours than the CPU's). In float32 they are
-    equal and the lower index comes first; the fit is the same on every device unless a
-    float64 value lies within its last bit of a float32 rounding boundary (~2^-29 odds).
+    them by rounding -- against the tie rule, and differently per device: torch's float64
+    ``sqrt`` is not always correctly rounded on the CPU and is on CUDA (9 of 301 supports one
+    bit apart on an H200), so a GPU fit put two such neighbours in the other order. In float32
+    they are equal and the lower index comes first; the fit is the same on every device unless
+    a float64 value lies within its last bit of a float32 rounding boundary (~2^-29 odds).
 
     Co-occurrences are counted in a dense (N, N) table when ``n_items <= dense_max_items``
     (its rows then ranked ``block_elements`` at a time); otherwise only the non-zero ones,
