@@ -67,6 +67,14 @@ def test_shipped_config_passes(compose_cfg: Compose, overrides: tuple[str, ...])
         ("protocol=cold_items", "monitor=val/cold/ndcg@10"),
         ("ks=[5,10,20]", "monitor=val/mrr@20", "threads=null", "embedding_l2=0.005"),
         ("model=textrec", "model.encoder=transformer", "model.transformer_layers=1"),
+        # every column the reader knows is a key of data=csv: no `+` needed
+        (
+            "data=csv",
+            "data.source.path=clicks.csv",
+            "data.source.columns.timestamp=ts",
+            "data.source.columns.rating=stars",
+            "data.source.columns.session=visit",
+        ),
         ("+callbacks.lr_monitor._target_=lightning.pytorch.callbacks.LearningRateMonitor",),
         ("resume=0123456789abcdef0123456789abcdef", "ckpt_path=outputs/x/checkpoints/last.ckpt"),
         ("callbacks.divergence.check_every_n_steps=1", "callbacks.epoch_seed=null"),
@@ -157,6 +165,12 @@ FAILING: list[tuple[tuple[str, ...], str, str, tuple[str, ...]]] = [
         ("an int >= 0",),
     ),
     (("data.text.sep=1",), "data.text.sep", "1 (int)", ("str (sep of", "TextConfig")),
+    (
+        ("data=csv", "data.source.path=clicks.csv", "+data.source.columns.price=cost"),
+        "data.source.columns",
+        "{'user': 'user', 'item': 'item', 'timestamp': None",
+        ("keys among user, item, timestamp, rating, session", "not 'price'"),
+    ),
     (("datamodule.batch_size=0",), "datamodule.batch_size", "0 (int)", ("an int >= 1",)),
     (("ks=[0]",), "ks", "[0] (list)", ("a non-empty list of ints >= 1",)),
     (("ks=10",), "ks", "10 (int)", ("a list of int",)),

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
+from conftest import CONFIG_DIR
 from hybridrec.data.errors import DataError
-from hybridrec.data.raw import RawData
+from hybridrec.data.raw import INTERACTION_COLUMNS, RawData
 from hybridrec.data.readers import (
     read_movielens_1m,
     read_movielens_100k,
@@ -399,6 +401,32 @@ def test_table_parquet(tmp_path: Path) -> None:
     )
     assert raw.items is not None
     assert list(raw.items.columns) == ["item", "title", "text"]  # None keeps every column
+
+
+def test_columns_mapped_to_null_read_same_named_columns(tmp_path: Path) -> None:
+    """configs/data/csv.yaml lists every column the reader knows, null where not mapped."""
+    path = _write(tmp_path / "e.csv", "customer,sku,ts,rating\nc1,s1,100,4\nc2,s1,150,5\n")
+    columns = {"user": "customer", "item": "sku", "timestamp": "ts", "rating": None}
+    raw = read_table(path, columns={**columns, "session": None})
+    assert list(raw.interactions.columns) == ["user", "item", "timestamp", "rating"]
+    assert raw.interactions["timestamp"].tolist() == [100, 150]
+
+
+def test_every_column_the_reader_knows_is_a_documented_data_config_key() -> None:
+    """data.source.columns.timestamp=ts needs no `+`: each config with source.columns has
+    every column of INTERACTION_COLUMNS as a key, each with a comment."""
+    configs = sorted((CONFIG_DIR / "data").glob("*.yaml"))
+    with_columns = [
+        c for c in configs if "columns" in (yaml.safe_load(c.read_text()).get("source") or {})
+    ]
+    assert with_columns  # data=csv at least
+    for config in with_columns:
+        columns = yaml.safe_load(config.read_text())["source"]["columns"]
+        assert list(columns) == list(INTERACTION_COLUMNS), config.name
+        lines = config.read_text().splitlines()
+        start = next(i for i, line in enumerate(lines) if line.strip().startswith("columns:"))
+        for name, line in zip(INTERACTION_COLUMNS, lines[start + 1 :], strict=False):
+            assert line.strip().startswith(f"{name}:") and "# (" in line, (config.name, line)
 
 
 EVENTS = "customer,sku\nc1,s1\nc1,s2\nc2,s1\n"

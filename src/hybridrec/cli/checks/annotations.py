@@ -42,11 +42,17 @@ def _describe(tp: Any) -> str | None:
         return f"a list of {len(args)} " + ", ".join(_describe(a) or "values" for a in args)
     if tp in _LIST_TYPES or origin in _LIST_TYPES:
         inner = _describe(args[0]) if args else None
-        return f"a list of {inner}" if inner else "a list"
+        return f"a list of {_grouped(inner)}" if inner else "a list"
     if tp in _DICT_TYPES or origin in _DICT_TYPES:
         inner = _describe(args[1]) if len(args) == 2 else None
-        return f"a dict of {inner}" if inner else "a dict"
+        return f"a dict of {_grouped(inner)}" if inner else "a dict"
     return None
+
+
+def _grouped(words: str) -> str:
+    """``(str or null)`` inside a list or dict, so "a dict of (str or null) or null" reads
+    one way only."""
+    return f"({words})" if " or " in words else words
 
 
 def _describe_union(arms: tuple[Any, ...]) -> str | None:

@@ -31,6 +31,7 @@ from hybridrec.data.preparation.judgments import RELIABILITY_MODES as DATA_RELIA
 from hybridrec.data.preparation.prepare import CATALOGUE_MODES
 from hybridrec.data.preparation.protocols import EVAL_MODES
 from hybridrec.data.preparation.text import MISSING_MODES
+from hybridrec.data.raw import INTERACTION_COLUMNS
 from hybridrec.losses.human import EVERYONE_MODES
 from hybridrec.losses.human import RELIABILITY_MODES as LOSS_RELIABILITY
 from hybridrec.metrics import TIE_MODES, RankingMetrics
@@ -192,6 +193,20 @@ def _check_judgment_model(value: Any, cfg: DictConfig) -> str | None:
     )
 
 
+def _check_table_columns(value: Any, cfg: DictConfig) -> str | None:
+    """``data.source.columns`` of ``data=csv``: our names (each a key of configs/data/csv.yaml)
+    -> the file's column, or null (a same-named column if the file has one)."""
+    if not isinstance(value, dict):
+        return None  # its type is checked against read_table's annotation
+    unknown = [str(k) for k in value if k not in INTERACTION_COLUMNS]
+    if unknown:
+        return (
+            f"keys among {', '.join(INTERACTION_COLUMNS)} (the columns the reader knows), "
+            f"not {', '.join(repr(k) for k in unknown)}"
+        )
+    return None
+
+
 def _check_history(value: Any, cfg: DictConfig) -> str | None:
     """The hybrid's history tower: one of the encoders, and only with sequence batches."""
     expected = f"one of {', '.join(HISTORY_ENCODERS)}, or null"
@@ -284,6 +299,11 @@ RULES: tuple[Rule, ...] = (
     Rule("data.min_*_interactions", _int_min(0, " (0: keep all)")),
     Rule("data.text.missing", _one_of(MISSING_MODES)),
     Rule("data.catalogue_items", _one_of(CATALOGUE_MODES)),
+    Rule(
+        "data.source.columns",
+        _check_table_columns,
+        target="hybridrec.data.readers.tables.read_table",
+    ),
     Rule("data.judgments.kind", _one_of(KINDS)),
     Rule("data.judgments.invalid", _one_of(INVALID_MODES)),
     Rule("data.judgments.normalise", _one_of(NORMALISE_MODES)),

@@ -129,7 +129,7 @@ def _read_mapped(
 
 def read_table(
     path: str | Path,
-    columns: dict[str, str] | None = None,
+    columns: Mapping[str, str | None] | None = None,
     sep: str | None = None,
     items_path: str | Path | None = None,
     item_columns: dict[str, str] | None = None,
@@ -139,9 +139,10 @@ def read_table(
     """A generic interactions table: CSV/TSV with a header line, or Parquet (``.parquet``/``.pq``).
 
     ``columns`` maps our names (``user``, ``item``, ``timestamp``, ``rating``, ``session``) to the
-    file's, e.g. ``{"user": "customer_id", "item": "sku"}``; unmapped names are taken from
-    same-named file columns (``user`` and ``item`` must exist). ``sep`` None sniffs the header
-    line: tab if it has one, ``;`` if it has semicolons and no comma, else comma.
+    file's, e.g. ``{"user": "customer_id", "item": "sku"}``; unmapped names (or mapped to None,
+    as ``configs/data/csv.yaml`` lists them) are taken from same-named file columns (``user``
+    and ``item`` must exist). ``sep`` None sniffs the header line: tab if it has one, ``;`` if
+    it has semicolons and no comma, else comma.
     ``items_path``: optional item table read by :func:`read_source_items` with
     ``item_columns`` (our name -> the table's: ``item`` plus the text fields to keep; None keeps
     every column); its id column is the interactions' (``columns["item"]``) unless
@@ -150,10 +151,11 @@ def read_table(
     unknown = sorted(set(columns or {}) - set(INTERACTION_COLUMNS))
     if unknown:
         raise ValueError(f"columns: unknown keys {unknown}; expected some of {INTERACTION_COLUMNS}")
+    mapped = {str(k): str(v) for k, v in (columns or {}).items() if v is not None}
     df, p, header_rows = _read_mapped(
         path,
         sep,
-        columns,
+        mapped,
         ("user", "item"),
         INTERACTION_COLUMNS,
         "interactions table (columns user, item[, timestamp, rating, session])",
@@ -162,7 +164,7 @@ def read_table(
     files = [p]
     items = None
     if items_path is not None:
-        items = read_source_items(items_path, columns, item_columns, inter["item"])
+        items = read_source_items(items_path, mapped, item_columns, inter["item"])
         files.append(Path(items.attrs["path"]))
     return RawData(
         name=name if name is not None else p.stem, interactions=inter, items=items, files=files
