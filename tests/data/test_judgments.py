@@ -162,6 +162,36 @@ def test_split_holds_out_items_and_raters_apart() -> None:
         assert len({p for p in part[groups == group] if p.startswith("rater_")}) == 1
 
 
+def test_a_plain_file_still_gets_by_rater_validation_and_test() -> None:
+    """No set, no context: one group per rater, so the held-out rater's one group once went
+    to one side and the other by-rater metric never existed ("by rater 17 + 0"). Their items
+    are split in halves instead, and each half holds pairs."""
+    rng = np.random.default_rng(0)
+    ratings = pd.DataFrame(
+        {
+            "rater": np.repeat(["ann", "bob", "cid", "dan"], 4),
+            "item": np.tile([100, 101, 102, 103], 4),
+            "score": rng.integers(1, 6, 16).astype(float),
+        }
+    )
+    cfg = JudgmentConfig(held_out_items=0.0, held_out_raters=1, seed=1)
+    prepared = prepare_judgments(ratings, "test", USERS, ITEMS, np.array([1, 2, 3, 4]), cfg)
+    frame, counts = prepared.frame, prepared.counts
+    assert counts["judgments_rater_val"] == 2 and counts["judgments_rater_test"] == 2
+    assert counts["judgments_rater_split_by_item"] == 4
+    held = frame[frame["part"].str.startswith("rater_")]
+    assert held["rater"].nunique() == 1 and held["group"].nunique() == 1
+    assert not set(held.loc[held["part"] == "rater_val", "item"]) & set(
+        held.loc[held["part"] == "rater_test", "item"]
+    )
+    # raters with several sets keep each set on one side, and nothing is counted
+    cfg = JudgmentConfig(held_out_items=0.0, held_out_raters=1, seed=3)
+    with_sets = ratings.assign(set=np.tile(["s1", "s1", "s2", "s2"], 4))
+    prepared = prepare_judgments(with_sets, "test", USERS, ITEMS, np.array([1, 2, 3, 4]), cfg)
+    assert prepared.counts["judgments_rater_split_by_item"] == 0
+    assert prepared.counts["judgments_rater_val"] == prepared.counts["judgments_rater_test"] == 2
+
+
 def test_pairs_never_cross_raters_contexts_or_sets() -> None:
     ratings = pd.DataFrame(
         {

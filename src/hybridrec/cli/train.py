@@ -431,14 +431,16 @@ def _log_judgments(spec: DataSpec) -> None:
     if not info:
         return
     counts = info.get("counts", {})
+    split = counts.get("judgments_rater_split_by_item", 0)  # docs/judgments.md, "The split"
     log.info(
-        "judgments: %d (train %d, held out by item %d + %d, by rater %d + %d), raters %s",
+        "judgments: %d (train %d, held out by item %d + %d, by rater %d + %d%s), raters %s",
         counts.get("judgments", 0),
         counts.get("judgments_train", 0),
         counts.get("judgments_item_val", 0),
         counts.get("judgments_item_test", 0),
         counts.get("judgments_rater_val", 0),
         counts.get("judgments_rater_test", 0),
+        ", split by item: their groups (rater, context, set) all fell on one side" if split else "",
         ", ".join(
             f"{r} {w:.2f}"
             for r, w in zip(info.get("raters", []), info.get("weights", []), strict=False)

@@ -409,6 +409,11 @@ def split_parts(
     item_test. ``held_out_raters`` raters are held out: their judgments on the other items go
     to rater_val / rater_test by group (one rater, context and set stay on one side); on
     held-out items to ``unused``. The rest is ``train``.
+
+    Where the held-out raters' groups all land on one side (a plain file, without ``set`` or
+    ``context``, gives each rater one group), their judgments are split by item instead (a
+    seeded permutation of their items, alternating), so that both by-rater metrics exist; a
+    group then has rows on both sides and pairs stay within one side.
     """
     rng = np.random.default_rng(cfg.seed)
     judged = np.unique(items)
@@ -445,7 +450,15 @@ def split_parts(
     by_item = item_out & ~rater_out
     part[by_item] = "item_" + item_side.loc[items[by_item]].to_numpy()
     by_rater = ~item_out & rater_out
-    part[by_rater] = "rater_" + group_side.loc[groups[by_rater]].to_numpy()
+    rater_side = group_side.loc[groups[by_rater]].to_numpy()
+    if np.unique(rater_side).size == 1:  # one side would be empty: split by item
+        rater_items = np.unique(items[by_rater])
+        item_order = rater_items[rng.permutation(rater_items.size)]
+        by_item_side = pd.Series(
+            np.where(np.arange(item_order.size) % 2 == 0, "val", "test"), item_order
+        )
+        rater_side = by_item_side.loc[items[by_rater]].to_numpy()
+    part[by_rater] = "rater_" + rater_side
     part[item_out & rater_out] = "unused"
     return part
 
@@ -497,6 +510,9 @@ def prepare_judgments(
     counts["judgments"] = len(frame)
     for name in PARTS:
         counts[f"judgments_{name}"] = int((frame["part"] == name).sum())
+    rater_rows = frame[frame["part"].str.startswith("rater_")]
+    split = rater_rows.groupby("group")["part"].transform("nunique") > 1
+    counts["judgments_rater_split_by_item"] = int(split.sum())  # see split_parts
     counts["judgments_cold"] = int(frame["cold"].sum())
     return PreparedJudgments(
         frame=frame,
