@@ -181,3 +181,42 @@ def test_sequence_eval_rows_are_split_by_slice(cold_folder: Path) -> None:
             assert history == set(train.loc[train["user"] == int(user), "item"].tolist())
             rows += 1
     assert rows == test.groupby(["user", "cold"]).ngroups
+
+
+@pytest.mark.parametrize("other_slice", ["keep", "mask"])
+@pytest.mark.parametrize("layout", ["pairs", "sequence"])
+def test_other_slice_targets_are_left_out_of_a_row_when_masked(
+    tmp_path: Path, layout: str, other_slice: str
+) -> None:
+    """``other_slice: mask``: a user's held-out items of the other slice are in the row's
+    ``exclude`` (neither target nor negative); ``keep``: they are ranked (not excluded); the
+    user's own training items are excluded either way."""
+    raw = read_synthetic(n_users=60, n_items=40, seed=2, ratings_per_rater=20)
+    folder = tmp_path / "prepared"
+    spec = prepare(raw, ColdItems(cold_share=0.25, seed=0, other_slice=other_slice), folder)
+    assert spec.other_slice == other_slice
+    datamodule: RecDataModule | SequenceDataModule = (
+        RecDataModule(folder, eval_batch_size=16, data_on_device=False)
+        if layout == "pairs"
+        else SequenceDataModule(
+            folder, training="next_item", eval_batch_size=8, data_on_device=False
+        )
+    )
+    datamodule.setup()
+    test = pd.read_parquet(folder / "test.parquet")
+    train = pd.read_parquet(folder / "train.parquet")
+    both = 0
+    for batch in datamodule.test_dataloader():
+        assert batch.exclude is not None and batch.cold is not None
+        for row, (user, is_cold) in enumerate(zip(batch.users, batch.cold, strict=True)):
+            excluded = set(batch.exclude[1][batch.exclude[0] == row].tolist())
+            mine = test[test["user"] == int(user)]
+            other = set(mine.loc[mine["cold"] != bool(is_cold), "item"].tolist())
+            assert set(train.loc[train["user"] == int(user), "item"]) <= excluded
+            if other:
+                both += 1
+                assert (other <= excluded) == (other_slice == "mask")
+                assert other_slice == "mask" or not (other & excluded)
+            targets = {int(i) for i in batch.targets[row] if i > 0}  # type: ignore[index]
+            assert not (targets & excluded)
+    assert both > 0  # users with a cold and a warm row exist here

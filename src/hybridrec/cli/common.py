@@ -37,6 +37,8 @@ def data_config(cfg: DictConfig) -> dict[str, Any]:
     data = OmegaConf.to_container(cfg.data, resolve=True)
     protocol = OmegaConf.to_container(cfg.protocol, resolve=True)
     assert isinstance(data, dict) and isinstance(protocol, dict)
+    if protocol.get("other_slice") == "keep":  # the default: folders from before it stay valid
+        protocol.pop("other_slice")
     return {"data": data, "protocol": protocol}
 
 

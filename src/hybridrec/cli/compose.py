@@ -189,6 +189,9 @@ def part_key(part: DictConfig, fingerprint: str) -> str:
         if isinstance(node, dict):
             node.pop(last, None)
     tree.get("datamodule", {}).pop("data_dir", None)
+    protocol = tree.get("protocol", {})
+    if protocol.get("other_slice") == "keep":  # the default: runs from before it stay reusable
+        protocol.pop("other_slice")
     for key in ("data_dir", "parts", "combiner", "reuse_parts"):  # not read by a joint model
         tree.get("model", {}).pop(key, None)
     text = json.dumps(tree, sort_keys=True, default=str) + fingerprint

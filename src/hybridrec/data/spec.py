@@ -38,6 +38,7 @@ class DataSpec:
     layout: str = "pairs"  # "pairs" (user, item) or "sessions" (preparation/sessions.py)
     mask_known: bool = True  # full ranking masks the user's known items (False: rank them too)
     candidates: str = "all"  # cold_items: rank cold targets among "all" items or "cold" ones
+    other_slice: str = "keep"  # cold_items: a user's other-slice held-out items "keep" | "mask"
     item_text_fields: list[str] = field(default_factory=list)
     text_sha256: str = ""  # sha256 of the assembled item texts ("" when there is no item text)
     n_items_without_text: int = 0  # items whose text fields were all empty (see data.text)

@@ -122,6 +122,16 @@ class TrainBatches:
             )
 
 
+def other_slice_rows(codes: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """cold_items rows are keyed ``user * 2 + cold`` (``rows`` sorted, one per row). For each
+    held-out item's key in ``codes`` (E,): the row of the same user's OTHER slice, and whether
+    that row exists — (E,) int64, (E,) bool."""
+    other = codes ^ 1  # the same user, the other slice
+    position = np.searchsorted(rows, other).clip(max=max(len(rows) - 1, 0))
+    exists = rows[position] == other if len(rows) else np.zeros(len(codes), dtype=bool)
+    return position.astype(np.int64), np.asarray(exists, dtype=bool)
+
+
 class EvalBatches:
     """Validation or test batches.
 
@@ -130,7 +140,9 @@ class EvalBatches:
     full: ``targets`` (B, P) = the user's held-out items, ``exclude`` = the user's known items
         (masked to -inf before ranking). With ``cold`` (R,) flags (the cold_items protocol) a
         user has up to two rows, one per slice: ``keys`` (R,) then index ``targets`` by row,
-        and ``restrict_to`` (N + 1,) limits what cold rows rank among (``candidates: cold``).
+        and ``restrict_to`` (N + 1,) limits what cold rows rank among (``candidates: cold``);
+        ``also_exclude`` (by row key) adds items to a row's ``exclude`` (``other_slice: mask``:
+        the user's held-out items of the other slice).
     """
 
     def __init__(
@@ -143,10 +155,12 @@ class EvalBatches:
         keys: Tensor | None = None,
         cold: Tensor | None = None,
         restrict_to: Tensor | None = None,
+        also_exclude: CSR | None = None,
     ) -> None:
         self.users, self.batch_size = users, batch_size
         self.candidates, self.targets, self.known = candidates, targets, known
         self.keys, self.cold, self.restrict_to = keys, cold, restrict_to
+        self.also_exclude = also_exclude
         self.rank, self.world_size = 0, 1
 
     def _rows(self) -> Tensor:
@@ -168,6 +182,12 @@ class EvalBatches:
                 assert self.targets is not None and self.known is not None
                 rows, known_items = self.known.gather(users)
                 keys = self.keys[index] if self.keys is not None else users
+                if self.also_exclude is not None:  # (row, item) pairs of the rows' keys
+                    more_rows, more_items = self.also_exclude.gather(keys)
+                    rows, known_items = (
+                        torch.cat([rows, more_rows]),
+                        torch.cat([known_items, more_items]),
+                    )
                 yield RecBatch(
                     users=users,
                     targets=self.targets.padded(keys),
@@ -395,6 +415,11 @@ class RecDataModule(RecBatchDataModule):
             cold_items = _long(self._frame("cold_items"), "item")
             restrict = torch.zeros(self.spec.n_items + 1, dtype=torch.bool)
             restrict[cold_items] = True
+        also = None
+        if self.spec.other_slice == "mask":  # each row leaves out the other slice's targets
+            other_row, has_other = other_slice_rows(pairs, uniques)
+            keep = torch.as_tensor(has_other)
+            also = CSR(torch.as_tensor(other_row)[keep], items[keep], len(uniques))
         return EvalBatches(
             torch.as_tensor(uniques // 2),
             self.eval_batch_size,
@@ -403,6 +428,7 @@ class RecDataModule(RecBatchDataModule):
             keys=torch.arange(len(uniques)),
             cold=torch.as_tensor(uniques % 2 == 1),
             restrict_to=restrict,
+            also_exclude=also,
         )
 
     def _move(self, device: torch.device) -> None:
@@ -414,7 +440,7 @@ class RecDataModule(RecBatchDataModule):
             batches.users = batches.users.to(device)
             if batches.candidates is not None:
                 batches.candidates = batches.candidates.to(device)
-            for csr in (batches.targets, batches.known):
+            for csr in (batches.targets, batches.known, batches.also_exclude):
                 if csr is not None:
                     csr.to(device)
             for name in ("keys", "cold", "restrict_to"):

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from hybridrec.data.batching.judgments import history_table
-from hybridrec.data.batching.pairs import RecBatchDataModule
+from hybridrec.data.batching.pairs import RecBatchDataModule, other_slice_rows
 from hybridrec.data.batching.sequences import (
     NEGATIVE_SAMPLINGS,
     ORDERS,
@@ -267,6 +267,12 @@ class SequenceDataModule(RecBatchDataModule):
         if self.spec.candidates == "cold":
             restrict = torch.zeros(self.spec.n_items + 1, dtype=torch.bool)
             restrict[_long(self._frame("cold_items"), "item")] = True
+        also = None
+        if self.spec.other_slice == "mask":  # each row leaves out the other slice's targets
+            other_row, has_other = other_slice_rows(pairs[order], uniques)
+            also = np.zeros_like(targets)  # (R, P) the other slice's targets, 0-padded
+            kept = order[has_other]
+            also[other_row[has_other], column[has_other]] = frame["item"].to_numpy(np.int64)[kept]
         return PrefixBatches(
             torch.as_tensor(items.copy()),
             torch.as_tensor(offsets[users]),
@@ -279,6 +285,7 @@ class SequenceDataModule(RecBatchDataModule):
             prefix_cache=self.prefix_cache,
             cold=torch.as_tensor(uniques % 2 == 1),
             restrict_to=restrict,
+            also_exclude=None if also is None else torch.as_tensor(also),
         )
 
     def _loo_rows(self, train: pd.DataFrame) -> tuple[PrefixBatches, PrefixBatches]:

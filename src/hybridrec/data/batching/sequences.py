@@ -412,7 +412,8 @@ class PrefixBatches:
     with ``targets`` (R,) one per row, or (R, P) several, 0-padded; ``mask_known`` puts every
     history item into ``exclude``. ``max_history`` keeps the most recent items only (0 = the
     whole prefix). ``cold`` (R,) and ``restrict_to`` (N + 1,): the cold_items protocol's row
-    flags and cold-only candidates (see :class:`hybridrec.data.batching.pairs.EvalBatches`).
+    flags and cold-only candidates (see :class:`hybridrec.data.batching.pairs.EvalBatches`);
+    ``also_exclude`` (R, Q), 0-padded: more items to leave out of each row's ranking.
 
     ``prefix_cache``: batches in the prefix layout of RecBatch (see the module doc): rows are
     ordered by sequence instead of by history length, and each batch holds its sequences once.
@@ -437,6 +438,7 @@ class PrefixBatches:
         cold: Tensor | None = None,
         restrict_to: Tensor | None = None,
         prefix_cache: bool = False,
+        also_exclude: Tensor | None = None,
     ) -> None:
         lengths = ends - starts  # (R,)
         longest = int(lengths.max().item()) if lengths.numel() else 0
@@ -451,6 +453,7 @@ class PrefixBatches:
         self.targets, self.users = targets[by_length], users[by_length]
         self.candidates = None if candidates is None else candidates[by_length]
         self.cold = None if cold is None else cold[by_length]
+        self.also_exclude = None if also_exclude is None else also_exclude[by_length]
         self.restrict_to = restrict_to
         self.batch_size, self.mask_known, self.max_history = batch_size, mask_known, max_history
 
@@ -474,6 +477,10 @@ class PrefixBatches:
                 exclude = torch.stack([row, self.flat[index]])
             else:
                 exclude = torch.zeros(2, 0, dtype=torch.long, device=starts.device)
+            if self.also_exclude is not None:  # (row, item) of the rows' extra exclusions
+                more = self.also_exclude[part]
+                rows, columns = torch.nonzero(more, as_tuple=True)
+                exclude = torch.cat([exclude, torch.stack([rows, more[rows, columns]])], 1)
             if self.candidates is not None:
                 items = self.candidates[part]
                 batch.items = items
@@ -515,7 +522,17 @@ class PrefixBatches:
         )
 
     def to(self, device: torch.device) -> None:
-        names = ("flat", "starts", "ends", "targets", "users", "candidates", "cold", "restrict_to")
+        names = (
+            "flat",
+            "starts",
+            "ends",
+            "targets",
+            "users",
+            "candidates",
+            "cold",
+            "restrict_to",
+            "also_exclude",
+        )
         for name in names:
             value = getattr(self, name)
             if value is not None:

@@ -329,6 +329,7 @@ def prepare(
             has_timestamps=raw.has_timestamps and not raw.ordered_by_file,
             mask_known=bool(getattr(protocol, "mask_known", True)),
             candidates=str(getattr(protocol, "candidates", "all")),
+            other_slice=str(getattr(protocol, "other_slice", "keep")),
             item_text_fields=text_fields,
             text_sha256=text_sha,
             n_items_without_text=n_without_text,

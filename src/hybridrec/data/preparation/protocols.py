@@ -255,7 +255,10 @@ class ColdItems:
     Each held-out row carries ``cold`` (bool), so metrics are reported for cold targets, warm
     targets and all of them separately. Ranking is ``full`` (all items, the user's training
     items masked); ``candidates: cold`` ranks cold targets among the cold items only (the
-    "new arrivals" shelf) — applied by the evaluation, recorded here.
+    "new arrivals" shelf) — applied by the evaluation, recorded here. ``other_slice: mask``
+    leaves a user's held-out items of the other slice out of each slice's row (neither target
+    nor negative: a model that ranks the user's own cold items high is not charged for it in
+    the warm row); ``keep`` (the default) ranks them as negatives.
 
     A source's own test file is ignored (this protocol makes its own split; counted as
     ``given_test_ignored``).
@@ -265,6 +268,7 @@ class ColdItems:
     val_share: float = 0.5
     seed: int = 0
     candidates: str = "all"
+    other_slice: str = "keep"
     name: str = "cold_items"
     eval_mode: str = "full"
     mask_known: bool = True
@@ -276,6 +280,10 @@ class ColdItems:
             raise ValueError(f"protocol.val_share={self.val_share}: expected a share in [0, 1)")
         if self.candidates not in ("all", "cold"):
             raise ValueError(f"protocol.candidates={self.candidates!r}: expected 'all' or 'cold'")
+        if self.other_slice not in ("keep", "mask"):
+            raise ValueError(
+                f"protocol.other_slice={self.other_slice!r}: expected 'keep' or 'mask'"
+            )
         if self.eval_mode != "full":
             raise ValueError("protocol cold_items ranks all items: eval_mode must be 'full'")
 
