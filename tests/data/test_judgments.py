@@ -18,6 +18,8 @@ from hybridrec.data.preparation.judgments import (
     normalise,
     prepare_judgments,
     rank_scores,
+    rater_summary,
+    rater_table,
     split_parts,
 )
 from hybridrec.data.readers.judgments import read_judgments
@@ -190,6 +192,28 @@ def test_a_plain_file_still_gets_by_rater_validation_and_test() -> None:
     prepared = prepare_judgments(with_sets, "test", USERS, ITEMS, np.array([1, 2, 3, 4]), cfg)
     assert prepared.counts["judgments_rater_split_by_item"] == 0
     assert prepared.counts["judgments_rater_val"] == prepared.counts["judgments_rater_test"] == 2
+
+
+def test_hundreds_of_raters_are_summarised_in_one_short_phrase() -> None:
+    """351 raters once made a 5,000-character log line: count, min / median / max and the five
+    least reliable; the whole table (least reliable first) is the run's artifact."""
+    weights = np.linspace(0.05, 1.95, 351)[::-1]  # r350 the least reliable
+    info = {
+        "raters": [f"r{k}" for k in range(351)],
+        "weights": weights.tolist(),
+        "consensus_agreement": [None] * 351,
+    }
+    text = rater_summary(info)
+    assert text == (
+        "351 raters, weights min 0.05 / median 1.00 / max 1.95, least reliable "
+        "r350 0.05, r349 0.06, r348 0.06, r347 0.07, r346 0.07"
+    )
+    table = rater_table(info)
+    assert len(table) == 351 and table["rater"].iloc[0] == "r350"
+    assert table["weight"].is_monotonic_increasing
+    assert rater_summary({"raters": ["a", "b"], "weights": [1.0, 1.0]}) == (
+        "2 raters, weights min 1.00 / median 1.00 / max 1.00"  # reliability=none: nobody stands out
+    )
 
 
 def test_pairs_never_cross_raters_contexts_or_sets() -> None:

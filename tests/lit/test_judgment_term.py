@@ -3,10 +3,12 @@ cold item trains the text tower, the held-out agreement reaches MLflow, Crowd-BT
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -95,8 +97,12 @@ def test_lambda_zero_trains_exactly_as_without_the_term(
 
 
 def test_a_run_with_the_term_logs_it_and_the_rater_weights(
-    compose_cfg: Callable[..., DictConfig], mlflow_uri: str
+    compose_cfg: Callable[..., DictConfig],
+    mlflow_uri: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="hybridrec")
     blended = ["judgment_blend=0.25", "monitor=val/blend"]  # early stopping weighs both
     result = train(compose_cfg(*SMALL, "trainer.max_epochs=2", "judgment.weight=1.0", *blended))
     metrics = result.metrics
@@ -112,6 +118,13 @@ def test_a_run_with_the_term_logs_it_and_the_rater_weights(
     }
     assert len(weights) == 5
     assert min(weights, key=weights.__getitem__) == "rater_4"  # the unreliable one
+    # every rater's weight as an artifact, least reliable first (the log prints a summary)
+    folder = client.download_artifacts(str(result.run_id), "judgments/raters.csv", str(tmp_path))
+    table = pd.read_csv(folder)
+    assert table["rater"].tolist()[0] == "rater_4" and len(table) == 5
+    assert dict(zip(table["rater"], table["weight"], strict=True)) == pytest.approx(weights)
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("judgments:"))
+    assert "5 raters, weights min" in line and "least reliable rater_4" in line
     # val/blend = 0.75 val/ndcg@10 + 0.25 val/marketer_agreement, every epoch; the monitor
     history = {
         key: [m.value for m in client.get_metric_history(str(result.run_id), key)]

@@ -54,6 +54,7 @@ from hybridrec.cli.compose import (
 from hybridrec.cli.overrides import UsageError, compose_checked
 from hybridrec.cli.quiet import quiet_third_party
 from hybridrec.data.errors import DataError
+from hybridrec.data.preparation.judgments import rater_summary
 from hybridrec.data.spec import DataSpec
 from hybridrec.lit import RecLitModule
 from hybridrec.lit.callbacks import DivergenceError, EpochTimer, StopOnDivergence
@@ -426,14 +427,16 @@ def _log_explanations(logger: MLflowLogger, model: Any) -> None:
 
 def _log_judgments(spec: DataSpec) -> None:
     """What the run learns from: judgments kept, held out, dropped (data.judgments.invalid=drop)
-    per reason, and each rater's reliability weight (also in MLflow: judgments/...)."""
+    per reason, and the raters' reliability weights in summary (every rater's in MLflow:
+    judgments/raters.csv and judgments/weight/<rater>)."""
     info = spec.judgments
     if not info:
         return
     counts = info.get("counts", {})
     split = counts.get("judgments_rater_split_by_item", 0)  # docs/judgments.md, "The split"
     log.info(
-        "judgments: %d (train %d, held out by item %d + %d, by rater %d + %d%s), raters %s",
+        "judgments: %d (train %d, held out by item %d + %d, by rater %d + %d%s); %s "
+        "(every rater: run artifact judgments/raters.csv)",
         counts.get("judgments", 0),
         counts.get("judgments_train", 0),
         counts.get("judgments_item_val", 0),
@@ -441,10 +444,7 @@ def _log_judgments(spec: DataSpec) -> None:
         counts.get("judgments_rater_val", 0),
         counts.get("judgments_rater_test", 0),
         ", split by item: their groups (rater, context, set) all fell on one side" if split else "",
-        ", ".join(
-            f"{r} {w:.2f}"
-            for r, w in zip(info.get("raters", []), info.get("weights", []), strict=False)
-        ),
+        rater_summary(info),
     )
     dropped = {k.removeprefix("judgments_dropped_"): v for k, v in counts.items() if "dropped" in k}
     if dropped:

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from lightning.pytorch.loggers import MLFlowLogger
 
+from hybridrec.data.preparation.judgments import rater_table
 from hybridrec.data.spec import DataSpec
 from hybridrec.tracking.runs import log_dataset
 from hybridrec.tracking.store import redact_text
@@ -125,10 +126,16 @@ def log_run_start(
 
 def log_judgments(client: Any, run_id: str, spec: DataSpec) -> None:
     """The judgments' raters (reliability weight, consensus agreement) and counts (kept,
-    dropped per reason, per split part) as metrics ``judgments/...`` (docs/judgments.md)."""
+    dropped per reason, per split part) as metrics ``judgments/...`` (docs/judgments.md), and
+    the raters' table as the artifact ``judgments/raters.csv`` (least reliable first: the
+    training log prints only a summary)."""
     info = spec.judgments
     if not info:
         return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "raters.csv"
+        rater_table(info).to_csv(path, index=False)
+        client.log_artifact(run_id, str(path), artifact_path="judgments")
     for k, rater in enumerate(info.get("raters", [])):
         name = mlflow_key(str(rater))
         client.log_metric(run_id, f"judgments/weight/{name}", float(info["weights"][k]))
