@@ -27,7 +27,9 @@ from hybridrec.lit.combiner import (
     collect_validation,
     fit_combiner,
     simplex_grid,
+    top_k_ranks,
 )
+from hybridrec.metrics import positive_ranks, ranking_metrics
 from hybridrec.lit.student import StudentOptions, confidence, fit_student
 from hybridrec.nn.composed import ComposedHybrid, popularity_buckets, text_tower_of
 from hybridrec.nn.factorized import FactorizedModel
@@ -359,3 +361,19 @@ def test_teacher_confidence_grows_with_the_items_count() -> None:
     assert weight[0] == 0 and weight[1] == 0
     assert weight[2] < weight[3] < weight[5] < 1
     assert float(weight[3]) == pytest.approx(float(torch.tanh(torch.tensor(1.0))))  # the median
+
+
+def test_top_k_ranks_give_the_full_ranks_metrics_at_k() -> None:
+    """The combiner's fast ranks (k + 1 best scores) give exactly the metrics @k of the full
+    ranks, with ties (small integer scores), masked candidates and padded positives."""
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 6, (200, 40), generator=generator).float()
+    scores[:, :3] = -torch.inf  # masked columns
+    positives = torch.randint(3, 40, (200, 7), generator=generator)
+    valid = torch.rand(200, 7, generator=generator) > 0.3
+    valid[:, 0] = True
+    for k in (1, 5, 10):
+        fast = ranking_metrics(top_k_ranks(scores, positives, valid, k, "pessimistic"), k)
+        full = ranking_metrics(positive_ranks(scores, positives, valid, "pessimistic"), k)
+        for name in ("hr", "recall", "ndcg", "mrr"):
+            torch.testing.assert_close(getattr(fast, name), getattr(full, name), rtol=0, atol=0)

@@ -178,8 +178,24 @@ def _ndcg(
         column_weights = column_weights.unsqueeze(1)
     combined = (data.scores * column_weights).sum(0) + column_offsets
     combined = combined.masked_fill(data.masked, -torch.inf)
-    ranks = positive_ranks(combined, data.positives, data.valid, ties=ties)
-    return ranking_metrics(ranks, k).ndcg  # (R,)
+    return ranking_metrics(top_k_ranks(combined, data.positives, data.valid, k, ties), k).ndcg
+
+
+def top_k_ranks(scores: Tensor, positives: Tensor, valid: Tensor, k: int, ties: str) -> Tensor:
+    """:func:`positive_ranks` where it matters for a metric @k, from each row's k + 1 best
+    scores instead of a sort of the row: a positive whose pessimistic rank is below k gets it
+    exactly, any other gets k (no metric @k counts it); padding stays inf. (R, N) -> (R, P).
+    Other tie rules fall back to the full ranks."""
+    width = min(k + 1, scores.shape[1])
+    if ties != "pessimistic" or width < k + 1:
+        return positive_ranks(scores, positives, valid, ties=ties)
+    best = scores.topk(width, dim=1).values.unsqueeze(1)  # (R, 1, k + 1)
+    mine = torch.gather(scores, 1, positives).unsqueeze(2)  # (R, P, 1)
+    at_least = (best >= mine).sum(2)  # (R, P): of the k + 1 best, those >= the positive
+    exact = at_least < width  # every score >= the positive's is among them: counts are exact
+    # pessimistic: every other candidate scoring >= the positive ranks above it
+    ranks = torch.where(exact, (at_least - 1).clamp(min=0), torch.full_like(at_least, k))
+    return ranks.to(scores.dtype).masked_fill(~valid, torch.inf)
 
 
 def simplex_grid(allowed: Tensor, step: float) -> list[Tensor]:

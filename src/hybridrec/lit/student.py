@@ -1,6 +1,6 @@
 """Fitting the composed hybrid's text student (ALDI-style distillation from the warm parts).
 
-The teacher is every part that is not text alone (MF, SASRec, GRU4Rec, a joint hybrid), frozen:
+The teacher is every part that reads no item text (MF, SASRec, GRU4Rec), frozen:
 its standardised user vectors ū_k(u) (the composed model's own, so the scale is the one the
 combiner weighs) and its centred item vectors t_k(i). The student
 (:class:`~hybridrec.nn.student.TextStudent`) reads the item's text-tower outputs and gives

@@ -25,8 +25,8 @@ one item matrix to export and serve, top-K by one matrix product. Bucket 0 holds
 (no training interaction). Without a student, parts that do not read item text get weight 0
 there, so a cold item is scored by the text parts only. With a text student
 (:class:`~hybridrec.nn.student.TextStudent`, fitted by :mod:`hybridrec.lit.student`), a cold
-item's block of every part that is not text alone (ID parts, a joint hybrid) is the student's
-estimate from the item's text, on the warm items' scale, and every part may weigh cold items.
+item's block of every part that reads no text (MF, SASRec, GRU4Rec) is the student's estimate
+from the item's text, on the warm items' scale, and every part may weigh cold items.
 The user-side terms of a part (user bias, global bias) shift a user's row by a constant and drop
 out of the standardised score.
 
@@ -63,11 +63,6 @@ def text_tower_of(model: nn.Module) -> TextItemTower | None:
         if isinstance(tower, TextItemTower):
             return tower
     return None
-
-
-def text_only(model: nn.Module) -> bool:
-    """True when the model's items are their text alone (no item ID anywhere)."""
-    return isinstance(getattr(model, "items", None), TextItemTower)
 
 
 def popularity_buckets(counts: Tensor, n_buckets: int) -> tuple[Tensor, Tensor]:
@@ -152,11 +147,12 @@ class ComposedHybrid(nn.Module):
         weights = allowed.float() / allowed.float().sum(0, keepdim=True)
         self.register_buffer("weights", weights)
         self.register_buffer("offsets", torch.zeros(self.n_buckets))  # c(b), set by the combiner
-        # the text student's sources (parts reading text) and targets (parts that are not text
-        # alone): a student exists only when both do
+        # the text student's sources (parts reading text) and targets (parts reading none; a
+        # joint hybrid with text keeps its own text-only vector for a cold item): a student
+        # exists only when both do
         self.text_parts = [k for k, p in enumerate(parts) if text_tower_of(p) is not None]
         self.student_parts = (
-            [k for k, p in enumerate(parts) if not text_only(p)] if self.text_parts else []
+            [k for k, p in enumerate(parts) if text_tower_of(p) is None] if self.text_parts else []
         )
         self.register_module("student", None)
         # standardisation statistics per part, over the warm items (the catalogue if none)
