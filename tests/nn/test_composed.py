@@ -29,8 +29,8 @@ from hybridrec.lit.combiner import (
     simplex_grid,
     top_k_ranks,
 )
-from hybridrec.metrics import positive_ranks, ranking_metrics
 from hybridrec.lit.student import StudentOptions, confidence, fit_student
+from hybridrec.metrics import positive_ranks, ranking_metrics
 from hybridrec.nn.composed import ComposedHybrid, popularity_buckets, text_tower_of
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.gru4rec import GRU4Rec, gru4rec_factorized

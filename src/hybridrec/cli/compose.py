@@ -329,7 +329,7 @@ def fit_text_student(
     cfg: DictConfig, composed: ComposedHybrid, datamodule: Any, data_dir: Path
 ) -> dict[str, Any] | None:
     """The text student fitted and attached (:mod:`hybridrec.lit.student`) when the options
-    ask for one and the parts allow one (a text part and a part that is not text alone)."""
+    ask for one and the parts allow one (a text part and a part that reads no text)."""
     options = student_options(cfg)
     if options is None or not composed.student_parts:
         return None

@@ -308,8 +308,7 @@ class ComposedHybrid(nn.Module):
         if student is not None:
             if not self.student_parts:
                 raise ValueError(
-                    "a text student needs a part that reads item text and one that is not "
-                    "text alone"
+                    "a text student needs a part that reads item text and one that reads none"
                 )
             if student.sizes != self.student_sizes():
                 raise ValueError(
