@@ -78,3 +78,15 @@ def test_a_file_that_is_no_checkpoint_is_named_with_what_was_expected(
         "products goes after --add-items, next to one"
     )
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text", ["sku,title\nB,x\n", "sku\n", "item,title\n12,shoe\n", "hello"])
+def test_safe_load_names_a_file_of_another_kind(text: str, tmp_path: Path) -> None:
+    """Every loader goes through safe_load (hybridrec-eval, load_model): bytes that make the
+    unpickler raise IndexError / KeyError / ValueError come out as one ValueError naming the
+    file, never the unpickler's own message."""
+    path = tmp_path / "items.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match="not a checkpoint written by hybridrec-train") as info:
+        safe_load(path)
+    assert str(path) in str(info.value)

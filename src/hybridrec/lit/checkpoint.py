@@ -155,6 +155,9 @@ def safe_load(path: str | os.PathLike[str]) -> Any:
         raise ValueError(_unreadable(path, reason)) from None
     except (EOFError, RuntimeError, zipfile.BadZipFile) as exc:
         raise ValueError(_unreadable(path, str(exc).splitlines()[0][:120])) from None
+    except (IndexError, KeyError, ValueError) as exc:  # the unpickler on bytes of another kind
+        reason = f"not a torch file ({type(exc).__name__} while reading it)"
+        raise ValueError(_unreadable(path, reason)) from None
 
 
 def _unreadable(path: str | os.PathLike[str], reason: str) -> str:
