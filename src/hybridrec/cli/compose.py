@@ -322,6 +322,8 @@ def student_options(cfg: DictConfig) -> StudentOptions | None:
             f"{', '.join(sorted(known))})"
         )
     values.setdefault("seed", int(cfg.get("seed", 0)))
+    if cfg.trainer.get("fast_dev_run"):  # one batch, as every stage of such a run
+        values.update(max_epochs=1, pairs_per_epoch=int(values.get("batch_size", 1024)))
     return StudentOptions(**values)
 
 
