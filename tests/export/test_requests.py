@@ -3,14 +3,17 @@ the row and field; good requests come through as Recommender keyword arguments."
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+from mlflow.pyfunc.scoring_server import invocations
 
-from hybridrec.export.requests import MAX_IDS, MAX_ROWS, check_request
+from hybridrec.export.requests import COLUMNS, MAX_IDS, MAX_ROWS, check_request
 
 
 def test_good_rows_become_recommend_arguments() -> None:
@@ -55,3 +58,27 @@ def test_malformed_requests_are_refused(request_rows: list[dict[str, Any]], word
 def test_a_request_that_is_not_records_is_refused() -> None:
     with pytest.raises(MlflowException, match="dataframe_records"):
         check_request(np.zeros((2, 3)))
+
+
+class _Served:
+    """The least a model needs for MLflow's scoring server to call it (``invocations``)."""
+
+    metadata = Model()
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        check_request(data)
+        return pd.DataFrame([{"items": []}])
+
+
+def test_the_scoring_server_answers_a_refusal_with_our_sentence_alone() -> None:
+    """MLflow 3's scoring server prefixes an MlflowException raised by predict with "Failed to
+    predict data '<the request as a table>'": the 400's body must be our sentence and a code."""
+    body = json.dumps({"dataframe_records": [{"usr": 7, "k": 5}]})
+    with pytest.raises(MlflowException) as error:
+        invocations(body, "application/json", _Served(), None)
+    answer = json.loads(error.value.serialize_as_json())
+    assert answer["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert answer["message"] == (
+        f"unknown field(s) ['usr']; a request row may hold {list(COLUMNS)}"
+    )
+    assert error.value.get_http_status_code() == 400

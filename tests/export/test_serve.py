@@ -150,6 +150,18 @@ def test_mlflow_models_serve_answers(exported: tuple[str, str, str]) -> None:
             status, error = _post(port, json.dumps(body).encode())
             assert status == 400, (body, error)
             assert words in error["message"] and "Traceback" not in error["message"]
+            # our sentence alone, not MLflow's "Failed to predict data '<the table>'" around it
+            assert error["error_code"] == "INVALID_PARAMETER_VALUE", error
+            assert "Failed to predict" not in error["message"], error
+        status, error = _post(
+            port, json.dumps({"dataframe_records": [{"usr": "7", "k": 5}]}).encode()
+        )
+        assert (status, error["error_code"], error["message"]) == (
+            400,
+            "INVALID_PARAMETER_VALUE",
+            "unknown field(s) ['usr']; a request row may hold "
+            "['user', 'recent_items', 'k', 'exclude', 'include_seen']",
+        )
         status, error = _post(port, b"not json")
         assert status == 400
     finally:

@@ -9,7 +9,9 @@ answer row holds ``items``, ``scores``, ``source``, ``unknown_items`` and, for t
 The request is checked by :mod:`hybridrec.export.requests`, not by an MLflow input schema:
 MLflow's schema enforcement drops unknown columns with a server-side warning, so a misspelt
 ``usr`` would quietly get the popularity answer. There an unknown field, a wrong type, a bad
-``k``, too many rows or too many ids is a 400 with one sentence, never a 500.
+``k``, too many rows or too many ids is a 400 with one sentence, never a 500: the body is
+``{"error_code": "INVALID_PARAMETER_VALUE", "message": <the sentence>}``, without the request
+table MLflow's server would put around it (:class:`hybridrec.export.requests.RequestRefused`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Checking a served request: every field, its type and its size, each problem one sentence
-naming the row and field (an MlflowException, which ``mlflow models serve`` answers with HTTP
-400). Used by :mod:`hybridrec.export.pyfunc_model`."""
+naming the row and field (:class:`RequestRefused`, which ``mlflow models serve`` answers with
+HTTP 400 and that sentence as the body's ``message``). Used by
+:mod:`hybridrec.export.pyfunc_model`."""
 
 from __future__ import annotations
 
@@ -19,8 +20,27 @@ MAX_ROWS = 1000
 MAX_IDS = 10_000
 
 
-def bad_request(message: str) -> MlflowException:
-    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+class RequestRefused(MlflowException):
+    """A refused request: HTTP 400 whose body is ``{"error_code": "INVALID_PARAMETER_VALUE",
+    "message": <our sentence>}``.
+
+    MLflow's scoring server (3.x, ``scoring_server.invocations``) rewrites the ``message`` of an
+    MlflowException raised by ``predict`` to ``"Failed to predict data '<the request as a
+    DataFrame>'. \nError: <message>"`` before answering; the client should read our sentence
+    alone, so the message is kept as first given and later assignments are ignored."""
+
+    @property
+    def message(self) -> str:
+        return self._sentence
+
+    @message.setter
+    def message(self, value: str) -> None:
+        if not hasattr(self, "_sentence"):  # MlflowException.__init__ sets it first
+            self._sentence = value
+
+
+def bad_request(message: str) -> RequestRefused:
+    return RequestRefused(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 def _missing(value: Any) -> bool:
