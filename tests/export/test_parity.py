@@ -149,15 +149,17 @@ def test_the_pyfunc_model_answers_with_the_model_scores(
             expected = model.score_all(users, torch.tensor([session]), torch.tensor([3]))
         else:  # a known user (a pair scorer reads no history)
             expected = model.score_all(users)
-    # include_seen: every item competes, as in the model's own ranking
-    answer = served.predict(pd.DataFrame([{**request, "include_seen": True}, request]))
+    # include_seen and exclude_recent false: every item competes, as in the model's own ranking
+    every_item = {**request, "include_seen": True, "exclude_recent": False}
+    answer = served.predict(pd.DataFrame([every_item, request]))
     scores = expected[0]
     every, unseen = answer.iloc[0], answer.iloc[1]
     want = [float(scores[items.index(i) + 1]) for i in every["items"]]
     np.testing.assert_allclose(every["scores"], want, atol=1e-5, rtol=0)
     np.testing.assert_allclose(every["scores"], torch.topk(scores[1:], 5).values, atol=1e-5)
-    # by default the user's known items (every split of the prepared data) are left out
-    known = set()
+    # by default the user's known items (every split of the prepared data) are left out, and
+    # the session's own items too (this run's protocol, loo_full, masks known items)
+    known = set(session) if "recent_items" in request else set()
     for split in ("train", "val", "test"):
         frame = pd.read_parquet(Path(folder) / f"{split}.parquet")
         known |= set(frame.loc[frame["user"] == user, "item"])

@@ -18,13 +18,31 @@ from hybridrec.export.requests import COLUMNS, MAX_IDS, MAX_ROWS, check_request
 
 def test_good_rows_become_recommend_arguments() -> None:
     # rows leaving fields out arrive from MLflow as NaN; whole-number floats are ids
+    # exclude_recent left out: None, the run's own rule (Recommender's default)
     table = pd.DataFrame(
-        [{"user": "3", "k": 5}, {"recent_items": ["5", np.int64(17)], "exclude": [2.0]}]
+        [
+            {"user": "3", "k": 5},
+            {"recent_items": ["5", np.int64(17)], "exclude": [2.0], "exclude_recent": False},
+        ]
     )
     rows = check_request(table)
     assert rows == [
-        {"include_seen": False, "user": "3", "recent_items": [], "k": 5, "exclude": []},
-        {"include_seen": False, "user": None, "recent_items": ["5", 17], "k": 10, "exclude": [2]},
+        {
+            "include_seen": False,
+            "exclude_recent": None,
+            "user": "3",
+            "recent_items": [],
+            "k": 5,
+            "exclude": [],
+        },
+        {
+            "include_seen": False,
+            "exclude_recent": False,
+            "user": None,
+            "recent_items": ["5", 17],
+            "k": 10,
+            "exclude": [2],
+        },
     ]
     # the "inputs" form: a list of records, or a single record
     assert check_request([{"user": 7}])[0]["user"] == 7
@@ -46,6 +64,7 @@ def test_good_rows_become_recommend_arguments() -> None:
         ([{"exclude": ["x"] * (MAX_IDS + 1)}], f"at most {MAX_IDS}"),
         ([{"k": 3}] * (MAX_ROWS + 1), f"at most {MAX_ROWS}"),
         ([{"user": "3", "include_seen": "yes"}], "row 0: include_seen must be true or false"),
+        ([{"k": 2}, {"exclude_recent": 1}], "row 1: exclude_recent must be true or false"),
     ],
 )
 def test_malformed_requests_are_refused(request_rows: list[dict[str, Any]], words: str) -> None:

@@ -138,6 +138,20 @@ def test_mlflow_models_serve_answers(exported: tuple[str, str, str]) -> None:
         assert [r["source"] for r in rows] == ["user", "session", "session", "popularity"]
         assert [len(r["items"]) for r in rows] == [3, 3, 2, 2]
         assert rows[1]["unknown_items"] == ["no-such-item"]
+        # the popularity answer's scores are training interactions, and says so
+        assert [r["score_kind"] for r in rows] == ["model", "model", "model", "count"]
+        assert all(float(score).is_integer() for score in rows[3]["scores"])
+        # a session's own items are left out, as this run's evaluation (loo_full, known items
+        # masked) left them out, unless the request says otherwise; k = the whole catalogue,
+        # so the only items missing from an answer are the ones left out
+        catalogue = len(payload["id_maps"]["items"])
+        session = {"recent_items": ["5", "17"], "k": catalogue}
+        both = [session, {**session, "exclude_recent": False}]
+        status, answer = _post(port, json.dumps({"dataframe_records": both}).encode())
+        assert status == 200, answer
+        default, kept = answer["predictions"]
+        assert len(default["items"]) == catalogue - 2 and not {"5", "17"} & set(default["items"])
+        assert len(kept["items"]) == catalogue and {"5", "17"} <= set(kept["items"])
         for body, words in [
             ({"dataframe_records": [{"user": "3", "k": 0}]}, "k=0: expected a whole number"),
             ({"dataframe_records": [{"user": "3", "k": 10**9}]}, "expected a whole number"),
@@ -160,7 +174,7 @@ def test_mlflow_models_serve_answers(exported: tuple[str, str, str]) -> None:
             400,
             "INVALID_PARAMETER_VALUE",
             "unknown field(s) ['usr']; a request row may hold "
-            "['user', 'recent_items', 'k', 'exclude', 'include_seen']",
+            "['user', 'recent_items', 'k', 'exclude', 'include_seen', 'exclude_recent']",
         )
         status, error = _post(port, b"not json")
         assert status == 400

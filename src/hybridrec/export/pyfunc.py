@@ -24,6 +24,7 @@ OUTPUT_SCHEMA = Schema(
     [
         ColSpec(AnyType(), "items"),
         ColSpec(AnyType(), "scores"),
+        ColSpec("string", "score_kind"),  # "model" (the model's scores) | "count" (popularity)
         ColSpec("string", "source"),
         ColSpec(AnyType(), "unknown_items"),
         ColSpec(AnyType(), "id_share", required=False),
@@ -37,6 +38,9 @@ REQUEST = {
     "exclude": "raw item ids never to recommend; optional",
     "include_seen": "true to let a known user be recommended items they already interacted "
     "with (default false: left out, as the evaluation does)",
+    "exclude_recent": "true to leave the session's own recent_items out of the answer, false to "
+    "let them be recommended; default: as the run's evaluation did (left out where it masked "
+    "known items, protocol.mask_known; kept for session data)",
 }
 
 

@@ -2,9 +2,12 @@
 
 Logged by :func:`hybridrec.export.pyfunc.log_recommender`; MLflow runs this file to build the
 model, whose artifacts are the checkpoint and the training popularity. A request is a table of
-rows with ``user`` and / or ``recent_items`` (raw ids), ``k`` (default 10) and ``exclude``; each
-answer row holds ``items``, ``scores``, ``source``, ``unknown_items`` and, for the hybrid,
-``id_share`` (:class:`hybridrec.export.recommender.Recommender`).
+rows with ``user`` and / or ``recent_items`` (raw ids), ``k`` (default 10), ``exclude``,
+``include_seen`` and ``exclude_recent``; each answer row holds ``items``, ``scores``,
+``score_kind``, ``source``, ``unknown_items`` and, for the hybrids, ``id_share`` /
+``part_shares`` (:class:`hybridrec.export.recommender.Recommender`). A session's own items are
+left out as the run's evaluation left them out (:func:`masks_known`) unless the request's
+``exclude_recent`` says otherwise.
 
 The request is checked by :mod:`hybridrec.export.requests`, not by an MLflow input schema:
 MLflow's schema enforcement drops unknown columns with a server-side warning, so a misspelt
@@ -26,6 +29,21 @@ from mlflow.pyfunc import PythonModel
 from hybridrec.export.requests import bad_request, check_request
 
 
+def masks_known(saved: dict[str, Any]) -> bool:
+    """Whether the run's evaluation masked the known items of a row's history, from the
+    checkpoint (its run config and data spec), as ``prepare`` set ``DataSpec.mask_known``:
+    session data never (GRU4Rec's evaluation ranks them), otherwise ``protocol.mask_known``
+    (default true, also where the checkpoint carries no config)."""
+    from hybridrec.lit.checkpoint import PAYLOAD
+
+    config = saved.get("hybridrec_config") or {}
+    spec = (saved.get(PAYLOAD) or {}).get("spec") or config.get("spec") or {}
+    protocol = config.get("protocol") or {}
+    if spec.get("layout") == "sessions" or protocol.get("name") == "session":
+        return False
+    return bool(protocol.get("mask_known", True))
+
+
 class HybridrecRecommender(PythonModel):
     def load_context(self, context: Any) -> None:
 
@@ -33,7 +51,8 @@ class HybridrecRecommender(PythonModel):
         from hybridrec.lit.checkpoint import PAYLOAD, load_model, safe_load
 
         checkpoint = context.artifacts["checkpoint"]
-        payload = safe_load(checkpoint)[PAYLOAD]
+        saved = safe_load(checkpoint)
+        payload = saved[PAYLOAD]
         maps = payload.get("id_maps") or {}
         popularity_path = context.artifacts.get("popularity")
         popularity = np.load(popularity_path) if popularity_path else None
@@ -51,6 +70,7 @@ class HybridrecRecommender(PythonModel):
             popularity,
             new_items=None if added is None else (added["items"], added["vectors"]),
             seen=seen,
+            exclude_recent=masks_known(saved),
         )
 
     def predict(

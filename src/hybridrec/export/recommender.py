@@ -2,9 +2,11 @@
 
 What the served model (:mod:`hybridrec.export.pyfunc_model`) answers, without MLflow:
 
-    recommend(user=..., recent_items=[...], k=10, exclude=[...]) ->
-        {"items": [raw ids], "scores": [...], "source": "user" | "session" | "user+session" |
-         "popularity", "unknown_items": [...], "id_share": [...] (the hybrid)}
+    recommend(user=..., recent_items=[...], k=10, exclude=[...], exclude_recent=None) ->
+        {"items": [raw ids], "scores": [...], "score_kind": "model" | "count",
+         "source": "user" | "session" | "user+session" | "popularity",
+         "unknown_items": [...], "id_share": [...] (the joint hybrid),
+         "part_shares": [...] (the composed hybrid)}
 
 * a known user with a user ID tower: that vector (plus the history tower's, when the request
   has recent items and the model reads them);
@@ -13,8 +15,15 @@ What the served model (:mod:`hybridrec.export.pyfunc_model`) answers, without ML
 * neither: the most popular items of training (``source="popularity"``).
 
 A known user's own items (every split of the run's data) are left out, as the evaluation left
-them out, unless ``include_seen``; a session's items are not (repeats are the caller's
-choice: ``exclude``).
+them out, unless ``include_seen``. A session's own items (``recent_items`` the catalogue knows)
+are left out where the run's evaluation masked the known items of a row's history
+(``exclude_recent``, the recommender's default: the served model sets it from the run's
+protocol, ``protocol.mask_known``; session data ranks them, as GRU4Rec's evaluation does); a
+request's ``exclude_recent`` true / false decides for that request.
+
+``score_kind`` says what ``scores`` are: ``"model"``, the model's own scores (comparable within
+one model's answers, on no fixed scale); ``"count"``, the popularity answer's training
+interactions per item, not on the model's scale.
 
 A pair scorer (GMF, MLP, NeuMF: no item vectors, no history tower) answers a known user with
 its own scores over the catalogue; anything else gets the popularity answer, and its recent
@@ -52,6 +61,8 @@ class Recommender:
     item_ids, user_ids: raw ids by index (items: index 1..N, element 0 the padding).
     popularity: (N + 1,) training interactions per item (the fallback ranking), or None.
     seen: each user's known items as CSR arrays (indptr (U + 1,), items (nnz,)), or None.
+    exclude_recent: leave a session's own items out of its answer unless the request says
+        otherwise (True where the run's evaluation masked known items).
     """
 
     def __init__(
@@ -63,6 +74,7 @@ class Recommender:
         max_k: int = MAX_K,
         new_items: tuple[Sequence[Any], torch.Tensor] | None = None,
         seen: tuple[np.ndarray, np.ndarray] | None = None,
+        exclude_recent: bool = False,
     ) -> None:
         if not isinstance(model, (FactorizedModel, PairScorer, ComposedHybrid)):
             raise ValueError(
@@ -100,6 +112,7 @@ class Recommender:
             popularity = np.concatenate([popularity, np.zeros(added, dtype=popularity.dtype)])
         self.popularity = popularity
         self.seen = seen
+        self.exclude_recent = exclude_recent
 
     def _k(self, k: Any) -> int:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
@@ -118,6 +131,7 @@ class Recommender:
         k: Any = 10,
         exclude: Sequence[Any] | None = None,
         include_seen: bool = False,
+        exclude_recent: bool | None = None,
     ) -> dict[str, Any]:
         k = self._k(k)
         model = self.model
@@ -128,6 +142,8 @@ class Recommender:
         id_part = history_part = None
         with torch.no_grad():
             masked = self._seen(user_row) if not include_seen else []
+            if self.exclude_recent if exclude_recent is None else exclude_recent:
+                masked += known  # the session's own items
             if isinstance(model, PairScorer):
                 scores, source = self._pair_scores(user_row)
                 return self._top(scores, k, source, unknown, exclude, masked)
@@ -238,6 +254,7 @@ class Recommender:
         out: dict[str, Any] = {
             "items": [str(self.item_ids[i]) for i in indices],
             "scores": [float(v) for v in top.values[keep]],
+            "score_kind": "count" if source == "popularity" else "model",
             "source": source,
             "unknown_items": unknown,
         }

@@ -14,7 +14,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 #: a request row's fields (all optional: a user, a session, both, or neither)
-COLUMNS = ("user", "recent_items", "k", "exclude", "include_seen")
+COLUMNS = ("user", "recent_items", "k", "exclude", "include_seen", "exclude_recent")
 #: rows in one request and ids in one list: bounds the work a single request can ask for
 MAX_ROWS = 1000
 MAX_IDS = 10_000
@@ -54,6 +54,16 @@ def _id(value: Any) -> bool:
     if isinstance(value, (str, int, np.integer)):
         return True
     return isinstance(value, (float, np.floating)) and float(value).is_integer()
+
+
+def _flag(record: dict[str, Any], name: str, row: int) -> bool | None:
+    """A true / false field; None when the row leaves it out."""
+    value = record.get(name)
+    if _missing(value):
+        return None
+    if not isinstance(value, (bool, np.bool_)):
+        raise bad_request(f"row {row}: {name} must be true or false, got {value!r}")
+    return bool(value)
 
 
 def _raw(value: Any) -> Any:
@@ -112,16 +122,11 @@ def check_request(model_input: Any) -> list[dict[str, Any]]:
                 f"row {row}: user must be a user id (a string or a whole number), "
                 f"got {user!r} ({type(user).__name__})"
             )
-        include_seen = record.get("include_seen")
-        if _missing(include_seen):
-            include_seen = False
-        elif not isinstance(include_seen, (bool, np.bool_)):
-            raise bad_request(
-                f"row {row}: include_seen must be true or false, got {include_seen!r}"
-            )
         rows.append(
             {
-                "include_seen": bool(include_seen),
+                "include_seen": bool(_flag(record, "include_seen", row)),
+                # None: the run's own rule (the recommender's default)
+                "exclude_recent": _flag(record, "exclude_recent", row),
                 "user": None if _missing(user) else _raw(user),
                 "recent_items": _ids(record.get("recent_items"), "recent_items", row),
                 "k": 10 if _missing(k) else k,
