@@ -1,0 +1,105 @@
+"""The cold / warm trade-off of a composed hybrid on the cold_items protocol, offset by offset.
+
+A composed hybrid ranks a user's cold row and warm row against the same scores; its cold
+bucket's offset c(0) (in standard deviations) decides how every cold item competes with warm
+ones. This script keeps the fitted weights and offsets, sweeps c(0), and prints HR@K / NDCG@K
+of the cold rows and of the warm rows for each value — the frontier the combiner chose a point
+on (docs/benchmarks.md, the ML-1M / ML-100K cold_items sections).
+
+    HYBRIDREC_SHARED_DIR=../shared .venv/bin/python scripts/cold_frontier.py \\
+        <run folder>/checkpoints/composed.ckpt [--split val|test] [--k 10]
+
+Run it from the folder the run was trained in (the prepared data is found, or made, from the
+checkpoint's own config, as hybridrec-eval does).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf, open_dict
+
+from hybridrec.cli.common import prepare_from_config
+from hybridrec.lit.checkpoint import load_model, safe_load
+from hybridrec.lit.combiner import OFFSETS, drawn_rows, top_k_ranks
+from hybridrec.metrics import ranking_metrics
+from hybridrec.nn.composed import ComposedHybrid
+
+
+@torch.no_grad()
+def frontier(
+    model: ComposedHybrid, batches: Any, offsets: list[float], k: int, ties: str
+) -> list[dict[str, float]]:
+    """For each cold-bucket offset: mean HR@k / NDCG@k of the cold rows and the warm rows."""
+    model.eval()
+    weights = model.item_weights()  # (K, N)
+    base = model.offsets[model.item_bucket].clone()  # (N,)
+    cold_items = model.item_bucket == 0
+    sums = {c: torch.zeros(2, 2) for c in offsets}  # (cold, warm) x (hr, ndcg)
+    rows = torch.zeros(2)
+    for batch in drawn_rows(batches, max_rows=10**9):
+        assert batch.targets is not None and batch.exclude is not None and batch.cold is not None
+        z = model.standardised_scores(batch.users, batch.history, batch.history_lengths)
+        combined = (z * weights.unsqueeze(1)).sum(0)  # (B, N)
+        masked = torch.zeros_like(combined, dtype=torch.bool)
+        masked[:, 0] = True
+        masked[batch.exclude[0], batch.exclude[1]] = True
+        if batch.restrict_to is not None:
+            masked |= batch.cold.unsqueeze(1) & ~batch.restrict_to.unsqueeze(0)
+        valid = batch.targets > 0
+        kind = (~batch.cold).long()  # 0: cold row, 1: warm row
+        rows += torch.bincount(kind, minlength=2).float()
+        for c in offsets:
+            shift = torch.where(cold_items, torch.tensor(c), base)
+            scores = (combined + shift).masked_fill(masked, -torch.inf)
+            metrics = ranking_metrics(top_k_ranks(scores, batch.targets, valid, k, ties), k)
+            for j, value in enumerate((metrics.hr, metrics.ndcg)):
+                sums[c][:, j] += torch.zeros(2).index_add_(0, kind, value)
+    return [
+        {
+            "offset": c,
+            "cold_hr": float(sums[c][0, 0] / rows[0]),
+            "cold_ndcg": float(sums[c][0, 1] / rows[0]),
+            "warm_hr": float(sums[c][1, 0] / rows[1]),
+            "warm_ndcg": float(sums[c][1, 1] / rows[1]),
+        }
+        for c in offsets
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--split", choices=("val", "test"), default="val")
+    parser.add_argument("--k", type=int, default=10)
+    args = parser.parse_args()
+    model = load_model(args.checkpoint)
+    if not isinstance(model, ComposedHybrid):
+        raise SystemExit(f"{args.checkpoint}: not a composed hybrid")
+    cfg = OmegaConf.create(safe_load(args.checkpoint)["hybridrec_config"])
+    if cfg.protocol.name != "cold_items":
+        raise SystemExit(f"{args.checkpoint}: protocol {cfg.protocol.name}, not cold_items")
+    _, folder = prepare_from_config(cfg)
+    with open_dict(cfg):
+        cfg.datamodule.data_dir = str(folder)
+    datamodule = instantiate(cfg.datamodule)
+    datamodule.setup("fit" if args.split == "val" else "test")
+    loader = datamodule.val_dataloader() if args.split == "val" else datamodule.test_dataloader()
+    chosen = float(model.offsets[0])
+    offsets = sorted({*OFFSETS, chosen, 2.0, 3.0})
+    k = args.k
+    print(f"| c(0) | cold HR@{k} | cold NDCG@{k} | warm HR@{k} | warm NDCG@{k} |")
+    print("|---|---|---|---|---|")
+    for row in frontier(model, loader, offsets, args.k, str(cfg.ties)):
+        mark = " (fitted)" if row["offset"] == chosen else ""
+        print(
+            f"| {row['offset']:+.2f}{mark} | {row['cold_hr']:.4f} | {row['cold_ndcg']:.4f} | "
+            f"{row['warm_hr']:.4f} | {row['warm_ndcg']:.4f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
