@@ -377,3 +377,45 @@ def test_top_k_ranks_give_the_full_ranks_metrics_at_k() -> None:
         full = ranking_metrics(positive_ranks(scores, positives, valid, "pessimistic"), k)
         for name in ("hr", "recall", "ndcg", "mrr"):
             torch.testing.assert_close(getattr(fast, name), getattr(full, name), rtol=0, atol=0)
+
+
+def test_the_cold_frontier_at_the_fitted_offset_is_the_models_evaluation(
+    compose_cfg: Callable[..., DictConfig],
+) -> None:
+    """scripts/cold_frontier.py: its row for the model's own cold offset gives the cold and
+    warm metrics that the project's test loop gives the model."""
+    import importlib.util
+
+    import lightning as L
+
+    from hybridrec.lit import RecLitModule
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "cold_frontier.py"
+    spec = importlib.util.spec_from_file_location("cold_frontier", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    models, cfg = [], None
+    for seed, name in enumerate(["ids", "text"]):
+        cfg = compose_cfg(*TINY_DATA, "protocol=cold_items", "datamodule=next_item", *PARTS[name])
+        spec_, folder = prepare_from_config(cfg)
+        with open_dict(cfg):
+            cfg.spec = spec_.summary()
+            cfg.datamodule.data_dir = str(folder)
+        torch.manual_seed(seed)
+        models.append(instantiate(cfg.model).eval())
+    assert cfg is not None
+    counts = training_counts(cfg.datamodule.data_dir, int(cfg.spec.n_items))
+    composed = ComposedHybrid(models, ["ids", "text"], counts, n_buckets=3)
+    composed.set_offsets(torch.tensor([0.5, 0.0, 0.0]))
+    datamodule = instantiate(cfg.datamodule)
+    datamodule.setup("test")
+    (row,) = script.frontier(composed, datamodule.test_dataloader(), [0.5], 10, "pessimistic")
+    module = RecLitModule(
+        model=composed, loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer), ks=[10]
+    )
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (tested,) = trainer.test(module, datamodule=datamodule, verbose=False)
+    assert row["cold_hr"] == pytest.approx(tested["test/cold/hr@10"], abs=1e-6)
+    assert row["warm_ndcg"] == pytest.approx(tested["test/warm/ndcg@10"], abs=1e-6)
+    assert row["cold_hr"] > 0 and row["warm_hr"] > 0
