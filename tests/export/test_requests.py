@@ -22,7 +22,12 @@ def test_good_rows_become_recommend_arguments() -> None:
     table = pd.DataFrame(
         [
             {"user": "3", "k": 5},
-            {"recent_items": ["5", np.int64(17)], "exclude": [2.0], "exclude_recent": False},
+            {
+                "recent_items": ["5", np.int64(17)],
+                "exclude": [2.0],
+                "exclude_recent": False,
+                "cold_offset": 1,
+            },
         ]
     )
     rows = check_request(table)
@@ -34,6 +39,7 @@ def test_good_rows_become_recommend_arguments() -> None:
             "recent_items": [],
             "k": 5,
             "exclude": [],
+            "cold_offset": None,
         },
         {
             "include_seen": False,
@@ -42,6 +48,7 @@ def test_good_rows_become_recommend_arguments() -> None:
             "recent_items": ["5", 17],
             "k": 10,
             "exclude": [2],
+            "cold_offset": 1.0,
         },
     ]
     # the "inputs" form: a list of records, or a single record
@@ -65,6 +72,9 @@ def test_good_rows_become_recommend_arguments() -> None:
         ([{"k": 3}] * (MAX_ROWS + 1), f"at most {MAX_ROWS}"),
         ([{"user": "3", "include_seen": "yes"}], "row 0: include_seen must be true or false"),
         ([{"k": 2}, {"exclude_recent": 1}], "row 1: exclude_recent must be true or false"),
+        ([{"cold_offset": "high"}], "row 0: cold_offset must be a number"),
+        ([{"cold_offset": True}], "row 0: cold_offset must be a number"),
+        ([{"cold_offset": 11.0}], "row 0: cold_offset=11.0: expected a number between -10"),
     ],
 )
 def test_malformed_requests_are_refused(request_rows: list[dict[str, Any]], words: str) -> None:

@@ -419,3 +419,29 @@ def test_the_cold_frontier_at_the_fitted_offset_is_the_models_evaluation(
     assert row["cold_hr"] == pytest.approx(tested["test/cold/hr@10"], abs=1e-6)
     assert row["warm_ndcg"] == pytest.approx(tested["test/warm/ndcg@10"], abs=1e-6)
     assert row["cold_hr"] > 0 and row["warm_hr"] > 0
+
+
+def test_a_request_moves_the_cold_offset_of_its_answer(
+    compose_cfg: Callable[..., DictConfig],
+) -> None:
+    """The served ``cold_offset``: every cold item's score moves by (requested - fitted) offset,
+    nothing else moves (the offset column of the model's own item matrix, set per answer); a
+    high one puts the cold items first; a model without a cold offset refuses it."""
+    cold = [5, 6, 9]
+    composed, parts, counts, _ = _with_cold(compose_cfg, ["ids", "text"], cold)
+    composed.set_offsets(torch.tensor([-0.5, 0.0, 0.2]))
+    n_items = int(counts.shape[0]) - 1
+    items = [str(i) for i in range(n_items + 1)]
+    recommender = Recommender(composed, items, [str(u) for u in range(50)], counts.numpy())
+    fitted = recommender.recommend(user="3", k=n_items)
+    lifted = recommender.recommend(user="3", k=n_items, cold_offset=6.0)
+    before = dict(zip(fitted["items"], fitted["scores"], strict=True))
+    after = dict(zip(lifted["items"], lifted["scores"], strict=True))
+    assert set(before) == set(after) == set(items[1:])
+    for item, score in after.items():
+        shift = 6.5 if int(item) in cold else 0.0
+        assert score == pytest.approx(before[item] + shift, abs=1e-4)
+    assert set(lifted["items"][:3]) == {"5", "6", "9"}
+    plain = Recommender(parts[0], items, [str(u) for u in range(50)], counts.numpy())
+    with pytest.raises(ValueError, match="cold_offset: only a composed hybrid"):
+        plain.recommend(user="3", cold_offset=1.0)

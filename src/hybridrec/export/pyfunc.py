@@ -41,6 +41,10 @@ REQUEST = {
     "exclude_recent": "true to leave the session's own recent_items out of the answer, false to "
     "let them be recommended; default: as the run's evaluation did (left out where it masked "
     "known items, protocol.mask_known; kept for session data)",
+    "cold_offset": "composed hybrid only: the offset (standard deviations, -10..10) of the new "
+    "items (no training interaction, added products included) for this answer, in place of the "
+    "one fitted on validation: higher pushes new items up (a new-arrivals shelf), lower keeps "
+    "them out; optional",
 }
 
 

@@ -2,7 +2,8 @@
 
 What the served model (:mod:`hybridrec.export.pyfunc_model`) answers, without MLflow:
 
-    recommend(user=..., recent_items=[...], k=10, exclude=[...], exclude_recent=None) ->
+    recommend(user=..., recent_items=[...], k=10, exclude=[...], exclude_recent=None,
+              cold_offset=None) ->
         {"items": [raw ids], "scores": [...], "score_kind": "model" | "count",
          "source": "user" | "session" | "user+session" | "popularity",
          "unknown_items": [...], "id_share": [...] (the joint hybrid),
@@ -104,6 +105,11 @@ class Recommender:
                 self.gates = gates() if callable(gates) else None  # (N + 1,) or None
         elif new_items is not None:
             raise ValueError(f"{type(model).__name__} has no item vectors to add products to")
+        self.cold_rows: torch.Tensor | None = None  # composed: the rows its cold offset lifts
+        if isinstance(model, ComposedHybrid):
+            cold = model.item_bucket == 0  # (N + 1,) cold items (bucket 0), padding aside
+            cold[0] = False
+            self.cold_rows = torch.cat([cold, torch.ones(added, dtype=torch.bool)])
         if new_items is not None and self.table is not None:
             self.table = torch.cat([self.table, new_items[1].to(self.table.dtype)])
             if self.gates is not None:
@@ -132,9 +138,15 @@ class Recommender:
         exclude: Sequence[Any] | None = None,
         include_seen: bool = False,
         exclude_recent: bool | None = None,
+        cold_offset: float | None = None,
     ) -> dict[str, Any]:
         k = self._k(k)
         model = self.model
+        if cold_offset is not None and not isinstance(model, ComposedHybrid):
+            raise RequestError(
+                "cold_offset: only a composed hybrid (model=hybrid) places new items by an "
+                "offset; this model scores them as it was trained"
+            )
         recent = [str(i) for i in (recent_items or [])]
         known = [self.item_index[i] for i in recent if i in self.item_index]
         unknown = [i for i in recent if i not in self.item_index]
@@ -148,7 +160,7 @@ class Recommender:
                 scores, source = self._pair_scores(user_row)
                 return self._top(scores, k, source, unknown, exclude, masked)
             if isinstance(model, ComposedHybrid):
-                return self._composed(user_row, known, k, unknown, exclude, masked)
+                return self._composed(user_row, known, k, unknown, exclude, masked, cold_offset)
             assert self.table is not None
             if user_row is not None and model.user_id is not None:
                 id_part = model.user_id(torch.tensor([user_row]))
@@ -177,10 +189,13 @@ class Recommender:
         unknown: list[str],
         exclude: Sequence[Any] | None,
         masked: list[int],
+        cold_offset: float | None = None,
     ) -> dict[str, Any]:
         """A composed hybrid: each part's user vector from what it can read (its user ID, the
         session's items it was trained on); a part that can read neither scores every item at
-        its average (zero block). No part: the popularity answer."""
+        its average (zero block). No part: the popularity answer. ``cold_offset`` (standard
+        deviations) replaces the fitted offset of the cold items (new products included) for
+        this answer: how far a shelf pushes new items up or down."""
         model = self.model
         assert isinstance(model, ComposedHybrid) and self.table is not None
         raw: list[torch.Tensor | None] = []
@@ -202,6 +217,9 @@ class Recommender:
             return self._top(self._popularity(), k, "popularity", unknown, exclude, masked)
         vector = model.user_from_parts(raw)  # (1, D)
         scores = (vector @ self.table.T)[0]
+        if cold_offset is not None and self.cold_rows is not None:  # the offset column, moved
+            shift = float(cold_offset) - float(model.offsets[0])
+            scores = scores + shift * self.cold_rows.to(scores.dtype)
         source = "+".join(s for s in ("user", "session") if s in used)
         out = self._top(scores, k, source, unknown, exclude, masked)
         indices = out.pop("_indices")

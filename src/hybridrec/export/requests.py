@@ -14,7 +14,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 #: a request row's fields (all optional: a user, a session, both, or neither)
-COLUMNS = ("user", "recent_items", "k", "exclude", "include_seen", "exclude_recent")
+COLUMNS = (
+    "user",
+    "recent_items",
+    "k",
+    "exclude",
+    "include_seen",
+    "exclude_recent",
+    "cold_offset",
+)
+#: the range of a request's cold_offset (standard deviations of the standardised scores)
+MAX_COLD_OFFSET = 10.0
 #: rows in one request and ids in one list: bounds the work a single request can ask for
 MAX_ROWS = 1000
 MAX_IDS = 10_000
@@ -131,6 +141,24 @@ def check_request(model_input: Any) -> list[dict[str, Any]]:
                 "recent_items": _ids(record.get("recent_items"), "recent_items", row),
                 "k": 10 if _missing(k) else k,
                 "exclude": _ids(record.get("exclude"), "exclude", row),
+                "cold_offset": _offset(record.get("cold_offset"), row),
             }
         )
     return rows
+
+
+def _offset(value: Any, row: int) -> float | None:
+    """A cold_offset: a number of standard deviations within ±MAX_COLD_OFFSET; None when left
+    out."""
+    if _missing(value):
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise bad_request(
+            f"row {row}: cold_offset must be a number (standard deviations), got {value!r}"
+        )
+    if not math.isfinite(float(value)) or abs(float(value)) > MAX_COLD_OFFSET:
+        raise bad_request(
+            f"row {row}: cold_offset={value}: expected a number between -{MAX_COLD_OFFSET:g} "
+            f"and {MAX_COLD_OFFSET:g}"
+        )
+    return float(value)
