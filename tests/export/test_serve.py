@@ -174,7 +174,8 @@ def test_mlflow_models_serve_answers(exported: tuple[str, str, str]) -> None:
             400,
             "INVALID_PARAMETER_VALUE",
             "unknown field(s) ['usr']; a request row may hold "
-            "['user', 'recent_items', 'k', 'exclude', 'include_seen', 'exclude_recent']",
+            "['user', 'recent_items', 'k', 'exclude', 'include_seen', 'exclude_recent', "
+            "'cold_offset']",
         )
         status, error = _post(port, b"not json")
         assert status == 400
