@@ -24,7 +24,7 @@ from omegaconf import OmegaConf, open_dict
 
 from hybridrec.cli.common import prepare_from_config
 from hybridrec.lit.checkpoint import load_model, safe_load
-from hybridrec.lit.combiner import OFFSETS, drawn_rows, top_k_ranks
+from hybridrec.lit.combiner import OFFSETS, drawn_rows, full_ranking_mask, top_k_ranks
 from hybridrec.metrics import ranking_metrics
 from hybridrec.nn.composed import ComposedHybrid
 
@@ -44,11 +44,7 @@ def frontier(
         assert batch.targets is not None and batch.exclude is not None and batch.cold is not None
         z = model.standardised_scores(batch.users, batch.history, batch.history_lengths)
         combined = (z * weights.unsqueeze(1)).sum(0)  # (B, N)
-        masked = torch.zeros_like(combined, dtype=torch.bool)
-        masked[:, 0] = True
-        masked[batch.exclude[0], batch.exclude[1]] = True
-        if batch.restrict_to is not None:
-            masked |= batch.cold.unsqueeze(1) & ~batch.restrict_to.unsqueeze(0)
+        masked = full_ranking_mask(batch, int(combined.shape[1]))
         valid = batch.targets > 0
         kind = (~batch.cold).long()  # 0: cold row, 1: warm row
         rows += torch.bincount(kind, minlength=2).float()

@@ -125,6 +125,18 @@ def drawn_rows(
         yield _rows(_row_layout(raw).to(device), rows.to(device))
 
 
+def full_ranking_mask(batch: RecBatch, n_columns: int) -> Tensor:
+    """(B, N) True where a full-ranking row does not rank an item: the padding item, the
+    row's ``exclude`` pairs, and non-candidates of cold rows (``candidates: cold``)."""
+    assert batch.exclude is not None
+    mask = torch.zeros(len(batch), n_columns, dtype=torch.bool, device=batch.exclude.device)
+    mask[:, 0] = True
+    mask[batch.exclude[0], batch.exclude[1]] = True
+    if batch.cold is not None and batch.restrict_to is not None:
+        mask |= batch.cold.unsqueeze(1) & ~batch.restrict_to.unsqueeze(0)
+    return mask
+
+
 @torch.no_grad()
 def collect_validation(
     model: ComposedHybrid, batches: Any, max_rows: int = 5000, device: str = "cpu", seed: int = 0
@@ -146,12 +158,8 @@ def collect_validation(
             items.append(batch.items.cpu())
         else:
             batch.require("targets", "exclude")
-            assert batch.targets is not None and batch.exclude is not None
-            mask = torch.zeros(z.shape[1:], dtype=torch.bool, device=z.device)
-            mask[:, 0] = True
-            mask[batch.exclude[0], batch.exclude[1]] = True
-            if batch.cold is not None and batch.restrict_to is not None:
-                mask |= batch.cold.unsqueeze(1) & ~batch.restrict_to.unsqueeze(0)
+            assert batch.targets is not None
+            mask = full_ranking_mask(batch, int(z.shape[2]))
             pos, valid = batch.targets, batch.targets > 0
         scores.append(z.masked_fill(mask.unsqueeze(0), 0.0).cpu())  # (K, B, N)
         masks.append(mask.cpu())
