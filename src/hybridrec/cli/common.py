@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hybridrec.data.errors import DataError
 from hybridrec.data.preparation.prepare import prepare_cached
+from hybridrec.data.pseudonyms import Pseudonymiser, Pseudonyms, pseudonymised_kinds, read_key
 from hybridrec.data.raw import RawData
 from hybridrec.data.readers.judgments import read_judgments
 from hybridrec.data.spec import DataSpec
@@ -39,6 +40,9 @@ def data_config(cfg: DictConfig) -> dict[str, Any]:
     assert isinstance(data, dict) and isinstance(protocol, dict)
     if protocol.get("other_slice") == "keep":  # the default: folders from before it stay valid
         protocol.pop("other_slice")
+    kinds = pseudonymised_kinds(data.pop("pseudonymise", False))
+    if kinds:  # off (the default): the folder's name as before the switch existed
+        data["pseudonymise"] = list(kinds)
     return {"data": data, "protocol": protocol}
 
 
@@ -76,7 +80,7 @@ def read_source(cfg: DictConfig) -> RawData:
 def prepare_from_config(cfg: DictConfig) -> tuple[DataSpec, Path]:
     """Prepare (or reuse) the dataset that ``cfg.data`` + ``cfg.protocol`` describe."""
     folder = prepared_folder(cfg)
-
+    pseudonyms = _pseudonyms(cfg, folder)
     spec = prepare_cached(
         lambda: read_source(cfg),
         instantiate(cfg.protocol),
@@ -84,5 +88,29 @@ def prepare_from_config(cfg: DictConfig) -> tuple[DataSpec, Path]:
         min_user_interactions=int(cfg.data.get("min_user_interactions", 0)),
         min_item_interactions=int(cfg.data.get("min_item_interactions", 0)),
         source_config=data_config(cfg),
+        pseudonyms=pseudonyms,
     )
     return spec, folder
+
+
+def _pseudonyms(cfg: DictConfig, folder: Path) -> Pseudonyms | None:
+    """``data.pseudonymise``: what ``prepare`` hashes, with the key when the environment has
+    one (a folder already prepared trains without it; preparing one needs it). A key other
+    than the one that prepared ``folder`` is refused in one sentence."""
+    kinds = pseudonymised_kinds(cfg.data.get("pseudonymise", False))
+    if not kinds:
+        return None
+    key = read_key()
+    if key is not None and (folder / "spec.json").is_file():
+        try:
+            made_with = DataSpec.load(folder).pseudonyms.get("key_check")
+        except DataError:  # a cut-short spec.json: prepared again, with this key
+            made_with = None
+        if made_with and made_with != Pseudonymiser(key).check:
+            raise DataError(
+                "this folder's ids were pseudonymised with another key than the one in the "
+                "environment (its spec.json key_check differs); use that key, or delete the "
+                "folder to prepare it again with this one",
+                path=folder,
+            )
+    return Pseudonyms(kinds, key)

@@ -47,12 +47,18 @@ class DataSpec:
     counts: dict[str, int] = field(default_factory=dict)  # dropped rows etc., for the record
     judgments: dict[str, Any] = field(default_factory=dict)  # raters, segments, weights, ...
     source: dict[str, Any] = field(default_factory=dict)  # the data config that made it
+    #: data.pseudonymise: the kinds of id replaced by keyed hashes and the key's check value
+    #: (hybridrec.data.pseudonyms); empty, and left out of spec.json, when ids are raw
+    pseudonyms: dict[str, Any] = field(default_factory=dict)
     version: int = SPEC_VERSION
     padding_idx: int = 0
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / SPEC_FILE
-        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True, default=str) + "\n")
+        fields = asdict(self)
+        if not fields["pseudonyms"]:  # raw ids: spec.json as before pseudonyms existed
+            del fields["pseudonyms"]
+        path.write_text(json.dumps(fields, indent=2, sort_keys=True, default=str) + "\n")
         return path
 
     @classmethod
@@ -88,7 +94,7 @@ class DataSpec:
             "fingerprint": self.fingerprint,
             "n_raters": len(self.judgments.get("raters", [])),
             "n_segments": len(self.judgments.get("segments", [])),
-        }
+        } | ({"pseudonyms": self.pseudonyms} if self.pseudonyms else {})
 
 
 def fingerprint_files(paths: list[Path]) -> str:

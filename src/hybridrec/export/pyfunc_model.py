@@ -7,7 +7,9 @@ rows with ``user`` and / or ``recent_items`` (raw ids), ``k`` (default 10), ``ex
 ``score_kind``, ``source``, ``unknown_items`` and, for the hybrids, ``id_share`` /
 ``part_shares`` (:class:`hybridrec.export.recommender.Recommender`). A session's own items are
 left out as the run's evaluation left them out (:func:`masks_known`) unless the request's
-``exclude_recent`` says otherwise.
+``exclude_recent`` says otherwise. A model trained on pseudonymised ids
+(``data.pseudonymise``) takes a customer's raw id when the server's environment holds the same
+key (``HYBRIDREC_PSEUDONYM_KEY``), and a pseudonym always (:func:`raw_id_key`).
 
 The request is checked by :mod:`hybridrec.export.requests`, not by an MLflow input schema:
 MLflow's schema enforcement drops unknown columns with a server-side warning, so a misspelt
@@ -44,6 +46,30 @@ def masks_known(saved: dict[str, Any]) -> bool:
     return bool(protocol.get("mask_known", True))
 
 
+def raw_id_key(saved: dict[str, Any]) -> Any:
+    """For a checkpoint whose user (or session) ids are pseudonyms: the function that turns a
+    raw id into its pseudonym, when the environment holds the key that made them; else None.
+    Another key than that one is refused in one sentence (its check value differs)."""
+    from hybridrec.data.pseudonyms import KEY_ENV, Pseudonymiser, read_key
+    from hybridrec.lit.checkpoint import PAYLOAD
+
+    config = saved.get("hybridrec_config") or {}
+    spec = (saved.get(PAYLOAD) or {}).get("spec") or config.get("spec") or {}
+    entry = spec.get("pseudonyms") or {}
+    kind = "sessions" if spec.get("layout") == "sessions" else "users"
+    key = read_key() if kind in entry.get("kinds", []) else None
+    if key is None:
+        return None
+    hasher = Pseudonymiser(key)
+    if hasher.check != entry.get("key_check"):
+        raise ValueError(
+            f"the pseudonym key in the environment ({KEY_ENV}) is not the one this model's "
+            "data was pseudonymised with: serve it with that key, or without one (requests "
+            "then give pseudonyms)"
+        )
+    return lambda raw: hasher(kind, raw)
+
+
 class HybridrecRecommender(PythonModel):
     def load_context(self, context: Any) -> None:
 
@@ -72,6 +98,7 @@ class HybridrecRecommender(PythonModel):
             seen=seen,
             exclude_recent=masks_known(saved),
         )
+        self.raw_id_key = raw_id_key(saved)
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
@@ -80,6 +107,11 @@ class HybridrecRecommender(PythonModel):
 
         answers = []
         for row, request in enumerate(check_request(model_input)):
+            user = request.get("user")
+            if user is not None and self.raw_id_key is not None:  # a raw id: its pseudonym
+                pseudonym = self.raw_id_key(str(user))
+                if pseudonym in self.recommender.user_index:
+                    request["user"] = pseudonym
             try:
                 answers.append(self.recommender.recommend(**request))
             except RequestError as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
@@ -31,6 +31,7 @@ from hybridrec.data.preparation.judgments import RELIABILITY_MODES as DATA_RELIA
 from hybridrec.data.preparation.prepare import CATALOGUE_MODES
 from hybridrec.data.preparation.protocols import EVAL_MODES
 from hybridrec.data.preparation.text import MISSING_MODES
+from hybridrec.data.pseudonyms import KINDS as PSEUDONYM_KINDS
 from hybridrec.data.raw import INTERACTION_COLUMNS
 from hybridrec.losses.human import EVERYONE_MODES
 from hybridrec.losses.human import RELIABILITY_MODES as LOSS_RELIABILITY
@@ -52,6 +53,16 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_pseudonymise(value: Any, cfg: DictConfig) -> str | None:
+    """``data.pseudonymise``: true, false or a list of the kinds of id to hash."""
+    if isinstance(value, bool):
+        return None
+    kinds = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else None
+    if kinds is not None and kinds and all(k in PSEUDONYM_KINDS for k in kinds):
+        return None
+    return f"true, false or a non-empty list of {', '.join(PSEUDONYM_KINDS)}"
 
 
 def _rule(expected: str, ok: Callable[[Any], bool]) -> Check:
@@ -300,6 +311,7 @@ RULES: tuple[Rule, ...] = (
     Rule("data.min_*_interactions", _int_min(0, " (0: keep all)")),
     Rule("data.text.missing", _one_of(MISSING_MODES)),
     Rule("data.catalogue_items", _one_of(CATALOGUE_MODES)),
+    Rule("data.pseudonymise", _check_pseudonymise),
     Rule(
         "data.source.columns",
         _check_table_columns,

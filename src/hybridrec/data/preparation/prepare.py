@@ -44,6 +44,7 @@ from hybridrec.data.preparation.text import (
     assemble_item_text,
     text_sha256,
 )
+from hybridrec.data.pseudonyms import Pseudonyms
 from hybridrec.data.raw import RawData
 from hybridrec.data.spec import SPEC_VERSION, DataSpec, fingerprint_files
 
@@ -134,6 +135,7 @@ def prepare(
     item_text: Mapping[str, Any] | None = None,
     judgments: Mapping[str, Any] | None = None,
     catalogue_items: str | None = None,
+    pseudonyms: Pseudonyms | None = None,
 ) -> DataSpec:
     """Map ids, split with ``protocol``, write the prepared folder atomically, return its spec.
 
@@ -152,6 +154,10 @@ def prepare(
 
     Session protocols (``protocol.layout == "sessions"``) go to
     :func:`hybridrec.data.preparation.sessions.prepare_sessions`, which keeps order and repeats.
+
+    ``pseudonyms`` (``data.pseudonymise``): the user ids written to ``users.parquet`` and the
+    rater names of the judgments are keyed hashes (:mod:`hybridrec.data.pseudonyms`); every
+    index is the one the raw id gets, so the files differ from a plain run's only there.
     """
     judgment_cfg = _judgment_config(judgments, source_config)
     catalogue = _catalogue_mode(catalogue_items, source_config)
@@ -169,7 +175,13 @@ def prepare(
                 "user-item split: set data.judgments=null or use a user protocol (loo_full, ...)",
                 path=where,
             )
-        return prepare_sessions(raw, protocol, folder, source_config=source_config)  # type: ignore[arg-type]
+        return prepare_sessions(
+            raw,
+            protocol,  # type: ignore[arg-type]
+            folder,
+            source_config=source_config,
+            pseudonyms=pseudonyms,
+        )
     folder = Path(folder)
     frame = raw.interactions
     if len(frame) == 0:
@@ -281,7 +293,8 @@ def prepare(
                 tmp / "cold_items.parquet", index=False
             )
             files["cold_items"] = "cold_items.parquet"
-        pd.DataFrame({"index": np.arange(n_users), "raw_id": user_ids}).to_parquet(
+        written_ids = user_ids if pseudonyms is None else pseudonyms.ids("users", user_ids)
+        pd.DataFrame({"index": np.arange(n_users), "raw_id": written_ids}).to_parquet(
             tmp / "users.parquet", index=False
         )
         items = pd.DataFrame({"index": np.arange(1, n_items + 1), "raw_id": item_ids})
@@ -338,11 +351,20 @@ def prepare(
             counts=counts,
             judgments={}
             if prepared is None or judgment_cfg is None
-            else prepared.spec_entry(judgment_cfg),
+            else _rater_names(prepared.spec_entry(judgment_cfg), pseudonyms),
             source=source_config or {},
+            pseudonyms={} if pseudonyms is None else pseudonyms.spec_entry(),
         )
         spec.save(tmp)
     return spec
+
+
+def _rater_names(entry: dict[str, Any], pseudonyms: Pseudonyms | None) -> dict[str, Any]:
+    """The judgments' spec entry with the raters' names as pseudonyms when asked for (the
+    order, and so each rater's index, unchanged)."""
+    if pseudonyms is not None and "raters" in pseudonyms.kinds:
+        entry["raters"] = pseudonyms.ids("raters", entry["raters"])
+    return entry
 
 
 def _text_config(

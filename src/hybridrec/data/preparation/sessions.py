@@ -34,6 +34,7 @@ import pandas as pd
 from hybridrec.data.errors import DataError
 from hybridrec.data.preparation.protocols import Split
 from hybridrec.data.preparation.staging import staged_folder
+from hybridrec.data.pseudonyms import Pseudonyms
 from hybridrec.data.raw import RawData
 from hybridrec.data.spec import DataSpec, fingerprint_files
 
@@ -124,11 +125,13 @@ def prepare_sessions(
     protocol: SessionSplit,
     folder: str | Path,
     source_config: dict[str, Any] | None = None,
+    pseudonyms: Pseudonyms | None = None,
 ) -> DataSpec:
     """Write a prepared folder for session data (layout ``sessions``; see the module doc).
 
     train/val/test.parquet: ``user`` (session index), ``item``, ``timestamp``, sorted by session
-    then time, repeats kept. users.parquet maps session indices to raw session ids.
+    then time, repeats kept. users.parquet maps session indices to raw session ids (keyed
+    hashes with ``pseudonyms`` listing ``sessions``: :mod:`hybridrec.data.pseudonyms`).
     """
     folder = Path(folder)
     where = str(raw.files[0]) if raw.files else raw.name
@@ -173,7 +176,8 @@ def prepare_sessions(
             sizes[role] = len(mapped)
             counts[f"{role}_sessions"] = int(mapped["user"].nunique())
             counts[f"{role}_predictions"] = len(mapped) - counts[f"{role}_sessions"]
-        pd.DataFrame({"index": np.arange(len(session_ids)), "raw_id": session_ids}).to_parquet(
+        written = session_ids if pseudonyms is None else pseudonyms.ids("sessions", session_ids)
+        pd.DataFrame({"index": np.arange(len(session_ids)), "raw_id": written}).to_parquet(
             tmp / "users.parquet", index=False
         )
         pd.DataFrame({"index": np.arange(1, len(item_ids) + 1), "raw_id": item_ids}).to_parquet(
@@ -197,6 +201,7 @@ def prepare_sessions(
             files=files,
             counts=counts,
             source=source_config or {},
+            pseudonyms={} if pseudonyms is None else pseudonyms.spec_entry(),
         )
         spec.save(tmp)
     return spec
