@@ -445,3 +445,87 @@ def test_a_request_moves_the_cold_offset_of_its_answer(
     plain = Recommender(parts[0], items, [str(u) for u in range(50)], counts.numpy())
     with pytest.raises(ValueError, match="cold_offset: only a composed hybrid"):
         plain.recommend(user="3", cold_offset=1.0)
+
+
+def test_user_buckets_scale_each_parts_share_by_history_length(
+    compose_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """With user-history buckets, row u's part k is weighted a_k(h(u)) w_k(b(i)): by hand; the
+    bucket is the history's length where one is read, else the user's training count; the
+    checkpoint, the traced scorer and the served answer give the same scores."""
+    parts, counts, configs = _parts(compose_cfg, ["mf", "ids", "text"])
+    n_users = int(parts[0].n_users)
+    user_counts = torch.arange(n_users + 1).float() % 7  # edges at the median count
+    composed = ComposedHybrid(
+        parts, ["mf", "ids", "text"], counts, 2, user_counts=user_counts, n_user_buckets=2
+    )
+    weights = torch.tensor([[0.0, 0.5], [0.0, 0.3], [1.0, 0.2]])  # cold: the text part
+    composed.set_weights(weights)
+    factors = torch.tensor([[3.0, 0.0], [0.0, 1.5], [0.0, 1.5]])  # short: mf alone; long: no mf
+    composed.set_user_weights(factors)
+    edge = float(composed.user_edges[0])
+    users, history, lengths = _inputs(int(counts.shape[0]) - 1)  # lengths 5, 2, 5
+    assert 2 < edge <= 5  # the short history falls in bucket 0
+    rows = (lengths >= edge).long()
+    assert composed.user_bucket(users, lengths).tolist() == rows.tolist()
+    by_count = composed.user_bucket(torch.tensor([1, 6, -1, 10**6]))
+    assert by_count.tolist() == [int(1 >= edge), int(6 >= edge), 0, 0]  # unknown users: 0
+    with torch.no_grad():
+        got = composed.score_all(users, history, lengths)
+    expected = 0
+    for k in range(3):
+        one = torch.zeros(3, 2)
+        one[k] = weights[k]
+        term = _by_hand(parts, one, composed.item_bucket, counts)  # part k's weighted z
+        expected = expected + factors[k, rows].unsqueeze(1) * term
+    torch.testing.assert_close(got[:, 1:], expected[:, 1:], atol=1e-4, rtol=1e-4)
+    # checkpoint, trace, serving
+    composed.part_payloads = [model_payload(p, c, None) for p, c in zip(parts, configs)]
+    path = tmp_path / "composed.ckpt"
+    state = {f"model.{k}": v for k, v in composed.state_dict().items()}
+    torch.save({"state_dict": state, PAYLOAD: model_payload(composed, configs[0], None)}, path)
+    loaded = load_model(path)
+    assert isinstance(loaded, ComposedHybrid) and loaded.n_user_buckets == 2
+    scripted = torch.jit.load(str(to_torchscript(ExportedScorer(loaded), tmp_path / "s.pt")))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.score_all(users, history, lengths), got)
+        torch.testing.assert_close(scripted(users, history, lengths), got, atol=1e-5, rtol=0)
+    items = [str(i) for i in range(int(counts.shape[0]))]
+    recommender = Recommender(loaded, items, [str(u) for u in range(n_users + 1)], counts.numpy())
+    short = [str(i) for i in history[1, 3:].tolist()]  # the 2-item session: bucket 0
+    answer = recommender.recommend(user="3", recent_items=short, k=4, include_seen=True)
+    top = got[1].clone()
+    top[0] = -torch.inf
+    assert answer["items"][:4] == [str(i) for i in top.topk(4).indices.tolist()]
+
+
+def test_the_combiner_mixes_the_parts_per_user_bucket(
+    compose_cfg: Callable[..., DictConfig],
+) -> None:
+    """Part 0 knows the short-history rows' answers, part 1 the long ones': one mix for every
+    row loses to a mix per user bucket, which the fit finds (and is never below a part)."""
+    parts, counts, _ = _parts(compose_cfg, ["mf", "ids"])
+    user_counts = torch.arange(int(parts[0].n_users) + 1).float()
+    composed = ComposedHybrid(
+        parts, ["mf", "ids"], counts, 1, user_counts=user_counts, n_user_buckets=2
+    )
+    n, rows = int(counts.shape[0]), 80
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.randint(1, n, (rows, 1), generator=generator)
+    scores = torch.randn(2, rows, n, generator=generator)
+    bucket = torch.arange(rows) % 2  # (R,) alternate rows short / long
+    scores[bucket, torch.arange(rows), targets[:, 0]] += 2.5
+    masked = torch.zeros(rows, n, dtype=torch.bool)
+    masked[:, 0] = True
+    valid = torch.ones(rows, 1, dtype=torch.bool)
+    data = ValidationScores(scores, masked, targets, valid, user_bucket=bucket)
+    fit = fit_combiner(composed, data, k=10, step=0.25)
+    global_only = fit_combiner(
+        ComposedHybrid(parts, ["mf", "ids"], counts, 1), ValidationScores(*data.__dict__.values())
+    )
+    assert fit.ndcg > global_only.ndcg + 0.05 and fit.ndcg >= max(fit.part_ndcg.values())
+    assert fit.user_weights is not None
+    assert fit.user_weights[0, 0] > fit.user_weights[1, 0]  # short rows: part 0
+    assert fit.user_weights[1, 1] > fit.user_weights[0, 1]  # long rows: part 1
+    assert torch.equal(composed.user_weights, fit.user_weights)
+    assert "user_weights" in fit.as_dict(["mf", "ids"])

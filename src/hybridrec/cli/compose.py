@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import torch
 import yaml
@@ -298,13 +299,26 @@ def build_composed(
         models.append(model)
     spec = cfg.spec
     counts = training_counts(data_dir, int(spec.n_items))
+    user_buckets = int(cfg.model.combiner.get("user_buckets", 1))
     composed = ComposedHybrid(
-        models, [p.name for p in parts], counts, int(cfg.model.combiner.buckets)
+        models,
+        [p.name for p in parts],
+        counts,
+        int(cfg.model.combiner.buckets),
+        user_counts=user_training_counts(data_dir, models[0].n_users) if user_buckets > 1 else None,
+        n_user_buckets=user_buckets,
     )
     composed.part_payloads = [
         safe_load(p.selection_checkpoint if selection else p.checkpoint)[PAYLOAD] for p in parts
     ]
     return composed
+
+
+def user_training_counts(data_dir: Path, n_users: int) -> torch.Tensor:
+    """(U + 1,) training interactions per user index (the user-history buckets' edges)."""
+    users = pd.read_parquet(data_dir / "train.parquet", columns=["user"])["user"].to_numpy()
+    users = users[(users >= 0) & (users <= n_users)]
+    return torch.as_tensor(np.bincount(users, minlength=n_users + 1)[: n_users + 1]).float()
 
 
 def student_options(cfg: DictConfig) -> StudentOptions | None:
@@ -403,6 +417,9 @@ def carry_weights(
         fit_text_student(cfg, composed, instantiate(cfg.datamodule), data_dir)
     composed.set_weights(fitted.weights.clone())
     composed.set_offsets(fitted.offsets.clone())
+    if fitted.n_user_buckets > 1:  # the buckets the multipliers were fitted on
+        composed.user_edges.copy_(fitted.user_edges)
+        composed.set_user_weights(fitted.user_weights.clone())
     return composed
 
 
@@ -464,8 +481,14 @@ def log_combiner(client: Any, run_id: str, composed: ComposedHybrid, fit: dict[s
     for key, value in (fit.get("student") or {}).items():  # the text student's fit
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             client.log_metric(run_id, f"student/{key}", float(value))
+    for h in range(composed.n_user_buckets if composed.n_user_buckets > 1 else 0):
+        for k, name in enumerate(composed.names):
+            value = float(composed.user_weights[k, h])
+            client.log_metric(run_id, f"combiner/{mlflow_key(name)}/users{h}", value)
     labels = bucket_labels(composed)
     fit = {**fit, "buckets": labels}
+    if composed.n_user_buckets > 1:
+        fit["user_buckets"] = user_bucket_labels(composed)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "combiner.json").write_text(json.dumps(fit, indent=2))
         figure, axes = plt.subplots(figsize=(6, 3.2))
@@ -498,6 +521,14 @@ def bucket_labels(composed: ComposedHybrid) -> list[str]:
         else:
             labels.append(f"bucket {g} (empty)")
     return labels
+
+
+def user_bucket_labels(composed: ComposedHybrid) -> list[str]:
+    """Each user-history bucket's range of history lengths, e.g. '<5', '5-11', '>=12'."""
+    edges = [round(float(e), 2) for e in composed.user_edges.cpu()]
+    labels = [f"<{edges[0]:g}"] if edges else ["all"]
+    labels += [f"{a:g}-<{b:g}" for a, b in zip(edges, edges[1:])]
+    return labels + ([f">={edges[-1]:g}"] if edges else [])
 
 
 def side_by_side(

@@ -149,7 +149,8 @@ class ExportedScorer(nn.Module):
                 if isinstance(part, FactorizedModel)
             ]
             composed_table: Tensor = self.item_table  # type: ignore[assignment]
-            return model.user_from_parts(raw) @ composed_table.T
+            read = lengths if self.kind == "history" else None  # user-history buckets
+            return model.user_from_parts(raw, users, read) @ composed_table.T
         if not isinstance(model, FactorizedModel):
             # every (user, item) pair in one call: the models' own score_all works in chunks
             # sized by the batch, which a trace would freeze

@@ -69,6 +69,7 @@ def model_payload(
                 "combine": "composed",
                 "names": list(model.names),
                 "n_buckets": model.n_buckets,
+                "n_user_buckets": model.n_user_buckets,
                 "n_items": model.n_items,
                 # the text student's sizes (its weights come with the state dict)
                 "student": None if model.student is None else model.student.config(),
@@ -128,6 +129,7 @@ def _build_composed(payload: dict[str, Any]) -> nn.Module:
         config["names"],
         torch.zeros(int(config["n_items"]) + 1),
         int(config["n_buckets"]),
+        n_user_buckets=int(config.get("n_user_buckets", 1)),
     )
     if config.get("student"):
         model.set_student(TextStudent(**config["student"]))
@@ -188,5 +190,9 @@ def load_model(checkpoint: str | os.PathLike[str]) -> nn.Module:
         for key, value in state["state_dict"].items()
         if key.startswith("model.")
     }
+    if isinstance(model, ComposedHybrid):  # written before user buckets: without them
+        for key, value in model.state_dict().items():
+            if key.startswith("user_") and key not in weights:
+                weights[key] = value
     model.load_state_dict(weights)
     return model.eval()

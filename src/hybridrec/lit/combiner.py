@@ -14,13 +14,17 @@ validation NDCG@K:
    kept only when validation NDCG rises by more than ``min_gain`` AND by more than one standard
    error of the per-row differences (paired over the same rows): a bucket's own weights are
    fitted on that bucket's rows only, and on a few hundred rows a gain below the noise is
-   noise (the one-sigma rule). Two rounds.
+   noise (the one-sigma rule);
+3. with user-history buckets (``user_buckets`` > 1), in the same rounds: each user bucket's
+   multipliers a(h) = K · p, p from the same grid (the mix of the parts for the rows of that
+   bucket; 1 for every part: as without buckets), kept by the same rule. Two rounds.
 
 Greedy selection on held-out scores is the ensemble practice for top-N (Vente et al. 2024;
 Collins et al. 2025 for ID + text ensembles); a grid over a K ≤ 4 simplex is exhaustive enough
 and never beaten by its own corners.
 
-Shapes: K parts, R validation rows, N = n_items + 1, P positives per row, G buckets.
+Shapes: K parts, R validation rows, N = n_items + 1, P positives per row, G buckets, H user
+buckets.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class ValidationScores:
     positives: Tensor  # (R, P) column of each held-out item
     valid: Tensor  # (R, P) bool
     items: Tensor | None = None  # (R, C) the item of each column (sampled rows); None: catalogue
+    user_bucket: Tensor | None = None  # (R,) each row's user-history bucket; None: one bucket
 
     @property
     def rows(self) -> int:
@@ -71,9 +76,10 @@ class CombinerFit:
     rows: int
     k: int
     history: list[dict[str, Any]] = field(default_factory=list)  # accepted steps
+    user_weights: Tensor | None = None  # (K, H) multipliers per user-history bucket
 
     def as_dict(self, names: list[str]) -> dict[str, Any]:
-        return {
+        out = {
             "weights": {
                 name: [round(float(w), 4) for w in self.weights[k]] for k, name in enumerate(names)
             },
@@ -83,6 +89,12 @@ class CombinerFit:
             "rows": self.rows,
             "steps": self.history,
         }
+        if self.user_weights is not None and self.user_weights.shape[1] > 1:
+            out["user_weights"] = {
+                name: [round(float(a), 4) for a in self.user_weights[k]]
+                for k, name in enumerate(names)
+            }
+        return out
 
 
 def _row_layout(batch: RecBatch) -> RecBatch:
@@ -146,9 +158,11 @@ def collect_validation(
     at random (seeded) from all of them, so that every kind of row (cold, warm, short and
     long histories) is represented as in the whole split."""
     model.eval().to(device)
-    scores, masks, positives, valids, items = [], [], [], [], []
+    scores, masks, positives, valids, items, buckets = [], [], [], [], [], []
     for batch in drawn_rows(batches, max_rows, device, seed):
         z = model.standardised_scores(batch.users, batch.history, batch.history_lengths)
+        lengths = batch.history_lengths if batch.history is not None else None
+        buckets.append(model.user_bucket(batch.users, lengths).cpu())  # (B,)
         if batch.items is not None:  # sampled: the row's candidates, column 0 the positive
             z = torch.gather(z, 2, batch.items.unsqueeze(0).expand(z.shape[0], -1, -1))
             mask = batch.items == 0
@@ -174,6 +188,7 @@ def collect_validation(
         torch.cat(positives),
         torch.cat(valids),
         torch.cat(items) if items else None,
+        torch.cat(buckets) if model.n_user_buckets > 1 else None,
     )
 
 
@@ -181,7 +196,7 @@ def _ndcg(
     data: ValidationScores, column_weights: Tensor, column_offsets: Tensor, k: int, ties: str
 ) -> Tensor:
     """Per-row validation NDCG@k (R,) of weights per part and candidate column, (K, N) or
-    (K, R, C), plus an offset per column, (N,) or (R, C)."""
+    (K, R, N) or (K, R, C), plus an offset per column, (N,) or (R, C)."""
     if column_weights.dim() == 2:
         column_weights = column_weights.unsqueeze(1)
     combined = (data.scores * column_weights).sum(0) + column_offsets
@@ -229,18 +244,28 @@ def fit_combiner(
     rounds: int = 2,
     ties: str = "pessimistic",
 ) -> CombinerFit:
-    """Choose ``model``'s weights (K, G) on ``data`` (see the module docstring); the model's
-    weights are set to them."""
+    """Choose ``model``'s weights (K, G), offsets (G,) and user-history multipliers (K, H)
+    on ``data`` (see the module docstring); the model's are set to them."""
     n_parts, n_buckets = model.weights.shape
+    n_user_buckets = model.n_user_buckets if data.user_bucket is not None else 1
     allowed = model.allowed.cpu()
     bucket = model.item_bucket.cpu()  # (N,)
     columns = bucket if data.items is None else bucket[data.items]  # (N,) or (R, C)
+    row_bucket = data.user_bucket  # (R,) or None
+    users = torch.ones(n_parts, n_user_buckets)  # a(h): 1 = as without user buckets
 
     def evaluate(weights: Tensor, offsets: Tensor) -> float:
         return float(rows_of(weights, offsets).mean())
 
-    def rows_of(weights: Tensor, offsets: Tensor) -> Tensor:
-        return _ndcg(data, weights[:, columns], offsets[columns], k, ties)
+    def rows_of(weights: Tensor, offsets: Tensor, factors: Tensor | None = None) -> Tensor:
+        column_weights = weights[:, columns]  # (K, N) or (K, R, C)
+        factors = users if factors is None else factors
+        if row_bucket is not None and bool((factors != 1).any()):
+            per_row = factors[:, row_bucket]  # (K, R)
+            if column_weights.dim() == 2:
+                column_weights = column_weights.unsqueeze(1)
+            column_weights = column_weights * per_row.unsqueeze(2)  # (K, R, N) or (K, R, C)
+        return _ndcg(data, column_weights, offsets[columns], k, ties)
 
     def spread(vector: Tensor) -> Tensor:
         """One weight vector for every bucket; where it puts weight only on parts a bucket
@@ -268,7 +293,15 @@ def fit_combiner(
     log.info("combiner: global weights %s, val ndcg@%d %.4f", best_weights[:, -1].tolist(), k, best)
     bucket_step = step if n_parts < 3 else max(step, 0.25)
     best_rows = rows_of(best_weights, best_offsets)
-    if n_buckets > 1:
+
+    def accept(trial_rows: Tensor) -> tuple[bool, float]:
+        """Whether a trial beats the current rows by more than ``min_gain`` and one standard
+        error of the paired differences; that standard error."""
+        diff = trial_rows - best_rows
+        noise = float(diff.std()) / max(len(diff), 1) ** 0.5 if len(diff) > 1 else 0.0
+        return float(diff.mean()) > max(min_gain, noise), noise
+
+    if n_buckets > 1 or n_user_buckets > 1:
         for _ in range(rounds):
             changed = False
             for g in range(n_buckets):
@@ -288,10 +321,8 @@ def fit_combiner(
                     if offset is not None:
                         trial_offsets[g] = offset
                     trial_rows = rows_of(trial, trial_offsets)
-                    diff = trial_rows - best_rows
-                    gain = float(diff.mean())
-                    noise = float(diff.std()) / max(len(diff), 1) ** 0.5 if len(diff) > 1 else 0.0
-                    if gain > max(min_gain, noise):
+                    better, noise = accept(trial_rows)
+                    if better:
                         best_weights, best_offsets, best_rows, changed = (
                             trial,
                             trial_offsets,
@@ -300,9 +331,26 @@ def fit_combiner(
                         )
                         best = float(trial_rows.mean())
                         history.append({"stage": f"bucket {g}", "ndcg": best, "gain_se": noise})
+            assert row_bucket is not None or n_user_buckets == 1
+            for h in range(n_user_buckets):
+                if row_bucket is None or not bool((row_bucket == h).any()):
+                    continue
+                for point in simplex_grid(torch.ones(n_parts, dtype=torch.bool), bucket_step):
+                    factors = users.clone()
+                    factors[:, h] = point * n_parts
+                    trial_rows = rows_of(best_weights, best_offsets, factors)
+                    better, noise = accept(trial_rows)
+                    if better:
+                        users, best_rows, changed = factors, trial_rows, True
+                        best = float(trial_rows.mean())
+                        history.append({"stage": f"users {h}", "ndcg": best, "gain_se": noise})
             log.info("combiner: per-bucket round, val ndcg@%d %.4f", k, best)
             if not changed:
                 break
     model.set_weights(best_weights)
     model.set_offsets(best_offsets)
-    return CombinerFit(best_weights, best_offsets, best, part_ndcg, data.rows, k, history)
+    if model.n_user_buckets > 1:
+        model.set_user_weights(
+            users if n_user_buckets > 1 else torch.ones(n_parts, model.n_user_buckets)
+        )
+    return CombinerFit(best_weights, best_offsets, best, part_ndcg, data.rows, k, history, users)

@@ -11,14 +11,19 @@ item-popularity bucket ``b(i)`` (fitted on the validation split: :mod:`hybridrec
 
 The weights of a bucket decide how its items rank among themselves, its offset c(b) (in
 standard deviations) how they compete with the other buckets' items: cold items can be ranked by
-the text parts and kept below well-known items at once.
+the text parts and kept below well-known items at once. Optionally the mix also depends on how
+much the model knows of the user: a multiplier a_k(h(u)) per part and user-history bucket h
+(the history's length where a history is read, else the user's training interactions; split at
+quantiles of the users' training counts), ``s(u, i) = sum_k a_k(h(u)) w_k(b(i)) z_k(u, i) +
+c(b(i))`` — a short-history user may lean on one part, a long one on another. It scales the
+user's blocks, so the model stays one dot product.
 
 Both statistics are over the warm items j (trained on) and come in closed form from the item
 side: with ũ = [u_k, 1], ṽ_i = [v_k(i), b_k(i)], m_k their mean and C_k their covariance,
 ``mean_j s = <ũ, m_k>`` and ``std_j s = sqrt(ũᵀ C_k ũ)``. So the composed model is again ONE
 dot product, of concatenated vectors (Burke's weighted hybrid, as one factorised model):
 
-    user(u) = [ũ_1 / σ_1(u), ũ_2 / σ_2(u), ..., 1]                         (B, Σ(D_k + 1) + 1)
+    user(u) = [a_1 ũ_1 / σ_1(u), a_2 ũ_2 / σ_2(u), ..., 1]                 (B, Σ(D_k + 1) + 1)
     item(i) = [w_1(b(i)) (ṽ_1(i) - m_1), w_2(b(i)) (ṽ_2(i) - m_2), ..., c(b(i))]
 
 one item matrix to export and serve, top-K by one matrix product. Bucket 0 holds the cold items
@@ -31,7 +36,7 @@ The user-side terms of a part (user bias, global bias) shift a user's row by a c
 out of the standardised score.
 
 Shapes: B = batch rows, C = candidates, N = n_items + 1 (item 0 is padding), K = parts,
-G = popularity buckets, D = Σ_k (D_k + 1) + 1.
+G = popularity buckets, H = user-history buckets, D = Σ_k (D_k + 1) + 1.
 """
 
 from __future__ import annotations
@@ -93,14 +98,20 @@ class ComposedHybrid(nn.Module):
     names: one name per part (the combiner's weights and the explanations use them).
     counts: (N,) training interactions per item: the cold / popularity buckets.
     n_buckets: G, popularity buckets including the cold one (1: one weight per part).
+    user_counts: (U + 1,) training interactions per user index: the user-history buckets'
+        edges (with ``n_user_buckets`` > 1; None: they come with a state dict).
+    n_user_buckets: H, user-history buckets (1: the mix does not depend on the user).
 
     ``weights`` (K, G) starts uniform over the parts (cold bucket: over the text parts) and is
-    set by :meth:`set_weights` (the combiner fitted on validation). :meth:`set_student` adds a
-    text student for the cold items' ID-part blocks (``student_parts``: which parts).
+    set by :meth:`set_weights` (the combiner fitted on validation); ``user_weights`` (K, H)
+    starts at 1 and is set by :meth:`set_user_weights`. :meth:`set_student` adds a text
+    student for the cold items' ID-part blocks (``student_parts``: which parts).
     """
 
     weights: Tensor
     offsets: Tensor
+    user_weights: Tensor
+    user_edges: Tensor
     item_bucket: Tensor
     counts: Tensor
     allowed: Tensor
@@ -113,6 +124,8 @@ class ComposedHybrid(nn.Module):
         names: Sequence[str],
         counts: Tensor,
         n_buckets: int = 4,
+        user_counts: Tensor | None = None,
+        n_user_buckets: int = 1,
     ) -> None:
         super().__init__()
         if len(parts) != len(names) or not parts:
@@ -147,6 +160,21 @@ class ComposedHybrid(nn.Module):
         weights = allowed.float() / allowed.float().sum(0, keepdim=True)
         self.register_buffer("weights", weights)
         self.register_buffer("offsets", torch.zeros(self.n_buckets))  # c(b), set by the combiner
+        # user-history buckets: edges (H - 1,) over the users' training counts, a multiplier
+        # per part and bucket (1: as without them)
+        if n_user_buckets < 1:
+            raise ValueError(f"model.combiner.user_buckets={n_user_buckets}: expected >= 1")
+        self.n_user_buckets = int(n_user_buckets)
+        edges = torch.zeros(self.n_user_buckets - 1)
+        if self.n_user_buckets > 1 and user_counts is not None:  # None: from a state dict
+            known = user_counts[user_counts > 0].float()
+            if len(known):
+                quantiles = torch.arange(1, self.n_user_buckets) / self.n_user_buckets
+                edges = torch.quantile(known, quantiles)
+        self.register_buffer("user_edges", edges)
+        self.register_buffer("user_weights", torch.ones(len(parts), self.n_user_buckets))
+        by_user = user_counts if user_counts is not None else torch.zeros(self.n_users + 1)
+        self.register_buffer("user_counts", by_user.float().clone())
         # the text student's sources (parts reading text) and targets (parts reading none; a
         # joint hybrid with text keeps its own text-only vector for a cold item): a student
         # exists only when both do
@@ -202,10 +230,36 @@ class ComposedHybrid(nn.Module):
         scale = ((user @ cov) * user).sum(-1, keepdim=True).clamp(min=_EPS).sqrt()
         return user / scale
 
-    def user_from_parts(self, raw: Sequence[Tensor | None]) -> Tensor:
+    def user_bucket(self, users: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """(B,) each row's user-history bucket: from the history's length where one is read
+        (``lengths`` (B,)), else from the user's training interactions (unknown users: 0)."""
+        if self.n_user_buckets == 1:
+            return torch.zeros_like(users)
+        if lengths is not None:
+            size = lengths.to(self.user_edges.dtype)
+        else:
+            last = len(self.user_counts) - 1
+            inside = (users >= 0) & (users <= last)
+            size = torch.where(inside, self.user_counts[users.clamp(0, last)], 0.0)
+        return (size.unsqueeze(-1) >= self.user_edges).sum(-1)  # bucketize, as ONNX exports
+
+    def _scaled(self, blocks: list[Tensor], bucket: Tensor) -> list[Tensor]:
+        """Each part's user block (B, D_k + 1) times its multiplier a_k(h(u))."""
+        if self.n_user_buckets == 1:
+            return blocks
+        factors = self.user_weights[:, bucket]  # (K, B)
+        return [f.unsqueeze(1) * block for f, block in zip(factors, blocks, strict=True)]
+
+    def user_from_parts(
+        self,
+        raw: Sequence[Tensor | None],
+        users: Tensor | None = None,
+        lengths: Tensor | None = None,
+    ) -> Tensor:
         """(B, D) from each part's raw user vector (B, D_k), or None where a part cannot
         build one (an unknown user, no history): its block is zero, i.e. that part scores
-        every item at its average (the standardised scores are centred)."""
+        every item at its average (the standardised scores are centred). ``users`` (B,) /
+        ``lengths`` (B,): the rows' user-history buckets (:meth:`user_bucket`)."""
         rows = next(r.shape[0] for r in raw if r is not None)
         blocks = []
         for k, user in enumerate(raw):
@@ -215,6 +269,11 @@ class ComposedHybrid(nn.Module):
                 if user is not None
                 else self.weights.new_zeros(rows, size)
             )
+        if self.n_user_buckets > 1:
+            if users is None and lengths is None:
+                raise ValueError("a composed model with user buckets needs the users or lengths")
+            ids = users if users is not None else torch.zeros(rows, dtype=torch.long)
+            blocks = self._scaled(blocks, self.user_bucket(ids, lengths))
         return self._users(blocks)  # the constant that meets the item's bucket offset
 
     def part_user_vectors(
@@ -343,8 +402,10 @@ class ComposedHybrid(nn.Module):
     def user_vectors(
         self, users: Tensor, history: Tensor | None = None, lengths: Tensor | None = None
     ) -> Tensor:
-        """(B, D): the parts' standardised user vectors, concatenated."""
-        return self._users(self.part_user_vectors(users, history, lengths, self._tables()))
+        """(B, D): the parts' standardised user vectors, each times its user-history
+        multiplier, concatenated."""
+        blocks = self.part_user_vectors(users, history, lengths, self._tables())
+        return self._users(self._scaled(blocks, self.user_bucket(users, lengths)))
 
     def item_vectors(self, items: Tensor | None = None) -> Tensor:
         """items (...) -> (..., D); None -> the whole catalogue (N, D)."""
@@ -356,7 +417,8 @@ class ComposedHybrid(nn.Module):
     ) -> Tensor:
         """users (B,) -> (B, N) composed scores of every item."""
         tables = self._tables()
-        user = self._users(self.part_user_vectors(users, history, lengths, tables))
+        blocks = self.part_user_vectors(users, history, lengths, tables)
+        user = self._users(self._scaled(blocks, self.user_bucket(users, lengths)))
         return user @ self._items(self.part_item_vectors(tables)).T
 
     def score(
@@ -396,6 +458,15 @@ class ComposedHybrid(nn.Module):
         if bool((weights[~self.allowed] != 0).any()):
             raise ValueError("weights: a part without item text has weight on cold items")
         self.weights.copy_(weights.to(self.weights))
+
+    def set_user_weights(self, user_weights: Tensor) -> None:
+        """(K, H) each part's multiplier per user-history bucket."""
+        if user_weights.shape != self.user_weights.shape:
+            raise ValueError(
+                f"user_weights: shape {tuple(user_weights.shape)}, expected "
+                f"{tuple(self.user_weights.shape)}"
+            )
+        self.user_weights.copy_(user_weights.to(self.user_weights))
 
     def set_offsets(self, offsets: Tensor) -> None:
         """(G,) each bucket's offset c(b), in standard deviations."""
