@@ -218,9 +218,9 @@ class Recommender:
         # the user-history bucket: the session's length where a part read it, else the
         # user's training interactions (as in evaluation)
         read = [i for i in known if i <= model.n_items]
-        lengths = torch.tensor([len(read)]) if "session" in used else None
+        read_lengths = torch.tensor([len(read)]) if "session" in used else None
         users = torch.tensor([user_row if user_row is not None else -1])
-        vector = model.user_from_parts(raw, users, lengths)  # (1, D)
+        vector = model.user_from_parts(raw, users, read_lengths)  # (1, D)
         scores = (vector @ self.table.T)[0]
         if cold_offset is not None and self.cold_rows is not None:  # the offset column, moved
             shift = float(cold_offset) - float(model.offsets[0])

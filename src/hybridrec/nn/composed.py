@@ -112,6 +112,7 @@ class ComposedHybrid(nn.Module):
     offsets: Tensor
     user_weights: Tensor
     user_edges: Tensor
+    user_counts: Tensor
     item_bucket: Tensor
     counts: Tensor
     allowed: Tensor
