@@ -2,9 +2,14 @@
 regression on the items' bag-of-words text fitted to the training judgments.
 
     .venv/bin/python scripts/judgment_ceiling.py data/prepared/synthetic_marketing-loo_full-<hash>
+    .venv/bin/python scripts/judgment_ceiling.py data/prepared/ml1m_marketing-loo_full-<hash> \
+        --alphas 0.3,1,3,10,30
 
-Works on a folder prepared from ``data=synthetic_marketing`` (the generator's rule is known);
-prints test agreement per slice (by item, cold, by rater) for both scorers.
+On a folder prepared from ``data=synthetic_marketing`` the generator's rule is known and is
+scored too; on any other prepared folder with judgments, the ridge probe alone. Prints test
+agreement per slice (by item, cold, by rater). ``--alphas`` (default 3): with several, the
+ridge's alpha is the one with the best validation agreement by item (printed per alpha), as the
+judgment head chooses its L2.
 """
 
 from __future__ import annotations
@@ -13,12 +18,13 @@ import argparse
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from hybridrec.data.batching.judgments import stage_sets
+from hybridrec.data.batching.judgments import JudgmentEvalSet, stage_sets
 from hybridrec.data.synthetic import generate
 from hybridrec.metrics import agreement
 
@@ -40,12 +46,17 @@ def ridge_scores(texts: list[str], rows: pd.DataFrame, alpha: float = 3.0) -> np
     return features @ weights
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("folder", type=Path)
-    args = parser.parse_args()
-    spec = json.loads((args.folder / "spec.json").read_text())
+def _agreement(scores: np.ndarray, held: JudgmentEvalSet) -> float:
+    return agreement(
+        torch.tensor(scores)[held.items], held.targets, held.groups, held.pairs
+    ).agreement
+
+
+def hidden_rule(folder: Path, spec: dict[str, Any], items: pd.DataFrame) -> np.ndarray | None:
+    """The synthetic generator's rule per item index, or None for other data."""
     source = spec["source"]["data"]["source"]
+    if "n_raters" not in source:
+        return None
     keys = (
         "n_users",
         "n_items",
@@ -56,20 +67,37 @@ def main() -> None:
         "set_size",
     )
     data = generate(**{k: source[k] for k in keys if k in source})
-    items = pd.read_parquet(args.folder / "items.parquet")
     rule = np.zeros(len(items) + 1)
     rule[items["index"]] = data.item_quality[items["raw_id"].astype(int)]
+    return rule
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--alphas", default="3", help="ridge alphas; several: chosen on val")
+    args = parser.parse_args()
+    spec = json.loads((args.folder / "spec.json").read_text())
+    items = pd.read_parquet(args.folder / "items.parquet")
     frame = pd.read_parquet(args.folder / "judgments.parquet")
     texts = pd.read_parquet(args.folder / "item_text.parquet").sort_values("index")["text"]
     train = frame[(frame["part"] == "train") & (frame["context_kind"] == 0)]
-    ridge = ridge_scores(texts.tolist(), train)
-    for name, scores in (("the hidden rule", rule), ("ridge on item text", ridge)):
+    alphas = [float(a) for a in args.alphas.split(",")]
+    fits = {alpha: ridge_scores(texts.tolist(), train, alpha) for alpha in alphas}
+    validation = stage_sets(frame, "val")[""]
+    scored = {alpha: _agreement(scores, validation) for alpha, scores in fits.items()}
+    best = max(alphas, key=lambda a: scored[a])
+    if len(alphas) > 1:
+        cells = "  ".join(f"{a:g}: {v:.3f}" for a, v in scored.items())
+        print(f"ridge validation agreement by item per alpha: {cells} -> alpha {best:g}")
+    scorers = [(f"ridge on item text (alpha {best:g})", fits[best])]
+    rule = hidden_rule(args.folder, spec, items)
+    if rule is not None:
+        scorers.insert(0, ("the hidden rule", rule))
+    for name, scores in scorers:
         cells = []
         for prefix, held in stage_sets(frame, "test").items():
-            result = agreement(
-                torch.tensor(scores)[held.items], held.targets, held.groups, held.pairs
-            )
-            cells.append(f"{prefix or 'by item/'}{result.agreement:.3f}")
+            cells.append(f"{prefix or 'by item/'}{_agreement(scores, held):.3f}")
         print(f"{name:<20} test agreement: {'  '.join(cells)}")
 
 

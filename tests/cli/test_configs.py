@@ -240,6 +240,18 @@ CHOSEN: dict[str, dict[str, dict[str, Any]]] = {
             "judgment._target_": "hybridrec.losses.JudgmentLoss",
             "judgment.reliability": "crowd_bt",
         },
+        "head_bt": {
+            "judgment._target_": "hybridrec.losses.JudgmentLoss",
+            "judgment.pairwise": 1.0,
+            "judgment.head._target_": "hybridrec.nn.judgment_head.HeadSpec",
+            "judgment.head.source": "tokens",
+            "judgment.head.shared": False,
+        },
+        "head_pointwise": {
+            "judgment.pairwise": 0.0,
+            "judgment.pointwise": 1.0,
+            "judgment.head.source": "tokens",
+        },
     },
     "datamodule": {
         "default": {

@@ -1,7 +1,7 @@
 """hybridrec-eval: re-evaluate a trained model, on its own protocol or another one.
 
     hybridrec-eval RUN_ID|CHECKPOINT [protocol=NAME] [data=NAME] [key=value ...]
-                   [--tracking-uri URI] [--same-run] [--no-mask]
+                   [--tracking-uri URI] [--same-run] [--no-mask] [--lambdas 0,0.3,1]
 
 The checkpoint (a run's best one, or a file) carries the run's resolved config; overrides
 change it (``protocol=cold_items`` takes configs/protocol/cold_items.yaml, ``ties=average`` or
@@ -17,6 +17,12 @@ run: an experiment named after the data), named ``eval-<run name>-<protocol>`` a
 FINISHED, or FAILED when the evaluation raises. With ``--same-run`` they go into the original
 run as ``eval/<protocol>/<metric>``. ``<protocol>`` reads ``<name>-unmasked`` when full ranking
 keeps the known items in.
+
+``--lambdas 0,0.1,0.3,1,3`` (a run trained with a judgment head, ``judgment=head_bt``): the
+test once per lambda, ranking by ``z(s(u, i)) + lambda z(s_J(c, i))`` (each standardised per
+row, docs/judgments.md), from the one checkpoint; metrics as ``lambda_<value>/test/…`` and the
+accuracy-vs-agreement front (front.csv / .json / .md / .png, :mod:`hybridrec.tracking.
+lambda_front`) under the eval run's ``front/`` artifacts, tagged ``hybridrec.front=lambda``.
 
 Mistakes (unknown run, missing or foreign file, bad override, other ids) print one sentence and
 exit 2; bad input data found while preparing it exits 1.
@@ -53,6 +59,15 @@ from hybridrec.lit import RecLitModule
 from hybridrec.lit.checkpoint import PAYLOAD, id_maps, load_model, safe_load
 from hybridrec.tracking import OVERRIDES_TAG, TrackingError, default_tracking_uri, mlflow_key
 from hybridrec.tracking.compare import EVALUATES_TAG
+from hybridrec.tracking.lambda_front import (
+    ARTIFACT_DIR,
+    FRONT_KIND,
+    FRONT_TAG,
+    front_markdown,
+    front_rows,
+    parse_lambdas,
+)
+from hybridrec.tracking.lambda_front import write_front as write_lambda_front
 from hybridrec.tracking.run_ids import run_or_path
 from hybridrec.tracking.runs import check_tracking_uri, end_run, now_ms, start_run
 
@@ -180,8 +195,10 @@ def evaluate(
     client: MlflowClient,
     same_run: bool = False,
     no_mask: bool = False,
+    lambdas: list[float] | None = None,
 ) -> tuple[dict[str, float], str]:
-    """Test ``source`` under the overridden config; returns (metrics, where they were logged)."""
+    """Test ``source`` under the overridden config; returns (metrics, where they were logged).
+    ``lambdas``: once per serving lambda (a run with a judgment head), the front written."""
     checkpoint, run_id = resolve_checkpoint(run_or_path(client, source), client)
     if same_run and run_id is None:
         raise EvalError("--same-run needs a run id, not a checkpoint file")
@@ -204,6 +221,11 @@ def evaluate(
             )
         datamodule.spec.mask_known = False
     module = _module(checkpoint, saved, cfg)
+    if lambdas is not None and module.head is None:
+        raise EvalError(
+            "--lambdas: this run has no judgment head (its config's judgment.head is null); "
+            "train one with judgment=head_bt (or head_pointwise) to choose lambda at serving time"
+        )
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,
@@ -221,14 +243,39 @@ def evaluate(
         "mask_known": str(datamodule.spec.mask_known).lower(),
         OVERRIDES_TAG: " ".join([*overrides, *(["--no-mask"] if no_mask else [])])[:5000],
     }
-    return _test_and_log(
-        client,
-        run_id,
-        same_run,
-        label,
-        tags,
-        lambda: trainer.test(module, datamodule=datamodule, verbose=False),
-    )
+    if lambdas is None:
+        return _test_and_log(
+            client,
+            run_id,
+            same_run,
+            label,
+            tags,
+            lambda: trainer.test(module, datamodule=datamodule, verbose=False),
+        )
+    per_lambda: dict[float, dict[str, float]] = {}
+
+    def sweep() -> list[Mapping[str, float]]:
+        for lam in lambdas:
+            module.serving_lambda = lam
+            (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
+            per_lambda[lam] = {k: float(v) for k, v in metrics.items()}
+        module.serving_lambda = 0.0
+        return [{f"lambda_{lam:g}/{k}": v for lam, m in per_lambda.items() for k, v in m.items()}]
+
+    accuracy = f"test/ndcg@{cfg.ks[0]}"
+    out = Path(str(cfg.paths.root_dir)) / "outputs" / "lambda_fronts" / (run_id or checkpoint.stem)
+
+    def artifacts(target: str) -> None:
+        rows = front_rows(per_lambda, accuracy)
+        files = write_lambda_front(rows, out, accuracy)
+        for path in files:
+            client.log_artifact(target, str(path), ARTIFACT_DIR)
+        client.set_tag(target, FRONT_TAG, FRONT_KIND)
+        print(front_markdown(rows), end="")
+        print(f"front: {', '.join(str(p) for p in files)}")
+
+    tags[FRONT_TAG] = FRONT_KIND
+    return _test_and_log(client, run_id, same_run, f"{label}-lambdas", tags, sweep, artifacts)
 
 
 def _test_and_log(
@@ -238,9 +285,11 @@ def _test_and_log(
     label: str,
     tags: dict[str, str],
     test: Callable[[], list[Mapping[str, float]]],
+    artifacts: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, float], str]:
     """Run ``test()`` and log its metrics: into ``run_id`` as ``eval/<label>/…`` (same_run), or
-    into a new run, created first so that a failing evaluation leaves a FAILED run."""
+    into a new run, created first so that a failing evaluation leaves a FAILED run.
+    ``artifacts(run)`` then logs files to the run that got the metrics."""
     if same_run:
         assert run_id is not None
         (metrics,) = test()
@@ -248,6 +297,8 @@ def _test_and_log(
         for key, value in results.items():
             name = key.removeprefix("test/")
             client.log_metric(run_id, mlflow_key(f"eval/{label}/{name}"), value)
+        if artifacts is not None:
+            artifacts(run_id)
         return results, f"run {run_id} (as eval/{label}/...)"
     if run_id is not None:
         original = client.get_run(run_id)
@@ -264,6 +315,8 @@ def _test_and_log(
         results = {key: float(value) for key, value in metrics.items()}
         for key, value in results.items():
             client.log_metric(new_run, mlflow_key(key), value)
+        if artifacts is not None:
+            artifacts(new_run)
     except BaseException as exc:
         error = exc
         raise
@@ -298,6 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-mask", action="store_true", help="rank the user's known items too (full ranking)"
     )
+    parser.add_argument(
+        "--lambdas",
+        default=None,
+        help="serving lambdas, e.g. 0,0.1,0.3,1,3: the accuracy-vs-agreement front of a run "
+        "with a judgment head, from its one checkpoint",
+    )
     args = parser.parse_args(argv)
     from hybridrec.runtime import tune_allocator
 
@@ -309,13 +368,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_tracking_uri(uri)
         client = MlflowClient(tracking_uri=uri)
+        lambdas = parse_lambdas(args.lambdas) if args.lambdas is not None else None
         results, where = evaluate(
-            args.source, args.overrides, client, same_run=args.same_run, no_mask=args.no_mask
+            args.source,
+            args.overrides,
+            client,
+            same_run=args.same_run,
+            no_mask=args.no_mask,
+            lambdas=lambdas,
         )
     except DataError as exc:  # bad input data: the message names the file, row and column
         print(f"hybridrec-eval: bad input data: {exc}", file=sys.stderr)
         return 1
     except (EvalError, ConfigError, TrackingError, LookupError, FileNotFoundError) as exc:
+        print(f"hybridrec-eval: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # --lambdas
+        if "--lambdas" not in str(exc):
+            raise
         print(f"hybridrec-eval: error: {exc}", file=sys.stderr)
         return 2
     except (InstantiationException, OmegaConfBaseException) as exc:

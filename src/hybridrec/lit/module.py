@@ -6,6 +6,7 @@ ranks the held-out items with :mod:`hybridrec.metrics` and logs ``val/…`` and 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
@@ -20,6 +21,7 @@ from hybridrec.losses.human import JudgmentLoss
 from hybridrec.metrics import BeyondAccuracy, agreement, positive_ranks, ranking_metrics
 from hybridrec.nn.contexts import USER, JudgmentContexts, context_vectors
 from hybridrec.nn.factorized import FactorizedModel
+from hybridrec.nn.judgment_head import JudgmentHead, standardise_rows
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -84,6 +86,18 @@ class RecLitModule(L.LightningModule):
             if judgment is None
             else JudgmentContexts(_vector_size(model), judgment.n_segments, judgment.everyone)
         )
+        # the judgment head (judgment.head): its own copies of the term, one per L2 weight
+        self.head: JudgmentHead | None = None
+        self.head_losses: nn.ModuleList | None = None
+        if judgment is not None and judgment.head is not None:
+            assert isinstance(model, FactorizedModel)
+            self.head = JudgmentHead(
+                judgment.head, model, model.n_users, model.n_items, judgment.n_segments
+            )
+            self.head_losses = nn.ModuleList(copy.deepcopy(judgment) for _ in judgment.head.l2)
+        #: lambda of s(u, i) + lambda s_J(c, i) in evaluation (hybridrec-eval --lambdas); 0:
+        #: the recommender's own scores, untouched
+        self.serving_lambda = 0.0
         self.blend, self.blend_metric = float(blend), blend_metric
         self.compile_scores = bool(compile_scores)
         self._compiled: Callable[[nn.Module, RecBatch], Tensor] | None = None
@@ -113,7 +127,8 @@ class RecLitModule(L.LightningModule):
                 out["loss"] = out["loss"] + term
             if self.judgment is not None and judgments is not None:
                 if self.judgment.lambda_at(self.global_step) > 0:  # lambda 0: exactly the base
-                    human = self._judgment_term(judgments)
+                    term = self._head_term if self.head is not None else self._judgment_term
+                    human = term(judgments)
                     out["loss"] = out["loss"] + human.pop("loss")
                     out.update({f"judgment/{k}": v for k, v in human.items()})
             # the epoch's batch-size weighted mean: summed on the device, logged at epoch end
@@ -129,6 +144,8 @@ class RecLitModule(L.LightningModule):
             return out["loss"]
         if batch.items is not None:  # sampled: rank column 0 among the row's candidates
             scores = adapter.scores(self.model, batch)  # (B, C)
+            if self._serving_head():
+                scores = self._with_head(scores, batch.users, batch.items)
             scores = scores.masked_fill(batch.items == 0, -torch.inf)
             positives = torch.zeros(size, 1, dtype=torch.long, device=scores.device)
             valid = None
@@ -136,11 +153,12 @@ class RecLitModule(L.LightningModule):
             batch.require("targets", "exclude")
             assert batch.targets is not None and batch.exclude is not None
             scores = adapter.scores_all(self.model, batch).clone()  # (B, N)
+            if self._serving_head():
+                scores = self._with_head(scores, batch.users)
             scores[:, 0] = -torch.inf  # padding
             scores[batch.exclude[0], batch.exclude[1]] = -torch.inf
-            if batch.cold is not None and batch.restrict_to is not None:
-                # candidates: cold -> cold rows rank among the cold items only
-                outside = batch.cold.unsqueeze(1) & ~batch.restrict_to.unsqueeze(0)  # (B, N)
+            outside = batch.non_candidates()  # (B, N): candidates cold / slice
+            if outside is not None:
                 scores = scores.masked_fill(outside, -torch.inf)
             positives, valid = batch.targets, batch.targets > 0
         if stage == "test" and batch.items is None and self._beyond is not None:
@@ -277,6 +295,99 @@ class RecLitModule(L.LightningModule):
         )
         return out
 
+    def _head_term(self, batch: Any) -> dict[str, Tensor]:
+        """The judgment head's term: every copy's human-rating loss plus its L2, averaged over
+        the copies (so with ``shared`` the model gets one copy's worth of gradient), times the
+        training lambda."""
+        assert self.head is not None and self.head_losses is not None
+        n_pairs = batch.pair_items.shape[0]
+        kind = torch.cat([batch.pair_kind, batch.row_kind])
+        context = torch.cat([batch.pair_context, batch.row_context])
+        rows = torch.stack([batch.row_items, batch.row_items], 1)
+        items = torch.cat([batch.pair_items, rows])  # (P + Q, 2)
+        scores = self.head(self.model, kind, context, items)  # (K, P + Q, 2)
+        penalty = self.head.penalty()  # (K,)
+        parts = [
+            loss(
+                pair_scores=scores[k, :n_pairs],
+                pair_weight=batch.pair_weight,
+                pair_rater=batch.pair_rater,
+                row_scores=scores[k, n_pairs:, 0],
+                row_targets=batch.row_targets,
+                row_weight=batch.row_weight,
+                step=self.global_step,
+            )
+            for k, loss in enumerate(self.head_losses)
+        ]
+        lam = parts[0]["lambda"]
+        total = torch.stack([p["loss"] + lam * penalty[k] for k, p in enumerate(parts)]).mean()
+        return {
+            "loss": total,
+            "pairwise": torch.stack([p["pairwise"] for p in parts]).mean(),
+            "pointwise": torch.stack([p["pointwise"] for p in parts]).mean(),
+            "l2": penalty.detach().mean(),
+            "lambda": lam,
+        }
+
+    # -- lambda at serving time: s(u, i) + lambda s_J(c, i), each standardised per row ------------
+    def _serving_head(self) -> bool:
+        return self.head is not None and self.serving_lambda > 0
+
+    def _with_head(self, scores: Tensor, users: Tensor, items: Tensor | None = None) -> Tensor:
+        """scores (B, N) of every item, or (B, C) of ``items`` -> the same plus lambda times the
+        head's score for each row's user (context: everyone + the user's own offset), both
+        standardised per row: over the catalogue for full ranking, over the row's candidates
+        for sampled ranking (docs/judgments.md)."""
+        assert self.head is not None
+        kind = torch.full_like(users, USER)
+        if items is None:
+            head = self.head.score_all(self.model, kind, users)  # (B, N)
+            return standardise_rows(scores) + self.serving_lambda * standardise_rows(head)
+        head = self.head(self.model, kind, users, items)[int(self.head.chosen)]  # (B, C)
+        every = slice(None)
+        return standardise_rows(scores, every) + self.serving_lambda * standardise_rows(head, every)
+
+    def _combined_judgment_scores(
+        self, kind: Tensor, context: Tensor, items: Tensor, population: Tensor
+    ) -> Tensor:
+        """(Q,) rows -> (Q,) s(c, i) + lambda s_J(c, i), each standardised over the catalogue
+        for the row's context (what the combined ranking of that audience orders by)."""
+        model = self.model
+        assert isinstance(model, FactorizedModel) and self.head is not None
+        histories = self._histories()
+        if self.contexts is not None:
+            vectors = self.contexts(model, kind, context, population, histories)
+        else:
+            vectors = context_vectors(model, kind, context, population, histories)
+        users = torch.where(kind == USER, context, torch.zeros_like(context))
+        own = model.scorer.score_all(vectors, model.item_vectors(), users)  # (Q, N)
+        head = self.head.score_all(model, kind, context)  # (Q, N)
+        combined = standardise_rows(own) + self.serving_lambda * standardise_rows(head)
+        return combined.gather(1, items.unsqueeze(1)).squeeze(1)
+
+    def _log_head_agreement(self, stage: str, sets: dict[str, Any], population: Tensor) -> None:
+        """The head's own agreement (s_J alone) as ``<stage>/head/…``; in validation, every
+        copy's by-item agreement picks the copy kept (``<stage>/head/l2``)."""
+        assert self.head is not None
+        per_set = {}
+        for prefix, held_out in sets.items():
+            scores = self.head(
+                self.model, held_out.kind, held_out.context, held_out.items.unsqueeze(1)
+            ).squeeze(2)  # (K, Q)
+            per_set[prefix] = [
+                agreement(row, held_out.targets, held_out.groups, held_out.pairs) for row in scores
+            ]
+        if stage == "val" and "" in per_set:
+            chosen = self.head.choose([r.agreement for r in per_set[""]])
+            for k, result in enumerate(per_set[""]):
+                self.log(f"val/head/l2_{k}/marketer_agreement", float(result.agreement))
+        chosen = int(self.head.chosen)
+        self.log(f"{stage}/head/l2", float(self.head.l2[chosen]))
+        for prefix, results in per_set.items():
+            result = results[chosen]
+            self.log(f"{stage}/head/{prefix}marketer_agreement", float(result.agreement))
+            self.log(f"{stage}/head/{prefix}kendall_tau", float(result.kendall_tau))
+
     def _log_agreement(self, stage: str) -> None:
         """Agreement with the held-out judgments of ``stage`` (see hybridrec.metrics.agreement)."""
         data = self._judgment_data()
@@ -284,11 +395,18 @@ class RecLitModule(L.LightningModule):
             return
         population = data.population.to(self.device)
         with torch.no_grad():
-            for prefix, held_out in data.eval_sets(stage).items():
-                held_out = held_out.to(self.device)
-                scores = self._judgment_scores(
-                    held_out.kind, held_out.context, held_out.items.unsqueeze(1), population
-                ).squeeze(1)
+            sets = {k: v.to(self.device) for k, v in data.eval_sets(stage).items()}
+            if self.head is not None:  # first: validation picks the head's copy here
+                self._log_head_agreement(stage, sets, population)
+            for prefix, held_out in sets.items():
+                if self._serving_head():
+                    scores = self._combined_judgment_scores(
+                        held_out.kind, held_out.context, held_out.items, population
+                    )
+                else:
+                    scores = self._judgment_scores(
+                        held_out.kind, held_out.context, held_out.items.unsqueeze(1), population
+                    ).squeeze(1)
                 result = agreement(scores, held_out.targets, held_out.groups, held_out.pairs)
                 values = {"marketer_agreement": result.agreement, "kendall_tau": result.kendall_tau}
                 for name, value in values.items():
@@ -334,8 +452,19 @@ class RecLitModule(L.LightningModule):
             self._beyond = None
 
     # -- optimisation ---------------------------------------------------------------------
+    def _parameter_groups(self) -> Any:
+        """Every parameter; the judgment head's (and its terms') in a group of their own when
+        ``judgment.head.lr`` is set."""
+        if self.head is None or self.head.spec.lr is None:
+            return self.parameters()
+        assert self.head_losses is not None
+        own = [*self.head.parameters(), *self.head_losses.parameters()]
+        ids = {id(p) for p in own}
+        rest = [p for p in self.parameters() if id(p) not in ids]
+        return [{"params": rest}, {"params": own, "lr": float(self.head.spec.lr)}]
+
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
+        optimizer = self.optimizer_factory(self._parameter_groups())
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}

@@ -21,6 +21,7 @@ pointwise_weight * pointwise)``, ``lambda(step) = lambda * min(1, step / warmup_
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +43,9 @@ class JudgmentLoss(nn.Module):
     crowd_bt_init: the starting eta of every rater (in (0.5, 1)).
     everyone, n_segments: how contexts become vectors (read by the training task, which owns
         the context offsets: :class:`hybridrec.nn.contexts.JudgmentContexts`).
+    head: None (the term acts on the model's own scores, the joint term) or the
+        :class:`hybridrec.nn.judgment_head.HeadSpec` of a judgment head that the term trains
+        instead (``judgment.head``; docs/judgments.md). Read by the training task.
     """
 
     def __init__(
@@ -55,6 +59,7 @@ class JudgmentLoss(nn.Module):
         crowd_bt_init: float = 0.9,
         everyone: str = "learned",
         n_segments: int = 0,
+        head: Any = None,
     ) -> None:
         super().__init__()
         if weight < 0 or not math.isfinite(weight):
@@ -74,6 +79,12 @@ class JudgmentLoss(nn.Module):
             raise ValueError(f"judgment.crowd_bt_init={crowd_bt_init}: expected in (0.5, 1)")
         if everyone not in EVERYONE_MODES:
             raise ValueError(f"judgment.everyone={everyone!r}: expected one of {EVERYONE_MODES}")
+        if head is not None and weight == 0:
+            raise ValueError(
+                "judgment.head with judgment.weight=0: the head learns only from the term; "
+                "give the term a weight > 0 (serving's lambda is chosen apart, at serving time)"
+            )
+        self.head = head
         self.everyone, self.n_segments = everyone, int(n_segments)
         self.weight, self.warmup_steps = float(weight), int(warmup_steps)
         self.pairwise, self.pointwise = float(pairwise), float(pointwise)

@@ -39,6 +39,7 @@ from hybridrec.metrics import TIE_MODES, RankingMetrics
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.gru4rec import EMBEDDINGS
 from hybridrec.nn.hybrid import FUSIONS, HEADS, HISTORY_ENCODERS, INITS, USER_COMBINES
+from hybridrec.nn.judgment_head import SOURCES as HEAD_SOURCES
 from hybridrec.nn.seqrec import ENCODERS as USER_ENCODERS
 from hybridrec.nn.textrec import ADAPTORS, ENCODERS
 
@@ -183,6 +184,15 @@ def _check_judgment_weight(value: Any, cfg: DictConfig) -> str | None:
             "null); use data=synthetic_marketing or set data.judgments (docs/judgments.md), or "
             "judgment=null"
         )
+    return None
+
+
+def _check_head_source(value: Any, cfg: DictConfig) -> str | None:
+    """``judgment.head.source``: one of the head's sources; ``shared`` needs the model's own."""
+    if value not in HEAD_SOURCES:
+        return f"one of {', '.join(HEAD_SOURCES)}"
+    if value == "tokens" and OmegaConf.select(cfg, "judgment.head.shared", default=False):
+        return "text, id or item with judgment.head.shared=true (tokens are the head's own map)"
     return None
 
 
@@ -332,6 +342,19 @@ RULES: tuple[Rule, ...] = (
     Rule("judgment.pointwise", _number_min(0)),
     Rule("judgment.reliability", _one_of(LOSS_RELIABILITY)),
     Rule("judgment.everyone", _one_of(EVERYONE_MODES)),
+    Rule("judgment.head.source", _check_head_source),
+    Rule("judgment.head.lr", _or_null(_number_above(0))),
+    Rule(
+        "judgment.head.l2",
+        _rule(
+            "a non-empty list of numbers >= 0",
+            lambda v: (
+                isinstance(v, (list, ListConfig))
+                and len(v) > 0
+                and all(_is_number(x) and x >= 0 for x in v)
+            ),
+        ),
+    ),
     Rule(
         "judgment.crowd_bt_init",
         _rule("a number in (0.5, 1)", lambda v: _is_number(v) and 0.5 < v < 1),

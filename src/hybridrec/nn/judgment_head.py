@@ -1,0 +1,266 @@
+"""The judgment head: marketers' judgments as a scorer of their own next to the recommender.
+
+    s_J(c, i) = <m_c, phi(i)> (+ b_i)
+
+``phi(i)`` is the item's representation, one of (``judgment.head.source``):
+
+    tokens   the head's own linear map of the item's text tokens: phi(i) = sum of W[t] over
+             the distinct tokens t of the item's text (the model's tokenised catalogue), i.e. a
+             linear model on the bag of words (the ridge probe's features), rank ``dim``
+    text     the model's text-tower vector of the item
+    id       the model's item ID vector (items with interactions only)
+    item     the model's own item vector (the hybrid's fused one)
+
+For the model's vectors an optional learned linear map (``linear``) takes them to ``dim``.
+``m_c`` is the context: "everyone" a learned vector, a segment "everyone + a learned offset",
+a user "everyone + the user's learned offset" (offsets zero at the start, so a context with few
+judgments stays close to everyone's). ``b_i`` an optional learned item bias (it only moves items
+that have training judgments).
+
+The head keeps ``K = len(l2)`` copies, each with its own L2 weight on its parameters; all are
+trained on the same batches, and validation picks the copy that agrees best with the held-out
+validation judgments (``chosen``, saved in checkpoints). With ``shared=False`` phi is read
+without gradient, so the term never reaches the recommender (its ranking is the one it would
+have learnt alone); ``shared=True`` lets the term's gradient into the shared item
+representation, as the joint term does (not for ``tokens``: that map is the head's own).
+
+Served score: ``s(u, i) + lambda s_J(c, i)`` = one dot product of ``[u, lambda m_c]`` with
+``[v_i, phi_i]`` (docs/judgments.md). Shapes: K = copies, P = rows, C = items per row,
+N = n_items + 1 (item 0 padding), L = tokens per item, V = token vocabulary, D = ``dim``,
+E = the model's vector size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from hybridrec.nn.contexts import EVERYONE, SEGMENT, USER
+from hybridrec.nn.hybrid import FusedItemTower
+from hybridrec.nn.textrec import TextItemTower
+from hybridrec.nn.towers import ItemIdTower
+
+SOURCES = ("tokens", "text", "id", "item")
+
+
+@dataclass
+class HeadSpec:
+    """``judgment.head``: what the judgment head reads and how it is regularised.
+
+    Args:
+        source: phi(i): ``tokens`` | ``text`` | ``id`` | ``item`` (module docstring).
+        dim: D of m_c and of a mapped phi (``tokens``, or ``linear=True``).
+        linear: a learned linear map on the model's vector (``text``/``id``/``item``); without
+            it m_c has the model's vector size.
+        item_bias: a learned bias b_i per item.
+        shared: the term's gradient also reaches the model's item representation.
+        l2: the L2 weights tried (one copy of the head each; validation agreement picks one).
+        lr: the head's learning rate (its own parameter group: the head sees one judgment batch
+            per training step, far fewer steps than a probe fitted to convergence); None: the
+            optimiser's.
+    """
+
+    source: str = "tokens"
+    dim: int = 16
+    linear: bool = True
+    item_bias: bool = False
+    shared: bool = False
+    l2: Sequence[float] = field(default_factory=lambda: (1e-5, 1e-4, 1e-3, 1e-2))
+    lr: float | None = 0.03
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"judgment.head.source={self.source!r}: expected one of {SOURCES}")
+        if not isinstance(self.dim, int) or self.dim < 1:
+            raise ValueError(f"judgment.head.dim={self.dim}: expected an int >= 1")
+        values = [float(v) for v in self.l2]
+        if not values or any(v < 0 or not math.isfinite(v) for v in values):
+            raise ValueError(
+                f"judgment.head.l2={list(self.l2)}: expected a non-empty list of numbers >= 0"
+            )
+        self.l2 = tuple(values)
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"judgment.head.lr={self.lr}: expected a number > 0 or null")
+        if self.shared and self.source == "tokens":
+            raise ValueError(
+                "judgment.head.shared=true with source=tokens: that map is the head's own, "
+                "nothing of the model is shared; use source=text, id or item"
+            )
+
+
+def distinct_tokens(item_ids: Tensor, item_mask: Tensor) -> Tensor:
+    """(N, L) token ids and mask -> (N, L) the distinct tokens of each row, the rest -1."""
+    tokens = torch.where(item_mask.bool(), item_ids, torch.full_like(item_ids, -1))
+    tokens = tokens.sort(dim=1).values
+    repeated = torch.zeros_like(tokens, dtype=torch.bool)
+    repeated[:, 1:] = tokens[:, 1:] == tokens[:, :-1]
+    return tokens.masked_fill(repeated, -1)
+
+
+def text_tower(model: nn.Module) -> TextItemTower | None:
+    items = getattr(model, "items", None)
+    if isinstance(items, FusedItemTower):
+        return items.text
+    return items if isinstance(items, TextItemTower) else None
+
+
+def _model_vectors(model: nn.Module, source: str, items: Tensor | None) -> Tensor:
+    """The model's vectors of ``items`` (...) -> (..., E); None: the catalogue (N, E)."""
+    if source == "item":
+        return model.item_vectors(items)  # type: ignore[operator]
+    towers = getattr(model, "items", None)
+    tower: nn.Module | None
+    if source == "text":
+        tower = text_tower(model)
+    elif isinstance(towers, FusedItemTower):
+        tower = towers.ids
+    else:
+        tower = towers if isinstance(towers, ItemIdTower) else None
+    if tower is None:
+        raise ValueError(
+            f"judgment.head.source={source}: {type(model).__name__} has no item {source} "
+            "tower; use source=item (its item vectors) or tokens"
+        )
+    if items is None:
+        return tower.all()
+    return tower(items)
+
+
+class JudgmentHead(nn.Module):
+    """K copies of ``s_J(c, i) = <m_c, phi(i)> (+ b_i)``, one per L2 weight.
+
+    Args:
+        spec: :class:`HeadSpec`.
+        model: the recommender (read for its vector size and its text tokens; not kept).
+        n_users, n_items, n_segments: sizes from the data spec.
+    """
+
+    tokens: Tensor | None
+    chosen: Tensor
+    l2: Tensor
+
+    def __init__(
+        self, spec: HeadSpec, model: nn.Module, n_users: int, n_items: int, n_segments: int
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        k = len(spec.l2)
+        self.register_buffer("l2", torch.tensor(spec.l2), persistent=False)
+        self.register_buffer("chosen", torch.zeros((), dtype=torch.long))
+        self.token_weight: nn.Parameter | None = None
+        self.map: nn.Parameter | None = None
+        if spec.source == "tokens":
+            tower = text_tower(model)
+            if tower is None:
+                raise ValueError(
+                    f"judgment.head.source=tokens: {type(model).__name__} has no item text "
+                    "tower to read tokens from; use a model with text (textrec, hybrid) or "
+                    "source=item"
+                )
+            tokens = distinct_tokens(tower.item_ids, tower.item_mask)  # (N, L)
+            self.register_buffer("tokens", tokens, persistent=False)
+            vocab = int(tokens.max()) + 1
+            # zero: a token never seen in a training judgment adds nothing to any score
+            self.token_weight = nn.Parameter(torch.zeros(k, vocab, spec.dim))
+            out_dim = spec.dim
+        else:
+            self.register_buffer("tokens", None, persistent=False)
+            with torch.random.fork_rng(devices=[]), torch.no_grad():
+                in_dim = int(_model_vectors(model, spec.source, torch.ones(1).long()).shape[-1])
+            if spec.linear:
+                self.map = nn.Parameter(torch.randn(k, in_dim, spec.dim) / math.sqrt(in_dim))
+            out_dim = spec.dim if spec.linear else in_dim
+        generator = torch.Generator().manual_seed(0)  # the recommender's random state untouched
+        start = torch.randn(k, out_dim, generator=generator) / math.sqrt(out_dim)
+        if spec.source != "tokens" and not spec.linear:
+            start = torch.zeros(k, out_dim)  # phi is the model's (non-zero): m may start at 0
+        self.everyone = nn.Parameter(start)  # (K, D)
+        self.segment_offsets = nn.Parameter(torch.zeros(k, max(n_segments, 1), out_dim))
+        self.user_offsets = nn.Parameter(torch.zeros(k, max(n_users, 1), out_dim))
+        self.item_bias = nn.Parameter(torch.zeros(k, n_items + 1)) if spec.item_bias else None
+        self.out_dim = out_dim
+
+    # -- parts ----------------------------------------------------------------------------------
+    def item_features(self, model: nn.Module, items: Tensor | None = None) -> Tensor:
+        """phi of ``items`` (...) for every copy -> (K, ..., D); None: the catalogue (K, N, D)."""
+        if self.token_weight is not None:
+            assert self.tokens is not None
+            tokens = self.tokens if items is None else self.tokens[items]  # (..., L)
+            present = (tokens >= 0).to(self.token_weight.dtype)
+            rows = self.token_weight[:, tokens.clamp(min=0)]  # (K, ..., L, D)
+            return (rows * present.unsqueeze(-1)).sum(-2)  # (K, ..., D)
+        vectors = _model_vectors(model, self.spec.source, items)  # (..., E)
+        if not self.spec.shared:
+            vectors = vectors.detach()
+        if self.map is None:
+            return vectors.unsqueeze(0).expand(self.everyone.shape[0], *vectors.shape)
+        flat = vectors.reshape(-1, vectors.shape[-1])  # (M, E)
+        mapped = torch.einsum("me,ked->kmd", flat, self.map)  # (K, M, D)
+        return mapped.reshape(mapped.shape[0], *vectors.shape[:-1], mapped.shape[-1])
+
+    def contexts(self, kind: Tensor, context: Tensor) -> Tensor:
+        """kind, context (P,) (EVERYONE / SEGMENT / USER and its index) -> m_c (K, P, D)."""
+        everyone = self.everyone.unsqueeze(1)  # (K, 1, D)
+        segment = self.segment_offsets[:, context * (kind == SEGMENT)]  # (K, P, D)
+        user = self.user_offsets[:, context * (kind == USER)]
+        is_segment = (kind == SEGMENT).unsqueeze(-1)
+        is_user = (kind == USER).unsqueeze(-1)
+        return everyone + segment * is_segment + user * is_user
+
+    # -- scores ---------------------------------------------------------------------------------
+    def forward(self, model: nn.Module, kind: Tensor, context: Tensor, items: Tensor) -> Tensor:
+        """kind, context (P,), items (P, C) -> (K, P, C) every copy's s_J."""
+        features = self.item_features(model, items)  # (K, P, C, D)
+        scores = (self.contexts(kind, context).unsqueeze(2) * features).sum(-1)
+        if self.item_bias is not None:
+            scores = scores + self.item_bias[:, items]
+        return scores
+
+    def score_all(self, model: nn.Module, kind: Tensor, context: Tensor) -> Tensor:
+        """kind, context (P,) -> (P, N): the chosen copy's s_J of every item."""
+        k = int(self.chosen)
+        features = self.item_features(model)[k]  # (N, D)
+        scores = self.contexts(kind, context)[k] @ features.T  # (P, N)
+        if self.item_bias is not None:
+            scores = scores + self.item_bias[k].unsqueeze(0)
+        return scores
+
+    def penalty(self) -> Tensor:
+        """(K,) each copy's L2 weight times the squared norm of its parameters."""
+        norms = torch.zeros_like(self.l2)
+        for parameter in (
+            self.token_weight,
+            self.map,
+            self.everyone,
+            self.segment_offsets,
+            self.user_offsets,
+            self.item_bias,
+        ):
+            if parameter is not None:
+                norms = norms + parameter.pow(2).flatten(1).sum(1)
+        return self.l2 * norms
+
+    def choose(self, agreements: Sequence[float]) -> int:
+        """Keep the copy with the highest validation agreement (NaN counts as lowest)."""
+        best = max(
+            range(len(agreements)),
+            key=lambda k: -math.inf if math.isnan(agreements[k]) else agreements[k],
+        )
+        self.chosen.fill_(best)
+        return best
+
+
+def standardise_rows(scores: Tensor, columns: slice | None = None) -> Tensor:
+    """(R, N) -> (R, N) each row minus its mean over ``columns`` (default: all but column 0,
+    the padding item), divided by its std over them (1 where the row is constant)."""
+    part = scores[:, columns if columns is not None else slice(1, None)]
+    mean = part.mean(1, keepdim=True)
+    std = part.std(1, unbiased=False, keepdim=True)
+    return (scores - mean) / torch.where(std > 0, std, torch.ones_like(std))
+
+
+__all__ = ["EVERYONE", "HeadSpec", "JudgmentHead", "SOURCES", "standardise_rows"]
