@@ -4,6 +4,7 @@
     hybridrec-data validate data=ml100k
     hybridrec-data prepare data=ncf_ml1m protocol=loo_sampled
     hybridrec-data describe data/prepared/ncf_ml1m-loo_sampled-<hash>
+    hybridrec-data forget USER... --folder data/prepared/<folder> --model exports/<run id>
 
 ``prepare`` / ``validate`` take the same Hydra overrides as hybridrec-train (data=…,
 protocol=…, data.source.path=…), so a dataset is prepared exactly as training will use it.
@@ -125,6 +126,66 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    """Erase users (raw ids or pseudonyms) from prepared folders and exported models, record
+    it in each one's erasures.json, tag the MLflow runs trained on those folders."""
+    from hybridrec.data.erasure import forget_in_folder, missing_users_message, user_rows
+    from hybridrec.export.forget import forget_in_model, model_kind, user_ids
+    from hybridrec.lit.checkpoint import id_maps
+
+    if not args.folder and not args.model:
+        raise UsageError("forget: give at least one --folder (prepared) or --model (exported)")
+    # every target resolved before anything changes: a user found nowhere stops it all
+    plans: list[tuple[Path, list[int]]] = []
+    found_somewhere: set[str] = set()
+    pseudonymised = False
+    for folder in map(Path, args.folder):
+        spec = DataSpec.load(folder)
+        pseudonymised |= bool(spec.pseudonyms)
+        found, _ = user_rows(args.users, id_maps(folder)["users"], spec.pseudonyms, str(folder))
+        found_somewhere |= set(found)
+        plans.append((folder, sorted(set(found.values()))))
+    for model in map(Path, args.model):
+        if model_kind(model) is None:
+            raise FileNotFoundError(
+                f"{model}: neither an export folder (export.json) nor a served model folder "
+                "(MLmodel); give --model the folder hybridrec-export wrote or a saved pyfunc model"
+            )
+        ids, pseudonyms = user_ids(model)
+        pseudonymised |= bool(pseudonyms)
+        found_somewhere |= set(user_rows(args.users, ids, pseudonyms, str(model))[0])
+    missing = [u for u in args.users if u not in found_somewhere]
+    if missing:
+        where = ", ".join(map(str, [*args.folder, *args.model]))
+        raise DataError(missing_users_message(missing, where, pseudonymised) + "; nothing erased")
+    fingerprints: list[str] = []
+    when = ""
+    for folder, rows in plans:
+        if not rows:
+            print(f"{folder}: none of these users")
+            continue
+        record = forget_in_folder(folder, rows)
+        fingerprints.append(record.fingerprint_before)
+        when = record.when
+        print(
+            f"{folder}: {len(rows)} user(s) erased, rows removed {record.removed}; fingerprint "
+            f"{record.fingerprint_before[:12]} -> {record.fingerprint_after[:12]} (erasures.json)"
+        )
+    for model in map(Path, args.model):
+        record, _ = forget_in_model(model, args.users)
+        print(f"{model}: {len(record.users)} user(s) erased, changed {record.removed}")
+    if fingerprints and not args.no_tag:
+        from mlflow.tracking import MlflowClient
+
+        from hybridrec.tracking import default_tracking_uri
+        from hybridrec.tracking.erasure import ERASED_TAG, tag_runs_with_erased_users
+
+        client = MlflowClient(tracking_uri=args.tracking_uri or default_tracking_uri())
+        runs = tag_runs_with_erased_users(client, fingerprints, when)
+        print(f"{len(runs)} MLflow run(s) trained on the data before tagged {ERASED_TAG}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hybridrec-data",
@@ -149,6 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
     desc = sub.add_parser("describe", help="summarise a prepared folder")
     desc.add_argument("folder")
     desc.set_defaults(func=cmd_describe)
+    forget = sub.add_parser(
+        "forget", help="erase users from prepared folders and exported models (docs/privacy.md)"
+    )
+    forget.add_argument("users", nargs="+", metavar="USER", help="raw ids or pseudonyms")
+    forget.add_argument("--folder", action="append", default=[], help="a prepared folder")
+    forget.add_argument(
+        "--model", action="append", default=[], help="an export folder or a served model folder"
+    )
+    forget.add_argument("--tracking-uri", default=None, help="where to tag the runs")
+    forget.add_argument("--no-tag", action="store_true", help="tag no MLflow run")
+    forget.set_defaults(func=cmd_forget)
     return parser
 
 

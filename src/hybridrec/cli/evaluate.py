@@ -145,6 +145,8 @@ def check_same_ids(trained: dict[str, Any], spec_sizes: dict[str, int], folder: 
         if side in trained:
             before = [str(v) for v in trained[side]]
             after = [str(v) for v in now[side]]
+            if len(before) == len(after):  # users erased since (hybridrec-data forget): None
+                after = [b if v is None else a for a, b, v in zip(after, before, now[side])]
             if before == after:
                 continue
             if len(before) != len(after):

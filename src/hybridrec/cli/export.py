@@ -107,6 +107,9 @@ def export_model(checkpoint: Path, out: Path, add_items: Path | None = None) -> 
         "padding_column": 0,
         "files": files,
     }
+    pseudonyms = (payload.get("spec") or {}).get("pseudonyms")
+    if pseudonyms:  # data.pseudonymise: which ids are keyed hashes, the key's check value
+        meta["pseudonyms"] = pseudonyms
     (out / "export.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 

@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, cast
 
-import pandas as pd
+import pyarrow.parquet as pq
 import torch
 from hydra.utils import instantiate
 from torch import nn
@@ -42,12 +42,14 @@ _TEXT_MODEL = "hybridrec.nn.TextRec"  # passes its extra arguments on to its tex
 
 
 def id_maps(data_dir: str | os.PathLike[str]) -> dict[str, list[Any]]:
-    """Raw ids by index from a prepared folder (``users.parquet``, ``items.parquet``)."""
+    """Raw ids by index from a prepared folder (``users.parquet``, ``items.parquet``); None for
+    a user erased by ``hybridrec-data forget`` (read by pyarrow: a whole-number id column with
+    such a gap stays whole numbers)."""
     folder = Path(data_dir)
     out: dict[str, list[Any]] = {}
     for side in ("users", "items"):
-        frame = pd.read_parquet(folder / f"{side}.parquet", columns=["index", "raw_id"])
-        out[side] = frame.sort_values("index")["raw_id"].tolist()
+        table = pq.read_table(folder / f"{side}.parquet", columns=["index", "raw_id"])
+        out[side] = table.sort_by("index")["raw_id"].to_pylist()
     return out
 
 
