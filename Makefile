@@ -5,9 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
+PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock audit train test test-all lint format ui clean bench-ncf bench-recbole
+.PHONY: help install lock audit train test test-all test-browser lint format ui clean bench-ncf bench-recbole
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -49,6 +50,14 @@ test: $(STAMP) ## run the test suite (not slow, not gpu): a few minutes on 2 cor
 test-all: $(STAMP) ## also the slow tests (real datasets in ../shared, multi-process DDP)
 	$(BIN)/python -m pytest -m "not gpu" $(ARGS)
 
+# Debian's chromium + chromium-driver (apt, as root or through sudo); the screenshots are kept
+# under outputs/browser-tests/ (each test's folder).
+test-browser: $(STAMP) ## the MLflow UI in headless Chromium (installs chromium with apt; slow)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; }
+	$(BIN)/python -m pytest -m browser tests/browser --basetemp=outputs/browser-tests $(ARGS)
+
 lint: $(STAMP) ## ruff, ruff format --check, mypy, hadolint
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
@@ -59,8 +68,11 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix src tests scripts
 	$(BIN)/ruff format src tests scripts
 
-ui: $(STAMP) ## open the MLflow UI on the local store (sqlite:///mlflow.db) at http://127.0.0.1:5000
-	$(BIN)/mlflow server --backend-store-uri sqlite:///mlflow.db --workers 1 --host 127.0.0.1 --port 5000
+# MLflow 3 opens on its GenAI view in a fresh browser (mlflow/mlflow#24498): the link printed
+# asks for the Model training view (workflowType=machine_learning).
+ui: $(STAMP) ## the MLflow UI on the local store (sqlite:///mlflow.db) at http://127.0.0.1:$(PORT) (PORT=5001 ...)
+	@echo "runs: http://127.0.0.1:$(PORT)/#/experiments?workflowType=machine_learning"
+	$(BIN)/mlflow server --backend-store-uri sqlite:///mlflow.db --workers 1 --host 127.0.0.1 --port $(PORT)
 
 bench-ncf: $(STAMP) ## NCF ML-1M accuracy benchmarks (MF, NeuMF; see docs/benchmarks.md)
 	$(BIN)/python scripts/bench_ncf_ml1m.py $(ARGS)

@@ -83,6 +83,7 @@ from hybridrec.tracking.fallback import FallbackClient, print_fallback_notice, w
 from hybridrec.tracking.mlflow_run import mlflow_key
 from hybridrec.tracking.plots import log_gate_by_popularity
 from hybridrec.tracking.run_ids import RunIdError, resolve_run_id
+from hybridrec.tracking.runs import UI_VIEW
 
 log = logging.getLogger("hybridrec.train")
 
@@ -751,7 +752,9 @@ def _print_summary(client: MlflowClient, run_id: str, uri: str, output_dir: str)
     run = client.get_run(run_id)
     experiment_id = run.info.experiment_id
     metrics = {k: v for k, v in run.data.metrics.items() if k.startswith(("test/", "best/"))}
-    link = f"#/experiments/{experiment_id}/runs/{run_id}"
+    # MLflow 3's UI opens on its GenAI view in a fresh browser (mlflow/mlflow#24498): the
+    # link asks for the Model training view
+    link = f"#/experiments/{experiment_id}/runs/{run_id}?{UI_VIEW}"
     if uri.startswith(("http://", "https://")):
         open_it = f"Open it: {uri.rstrip('/')}/{link}"
     else:

@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 #: What the MLflow UI reads to open an experiment on its runs table (not the GenAI overview).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+#: A UI link's query that opens MLflow 3's Model training view, not its GenAI view: the UI's
+#: switch between them is kept in the browser (localStorage, default GenAI), never synced with
+#: the experiment's kind (mlflow/mlflow#24498); the query wins while it is in the address.
+UI_VIEW = "workflowType=machine_learning"
 
 
 class TrackingError(RuntimeError):
