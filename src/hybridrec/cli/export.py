@@ -1,7 +1,7 @@
 """hybridrec-export: a trained model as files a server can load, logged to its run.
 
     hybridrec-export RUN_ID|CHECKPOINT [--out DIR] [--add-items ITEMS] [--tracking-uri URI]
-                     [--no-log]
+                     [--no-log] [--no-user-table]
 
 Rebuilds the model from its checkpoint alone (``weights_only``) and writes into ``--out``
 (default ``exports/<run id or checkpoint name>``):
@@ -22,6 +22,11 @@ With a run id the folder is also logged to the run's artifacts under ``export/``
 pyfunc model is logged to the run (``models:/…``, served by ``mlflow models serve``);
 ``--register NAME`` adds it to the model registry as a new version with an alias
 (``--alias``, default ``champion``): serve ``models:/NAME@champion``.
+
+``--no-user-table`` exports no per-user state: no ``users.json``, no ``seen.npz``, every per-user
+weight row zero (in ``served.ckpt``, the checkpoint the files and the served model are made
+from); a known user is then served from the request's recent items (history models) or by
+popularity, and what to leave out comes from the request (``exclude``, ``recent_items``).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from hybridrec.export import ExportedScorer, item_matrix, to_onnx, to_torchscript
+from hybridrec.export.forget import without_user_state
 from hybridrec.export.new_items import encode_new_items
 from hybridrec.export.source import resolve_checkpoint
 from hybridrec.lit.checkpoint import PAYLOAD, load_model
@@ -140,6 +146,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-log", action="store_true", help="do not log to the run")
     parser.add_argument(
+        "--no-user-table",
+        action="store_true",
+        help="no per-user state (ids, known items, user vectors): users served by their "
+        "recent items or popularity",
+    )
+    parser.add_argument(
         "--register",
         metavar="NAME",
         help="register the pyfunc model under NAME in the model registry (a new version)",
@@ -156,7 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         checkpoint, run_id = resolve_checkpoint(run_or_path(client, args.source), client)
         out = args.out or Path("exports") / (run_id or checkpoint.stem)
+        if args.no_user_table:  # everything below is made from a copy without user state
+            checkpoint = without_user_state(_is_checkpoint(checkpoint), out / "served.ckpt")
         meta = export_model(_is_checkpoint(checkpoint), out, args.add_items)
+        if args.no_user_table:
+            meta["user_table"] = False
+            (out / "export.json").write_text(json.dumps(meta, indent=2) + "\n")
     except (LookupError, FileNotFoundError, ValueError) as exc:
         print(f"hybridrec-export: error: {exc}", file=sys.stderr)
         return 2
@@ -174,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
         mlflow.set_tracking_uri(client.tracking_uri)
         new_items = out / "new_items.pt" if "new_items" in meta["files"] else None
-        info = log_recommender(checkpoint, out, run_id, new_items)
+        info = log_recommender(checkpoint, out, run_id, new_items, not args.no_user_table)
         meta["pyfunc_model_uri"] = info.model_uri
         if args.register:
             version = mlflow.register_model(info.model_uri, args.register)

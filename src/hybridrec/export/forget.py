@@ -16,6 +16,9 @@ file. The checkpoint's optimiser state (it holds per-user moments) is dropped: s
 reads it. The served model then answers that user as an unknown one (their recent items, or
 the popularity fallback). Item vectors are left as trained: they hold what every user taught
 the model, this one included, until it is retrained (docs/privacy.md).
+
+:func:`without_user_state` is the same for every user at once: what ``hybridrec-export
+--no-user-table`` serves from.
 """
 
 from __future__ import annotations
@@ -152,6 +155,26 @@ def _zero_checkpoint(path: Path, rows: list[int], n_users: int) -> int:
     torch.save(saved, tmp)
     os.replace(tmp, path)
     return changed
+
+
+def without_user_state(checkpoint: Path, dest: Path) -> Path:
+    """A copy of ``checkpoint`` at ``dest`` without per-user state: no user ids, every
+    per-user weight row zero, no optimiser state. Served, it knows no user: a request is
+    answered from its recent items (history models) or by popularity."""
+    saved = safe_load(checkpoint)
+    payload = saved[PAYLOAD]
+    maps = dict(payload.get("id_maps") or {})
+    n_users = len(maps.pop("users", None) or []) or int(
+        (payload.get("spec") or {}).get("n_users") or 0
+    )
+    payload["id_maps"] = maps
+    for name, tensor in saved.get("state_dict", {}).items():
+        if _user_rows(name, tensor, n_users):
+            tensor.zero_()
+    saved.pop("optimizer_states", None)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(saved, dest)
+    return dest
 
 
 def _zero_torchscript(path: Path, rows: list[int], n_users: int) -> int:

@@ -95,10 +95,13 @@ def popularity(checkpoint: Path) -> np.ndarray | None:
     return np.bincount(items, minlength=n_items + 1)[: n_items + 1].astype(np.float32)
 
 
-def _model_args(checkpoint: Path, out: Path, new_items: Path | None) -> dict[str, Any]:
+def _model_args(
+    checkpoint: Path, out: Path, new_items: Path | None, user_table: bool = True
+) -> dict[str, Any]:
     """What logging and saving share: the code file, the artifacts (the checkpoint, the
     popularity and the users' known items written into ``out``, the added products), the
-    signature, the input example and the requirements."""
+    signature, the input example and the requirements. ``user_table=False``
+    (``hybridrec-export --no-user-table``): no users' known items."""
     artifacts = {"checkpoint": str(checkpoint)}
     if new_items is not None:  # products added after training (hybridrec-export --add-items)
         artifacts["new_items"] = str(new_items)
@@ -106,7 +109,7 @@ def _model_args(checkpoint: Path, out: Path, new_items: Path | None) -> dict[str
     if counts is not None:
         np.save(out / "popularity.npy", counts)
         artifacts["popularity"] = str(out / "popularity.npy")
-    seen = seen_items(checkpoint)
+    seen = seen_items(checkpoint) if user_table else None
     if seen is not None:
         np.savez(out / "seen.npz", indptr=seen["indptr"], items=seen["items"])
         artifacts["seen"] = str(out / "seen.npz")
@@ -121,23 +124,31 @@ def _model_args(checkpoint: Path, out: Path, new_items: Path | None) -> dict[str
 
 
 def log_recommender(
-    checkpoint: Path, out: Path, run_id: str | None = None, new_items: Path | None = None
+    checkpoint: Path,
+    out: Path,
+    run_id: str | None = None,
+    new_items: Path | None = None,
+    user_table: bool = True,
 ) -> Any:
     """Log the pyfunc model under the active / given run (``name="model"``); returns MLflow's
     ModelInfo. ``out`` holds the popularity file it ships."""
     import mlflow
 
-    kwargs = _model_args(checkpoint, out, new_items)
+    kwargs = _model_args(checkpoint, out, new_items, user_table)
     with mlflow.start_run(run_id=run_id) if run_id else nullcontext():
         return mlflow.pyfunc.log_model(name="model", **kwargs)
 
 
 def save_recommender(
-    checkpoint: Path, out: Path, path: Path, new_items: Path | None = None
+    checkpoint: Path,
+    out: Path,
+    path: Path,
+    new_items: Path | None = None,
+    user_table: bool = True,
 ) -> Path:
     """The same pyfunc model saved to a folder (no tracking store): ``mlflow.pyfunc.load_model``
     or ``mlflow models serve -m <path>`` read it."""
     import mlflow
 
-    mlflow.pyfunc.save_model(str(path), **_model_args(checkpoint, out, new_items))
+    mlflow.pyfunc.save_model(str(path), **_model_args(checkpoint, out, new_items, user_table))
     return path

@@ -1,0 +1,125 @@
+"""Erasure in an exported model (export folder and served model folder) and the export without
+per-user state (--no-user-table): the user is gone, everything else is identical."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from conftest import CONFIG_DIR, TINY_DATA
+from hybridrec.cli.data import main as data_main
+from hybridrec.cli.export import export_model
+from hybridrec.cli.export import main as export_main
+from hybridrec.cli.train import train
+from hybridrec.export.pyfunc import save_recommender
+from hybridrec.export.pyfunc_model import HybridrecRecommender
+from hybridrec.lit.checkpoint import PAYLOAD, safe_load
+
+pytestmark = pytest.mark.slow
+USER_TABLE = "model.user_id.table.weight"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory, mlflow_uri: str) -> Path:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    root = tmp_path_factory.mktemp("forget_model")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(
+            "train",
+            [
+                f"paths.root_dir={root}",
+                f"logger.tracking_uri={mlflow_uri}",
+                *TINY_DATA,
+                "model=mf",
+                "trainer.max_epochs=1",
+            ],
+        )
+    GlobalHydra.instance().clear()
+    return Path(str(train(cfg).best_checkpoint))
+
+
+def _served(folder: Path) -> Any:
+    """The pyfunc model of a saved model folder, loaded as `mlflow models serve` loads it."""
+    artifacts = {
+        "checkpoint" if path.suffix == ".ckpt" else path.stem: str(path)
+        for path in folder.glob("artifacts/*")
+    }
+    model = HybridrecRecommender()
+    model.load_context(SimpleNamespace(artifacts=artifacts))
+    return model.recommender
+
+
+def _arrays(folder: Path) -> dict[str, Any]:
+    with np.load(folder / "seen.npz") as seen:
+        indptr, items = seen["indptr"], seen["items"]
+    onnx_model = onnx.load(str(folder / "scorer.onnx"))
+    return {
+        "users": json.loads((folder / "users.json").read_text()),
+        "seen": [items[indptr[u] : indptr[u + 1]].tolist() for u in range(len(indptr) - 1)],
+        "torchscript": torch.jit.load(str(folder / "scorer.pt")).state_dict()[USER_TABLE].clone(),
+        "onnx": next(
+            numpy_helper.to_array(t) for t in onnx_model.graph.initializer if t.name == USER_TABLE
+        ),
+    }
+
+
+def test_forget_in_an_export_and_a_served_model(checkpoint: Path, tmp_path: Path) -> None:
+    out, served = tmp_path / "export", tmp_path / "served"
+    export_model(checkpoint, out)
+    save_recommender(checkpoint, out, served)
+    before, answer_before = _arrays(out), _served(served).recommend(user="6", k=5)
+    user = before["users"].index(5)  # synthetic ids are numbers
+
+    assert data_main(["forget", "5", "--model", str(out), "--model", str(served)]) == 0
+    after = _arrays(out)
+    others = [u for u in range(len(before["users"])) if u != user]
+    assert after["users"][user] is None
+    assert [after["users"][u] for u in others] == [before["users"][u] for u in others]
+    assert after["seen"][user] == [] and before["seen"][user]
+    assert [after["seen"][u] for u in others] == [before["seen"][u] for u in others]
+    assert not after["torchscript"][user].any() and not after["onnx"][user].any()
+    assert torch.equal(after["torchscript"][others], before["torchscript"][others])
+    assert np.array_equal(after["onnx"][others], before["onnx"][others])
+
+    recommender = _served(served)
+    assert recommender.recommend(user="5", k=5)["source"] == "popularity"  # an unknown user
+    assert recommender.recommend(user="6", k=5) == answer_before  # the others as before
+    saved = safe_load(next(served.glob("artifacts/*.ckpt")))
+    assert saved[PAYLOAD]["id_maps"]["users"][user] is None
+    assert not saved["state_dict"][USER_TABLE][user].any() and "optimizer_states" not in saved
+    for folder in (out, served):
+        record = json.loads((folder / "erasures.json").read_text())
+        assert record[0]["users"] == [{"index": user, "pseudonym": None}]
+
+
+def test_export_without_user_table(checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "anonymous"
+    assert export_main([str(checkpoint), "--out", str(out), "--no-log", "--no-user-table"]) == 0
+    meta = json.loads((out / "export.json").read_text())
+    assert meta["user_table"] is False and "users" not in meta["files"]
+    assert not (out / "users.json").exists()
+    stripped = safe_load(out / "served.ckpt")
+    assert "users" not in stripped[PAYLOAD]["id_maps"]
+    assert not stripped["state_dict"][USER_TABLE].any()
+    assert not stripped["state_dict"]["model.scorer.user_bias.weight"].any()
+    assert not torch.jit.load(str(out / "scorer.pt")).state_dict()[USER_TABLE].any()
+    served = tmp_path / "served"
+    save_recommender(out / "served.ckpt", out, served, user_table=False)
+    assert not (out / "seen.npz").exists() and not list(served.glob("artifacts/seen*"))
+    recommender = _served(served)
+    known = recommender.recommend(user="5", k=5)  # MF reads no history: popularity
+    assert known["source"] == "popularity"
+    # what to leave out comes from the request
+    masked = recommender.recommend(user="5", k=5, exclude=known["items"][:2])
+    assert not set(masked["items"]) & set(known["items"][:2])
