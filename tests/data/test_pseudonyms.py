@@ -118,3 +118,49 @@ def test_another_key_than_the_folders_is_refused(
         prepare_from_config(compose_checked("t", [*root, "data.pseudonymise=true"]))
     monkeypatch.delenv(KEY_ENV)  # a prepared folder needs no key to be used
     assert main(["prepare", *root, "data.pseudonymise=true"]) == 0
+
+
+SEGMENTS = ["young_families", "students", "retirees", "professionals", "outdoor_enthusiasts"]
+
+
+def test_raters_by_pseudonym_and_the_same_judgments(tmp_path: Path) -> None:
+    """Rater names as pseudonyms (spec, and so MLflow's judgment metrics); held-out raters may
+    be named by pseudonym in the config: the same split as the plain run's by name."""
+    raw = read_synthetic(n_users=40, n_items=30, seed=0, ratings_per_rater=20)
+    hasher = Pseudonymiser(b"k")
+    plain = prepare(
+        raw,
+        LeaveOneOut(),
+        tmp_path / "plain",
+        judgments={"segments": SEGMENTS, "held_out_raters": ["rater_1"]},
+    )
+    hashed = prepare(
+        raw,
+        LeaveOneOut(),
+        tmp_path / "hashed",
+        judgments={"segments": SEGMENTS, "held_out_raters": [hasher("raters", "rater_1")]},
+        pseudonyms=Pseudonyms(["users", "raters"], b"k"),
+    )
+    assert hashed.judgments["raters"] == [hasher("raters", r) for r in plain.judgments["raters"]]
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "plain" / "judgments.parquet"),
+        pd.read_parquet(tmp_path / "hashed" / "judgments.parquet"),
+    )
+    spec_text = (tmp_path / "hashed" / "spec.json").read_text()
+    assert not [name for name in plain.judgments["raters"] if f'"{name}"' in spec_text]
+
+
+def test_session_ids(tmp_path: Path) -> None:
+    from hybridrec.data.preparation.sessions import SessionSplit
+
+    raw = read_synthetic(n_users=40, n_items=30, seed=0, ratings_per_rater=20)
+    raw.interactions["user"] = raw.interactions["session"]
+    kinds = Pseudonyms(["sessions"], b"k")
+    spec = prepare(
+        raw, SessionSplit(min_item_support=1, test_days=10), tmp_path / "s", pseudonyms=kinds
+    )
+    plain = prepare(raw, SessionSplit(min_item_support=1, test_days=10), tmp_path / "p")
+    ids = pd.read_parquet(tmp_path / "p" / "users.parquet")["raw_id"]
+    hashed = pd.read_parquet(tmp_path / "s" / "users.parquet")["raw_id"]
+    assert hashed.tolist() == [Pseudonymiser(b"k")("sessions", s) for s in ids]
+    assert spec.pseudonyms["kinds"] == ["sessions"] and plain.n_train == spec.n_train

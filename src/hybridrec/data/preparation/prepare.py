@@ -267,6 +267,7 @@ def prepare(
     prepared: PreparedJudgments | None = None
     if judgment_cfg is not None:
         assert raw.ratings is not None
+        _held_out_by_pseudonym(judgment_cfg, raw.ratings, pseudonyms)
         train_items = np.unique(split.train["item"].to_numpy())
         prepared = prepare_judgments(
             raw.ratings, f"{raw.name} judgments", user_index, item_index, train_items, judgment_cfg
@@ -357,6 +358,20 @@ def prepare(
         )
         spec.save(tmp)
     return spec
+
+
+def _held_out_by_pseudonym(
+    cfg: JudgmentConfig, ratings: pd.DataFrame, pseudonyms: Pseudonyms | None
+) -> None:
+    """With raters pseudonymised, ``held_out_raters`` may name raters by their pseudonyms (so
+    that no name is in the config, and so in MLflow's params): each becomes the rater's name."""
+    if pseudonyms is None or "raters" not in pseudonyms.kinds:
+        return
+    if not isinstance(cfg.held_out_raters, list):
+        return
+    names = pd.unique(ratings["rater"].astype(str))
+    by_pseudonym = dict(zip(pseudonyms.ids("raters", names), names, strict=True))
+    cfg.held_out_raters = [by_pseudonym.get(str(r), r) for r in cfg.held_out_raters]
 
 
 def _rater_names(entry: dict[str, Any], pseudonyms: Pseudonyms | None) -> dict[str, Any]:
