@@ -128,3 +128,72 @@ def read_front(path: Path) -> tuple[str, list[dict[str, Any]]]:
     """(accuracy metric, rows) from a front.json."""
     saved = json.loads(path.read_text())
     return str(saved["accuracy"]), list(saved["rows"])
+
+
+def plot_lambda_runs(
+    client: Any,
+    runs: list[Any],
+    out: Path,
+    accuracy: str,
+    points: list[tuple[str, float, float]] | None = None,
+    suffix: str = "",
+) -> list[Path]:
+    """``front_lambda<suffix>.png``: the front of each ``hybridrec-eval --lambdas`` run (its
+    ``front/front.json``), one curve each, with ``points`` (label, agreement, accuracy: the
+    runs trained one per lambda) beside them. ``accuracy`` as MLflow names it (test/ndcg10)."""
+    import tempfile
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hybridrec.tracking import mlflow_key
+
+    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    drawn = 0
+    for run in runs:
+        with tempfile.TemporaryDirectory() as folder:
+            local = client.download_artifacts(run.info.run_id, f"{ARTIFACT_DIR}/front.json", folder)
+            _, rows = read_front(Path(local))
+        named = [{mlflow_key(k): v for k, v in row.items()} for row in rows]
+        if not named or accuracy not in named[0]:
+            continue
+        for row, original in zip(named, rows, strict=True):
+            row["lambda"], row[AGREEMENT] = original["lambda"], original[AGREEMENT]
+        label = f"{run.info.run_name or run.info.run_id[:8]} (one checkpoint)"
+        plot_front(named, out / "unused.png", accuracy, axis=axis, label=label)
+        drawn += 1
+    if not drawn:
+        plt.close(figure)
+        return []
+    for label, x, y in points or []:
+        axis.plot([x], [y], "s", color="gray")
+        axis.annotate(label[:40], (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    axis.set_xlabel("held-out marketer agreement (by item, test)")
+    axis.set_ylabel(accuracy)
+    axis.set_title("lambda at serving time (lines), one run per lambda (squares)", fontsize=10)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    path = out / f"front_lambda{suffix}.png"
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return [path]
+
+
+def lambda_fronts(
+    client: Any, runs: list[Any], records: list[Any], out: Path, accuracy: str
+) -> list[Path]:
+    """``hybridrec-runs plot front``'s part for the runs tagged ``hybridrec.front=lambda``
+    among ``runs``, with the other runs' (agreement, accuracy) of ``records`` as points."""
+    fronts = [r for r in runs if r.data.tags.get(FRONT_TAG) == FRONT_KIND]
+    if not fronts:
+        return []
+    key = "test/marketer_agreement"
+    points = [
+        (r.name, r.metrics[key], r.metrics[accuracy])
+        for r in records
+        if key in r.metrics and accuracy in r.metrics
+    ]
+    return plot_lambda_runs(client, fronts, out, accuracy, points)
