@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -149,3 +150,47 @@ def test_a_refit_round_trains_the_parts_again_with_the_fitted_weights(tmp_path: 
     }
     assert carried == fit["weights"]
     assert "test/hr10" in parent.data.metrics
+
+
+@pytest.mark.slow
+def test_a_shelf_of_its_own_reuses_the_parts_and_retests_them_on_it(tmp_path: Path) -> None:
+    """protocol.candidates=slice (each cold_items row ranked among its own kind of items) is an
+    evaluation setting: the parts trained on the whole catalogue are reused, the combiner (with
+    user-history buckets here) is fitted on the new shelf, and the parts' rows of the table are
+    tested on it too — not copied from their runs."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cold = [
+        *ARGS,
+        "protocol=cold_items",
+        "trainer.max_epochs=1",
+        "model.combiner.student.enabled=false",
+    ]
+    first = run_train_cli(tmp_path, *cold, uri=uri)
+    assert first.returncode == 0, first.stderr[-3000:]
+    shelf = run_train_cli(
+        tmp_path, *cold, "protocol.candidates=slice", "model.combiner.user_buckets=2", uri=uri
+    )
+    assert shelf.returncode == 0, shelf.stderr[-3000:]
+    assert shelf.stdout.count("(reused)") == 2
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("synthetic")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+    parents = [r for r in runs if r.data.tags.get("hybridrec.combine") == "composed"]
+    parts = {r.data.tags["hybridrec.part"]: r for r in runs if "hybridrec.part" in r.data.tags}
+    assert len(parents) == 2 and set(parts) == {"ids", "text"}
+    # the table's part rows: measured on the slice shelf, where a warm row no longer ranks
+    # cold items, so the ID part's warm-only ranking is unchanged and the text part's moves
+    rows = {
+        line.split("|")[1].strip(): line for line in shelf.stdout.splitlines() if "| part " in line
+    }
+    text_run = parts["text"].data.metrics["test/hr10"]
+    assert f"{text_run:.4f}" not in rows["part text"].split("|")[4]
+    fit = json.loads(
+        Path(
+            client.download_artifacts(
+                parents[1].info.run_id, "combiner/combiner.json", str(tmp_path)
+            )
+        ).read_text()
+    )
+    assert set(fit["user_weights"]) == {"ids", "text"} and len(fit["user_buckets"]) == 2

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from omegaconf import DictConfig
 
-from hybridrec.data.batching.pairs import RecDataModule
+from hybridrec.cli.compose import own_shelf, part_config
+from hybridrec.data.batch import RecBatch
+from hybridrec.data.batching.pairs import RecDataModule, candidate_rows
 from hybridrec.data.batching.sequence_datamodule import SequenceDataModule
 from hybridrec.data.preparation.prepare import prepare
 from hybridrec.data.preparation.protocols import ColdItems
@@ -220,3 +224,39 @@ def test_other_slice_targets_are_left_out_of_a_row_when_masked(
             targets = {int(i) for i in batch.targets[row] if i > 0}  # type: ignore[index]
             assert not (targets & excluded)
     assert both > 0  # users with a cold and a warm row exist here
+
+
+def test_each_shelf_ranks_its_own_rows_among_its_own_items() -> None:
+    """candidates: cold -> a cold row ranks the cold items only, a warm row every item;
+    slice -> a warm row ranks the warm items only, too (ALDI's cold and warm evaluation)."""
+    cold_items = torch.tensor([4, 5, 6])
+    rows = torch.tensor([True, False])  # a cold row, a warm row
+    users = torch.tensor([0, 1])
+    cold = RecBatch(users, cold=rows, restrict_to=candidate_rows("cold", cold_items, 6))
+    slice_ = RecBatch(users, cold=rows, restrict_to=candidate_rows("slice", cold_items, 6))
+    outside = cold.non_candidates()
+    assert outside is not None
+    assert outside.tolist() == [[True, True, True, True, False, False, False], [False] * 7]
+    outside = slice_.non_candidates()
+    assert outside is not None
+    assert outside.tolist() == [
+        [True, True, True, True, False, False, False],
+        [True, False, False, False, True, True, True],
+    ]
+    assert RecBatch(users).non_candidates() is None
+
+
+def test_parts_of_a_composed_run_train_on_the_whole_catalogue(
+    compose_cfg: Callable[..., DictConfig],
+) -> None:
+    """The shelf (candidates, other_slice) is the composed run's evaluation: its parts train
+    and choose their epochs on the default one, so parts trained before are reused."""
+    cfg = compose_cfg(
+        "experiment=hybrid_synthetic",
+        "protocol=cold_items",
+        "protocol.candidates=slice",
+        "protocol.other_slice=mask",
+    )
+    part = part_config(cfg, "ids", ["model=mf"], [])
+    assert part.protocol.candidates == "all" and part.protocol.other_slice == "keep"
+    assert own_shelf(cfg) and not own_shelf(part)

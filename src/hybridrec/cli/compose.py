@@ -168,6 +168,9 @@ def part_config(
     with open_dict(part):
         part.data = copy.deepcopy(cfg.data)
         part.protocol = copy.deepcopy(cfg.protocol)
+        for key, value in SHELF_DEFAULTS.items():  # parts train on the whole catalogue
+            if key in part.protocol:
+                part.protocol[key] = value
         part.paths = copy.deepcopy(cfg.paths)
         part.logger.experiment_name = cfg.logger.experiment_name
         part.logger.tracking_uri = cfg.logger.tracking_uri
@@ -176,6 +179,20 @@ def part_config(
             if value is not None or key == "threads":
                 OmegaConf.update(part, key, value, force_add=True)
     return part
+
+
+#: cold_items settings of what a row ranks among (evaluation only: the same split, the same
+#: training data). The parts are trained and their epochs chosen on the default, the whole
+#: catalogue; the combiner is fitted, and every row of the side-by-side table tested, on the
+#: composed run's own (retest_parts).
+SHELF_DEFAULTS = {"candidates": "all", "other_slice": "keep"}
+
+
+def own_shelf(cfg: DictConfig) -> bool:
+    """True when the run's protocol ranks rows among other items than its parts did."""
+    return any(
+        str(cfg.protocol.get(key, value)) != value for key, value in SHELF_DEFAULTS.items()
+    )
 
 
 def part_key(part: DictConfig, fingerprint: str) -> str:
@@ -193,6 +210,9 @@ def part_key(part: DictConfig, fingerprint: str) -> str:
     protocol = tree.get("protocol", {})
     if protocol.get("other_slice") == "keep":  # the default: runs from before it stay reusable
         protocol.pop("other_slice")
+    data = tree.get("data", {})
+    if data.get("pseudonymise") in (False, None):  # off (the default), as before the switch
+        data.pop("pseudonymise", None)
     for key in ("data_dir", "parts", "combiner", "reuse_parts"):  # not read by a joint model
         tree.get("model", {}).pop(key, None)
     text = json.dumps(tree, sort_keys=True, default=str) + fingerprint
@@ -280,23 +300,48 @@ def train_parts(
     return out
 
 
+def load_part(cfg: DictConfig, part: PartRun, selection: bool = False) -> FactorizedModel:
+    """A part's tested model (``selection``: the one chosen on validation, before any refit)
+    as a factorised model."""
+    model = load_model(part.selection_checkpoint if selection else part.checkpoint)
+    if isinstance(model, GRU4Rec):  # its evaluation encoder and output table: factorised
+        model = gru4rec_factorized(model, int(cfg.spec.n_users))
+    if not isinstance(model, FactorizedModel):
+        raise ConfigError(
+            f"model.parts.{part.name}: {type(model).__name__} is not a factorised model; "
+            "parts are MF, TextRec, SASRec, SeqText or a joint hybrid (model.combine=joint)"
+        )
+    return model
+
+
+def retest_parts(cfg: DictConfig, parts: list[PartRun], datamodule: Any) -> None:
+    """Each part's test metrics on the run's own datamodule (its shelf: ``own_shelf``), in
+    place of the ones its run measured on the whole catalogue, so that the side-by-side table
+    compares like with like."""
+    for part in parts:
+        module = RecLitModule(
+            model=load_part(cfg, part),
+            loss=instantiate(cfg.loss),
+            optimizer=instantiate(cfg.optimizer),
+            ks=cfg.ks,
+            ties=cfg.ties,
+        )
+        trainer: L.Trainer = instantiate(
+            cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False
+        )
+        tested = trainer.test(module, datamodule=datamodule, verbose=False)
+        metrics = {k: v for k, v in part.metrics.items() if not k.startswith("test/")}
+        metrics.update({k: float(v) for k, v in (tested[0] if tested else {}).items()})
+        metrics.pop(f"best/{cfg.monitor}", None)  # chosen on the whole catalogue's validation
+        part.metrics = metrics
+
+
 def build_composed(
     cfg: DictConfig, parts: list[PartRun], data_dir: Path, selection: bool = False
 ) -> ComposedHybrid:
     """The composed model over the parts' tested checkpoints (``selection``: the ones chosen
     on validation, before any refit), weights uniform until fitted."""
-    models = []
-    for part in parts:
-        path = part.selection_checkpoint if selection else part.checkpoint
-        model = load_model(path)
-        if isinstance(model, GRU4Rec):  # its evaluation encoder and output table: factorised
-            model = gru4rec_factorized(model, int(cfg.spec.n_users))
-        if not isinstance(model, FactorizedModel):
-            raise ConfigError(
-                f"model.parts.{part.name}: {type(model).__name__} is not a factorised model; "
-                "parts are MF, TextRec, SASRec, SeqText or a joint hybrid (model.combine=joint)"
-            )
-        models.append(model)
+    models = [load_part(cfg, part, selection) for part in parts]
     spec = cfg.spec
     counts = training_counts(data_dir, int(spec.n_items))
     user_buckets = int(cfg.model.combiner.get("user_buckets", 1))

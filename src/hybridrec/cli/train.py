@@ -46,8 +46,10 @@ from hybridrec.cli.compose import (
     fit_weights,
     is_composed,
     log_combiner,
+    own_shelf,
     refit_composed,
     refit_config,
+    retest_parts,
     side_by_side,
     train_parts,
 )
@@ -84,6 +86,7 @@ from hybridrec.tracking.mlflow_run import mlflow_key
 from hybridrec.tracking.plots import log_gate_by_popularity
 from hybridrec.tracking.run_ids import RunIdError, resolve_run_id
 from hybridrec.tracking.runs import UI_VIEW
+from hybridrec.tracking.sweep import study_tags
 
 log = logging.getLogger("hybridrec.train")
 
@@ -294,6 +297,8 @@ def _train_composed(cfg: DictConfig, client: MlflowClient, started_ms: int) -> T
         log_missing_metrics(logger, results)
         log_run_end(logger, checkpoint, best, cfg.monitor)
         log_combiner(client, run_id, composed, fit)
+        if own_shelf(tested_cfg):  # the parts ranked as the composed model is
+            retest_parts(tested_cfg, parts, datamodule)
         table = side_by_side(parts, results, str(cfg.monitor), list(cfg.ks))
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "parts.md").write_text(table + "\n")
@@ -529,6 +534,7 @@ def _run_tags(cfg: DictConfig, spec: DataSpec) -> dict[str, str]:
     job = _sweep_job()
     if job is not None:
         tags[SWEEP_TAG], tags[JOB_TAG] = job[0], str(job[1])
+        tags.update(study_tags())  # an hparams_search study's trial
     if cfg.trainer.get("fast_dev_run"):  # hybridrec-runs leaves such runs out by default
         tags["debug"] = "fast_dev_run (one batch per stage; no validation metrics)"
         tags[FAST_DEV_RUN_TAG] = "true"

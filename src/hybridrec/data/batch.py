@@ -48,7 +48,9 @@ class RecBatch:
     targets: Tensor | None = None  # (B, P) long, held-out items for full ranking, 0-padded
     exclude: Tensor | None = None  # (2, E) long, (row, item) pairs masked in full ranking
     cold: Tensor | None = None  # (B,) bool, the row's targets are cold items (cold_items)
-    restrict_to: Tensor | None = None  # (N + 1,) bool, the only items a cold row ranks among
+    # (N + 1,) bool, the only items a cold row ranks among (``candidates: cold``); or
+    # (2, N + 1): row 0 what a warm row ranks among, row 1 a cold row (``candidates: slice``)
+    restrict_to: Tensor | None = None
     # -- session-parallel training (see hybridrec.data.batching.sequences) ----------------
     negatives: Tensor | None = None  # (S,) long, negatives shared by every row (shared layout)
     # (B + S,) float, log sampling weight of each score column; (R, 1 + S) in the sampled
@@ -107,6 +109,15 @@ class RecBatch:
     def sampled_sequence(self) -> bool:
         """True when the sequence layout's scores are (R, 1 + S): target, shared negatives."""
         return self.sequence_targets is not None and self.sequence_negatives is not None
+
+    def non_candidates(self) -> Tensor | None:
+        """(B, N + 1) True where a cold_items row does not rank an item (``restrict_to``);
+        None when every row ranks every item."""
+        if self.cold is None or self.restrict_to is None:
+            return None
+        if self.restrict_to.dim() == 1:  # candidates: cold -> cold rows among the cold items
+            return self.cold.unsqueeze(1) & ~self.restrict_to.unsqueeze(0)
+        return ~self.restrict_to[self.cold.long()]  # slice: each row among its own kind
 
     def positive_items(self) -> Tensor:
         """(B, 1) or (R, 1): the positive item of each scoring row."""

@@ -139,13 +139,14 @@ def drawn_rows(
 
 def full_ranking_mask(batch: RecBatch, n_columns: int) -> Tensor:
     """(B, N) True where a full-ranking row does not rank an item: the padding item, the
-    row's ``exclude`` pairs, and non-candidates of cold rows (``candidates: cold``)."""
+    row's ``exclude`` pairs, and a row's non-candidates (``candidates: cold`` or ``slice``)."""
     assert batch.exclude is not None
     mask = torch.zeros(len(batch), n_columns, dtype=torch.bool, device=batch.exclude.device)
     mask[:, 0] = True
     mask[batch.exclude[0], batch.exclude[1]] = True
-    if batch.cold is not None and batch.restrict_to is not None:
-        mask |= batch.cold.unsqueeze(1) & ~batch.restrict_to.unsqueeze(0)
+    outside = batch.non_candidates()
+    if outside is not None:
+        mask |= outside
     return mask
 
 

@@ -309,7 +309,7 @@ RULES: tuple[Rule, ...] = (
     Rule("protocol.n_negatives", _int_min(0)),
     Rule("protocol.cold_share", _share(low_open=True)),
     Rule("protocol.val_share", _share()),
-    Rule("protocol.candidates", _one_of(("all", "cold"))),
+    Rule("protocol.candidates", _one_of(("all", "cold", "slice"))),
     Rule("protocol.other_slice", _one_of(("keep", "mask"))),
     Rule("protocol.*_fraction", _share(low_open=True)),
     Rule("protocol.test_days", _number_above(0)),

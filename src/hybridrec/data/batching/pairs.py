@@ -122,6 +122,19 @@ class TrainBatches:
             )
 
 
+def candidate_rows(candidates: str, cold_items: Tensor, n_items: int) -> Tensor:
+    """cold_items rows' candidates: ``cold`` -> (N + 1,) the cold items (what a cold row ranks
+    among; warm rows rank every item); ``slice`` -> (2, N + 1): warm rows rank the warm items,
+    cold rows the cold items (two shelves, as ALDI evaluates)."""
+    cold = torch.zeros(n_items + 1, dtype=torch.bool)
+    cold[cold_items] = True
+    if candidates == "cold":
+        return cold
+    warm = ~cold
+    warm[0] = False
+    return torch.stack([warm, cold])
+
+
 def other_slice_rows(codes: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """cold_items rows are keyed ``user * 2 + cold`` (``rows`` sorted, one per row). For each
     held-out item's key in ``codes`` (E,): the row of the same user's OTHER slice, and whether
@@ -411,10 +424,10 @@ class RecDataModule(RecBatchDataModule):
         codes, uniques = pd.factorize(pairs, sort=True)
         row_of = torch.as_tensor(codes.astype(np.int64))  # (E,) row of each target
         restrict = None
-        if self.spec.candidates == "cold":
-            cold_items = _long(self._frame("cold_items"), "item")
-            restrict = torch.zeros(self.spec.n_items + 1, dtype=torch.bool)
-            restrict[cold_items] = True
+        if self.spec.candidates != "all":
+            restrict = candidate_rows(
+                self.spec.candidates, _long(self._frame("cold_items"), "item"), self.spec.n_items
+            )
         also = None
         if self.spec.other_slice == "mask":  # each row leaves out the other slice's targets
             other_row, has_other = other_slice_rows(pairs, uniques)

@@ -14,7 +14,11 @@ import torch
 from torch import Tensor
 
 from hybridrec.data.batching.judgments import history_table
-from hybridrec.data.batching.pairs import RecBatchDataModule, other_slice_rows
+from hybridrec.data.batching.pairs import (
+    RecBatchDataModule,
+    candidate_rows,
+    other_slice_rows,
+)
 from hybridrec.data.batching.sequences import (
     NEGATIVE_SAMPLINGS,
     ORDERS,
@@ -264,9 +268,10 @@ class SequenceDataModule(RecBatchDataModule):
         targets[codes[order], column] = frame["item"].to_numpy(np.int64)[order]
         users = uniques // 2
         restrict = None
-        if self.spec.candidates == "cold":
-            restrict = torch.zeros(self.spec.n_items + 1, dtype=torch.bool)
-            restrict[_long(self._frame("cold_items"), "item")] = True
+        if self.spec.candidates != "all":
+            restrict = candidate_rows(
+                self.spec.candidates, _long(self._frame("cold_items"), "item"), self.spec.n_items
+            )
         also = None
         if self.spec.other_slice == "mask":  # each row leaves out the other slice's targets
             other_row, has_other = other_slice_rows(pairs[order], uniques)

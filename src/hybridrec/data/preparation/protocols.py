@@ -255,10 +255,11 @@ class ColdItems:
     Each held-out row carries ``cold`` (bool), so metrics are reported for cold targets, warm
     targets and all of them separately. Ranking is ``full`` (all items, the user's training
     items masked); ``candidates: cold`` ranks cold targets among the cold items only (the
-    "new arrivals" shelf) — applied by the evaluation, recorded here. ``other_slice: mask``
-    leaves a user's held-out items of the other slice out of each slice's row (neither target
-    nor negative: a model that ranks the user's own cold items high is not charged for it in
-    the warm row); ``keep`` (the default) ranks them as negatives.
+    "new arrivals" shelf), ``candidates: slice`` also the warm targets among the warm items only
+    (two shelves, ALDI's cold and warm evaluation) — applied by the evaluation, recorded here.
+    ``other_slice: mask`` leaves a user's held-out items of the other slice out of each
+    slice's row (neither target nor negative: a model that ranks the user's own cold items high
+    is not charged for it in the warm row); ``keep`` (the default) ranks them as negatives.
 
     A source's own test file is ignored (this protocol makes its own split; counted as
     ``given_test_ignored``).
@@ -278,8 +279,10 @@ class ColdItems:
             raise ValueError(f"protocol.cold_share={self.cold_share}: expected a share in (0, 1)")
         if not 0.0 <= self.val_share < 1.0:
             raise ValueError(f"protocol.val_share={self.val_share}: expected a share in [0, 1)")
-        if self.candidates not in ("all", "cold"):
-            raise ValueError(f"protocol.candidates={self.candidates!r}: expected 'all' or 'cold'")
+        if self.candidates not in ("all", "cold", "slice"):
+            raise ValueError(
+                f"protocol.candidates={self.candidates!r}: expected 'all', 'cold' or 'slice'"
+            )
         if self.other_slice not in ("keep", "mask"):
             raise ValueError(
                 f"protocol.other_slice={self.other_slice!r}: expected 'keep' or 'mask'"
