@@ -164,3 +164,19 @@ def test_session_ids(tmp_path: Path) -> None:
     hashed = pd.read_parquet(tmp_path / "s" / "users.parquet")["raw_id"]
     assert hashed.tolist() == [Pseudonymiser(b"k")("sessions", s) for s in ids]
     assert spec.pseudonyms["kinds"] == ["sessions"] and plain.n_train == spec.n_train
+
+
+def test_the_switch_is_checked_and_off_changes_no_folder_name() -> None:
+    from hybridrec.cli.checks import ConfigError, check_config
+    from hybridrec.cli.common import data_config, prepared_folder
+    from hybridrec.cli.overrides import compose_checked
+
+    default = compose_checked("t", [])
+    assert default.data.pseudonymise is False
+    assert "pseudonymise" not in data_config(default)["data"]  # folders named as before
+    on = compose_checked("t", ["data.pseudonymise=[raters,users]"])
+    check_config(on)
+    assert data_config(on)["data"]["pseudonymise"] == ["users", "raters"]
+    assert prepared_folder(on) != prepared_folder(default)
+    with pytest.raises(ConfigError, match="data.pseudonymise: got"):
+        check_config(compose_checked("t", ["data.pseudonymise=[customers]"]))
