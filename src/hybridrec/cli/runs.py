@@ -6,6 +6,7 @@
                            [--format table|markdown|csv] [--out FILE]
     hybridrec-runs plot curves|param|front [filters] [--metrics ...] [--x KEY] [--mix]
                         [--out DIR]
+    hybridrec-runs compare --study mf_optuna   # an hparams_search study's trials, best first
     hybridrec-runs upload --from sqlite:///outputs/…/mlflow-fallback.db --to http://host:5000
 
 Reads any tracking store through the MLflow client (``--tracking-uri``, else
@@ -39,6 +40,7 @@ from hybridrec.tracking.compare import (
     table,
 )
 from hybridrec.tracking.run_ids import resolve_run_id, short_ids
+from hybridrec.tracking.sweep import DIRECTION_TAG, STUDY_TAG
 
 #: differing params the terminal table shows at most (csv / markdown show them all)
 MAX_TABLE_PARAMS = 8
@@ -65,6 +67,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-e", "--experiment", action="append", help="experiment name (repeat)")
     parser.add_argument("--param", action="append", help="KEY=VALUE, e.g. model/dim=64 (repeat)")
     parser.add_argument("--tag", action="append", help="KEY=VALUE, e.g. sweep_job=3 (repeat)")
+    parser.add_argument(
+        "--study",
+        default=None,
+        metavar="NAME",
+        help="the trials of one hparams_search study (tag hybridrec.study); compare: best first",
+    )
     parser.add_argument("--filter", default="", help="an MLflow search filter, for the rest")
     parser.add_argument(
         "--status", default="FINISHED", help="FINISHED (default), FAILED, KILLED or all"
@@ -184,7 +192,7 @@ def _runs(args: argparse.Namespace, client: MlflowClient) -> list[Run]:
         client,
         args.experiment,
         args.filter,
-        tags=_pairs(args.tag, "--tag"),
+        tags={**_pairs(args.tag, "--tag"), **({STUDY_TAG: args.study} if args.study else {})},
         params=_pairs(args.param, "--param"),
         status=status,
         limit=args.limit,
@@ -276,6 +284,8 @@ def _compare(args: argparse.Namespace, client: MlflowClient) -> None:
         metrics = [m for m in monitors if m in present] + [m for m in metrics if m in present]
     recs = _records(client, found, metrics)
     sort = mlflow_key(args.sort) if args.sort else (metrics[0] if metrics else None)
+    if args.study and not args.sort and not args.ascending:  # best trial first
+        args.ascending = found[0].data.tags.get(DIRECTION_TAG) == "minimize"
     hidden = 0
     if args.params:
         params = [p.strip() for p in args.params.split(",") if p.strip()]
@@ -328,6 +338,7 @@ def _as_text(header: list[str], body: list[list[str]], fmt: str) -> str:
 
 def _plot(args: argparse.Namespace, client: MlflowClient) -> None:
     from hybridrec.tracking.front import AGREEMENT
+    from hybridrec.tracking.lambda_front import lambda_fronts
     from hybridrec.tracking.run_plots import plot_curves, plot_front, plot_param
 
     args.metrics_given = args.metrics is not None
@@ -335,7 +346,8 @@ def _plot(args: argparse.Namespace, client: MlflowClient) -> None:
     metrics = [mlflow_key(m.strip()) for m in args.metrics.split(",") if m.strip()]
     if args.kind == "front":
         metrics = [AGREEMENT, *metrics] if args.metrics_given else [AGREEMENT, "test/ndcg10"]
-    recs = _records(client, _runs(args, client), metrics)
+    found = _runs(args, client)
+    recs = _records(client, found, metrics)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.kind == "param" and not args.x_param:
         raise ValueError("plot param needs --x KEY (e.g. --x judgment/weight)")
@@ -362,6 +374,8 @@ def _plot(args: argparse.Namespace, client: MlflowClient) -> None:
             if not drawn and several:
                 print(f"{group[0]}, data {group[1][:8]}: no run logged {AGREEMENT}; no front")
             paths += drawn
+    if args.kind == "front":  # with --evals: hybridrec-eval --lambdas runs, one checkpoint each
+        paths += lambda_fronts(client, found, recs, args.out, metrics[1])
     if not paths:
         raise LookupError(
             f"no run logged {AGREEMENT} (runs on data with judgments do)"

@@ -13,7 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
@@ -22,11 +24,28 @@ from hybridrec.tracking.mlflow_run import mlflow_key
 SWEEP_TAG = "sweep"
 JOB_TAG = "sweep_job"
 OVERRIDES_TAG = "overrides"
+#: The trials of one hyperparameter search (``hparams_search=…``, the Optuna sweeper) carry its
+#: study name and direction; ``hybridrec-runs compare --study NAME`` shows them, best first.
+STUDY_TAG = "hybridrec.study"
+DIRECTION_TAG = "hybridrec.study_direction"
 
 
 def sweep_id(sweep_dir: str | Path) -> str:
     """A sweep's identity: its output folder as an absolute path."""
     return str(Path(sweep_dir).resolve())
+
+
+def study_tags() -> dict[str, str]:
+    """Inside a multirun driven by the Optuna sweeper: its study name (else the sweep folder's
+    name) and direction, as run tags; otherwise nothing."""
+    if not HydraConfig.initialized():
+        return {}
+    hydra_cfg = HydraConfig.get()
+    sweeper = hydra_cfg.sweeper
+    if hydra_cfg.mode != RunMode.MULTIRUN or "optuna" not in str(sweeper.get("_target_", "")):
+        return {}
+    name = sweeper.get("study_name") or Path(str(hydra_cfg.sweep.dir)).name
+    return {STUDY_TAG: str(name), DIRECTION_TAG: str(sweeper.get("direction", "minimize"))}
 
 
 def parse_overrides(overrides: str) -> dict[str, str]:

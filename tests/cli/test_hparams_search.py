@@ -1,0 +1,77 @@
+"""Hyperparameter search (configs/hparams_search, the Optuna sweeper): every search config
+composes into a real Optuna sweep over keys the config has; a 2-trial study runs through the
+console script, the sweeper optimises what hybridrec-train returns (each trial's best validation
+score), the trials are tagged as one study, and ``hybridrec-runs compare --study`` shows them
+best first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import instantiate
+from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from conftest import CONFIG_DIR, TINY_DATA, group_options, run_train_cli
+from hybridrec.cli.runs import main as runs_main
+from hybridrec.tracking.sweep import DIRECTION_TAG, STUDY_TAG, SWEEP_TAG
+
+
+@pytest.mark.parametrize("option", group_options("hparams_search"))
+def test_search_config_is_a_seeded_optuna_sweep_over_real_keys(option: str) -> None:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", [f"hparams_search={option}"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper")
+    assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"  # no --multirun needed
+    assert sweeper.direction == "maximize" and cfg.monitor == "val/ndcg@10"
+    assert sweeper.study_name == option and sweeper.n_trials > 0
+    sampler = instantiate(sweeper.sampler)
+    assert isinstance(sampler, optuna.samplers.TPESampler)
+    assert sweeper.sampler.seed == cfg.seed  # the same seed proposes the same trials
+    parser = OverridesParser.create()
+    for key, space in sweeper.params.items():
+        # a key the composed config has (a typo would add a key nothing reads)...
+        assert OmegaConf.select(cfg, key, default="missing") != "missing", key
+        # ...and a search space Optuna understands
+        (override,) = parser.parse_overrides([f"{key}={space}"])
+        assert create_optuna_distribution_from_override(override) is not None, key
+
+
+@pytest.mark.slow  # two trainings in one process
+def test_a_two_trial_study_is_one_group_of_runs_best_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["hparams_search=mf_optuna", *TINY_DATA, "trainer.max_epochs=1"]
+    done = run_train_cli(tmp_path, *args, "hydra.sweeper.n_trials=2", uri=uri)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(uri)
+    trials = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        f"tags.`{STUDY_TAG}` = 'mf_optuna'",
+    )
+    assert len(trials) == 2
+    assert {t.data.tags[DIRECTION_TAG] for t in trials} == {"maximize"}
+    assert len({t.data.tags[SWEEP_TAG] for t in trials}) == 1  # one sweep folder
+    assert {t.data.params["model/_target_"] for t in trials} == {"hybridrec.nn.MF"}
+    # the sweeper maximised what the entry point returned: each trial's best validation score
+    (folder,) = (tmp_path / "multirun").iterdir()
+    result = yaml.safe_load((folder / "optimization_results.yaml").read_text())
+    scores = {t.info.run_id: t.data.metrics["best/val/ndcg10"] for t in trials}
+    assert result["best_value"] == pytest.approx(max(scores.values()), abs=1e-6)
+    best = max(scores, key=lambda r: scores[r])
+    chosen = next(t for t in trials if t.info.run_id == best).data.params
+    assert str(result["best_params"]["optimizer.lr"]) == chosen["optimizer/lr"]
+    # hybridrec-runs shows the study, the best trial first
+    runs_main(["compare", "--study", "mf_optuna", "--tracking-uri", uri, "--format", "csv"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and best in lines[1] and "optimizer/lr" in lines[0]
