@@ -141,3 +141,16 @@ def test_whole_number_ids_stay_whole_numbers(tmp_path: Path) -> None:
 def test_forget_needs_a_target(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["forget", "cust-1"]) == 2
     assert "give at least one --folder" in capsys.readouterr().err
+
+
+def test_a_model_trained_before_still_evaluates_on_the_erased_folder(folder: Path) -> None:
+    """hybridrec-eval refuses data whose ids differ from the model's; an erased user (null)
+    is no difference: the other indices are those the model was trained on."""
+    from hybridrec.cli.evaluate import EvalError, check_same_ids
+
+    trained = id_maps(folder)
+    assert main(["forget", "cust-7", "--folder", str(folder), "--no-tag"]) == 0
+    check_same_ids(trained, {}, folder)
+    changed = {**trained, "users": ["cust-x", *trained["users"][1:]]}
+    with pytest.raises(EvalError, match="differ from those the model was trained on"):
+        check_same_ids(changed, {}, folder)
