@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from types import SimpleNamespace
 
+import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
@@ -58,10 +59,11 @@ def _grads(module: torch.nn.Module) -> list[torch.Tensor]:
     return [p.grad for p in module.parameters() if p.grad is not None and p.grad.abs().sum() > 0]
 
 
+@pytest.mark.parametrize("source", ["tokens", "tokens+item"])
 def test_the_head_alone_leaves_the_recommender_untouched(
-    compose_cfg: Callable[..., DictConfig],
+    compose_cfg: Callable[..., DictConfig], source: str
 ) -> None:
-    module, _ = _built(compose_cfg, "judgment=head_bt")
+    module, _ = _built(compose_cfg, "judgment=head_bt", f"judgment.head.source={source}")
     assert isinstance(module.head, JudgmentHead) and len(module.head_losses or []) == 4
     module.model.train()
     out = module._head_term(_pair_batch([[1, 2], [3, 4], [5, 1]]))

@@ -10,6 +10,8 @@
     text     the model's text-tower vector of the item
     id       the model's item ID vector (items with interactions only)
     item     the model's own item vector (the hybrid's fused one)
+    tokens+text, tokens+id, tokens+item   the sum of both: the tokens' map and a linear map of
+             the model's vector (what the text says, and what the interactions learnt)
 
 For the model's vectors an optional learned linear map (``linear``) takes them to ``dim``.
 ``m_c`` is the context: "everyone" a learned vector, a segment "everyone + a learned offset",
@@ -44,7 +46,7 @@ from hybridrec.nn.hybrid import FusedItemTower
 from hybridrec.nn.textrec import TextItemTower
 from hybridrec.nn.towers import ItemIdTower
 
-SOURCES = ("tokens", "text", "id", "item")
+SOURCES = ("tokens", "text", "id", "item", "tokens+text", "tokens+id", "tokens+item")
 
 
 @dataclass
@@ -52,7 +54,8 @@ class HeadSpec:
     """``judgment.head``: what the judgment head reads and how it is regularised.
 
     Args:
-        source: phi(i): ``tokens`` | ``text`` | ``id`` | ``item`` (module docstring).
+        source: phi(i): ``tokens`` | ``text`` | ``id`` | ``item`` | ``tokens+<one of those>``
+            (module docstring).
         dim: D of m_c and of a mapped phi (``tokens``, or ``linear=True``).
         linear: a learned linear map on the model's vector (``text``/``id``/``item``); without
             it m_c has the model's vector size.
@@ -153,7 +156,12 @@ class JudgmentHead(nn.Module):
         self.register_buffer("chosen", torch.zeros((), dtype=torch.long))
         self.token_weight: nn.Parameter | None = None
         self.map: nn.Parameter | None = None
-        if spec.source == "tokens":
+        uses_tokens = spec.source.startswith("tokens")
+        #: the model's vector phi reads (text | id | item), or None
+        self.model_source = None if spec.source == "tokens" else spec.source.split("+")[-1]
+        self.register_buffer("tokens", None, persistent=False)
+        out_dim = spec.dim
+        if uses_tokens:
             tower = text_tower(model)
             if tower is None:
                 raise ValueError(
@@ -166,17 +174,18 @@ class JudgmentHead(nn.Module):
             vocab = int(tokens.max()) + 1
             # zero: a token never seen in a training judgment adds nothing to any score
             self.token_weight = nn.Parameter(torch.zeros(k, vocab, spec.dim))
-            out_dim = spec.dim
-        else:
-            self.register_buffer("tokens", None, persistent=False)
-            with torch.random.fork_rng(devices=[]), torch.no_grad():
-                in_dim = int(_model_vectors(model, spec.source, torch.ones(1).long()).shape[-1])
-            if spec.linear:
-                self.map = nn.Parameter(torch.randn(k, in_dim, spec.dim) / math.sqrt(in_dim))
-            out_dim = spec.dim if spec.linear else in_dim
         generator = torch.Generator().manual_seed(0)  # the recommender's random state untouched
+        if self.model_source is not None:
+            with torch.random.fork_rng(devices=[]), torch.no_grad():
+                one = torch.ones(1).long()
+                in_dim = int(_model_vectors(model, self.model_source, one).shape[-1])
+            if spec.linear or uses_tokens:  # with tokens: both parts in the same D
+                start_map = torch.randn(k, in_dim, spec.dim, generator=generator)
+                self.map = nn.Parameter(start_map / math.sqrt(in_dim))
+            else:
+                out_dim = in_dim
         start = torch.randn(k, out_dim, generator=generator) / math.sqrt(out_dim)
-        if spec.source != "tokens" and not spec.linear:
+        if self.model_source is not None and self.map is None:
             start = torch.zeros(k, out_dim)  # phi is the model's (non-zero): m may start at 0
         self.everyone = nn.Parameter(start)  # (K, D)
         self.segment_offsets = nn.Parameter(torch.zeros(k, max(n_segments, 1), out_dim))
@@ -187,20 +196,24 @@ class JudgmentHead(nn.Module):
     # -- parts ----------------------------------------------------------------------------------
     def item_features(self, model: nn.Module, items: Tensor | None = None) -> Tensor:
         """phi of ``items`` (...) for every copy -> (K, ..., D); None: the catalogue (K, N, D)."""
+        parts = []
         if self.token_weight is not None:
             assert self.tokens is not None
             tokens = self.tokens if items is None else self.tokens[items]  # (..., L)
             present = (tokens >= 0).to(self.token_weight.dtype)
             rows = self.token_weight[:, tokens.clamp(min=0)]  # (K, ..., L, D)
-            return (rows * present.unsqueeze(-1)).sum(-2)  # (K, ..., D)
-        vectors = _model_vectors(model, self.spec.source, items)  # (..., E)
-        if not self.spec.shared:
-            vectors = vectors.detach()
-        if self.map is None:
-            return vectors.unsqueeze(0).expand(self.everyone.shape[0], *vectors.shape)
-        flat = vectors.reshape(-1, vectors.shape[-1])  # (M, E)
-        mapped = torch.einsum("me,ked->kmd", flat, self.map)  # (K, M, D)
-        return mapped.reshape(mapped.shape[0], *vectors.shape[:-1], mapped.shape[-1])
+            parts.append((rows * present.unsqueeze(-1)).sum(-2))  # (K, ..., D)
+        if self.model_source is not None:
+            vectors = _model_vectors(model, self.model_source, items)  # (..., E)
+            if not self.spec.shared:
+                vectors = vectors.detach()
+            if self.map is None:
+                parts.append(vectors.unsqueeze(0).expand(self.everyone.shape[0], *vectors.shape))
+            else:
+                flat = vectors.reshape(-1, vectors.shape[-1])  # (M, E)
+                mapped = torch.einsum("me,ked->kmd", flat, self.map)  # (K, M, D)
+                parts.append(mapped.reshape(mapped.shape[0], *vectors.shape[:-1], -1))
+        return parts[0] if len(parts) == 1 else parts[0] + parts[1]
 
     def contexts(self, kind: Tensor, context: Tensor) -> Tensor:
         """kind, context (P,) (EVERYONE / SEGMENT / USER and its index) -> m_c (K, P, D)."""
