@@ -1,6 +1,7 @@
 """FactorizedModel: user towers × an item tower through a :class:`DotScorer`.
 
-The one contract every factorised model offers (MF, TextRec, SeqRec, the hybrid), in tensors:
+The one contract every factorised model offers (MF, TextRec, SeqRec, the hybrid), in tensors
+(written as :class:`hybridrec.nn.protocol.VectorModel`, which mypy holds this class to):
 
     user_vectors(users, history, lengths)   -> (B, D)
     item_vectors(items) / item_vectors()    -> (..., D) / (N, D) the whole catalogue

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +37,9 @@ from torch import Tensor, nn
 from hybridrec.data.batch import RecBatch
 
 EMBEDDINGS = ("constrained", "separate", "none")
+
+if TYPE_CHECKING:
+    from hybridrec.nn.factorized import FactorizedModel
 
 
 def _uniform_(tensor: Tensor, fan_in: int, fan_out: int) -> None:
@@ -330,7 +334,7 @@ class _GRU4RecHistory(nn.Module):
         return self.gru4rec._encode(history)[0][-1]
 
 
-def gru4rec_factorized(model: GRU4Rec, n_users: int = 1) -> nn.Module:
+def gru4rec_factorized(model: GRU4Rec, n_users: int = 1) -> FactorizedModel:
     """A trained GRU4Rec with the factorised contract for evaluation and serving: user vector
     = the encoder's final state over the history, item vectors = W_y, item bias = b_y, so
     ``score_all`` equals GRU4Rec's own (its training stays session-parallel). What the composed
