@@ -455,7 +455,8 @@ def test_user_buckets_scale_each_parts_share_by_history_length(
     checkpoint, the traced scorer and the served answer give the same scores."""
     parts, counts, configs = _parts(compose_cfg, ["mf", "ids", "text"])
     n_users = int(parts[0].n_users)
-    user_counts = torch.arange(n_users + 1).float() % 7  # edges at the median count
+    user_counts = torch.arange(n_users + 1).float() % 7  # the edge at the median count
+    user_counts[3] = 1.0  # user 3: a short training history
     composed = ComposedHybrid(
         parts, ["mf", "ids", "text"], counts, 2, user_counts=user_counts, n_user_buckets=2
     )
@@ -465,8 +466,9 @@ def test_user_buckets_scale_each_parts_share_by_history_length(
     composed.set_user_weights(factors)
     edge = float(composed.user_edges[0])
     users, history, lengths = _inputs(int(counts.shape[0]) - 1)  # lengths 5, 2, 5
-    assert 2 < edge <= 5  # the short history falls in bucket 0
-    rows = (lengths >= edge).long()
+    # users 0 and 7 have no training count: their histories' lengths (5, 5); user 3 its count 1
+    assert 1 < edge <= 5 and user_counts[users].tolist() == [0, 1, 0]
+    rows = torch.tensor([1, 0, 1])
     assert composed.user_bucket(users, lengths).tolist() == rows.tolist()
     by_count = composed.user_bucket(torch.tensor([1, 6, -1, 10**6]))
     assert by_count.tolist() == [int(1 >= edge), int(6 >= edge), 0, 0]  # unknown users: 0
@@ -492,7 +494,7 @@ def test_user_buckets_scale_each_parts_share_by_history_length(
         torch.testing.assert_close(scripted(users, history, lengths), got, atol=1e-5, rtol=0)
     items = [str(i) for i in range(int(counts.shape[0]))]
     recommender = Recommender(loaded, items, [str(u) for u in range(n_users + 1)], counts.numpy())
-    short = [str(i) for i in history[1, 3:].tolist()]  # the 2-item session: bucket 0
+    short = [str(i) for i in history[1, 3:].tolist()]  # user 3 (count 1: bucket 0)
     answer = recommender.recommend(user="3", recent_items=short, k=4, include_seen=True)
     top = got[1].clone()
     top[0] = -torch.inf

@@ -215,8 +215,8 @@ class Recommender:
             raw.append(None if neither else part.combine_users(id_part, history_part))
         if all(r is None for r in raw):
             return self._top(self._popularity(), k, "popularity", unknown, exclude, masked)
-        # the user-history bucket: the session's length where a part read it, else the
-        # user's training interactions (as in evaluation)
+        # the user-history bucket: the user's training interactions, else the session's
+        # length where a part read it (as in evaluation)
         read = [i for i in known if i <= model.n_items]
         read_lengths = torch.tensor([len(read)]) if "session" in used else None
         users = torch.tensor([user_row if user_row is not None else -1])

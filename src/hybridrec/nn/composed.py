@@ -13,8 +13,8 @@ The weights of a bucket decide how its items rank among themselves, its offset c
 standard deviations) how they compete with the other buckets' items: cold items can be ranked by
 the text parts and kept below well-known items at once. Optionally the mix also depends on how
 much the model knows of the user: a multiplier a_k(h(u)) per part and user-history bucket h
-(the history's length where a history is read, else the user's training interactions; split at
-quantiles of the users' training counts), ``s(u, i) = sum_k a_k(h(u)) w_k(b(i)) z_k(u, i) +
+(the user's training interactions, else — a session, an unknown user — the length of the
+history read; split at quantiles of the users' training counts), ``s(u, i) = sum_k a_k(h(u)) w_k(b(i)) z_k(u, i) +
 c(b(i))`` — a short-history user may lean on one part, a long one on another. It scales the
 user's blocks, so the model stays one dot product.
 
@@ -232,16 +232,17 @@ class ComposedHybrid(nn.Module):
         return user / scale
 
     def user_bucket(self, users: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """(B,) each row's user-history bucket: from the history's length where one is read
-        (``lengths`` (B,)), else from the user's training interactions (unknown users: 0)."""
+        """(B,) each row's user-history bucket: from the user's training interactions where the
+        user has some, else from the history's length (``lengths`` (B,): a session, an
+        unknown user), else 0. Counts, not the read history, where both exist: a history
+        tower reads only the latest ``max_length`` items."""
         if self.n_user_buckets == 1:
             return torch.zeros_like(users)
+        last = len(self.user_counts) - 1
+        inside = (users >= 0) & (users <= last)
+        size = torch.where(inside, self.user_counts[users.clamp(0, last)], 0.0)  # (B,)
         if lengths is not None:
-            size = lengths.to(self.user_edges.dtype)
-        else:
-            last = len(self.user_counts) - 1
-            inside = (users >= 0) & (users <= last)
-            size = torch.where(inside, self.user_counts[users.clamp(0, last)], 0.0)
+            size = torch.where(size > 0, size, lengths.to(size.dtype))
         return (size.unsqueeze(-1) >= self.user_edges).sum(-1)  # bucketize, as ONNX exports
 
     def _scaled(self, blocks: list[Tensor], bucket: Tensor) -> list[Tensor]:
