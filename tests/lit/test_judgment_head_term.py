@@ -65,8 +65,10 @@ def test_the_head_alone_leaves_the_recommender_untouched(
 ) -> None:
     module, _ = _built(compose_cfg, "judgment=head_bt", f"judgment.head.source={source}")
     assert isinstance(module.head, JudgmentHead) and len(module.head_losses or []) == 4
-    module.model.train()
+    module.model.train()  # the hybrid's ID dropout draws random numbers in training
+    before = torch.get_rng_state()
     out = module._head_term(_pair_batch([[1, 2], [3, 4], [5, 1]]))
+    assert torch.equal(torch.get_rng_state(), before), "the recommender's random state moved"
     assert torch.isfinite(out["loss"]) and out["loss"] > 0 and out["l2"] > 0
     out["loss"].backward()
     assert _grads(module.head), "the head got no gradient"

@@ -133,6 +133,11 @@ def _model_vectors(model: nn.Module, source: str, items: Tensor | None) -> Tenso
     return tower(items)
 
 
+def _devices() -> list[int]:
+    """The CUDA device whose random state a read of the model may draw from (none on CPU)."""
+    return [torch.cuda.current_device()] if torch.cuda.is_available() else []
+
+
 class JudgmentHead(nn.Module):
     """K copies of ``s_J(c, i) = <m_c, phi(i)> (+ b_i)``, one per L2 weight.
 
@@ -204,9 +209,11 @@ class JudgmentHead(nn.Module):
             rows = self.token_weight[:, tokens.clamp(min=0)]  # (K, ..., L, D)
             parts.append((rows * present.unsqueeze(-1)).sum(-2))  # (K, ..., D)
         if self.model_source is not None:
-            vectors = _model_vectors(model, self.model_source, items)  # (..., E)
-            if not self.spec.shared:
-                vectors = vectors.detach()
+            if self.spec.shared:
+                vectors = _model_vectors(model, self.model_source, items)  # (..., E)
+            else:  # no gradient, and the model's random state (its ID dropout) untouched
+                with torch.no_grad(), torch.random.fork_rng(devices=_devices()):
+                    vectors = _model_vectors(model, self.model_source, items)
             if self.map is None:
                 parts.append(vectors.unsqueeze(0).expand(self.everyone.shape[0], *vectors.shape))
             else:
