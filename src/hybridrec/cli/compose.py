@@ -190,9 +190,7 @@ SHELF_DEFAULTS = {"candidates": "all", "other_slice": "keep"}
 
 def own_shelf(cfg: DictConfig) -> bool:
     """True when the run's protocol ranks rows among other items than its parts did."""
-    return any(
-        str(cfg.protocol.get(key, value)) != value for key, value in SHELF_DEFAULTS.items()
-    )
+    return any(str(cfg.protocol.get(key, value)) != value for key, value in SHELF_DEFAULTS.items())
 
 
 def part_key(part: DictConfig, fingerprint: str) -> str:

@@ -14,9 +14,10 @@ standard deviations) how they compete with the other buckets' items: cold items 
 the text parts and kept below well-known items at once. Optionally the mix also depends on how
 much the model knows of the user: a multiplier a_k(h(u)) per part and user-history bucket h
 (the user's training interactions, else — a session, an unknown user — the length of the
-history read; split at quantiles of the users' training counts), ``s(u, i) = sum_k a_k(h(u)) w_k(b(i)) z_k(u, i) +
-c(b(i))`` — a short-history user may lean on one part, a long one on another. It scales the
-user's blocks, so the model stays one dot product.
+history read; split at quantiles of the users' training counts),
+``s(u, i) = sum_k a_k(h(u)) w_k(b(i)) z_k(u, i) + c(b(i))`` — a short-history user may lean
+on one part, a long one on another. It scales the user's blocks, so the model stays one dot
+product.
 
 Both statistics are over the warm items j (trained on) and come in closed form from the item
 side: with ũ = [u_k, 1], ṽ_i = [v_k(i), b_k(i)], m_k their mean and C_k their covariance,
