@@ -27,12 +27,10 @@ pytestmark = pytest.mark.slow
 USER_TABLE = "model.user_id.table.weight"
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory, mlflow_uri: str) -> Path:
+def _trained(root: Path, mlflow_uri: str, *overrides: str) -> Path:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    root = tmp_path_factory.mktemp("forget_model")
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(
@@ -41,12 +39,17 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory, mlflow_uri: str) -> Pat
                 f"paths.root_dir={root}",
                 f"logger.tracking_uri={mlflow_uri}",
                 *TINY_DATA,
-                "model=mf",
                 "trainer.max_epochs=1",
+                *overrides,
             ],
         )
     GlobalHydra.instance().clear()
     return Path(str(train(cfg).best_checkpoint))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory, mlflow_uri: str) -> Path:
+    return _trained(tmp_path_factory.mktemp("forget_model"), mlflow_uri, "model=mf")
 
 
 def _served(folder: Path) -> Any:
@@ -123,3 +126,33 @@ def test_export_without_user_table(checkpoint: Path, tmp_path: Path) -> None:
     # what to leave out comes from the request
     masked = recommender.recommend(user="5", k=5, exclude=known["items"][:2])
     assert not set(masked["items"]) & set(known["items"][:2])
+
+
+def test_without_user_table_a_history_model_serves_known_users_by_their_recent_items(
+    tmp_path: Path, mlflow_uri: str
+) -> None:
+    """The joint hybrid reads a user ID and a history: with the table a known user with recent
+    items is answered from both; without it from the recent items alone, which the answer
+    leaves out (the request's masking: the run's evaluation masked known items)."""
+    checkpoint = _trained(
+        tmp_path / "run",
+        mlflow_uri,
+        "model=hybrid",
+        "model.combine=joint",
+        "protocol=loo_full",
+        "datamodule=next_item",
+        "loss=xe",
+        "model.dim=16",
+    )
+    full, anonymous = tmp_path / "full", tmp_path / "anonymous"
+    (tmp_path / "files").mkdir()
+    save_recommender(checkpoint, tmp_path / "files", full)
+    out = tmp_path / "export"
+    assert export_main([str(checkpoint), "--out", str(out), "--no-log", "--no-user-table"]) == 0
+    save_recommender(out / "served.ckpt", out, anonymous, user_table=False)
+    recent = ["3", "8"]
+    with_table = _served(full).recommend(user="5", recent_items=recent, k=5)
+    without = _served(anonymous).recommend(user="5", recent_items=recent, k=5)
+    assert with_table["source"] == "user+session" and without["source"] == "session"
+    assert not set(without["items"]) & set(recent)
+    assert _served(anonymous).recommend(user="5", k=5)["source"] == "popularity"
