@@ -215,3 +215,20 @@ def test_mlflow_load_model_refuses_a_hostile_checkpoint(
     with pytest.raises(Exception, match="refused, it holds Python objects"):
         mlflow.pyfunc.load_model(str(folder))
     assert not marker.exists()
+
+
+def test_forget_refuses_a_hostile_model_checkpoint(
+    hostile: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """hybridrec-data forget --model reads the served model's checkpoint: refused the same way."""
+    from hybridrec.cli.data import main as data_main
+
+    path, marker = hostile
+    folder = tmp_path / "served"
+    (folder / "artifacts").mkdir(parents=True)
+    (folder / "MLmodel").write_text("flavors: {}\n")
+    (folder / "artifacts" / "best.ckpt").write_bytes(path.read_bytes())
+    assert data_main(["forget", "7", "--model", str(folder), "--no-tag"]) == 2
+    err = capsys.readouterr().err
+    assert "refused, it holds Python objects" in err and "Traceback" not in err
+    assert not marker.exists()

@@ -151,7 +151,10 @@ def cmd_forget(args: argparse.Namespace) -> int:
                 f"{model}: neither an export folder (export.json) nor a served model folder "
                 "(MLmodel); give --model the folder hybridrec-export wrote or a saved pyfunc model"
             )
-        ids, pseudonyms = user_ids(model)
+        try:  # its checkpoint is read with weights_only: a file holding code is refused
+            ids, pseudonyms = user_ids(model)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
         pseudonymised |= bool(pseudonyms)
         found_somewhere |= set(user_rows(args.users, ids, pseudonyms, str(model))[0])
     missing = [u for u in args.users if u not in found_somewhere]
