@@ -16,6 +16,9 @@ from conftest import CONFIG_DIR, TINY_DATA, TINY_JUDGMENTS
 from hybridrec.cli.evaluate import main as eval_main
 from hybridrec.cli.runs import main as runs_main
 from hybridrec.cli.train import train
+from hybridrec.export.judgment import served_judgment
+from hybridrec.export.source import resolve_checkpoint
+from hybridrec.lit.checkpoint import load_model, safe_load
 from hybridrec.tracking.lambda_front import (
     AGREEMENT,
     FRONT_TAG,
@@ -89,6 +92,12 @@ def test_one_checkpoint_gives_the_front(tmp_path: Path, capsys: pytest.CaptureFi
         )
         logged = {a.path for a in client.list_artifacts(runs[0].info.run_id, "front")}
         assert "front/front.json" in logged and "front/front.png" in logged
+        # the served head, rebuilt from the checkpoint alone: the run's segments, every item
+        checkpoint, _ = resolve_checkpoint(run_id, client)
+        model = load_model(checkpoint)
+        served = served_judgment(safe_load(checkpoint), model)
+        assert served is not None and served.phi.shape[0] == model.n_items + 1
+        assert sorted(served.segments) == sorted(cfg.data.judgments.segments)
         # a run without a head: one sentence, exit 2
         plain = train(_without_head(cfg))
         capsys.readouterr()

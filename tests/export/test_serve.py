@@ -175,7 +175,7 @@ def test_mlflow_models_serve_answers(exported: tuple[str, str, str]) -> None:
             "INVALID_PARAMETER_VALUE",
             "unknown field(s) ['usr']; a request row may hold "
             "['user', 'recent_items', 'k', 'exclude', 'include_seen', 'exclude_recent', "
-            "'cold_offset']",
+            "'cold_offset', 'lambda', 'segment']",
         )
         status, error = _post(port, b"not json")
         assert status == 400

@@ -73,6 +73,7 @@ def raw_id_key(saved: dict[str, Any]) -> Any:
 class HybridrecRecommender(PythonModel):
     def load_context(self, context: Any) -> None:
 
+        from hybridrec.export.judgment import served_judgment
         from hybridrec.export.recommender import Recommender
         from hybridrec.lit.checkpoint import PAYLOAD, load_model, safe_load
 
@@ -89,14 +90,16 @@ class HybridrecRecommender(PythonModel):
         if seen_path:
             with np.load(seen_path) as arrays:
                 seen = (arrays["indptr"], arrays["items"])
+        model = load_model(checkpoint)
         self.recommender = Recommender(
-            load_model(checkpoint),
+            model,
             [None, *maps.get("items", [])],
             maps.get("users", []),
             popularity,
             new_items=None if added is None else (added["items"], added["vectors"]),
             seen=seen,
             exclude_recent=masks_known(saved),
+            judgment=served_judgment(saved, model),
         )
         self.raw_id_key = raw_id_key(saved)
 

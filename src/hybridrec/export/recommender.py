@@ -3,7 +3,7 @@
 What the served model (:mod:`hybridrec.export.pyfunc_model`) answers, without MLflow:
 
     recommend(user=..., recent_items=[...], k=10, exclude=[...], exclude_recent=None,
-              cold_offset=None) ->
+              cold_offset=None, judgment_lambda=None, segment=None) ->
         {"items": [raw ids], "scores": [...], "score_kind": "model" | "count",
          "source": "user" | "session" | "user+session" | "popularity",
          "unknown_items": [...], "id_share": [...] (the joint hybrid),
@@ -30,6 +30,11 @@ A pair scorer (GMF, MLP, NeuMF: no item vectors, no history tower) answers a kno
 its own scores over the catalogue; anything else gets the popularity answer, and its recent
 items are not read (its model cannot).
 
+A run trained with a judgment head answers ``judgment_lambda`` (the request's ``lambda``;
+default: the run's ``judgment.head.serving_lambda``) and ``segment``: it ranks by
+``z(s) + lambda z(s_J)`` for the segment, the user, or everyone
+(:mod:`hybridrec.export.judgment`, docs/judgments.md).
+
 Cold items (no training interaction) are scored like any other: through the text tower in a
 hybrid. ``id_share`` is the hybrid's gate, the share of each recommended item's vector that
 comes from its ID rather than its text. Requests are checked (k in [1, max_k], ids as given);
@@ -45,6 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hybridrec.export.judgment import ServedJudgment
 from hybridrec.nn.base import PairScorer
 from hybridrec.nn.composed import ComposedHybrid
 from hybridrec.nn.factorized import FactorizedModel
@@ -76,6 +82,7 @@ class Recommender:
         new_items: tuple[Sequence[Any], torch.Tensor] | None = None,
         seen: tuple[np.ndarray, np.ndarray] | None = None,
         exclude_recent: bool = False,
+        judgment: ServedJudgment | None = None,
     ) -> None:
         if not isinstance(model, (FactorizedModel, PairScorer, ComposedHybrid)):
             raise ValueError(
@@ -119,6 +126,7 @@ class Recommender:
         self.popularity = popularity
         self.seen = seen
         self.exclude_recent = exclude_recent
+        self.judgment = judgment  # the judgment head: lambda and segment per request
 
     def _k(self, k: Any) -> int:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
@@ -139,9 +147,12 @@ class Recommender:
         include_seen: bool = False,
         exclude_recent: bool | None = None,
         cold_offset: float | None = None,
+        judgment_lambda: float | None = None,
+        segment: str | None = None,
     ) -> dict[str, Any]:
         k = self._k(k)
         model = self.model
+        lam = self._judgment_request(judgment_lambda, segment)
         if cold_offset is not None and not isinstance(model, ComposedHybrid):
             raise RequestError(
                 "cold_offset: only a composed hybrid (model=hybrid) places new items by an "
@@ -174,6 +185,9 @@ class Recommender:
                 vector = model.combine_users(id_part, history_part)  # (1, D)
                 users = torch.tensor([user_row if user_row is not None else 0])
                 scores = model.scorer.score_all(vector, self.table, users)[0]
+                if lam > 0:  # z(s) + lambda z(s_J): the judgment head (docs/judgments.md)
+                    assert self.judgment is not None
+                    scores = self.judgment.combine(scores, lam, user_row, segment)
                 source = "+".join(
                     name
                     for name, part in (("user", id_part), ("session", history_part))
@@ -235,6 +249,22 @@ class Recommender:
                 for m in range(len(indices))
             ]
         return out
+
+    def _judgment_request(self, lam: float | None, segment: str | None) -> float:
+        """The request's lambda (the run's default when left out); refused without a head or
+        with an unknown segment."""
+        if self.judgment is None:
+            if (lam is not None and lam > 0) or segment is not None:
+                raise RequestError(
+                    "lambda / segment: this model was trained without a judgment head "
+                    "(judgment=head_bt or head_pointwise); leave both out"
+                )
+            return 0.0
+        if segment is not None and segment not in self.judgment.segments:
+            raise RequestError(
+                f"segment={segment!r}: expected one of {sorted(self.judgment.segments)}"
+            )
+        return self.judgment.default_lambda if lam is None else float(lam)
 
     def _seen(self, user_row: int | None) -> list[int]:
         if self.seen is None or user_row is None or user_row + 1 >= len(self.seen[0]):

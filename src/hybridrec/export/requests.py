@@ -22,7 +22,11 @@ COLUMNS = (
     "include_seen",
     "exclude_recent",
     "cold_offset",
+    "lambda",
+    "segment",
 )
+#: the largest lambda a request may give (the judgment head's weight, docs/judgments.md)
+MAX_LAMBDA = 100.0
 #: the range of a request's cold_offset (standard deviations of the standardised scores)
 MAX_COLD_OFFSET = 10.0
 #: rows in one request and ids in one list: bounds the work a single request can ask for
@@ -132,6 +136,14 @@ def check_request(model_input: Any) -> list[dict[str, Any]]:
                 f"row {row}: user must be a user id (a string or a whole number), "
                 f"got {user!r} ({type(user).__name__})"
             )
+        judgment = {  # the judgment head's fields, only where the row gives them
+            key: value
+            for key, value in (
+                ("judgment_lambda", _lambda(record.get("lambda"), row)),
+                ("segment", _segment(record.get("segment"), row)),
+            )
+            if value is not None
+        }
         rows.append(
             {
                 "include_seen": bool(_flag(record, "include_seen", row)),
@@ -142,6 +154,7 @@ def check_request(model_input: Any) -> list[dict[str, Any]]:
                 "k": 10 if _missing(k) else k,
                 "exclude": _ids(record.get("exclude"), "exclude", row),
                 "cold_offset": _offset(record.get("cold_offset"), row),
+                **judgment,
             }
         )
     return rows
@@ -162,3 +175,24 @@ def _offset(value: Any, row: int) -> float | None:
             f"and {MAX_COLD_OFFSET:g}"
         )
     return float(value)
+
+
+def _lambda(value: Any, row: int) -> float | None:
+    """The judgment head's lambda: a number in [0, MAX_LAMBDA]; None when left out."""
+    if _missing(value):
+        return None
+    number = not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.number))
+    if not number or not 0 <= float(value) <= MAX_LAMBDA:
+        raise bad_request(
+            f"row {row}: lambda={value!r}: expected a number between 0 and {MAX_LAMBDA:g}"
+        )
+    return float(value)
+
+
+def _segment(value: Any, row: int) -> str | None:
+    """A segment name (the run's data.judgments.segments); None when left out."""
+    if _missing(value):
+        return None
+    if not isinstance(value, str) or not value:
+        raise bad_request(f"row {row}: segment must be a segment name, got {value!r}")
+    return value

@@ -62,6 +62,8 @@ class HeadSpec:
         item_bias: a learned bias b_i per item.
         shared: the term's gradient also reaches the model's item representation.
         l2: the L2 weights tried (one copy of the head each; validation agreement picks one).
+        serving_lambda: the lambda a served model uses when a request gives none (0: the
+            recommender's own ranking; docs/judgments.md).
         lr: the head's learning rate (its own parameter group: the head sees one judgment batch
             per training step, far fewer steps than a probe fitted to convergence); None: the
             optimiser's.
@@ -74,6 +76,7 @@ class HeadSpec:
     shared: bool = False
     l2: Sequence[float] = field(default_factory=lambda: (1e-5, 1e-4, 1e-3, 1e-2))
     lr: float | None = 0.03
+    serving_lambda: float = 0.0
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -86,6 +89,10 @@ class HeadSpec:
                 f"judgment.head.l2={list(self.l2)}: expected a non-empty list of numbers >= 0"
             )
         self.l2 = tuple(values)
+        if not (isinstance(self.serving_lambda, (int, float)) and 0 <= self.serving_lambda):
+            raise ValueError(
+                f"judgment.head.serving_lambda={self.serving_lambda}: expected a number >= 0"
+            )
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"judgment.head.lr={self.lr}: expected a number > 0 or null")
         if self.shared and self.source == "tokens":

@@ -344,6 +344,7 @@ RULES: tuple[Rule, ...] = (
     Rule("judgment.everyone", _one_of(EVERYONE_MODES)),
     Rule("judgment.head.source", _check_head_source),
     Rule("judgment.head.lr", _or_null(_number_above(0))),
+    Rule("judgment.head.serving_lambda", _number_min(0)),
     Rule(
         "judgment.head.l2",
         _rule(

@@ -1,0 +1,97 @@
+"""The judgment head at serving time: ``lambda`` and ``segment`` as request fields.
+
+A run trained with a judgment head (``judgment=head_bt | head_pointwise``) keeps the head's
+weights in its checkpoint (``head.*``). Serving rebuilds, once, the head's item matrix
+``phi`` (N + 1, D_h) and its context vectors (everyone, each segment, each user's offset), and a
+request ranks by
+
+    z(s(u, i)) + lambda * z(s_J(c, i))
+
+each standardised over the catalogue (padding left out), as ``hybridrec-eval --lambdas``
+measures it (docs/judgments.md). Within one answer this is the order of one dot product of
+``[u, lambda' m_c]`` with ``[v_i, phi_i]``, lambda' = lambda std(s) / std(s_J). The context c is
+the request's ``segment`` when given, else the user (everyone + the user's offset), else
+everyone. ``lambda`` defaults to ``judgment.head.serving_lambda`` of the run (0: the model's
+own ranking).
+
+Shapes: N = n_items + 1 (item 0 padding), D_h = the head's size, U = users.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hybridrec.nn.judgment_head import HeadSpec, JudgmentHead, standardise_rows
+
+
+@dataclass
+class ServedJudgment:
+    """phi (N, D_h); everyone (D_h,); segments name -> m (D_h,); user_offsets (U, D_h);
+    item_bias (N,) or None; default_lambda."""
+
+    phi: Tensor
+    everyone: Tensor
+    segments: dict[str, Tensor]
+    user_offsets: Tensor
+    item_bias: Tensor | None
+    default_lambda: float = 0.0
+
+    def context(self, user_row: int | None, segment: str | None) -> Tensor:
+        """m_c (D_h,): the segment's, else the user's, else everyone's."""
+        if segment is not None:
+            return self.segments[segment]
+        if user_row is not None and user_row < self.user_offsets.shape[0]:
+            return self.everyone + self.user_offsets[user_row]
+        return self.everyone
+
+    def scores(self, user_row: int | None, segment: str | None) -> Tensor:
+        """(N,) s_J(c, i) of every item."""
+        scores = self.phi @ self.context(user_row, segment)
+        return scores if self.item_bias is None else scores + self.item_bias
+
+    def combine(
+        self, scores: Tensor, lam: float, user_row: int | None, segment: str | None
+    ) -> Tensor:
+        """(N,) the model's scores -> z(s) + lam z(s_J); lam 0: the scores unchanged."""
+        if lam == 0:
+            return scores
+        head = self.scores(user_row, segment)
+        if scores.shape[0] > head.shape[0]:  # products added after training: the head's mean
+            extra = head[1:].mean().expand(scores.shape[0] - head.shape[0])
+            head = torch.cat([head, extra])
+        z = standardise_rows(torch.stack([scores, head.to(scores.dtype)]))
+        return z[0] + lam * z[1]
+
+
+def served_judgment(saved: dict[str, Any], model: nn.Module) -> ServedJudgment | None:
+    """The head of a checkpoint (``saved``: its dict), or None when the run trained none."""
+    config = saved.get("hybridrec_config") or {}
+    spec_node = (config.get("judgment") or {}).get("head")
+    if not spec_node:
+        return None
+    spec = HeadSpec(**{k: v for k, v in spec_node.items() if k != "_target_"})
+    judgments = (config.get("data") or {}).get("judgments") or {}
+    names = [str(s) for s in judgments.get("segments") or []]
+    n_users, n_items = int(model.n_users), int(model.n_items)  # type: ignore[arg-type]
+    head = JudgmentHead(spec, model, n_users, n_items, max(len(names), 0))
+    state = {k.removeprefix("head."): v for k, v in saved["state_dict"].items()}
+    state = {k: v for k, v in state.items() if k in head.state_dict()}
+    head.load_state_dict(state, strict=True)
+    k = int(head.chosen)
+    with torch.no_grad():
+        phi = head.item_features(model.eval())[k]  # (N, D_h)
+        everyone = head.everyone[k]
+        segments = {name: everyone + head.segment_offsets[k, i] for i, name in enumerate(names)}
+        bias = None if head.item_bias is None else head.item_bias[k]
+        return ServedJudgment(
+            phi=phi,
+            everyone=everyone,
+            segments=segments,
+            user_offsets=head.user_offsets[k],
+            item_bias=bias,
+            default_lambda=float(spec.serving_lambda),
+        )
