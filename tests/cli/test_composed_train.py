@@ -194,3 +194,17 @@ def test_a_shelf_of_its_own_reuses_the_parts_and_retests_them_on_it(tmp_path: Pa
         ).read_text()
     )
     assert set(fit["user_weights"]) == {"ids", "text"} and len(fit["user_buckets"]) == 2
+
+
+def test_the_side_by_side_table_shows_each_slice_on_cold_items() -> None:
+    """cold_items runs: the table has each slice's HR / NDCG beside the overall ones, for the
+    parts and the composed model alike."""
+    from hybridrec.cli.compose import PartRun, side_by_side
+
+    metrics = {"test/hr@10": 0.3, "test/ndcg@10": 0.1, "test/cold/hr@10": 0.44}
+    metrics |= {"test/cold/ndcg@10": 0.1, "test/warm/hr@10": 0.23, "test/warm/ndcg@10": 0.13}
+    part = PartRun("mf", "0123456789abcdef", "x.ckpt", {"test/warm/hr@10": 0.2}, True, 0.0)
+    table = side_by_side([part], {**metrics, "val/ndcg@10": 0.14}, "val/ndcg@10", [10])
+    header, _, mf, composed = table.splitlines()
+    assert "test/cold/hr@10" in header and "test/warm/ndcg@10" in header
+    assert mf.split("|")[-3].strip() == "0.2000" and "0.4400" in composed

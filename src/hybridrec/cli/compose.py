@@ -580,6 +580,8 @@ def side_by_side(
     """The parts' and the composed hybrid's metrics, one row each (markdown)."""
     k = ks[0]
     keys = [f"best/{monitor}", f"test/hr@{k}", f"test/ndcg@{k}"]
+    if any(key.startswith("test/cold/") for key in composed):  # cold_items: each slice too
+        keys += [f"test/{s}/{m}@{k}" for s in ("cold", "warm") for m in ("hr", "ndcg")]
     shown = [monitor if key.startswith("best/") else key for key in keys]
 
     def value(metrics: dict[str, float], key: str) -> str:
