@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from conftest import TINY_DATA
-from hybridrec.cli import train as train_cli
+from hybridrec.cli import train_app
 from hybridrec.cli.train import train
 from hybridrec.data.spec import DataSpec
 from hybridrec.lit import RecLitModule
@@ -111,7 +111,7 @@ def test_a_crash_mid_fit_ends_the_run_failed_or_killed(
         return original(self, batch, batch_idx)  # type: ignore[arg-type]
 
     monkeypatch.setattr(RecLitModule, "training_step", crashing_step)
-    previous = signal.signal(signal.SIGTERM, train_cli._raise_keyboard_interrupt)
+    previous = signal.signal(signal.SIGTERM, train_app._raise_keyboard_interrupt)
     before = set(_runs(mlflow_uri))
     # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1)
     try:

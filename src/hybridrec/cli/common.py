@@ -11,6 +11,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from hybridrec.cli.locate import config_dir as config_dir  # re-exported
 from hybridrec.data.errors import DataError
 from hybridrec.data.preparation.prepare import prepare_cached
 from hybridrec.data.pseudonyms import Pseudonymiser, Pseudonyms, pseudonymised_kinds, read_key
@@ -22,15 +23,6 @@ from hybridrec.text.minilm import minilm_path
 # ${minilm_path:} in a config: the MiniLM folder of the optional hybridrec[minilm] package,
 # resolved only when a config actually reads it
 OmegaConf.register_new_resolver("minilm_path", lambda: str(minilm_path()), replace=True)
-
-
-def config_dir() -> str:
-    """The ``configs/`` folder: packaged inside a wheel, or at the repository root."""
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[1] / "configs", here.parents[3] / "configs"):
-        if (candidate / "train.yaml").is_file():
-            return str(candidate)
-    raise FileNotFoundError("hybridrec's configs/ folder was not found next to the package")
 
 
 def data_config(cfg: DictConfig) -> dict[str, Any]:

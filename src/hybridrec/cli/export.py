@@ -38,21 +38,17 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from mlflow.tracking import MlflowClient
-
-from hybridrec.export import ExportedScorer, item_matrix, to_onnx, to_torchscript
-from hybridrec.export.forget import without_user_state
-from hybridrec.export.new_items import encode_new_items
-from hybridrec.export.source import resolve_checkpoint
-from hybridrec.lit.checkpoint import PAYLOAD, load_model
-from hybridrec.tracking import default_tracking_uri
-from hybridrec.tracking.run_ids import run_or_path
-
 
 def export_model(checkpoint: Path, out: Path, add_items: Path | None = None) -> dict[str, Any]:
     """Write the export files of ``checkpoint`` into ``out``; returns the export.json content."""
+    # torch, ONNX and MLflow load here, not on import: `hybridrec-export --help` stays fast
+    import numpy as np
+    import torch
+
+    from hybridrec.export import ExportedScorer, item_matrix, to_onnx, to_torchscript
+    from hybridrec.export.new_items import encode_new_items
+    from hybridrec.lit.checkpoint import PAYLOAD, load_model
+
     model = load_model(checkpoint)
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
     payload = saved[PAYLOAD]
@@ -164,6 +160,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from mlflow.tracking import MlflowClient
+
+    from hybridrec.export.forget import without_user_state
+    from hybridrec.export.source import resolve_checkpoint
+    from hybridrec.tracking.mlflow_run import default_tracking_uri
+    from hybridrec.tracking.run_ids import run_or_path
+
     client = MlflowClient(tracking_uri=args.tracking_uri or default_tracking_uri())
     try:
         checkpoint, run_id = resolve_checkpoint(run_or_path(client, args.source), client)

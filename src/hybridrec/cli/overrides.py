@@ -26,7 +26,7 @@ class UsageError(Exception):
 def _compose_raw(overrides: list[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
 
-    from hybridrec.cli.common import config_dir
+    from hybridrec.cli.locate import config_dir
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
@@ -50,7 +50,7 @@ def compose_checked(command: str, overrides: list[str]) -> DictConfig:
 
 
 def _data_options() -> list[str]:
-    from hybridrec.cli.common import config_dir
+    from hybridrec.cli.locate import config_dir
 
     return sorted(p.stem for p in (Path(config_dir()) / "data").glob("*.yaml"))
 

@@ -22,25 +22,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mlflow.entities import Run
-from mlflow.tracking import MlflowClient
+if TYPE_CHECKING:  # MLflow and the comparison code load after the arguments parse (fast --help)
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
 
-from hybridrec.tracking import TrackingError, default_tracking_uri, mlflow_key
-from hybridrec.tracking.compare import (
-    RunRecord,
-    differing,
-    is_fast_dev_run,
-    markdown,
-    record,
-    rows,
-    search,
-    shown_params,
-    sort_rows,
-    table,
-)
-from hybridrec.tracking.run_ids import resolve_run_id, short_ids
-from hybridrec.tracking.sweep import DIRECTION_TAG, STUDY_TAG
+    from hybridrec.tracking.compare import RunRecord
 
 #: differing params the terminal table shows at most (csv / markdown show them all)
 MAX_TABLE_PARAMS = 8
@@ -160,6 +148,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _upload(args: argparse.Namespace) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from hybridrec.tracking.run_ids import resolve_run_id
     from hybridrec.tracking.store import redact_uri
     from hybridrec.tracking.upload import upload
 
@@ -187,6 +178,10 @@ def _note(args: argparse.Namespace, text: str) -> None:
 
 
 def _runs(args: argparse.Namespace, client: MlflowClient) -> list[Run]:
+    from hybridrec.tracking.compare import is_fast_dev_run, search
+    from hybridrec.tracking.run_ids import resolve_run_id
+    from hybridrec.tracking.sweep import STUDY_TAG
+
     status = None if args.status.lower() == "all" else args.status.upper()
     every = search(
         client,
@@ -222,6 +217,8 @@ def _runs(args: argparse.Namespace, client: MlflowClient) -> list[Run]:
 
 
 def _records(client: MlflowClient, found: list[Run], metrics: list[str]) -> list[RunRecord]:
+    from hybridrec.tracking.compare import record
+
     names = {e.experiment_id: e.name for e in client.search_experiments()}
     return [record(client, run, metrics, names) for run in found]
 
@@ -273,6 +270,11 @@ def _list(args: argparse.Namespace, client: MlflowClient) -> None:
 
 
 def _compare(args: argparse.Namespace, client: MlflowClient) -> None:
+    from hybridrec.tracking.compare import differing, markdown, rows, shown_params, sort_rows, table
+    from hybridrec.tracking.mlflow_run import mlflow_key
+    from hybridrec.tracking.run_ids import short_ids
+    from hybridrec.tracking.sweep import DIRECTION_TAG
+
     if args.metrics:
         metrics = [mlflow_key(m.strip()) for m in args.metrics.split(",") if m.strip()]
     else:
@@ -324,6 +326,8 @@ def _compare(args: argparse.Namespace, client: MlflowClient) -> None:
 
 
 def _as_text(header: list[str], body: list[list[str]], fmt: str) -> str:
+    from hybridrec.tracking.compare import markdown
+
     if fmt == "csv":
         import csv
         import io
@@ -339,6 +343,7 @@ def _as_text(header: list[str], body: list[list[str]], fmt: str) -> str:
 def _plot(args: argparse.Namespace, client: MlflowClient) -> None:
     from hybridrec.tracking.front import AGREEMENT
     from hybridrec.tracking.lambda_front import lambda_fronts
+    from hybridrec.tracking.mlflow_run import mlflow_key
     from hybridrec.tracking.run_plots import plot_curves, plot_front, plot_param
 
     args.metrics_given = args.metrics is not None
@@ -397,6 +402,11 @@ def _plot(args: argparse.Namespace, client: MlflowClient) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    from mlflow.tracking import MlflowClient
+
+    from hybridrec.tracking.mlflow_run import default_tracking_uri
+    from hybridrec.tracking.runs import TrackingError
+
     try:
         if args.command == "upload":
             _upload(args)

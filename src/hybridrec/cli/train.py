@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import signal
 import sys
 import tempfile
 import time
@@ -20,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
-import hydra
 import lightning as L
 import torch
 import yaml
@@ -34,7 +32,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hybridrec.cli.checks import ConfigError, check_config
-from hybridrec.cli.common import config_dir, prepare_from_config
+from hybridrec.cli.common import prepare_from_config
 from hybridrec.cli.compose import (
     PARENT_TAG,
     PART_KEY_TAG,
@@ -53,8 +51,6 @@ from hybridrec.cli.compose import (
     side_by_side,
     train_parts,
 )
-from hybridrec.cli.overrides import UsageError, compose_checked
-from hybridrec.cli.quiet import quiet_third_party
 from hybridrec.data.errors import DataError
 from hybridrec.data.preparation.judgments import rater_summary
 from hybridrec.data.spec import DataSpec
@@ -809,8 +805,9 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-def _hydra_main(cfg: DictConfig) -> float | None:
+def run_job(cfg: DictConfig) -> float | None:
+    """One Hydra job (:mod:`hybridrec.cli.train_app`, the console script, calls it): train, a
+    user's mistake as one sentence and an exit code, else the best validation score."""
     try:
         results = train(cfg).metrics
     except DataError as exc:  # bad input: the message says where; no traceback from pandas
@@ -823,16 +820,6 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         _fail(str(exc), 1)
     # the value Hydra sweepers optimise: the best validation score
     return results.get(f"best/{cfg.monitor}")
-
-
-def main() -> None:
-    quiet_third_party()
-    sys.argv[1:] = _with_recorded_overrides(sys.argv[1:])
-    _check_overrides(sys.argv[1:])
-    # SIGTERM (a scheduler, `kill`) ends a run like Ctrl-C: Lightning shuts down gracefully and
-    # the MLflow run is marked KILLED instead of staying RUNNING forever
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    _hydra_main()
 
 
 def _with_recorded_overrides(args: list[str]) -> list[str]:
@@ -869,22 +856,7 @@ def _with_recorded_overrides(args: list[str]) -> list[str]:
     return [*kept, *args]
 
 
-def _check_overrides(args: list[str]) -> None:
-    """A bad override (unknown key, missing option, a bare file name) as one sentence that
-    says what to type, instead of Hydra's hint (``+duplicates=drop`` adds a key nothing
-    reads). Multiruns and Hydra's own flags go to Hydra as they are."""
-    if any(arg.startswith("-") for arg in args):
-        return
-    try:
-        compose_checked("hybridrec-train", args)
-    except UsageError as exc:
-        print(f"hybridrec-train: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+if __name__ == "__main__":  # python -m hybridrec.cli.train (torchrun): the console script
+    from hybridrec.cli.train_app import main
 
-
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-if __name__ == "__main__":
     main()

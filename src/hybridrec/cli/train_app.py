@@ -1,0 +1,102 @@
+"""hybridrec-train's console script: the Hydra app around :func:`hybridrec.cli.train.train`.
+
+Only Hydra loads here. torch, Lightning, MLflow and the data layer load when a job runs (in
+:func:`_hydra_main`) or a resumed run's overrides are read; a mistyped override is answered from
+the composed config alone, and ``--help`` from the configs folder (Hydra's own help composes
+every group: ~1.5 s). Before, each of these took ~8 s of imports (docs/benchmarks.md, "Start-up
+time"; ``tests/cli/test_startup.py`` holds it)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from hybridrec.cli.locate import config_dir
+from hybridrec.cli.overrides import UsageError, compose_checked
+from hybridrec.cli.quiet import quiet_third_party
+
+USAGE = """usage:
+  hybridrec-train                                   # NeuMF on the embedded synthetic data
+  hybridrec-train model=mf data=ml100k protocol=loo_full
+  hybridrec-train experiment=hybrid_ml100k          # a whole benchmark setup
+  hybridrec-train --multirun model=mf,gmf,mlp,neumf
+  hybridrec-train hparams_search=mf_optuna          # an Optuna search
+  hybridrec-train resume=RUN_ID                     # continue a killed/failed run
+"""
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    from hybridrec.cli.train import run_job
+
+    # the value Hydra sweepers optimise: the best validation score
+    return run_job(cfg)
+
+
+def main() -> None:
+    if sys.argv[1:] in (["--help"], ["-h"]):  # Hydra's own help composes every group: ~1.5 s
+        print(_help())
+        return
+    quiet_third_party()
+    if any(arg.startswith("resume=") for arg in sys.argv[1:]):  # reads the run's store
+        from hybridrec.cli.train import _with_recorded_overrides
+
+        sys.argv[1:] = _with_recorded_overrides(sys.argv[1:])
+    _check_overrides(sys.argv[1:])
+    # SIGTERM (a scheduler, `kill`) ends a run like Ctrl-C: Lightning shuts down gracefully and
+    # the MLflow run is marked KILLED instead of staying RUNNING forever
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    _hydra_main()
+
+
+def _help() -> str:
+    """The usage lines above and every config group with its options, read from the folder."""
+    root = Path(config_dir())
+    groups = sorted(
+        folder.relative_to(root).as_posix()
+        for folder in root.rglob("*")
+        if folder.is_dir()
+        and any(folder.glob("*.yaml"))
+        and folder.name != "hydra"
+        and not folder.relative_to(root).as_posix().startswith("hydra/")
+    )
+    lines = [USAGE, "config groups (group=option; a nested group: model/text=bag):"]
+    for group in groups:
+        options = ", ".join(sorted(f.stem for f in (root / group).glob("*.yaml")))
+        lines += textwrap.wrap(
+            options, 98, initial_indent=f"  {group:<15}", subsequent_indent=" " * 17
+        )
+    lines += [
+        "",
+        "any key: key=value (trainer.max_epochs=5); the composed config: --cfg job;",
+        "a sweep: --multirun a=1,2 or hparams_search=NAME; Hydra's own flags: --hydra-help;",
+        f"the files: {root}; more in README.md",
+    ]
+    return "\n".join(lines)
+
+
+def _check_overrides(args: list[str]) -> None:
+    """A bad override (unknown key, missing option, a bare file name) as one sentence that
+    says what to type, instead of Hydra's hint (``+duplicates=drop`` adds a key nothing
+    reads). Multiruns and Hydra's own flags go to Hydra as they are."""
+    if any(arg.startswith("-") for arg in args):
+        return
+    try:
+        compose_checked("hybridrec-train", args)
+    except UsageError as exc:
+        print(f"hybridrec-train: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+if __name__ == "__main__":
+    main()
