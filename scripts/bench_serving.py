@@ -2,6 +2,8 @@
 
     .venv/bin/hybridrec-export <run id>            # exports/<run id>/ + the pyfunc model
     .venv/bin/python scripts/bench_serving.py exports/<run id> [--requests 300] [--threads 4]
+    .venv/bin/python scripts/bench_serving.py exports/<run id> --pyfunc-only \
+        --fields '{"lambda": 0.3, "segment": "students"}'   # a judgment head's request fields
 
 Prints, each over a fixed number of requests after a warm-up:
   * one pyfunc ``predict`` (in process, one request row: a known user, k=10): p50 / p99 ms;
@@ -50,6 +52,13 @@ def main() -> None:
     parser.add_argument(
         "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     )
+    parser.add_argument(
+        "--fields",
+        default=None,
+        help="JSON object of request fields: the in-process requests alternate without and with "
+        "them, and both are reported (e.g. a judgment head's lambda and segment)",
+    )
+    parser.add_argument("--pyfunc-only", action="store_true", help="the in-process part only")
     args = parser.parse_args()
     torch.set_num_threads(1)
     meta = json.loads((args.export / "export.json").read_text())
@@ -59,14 +68,25 @@ def main() -> None:
     mlflow.set_tracking_uri(args.tracking_uri)
     model = mlflow.pyfunc.load_model(meta["pyfunc_model_uri"])
     request = pd.DataFrame([{"user": str(users[3]), "k": 10}])
+    extra = json.loads(args.fields) if args.fields else None
+    variants = {"": request}
+    if extra:
+        variants[f" with {args.fields}"] = pd.DataFrame([{"user": str(users[3]), "k": 10, **extra}])
     for _ in range(20):
-        model.predict(request)
-    times = []
-    for _ in range(args.requests):
-        start = time.perf_counter()
-        model.predict(request)
-        times.append(time.perf_counter() - start)
-    print(f"pyfunc predict, 1 row, k=10: {_percentiles(times)} ({args.requests} requests)")
+        for frame in variants.values():
+            model.predict(frame)
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(args.requests):  # interleaved: both see the same machine load
+        for name, frame in variants.items():
+            start = time.perf_counter()
+            model.predict(frame)
+            times[name].append(time.perf_counter() - start)
+    for name, seconds in times.items():
+        print(
+            f"pyfunc predict, 1 row, k=10{name}: {_percentiles(seconds)} ({args.requests} requests)"
+        )
+    if args.pyfunc_only:
+        return
 
     port = _port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": args.tracking_uri,

@@ -40,6 +40,12 @@ class ServedJudgment:
     item_bias: Tensor | None
     default_lambda: float = 0.0
 
+    def __post_init__(self) -> None:
+        # per request the head costs a lookup: each segment's and everyone's standardised s_J
+        # are computed once; users with an offset of their own (user-level judgments) are few
+        self._standardised: dict[str | None, Tensor] = {}
+        self._own = set(torch.nonzero(self.user_offsets.abs().sum(1) > 0).flatten().tolist())
+
     def context(self, user_row: int | None, segment: str | None) -> Tensor:
         """m_c (D_h,): the segment's, else the user's, else everyone's."""
         if segment is not None:
@@ -59,12 +65,22 @@ class ServedJudgment:
         """(N,) the model's scores -> z(s) + lam z(s_J); lam 0: the scores unchanged."""
         if lam == 0:
             return scores
-        head = self.scores(user_row, segment)
+        head = self._head(user_row, segment)
         if scores.shape[0] > head.shape[0]:  # products added after training: the head's mean
-            extra = head[1:].mean().expand(scores.shape[0] - head.shape[0])
-            head = torch.cat([head, extra])
-        z = standardise_rows(torch.stack([scores, head.to(scores.dtype)]))
-        return z[0] + lam * z[1]
+            head = torch.cat([head, head.new_zeros(scores.shape[0] - head.shape[0])])
+        std, mean = torch.std_mean(scores[1:], unbiased=False)
+        own = (scores - mean) / std.clamp(min=1e-12)  # a constant row: 0 everywhere
+        return torch.add(own, head.to(scores.dtype), alpha=lam)
+
+    def _head(self, user_row: int | None, segment: str | None) -> Tensor:
+        """(N,) z(s_J(c, ·)) for the request's context (cached for segments and everyone)."""
+        if segment is None and user_row is not None and user_row in self._own:
+            return standardise_rows(self.scores(user_row, None).unsqueeze(0))[0]
+        cached = self._standardised.get(segment)
+        if cached is None:
+            cached = standardise_rows(self.scores(None, segment).unsqueeze(0))[0]
+            self._standardised[segment] = cached
+        return cached
 
 
 def served_judgment(saved: dict[str, Any], model: nn.Module) -> ServedJudgment | None:
