@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -19,7 +20,6 @@ from conftest import TINY_DATA
 from hybridrec.cli.train import train
 from hybridrec.lit import load_model
 
-onnxruntime = pytest.importorskip("onnxruntime")
 SCRIPT = str(Path(sys.executable).parent / "hybridrec-export")
 
 
