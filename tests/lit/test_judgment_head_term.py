@@ -132,3 +132,16 @@ def test_serving_lambda_is_the_sum_of_the_standardised_scores(
 
         expected = z(own[row]) + 0.5 * z(hand_t)
         assert torch.allclose(combined[row], expected, atol=1e-4)
+
+
+def test_crowd_bt_reliability_comes_from_the_kept_copy(
+    compose_cfg: Callable[..., DictConfig],
+) -> None:
+    module, _ = _built(compose_cfg, "judgment=head_bt", "judgment.reliability=crowd_bt")
+    assert module.head is not None and module.head_losses is not None
+    kept = module.head_losses[2]
+    with torch.no_grad():
+        kept.rater_logit.fill_(2.0)
+        module.head.chosen.fill_(2)
+    eta = module.rater_reliability()
+    assert eta is not None and torch.allclose(eta, torch.sigmoid(torch.tensor(2.0)))

@@ -459,7 +459,7 @@ def _log_judgments(spec: DataSpec) -> None:
 
 def _log_rater_reliability(logger: MLflowLogger, module: RecLitModule, spec: DataSpec) -> None:
     """Crowd-BT: each rater's learned reliability eta at the end of training."""
-    eta = module.judgment.rater_reliability() if module.judgment is not None else None
+    eta = module.rater_reliability()
     if eta is None or logger.run_id is None:
         return
     for rater, value in zip(spec.judgments.get("raters", []), eta.tolist(), strict=False):

@@ -329,6 +329,14 @@ class RecLitModule(L.LightningModule):
             "lambda": lam,
         }
 
+    def rater_reliability(self) -> Tensor | None:
+        """Crowd-BT: each rater's learned eta (with a head: its kept copy's term), else None."""
+        if self.head is not None and self.head_losses is not None:
+            term = self.head_losses[int(self.head.chosen)]
+            assert isinstance(term, JudgmentLoss)
+            return term.rater_reliability()
+        return None if self.judgment is None else self.judgment.rater_reliability()
+
     # -- lambda at serving time: s(u, i) + lambda s_J(c, i), each standardised per row ------------
     def _serving_head(self) -> bool:
         return self.head is not None and self.serving_lambda > 0
