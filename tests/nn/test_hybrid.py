@@ -125,6 +125,26 @@ def test_bad_settings_are_refused(prepared: tuple[Path, int, int]) -> None:
         _hybrid(prepared, head="mlp")
 
 
+def test_mix_fusion_of_a_warm_item_by_hand(prepared: tuple[Path, int, int]) -> None:
+    """fusion=mix (the default): v = g * id + (1 - g) * text, g = sigmoid(w . [text,
+    log(1 + count)] + b), written out from the gate's own weights for items seen 3 and 40
+    times, where 0 < g < 1 (a cold item's g = 0 is checked above)."""
+    model = _hybrid(prepared, gate_bias=0.5).eval()
+    tower = model.items
+    assert isinstance(tower, FusedItemTower)
+    items = torch.tensor([2, 7])
+    with torch.no_grad():
+        tower.counts[2], tower.counts[7] = 3.0, 40.0
+        text, ids = tower.text(items), tower.ids(items)  # (2, D) each
+        weight, bias = tower.gate.weight[0], tower.gate.bias[0]  # (D + 1,), ()
+        logits = text @ weight[:-1] + torch.log1p(torch.tensor([3.0, 40.0])) * weight[-1] + bias
+        gate = 1 / (1 + torch.exp(-logits))  # (2,)
+        expected = gate[:, None] * ids + (1 - gate[:, None]) * text
+        torch.testing.assert_close(tower(items), expected)
+    assert torch.all((0 < gate) & (gate < 1))
+    assert not torch.allclose(gate[0], gate[1])  # the count reaches the gate
+
+
 def test_residual_fusion_keeps_the_text_at_full_scale(prepared: tuple[Path, int, int]) -> None:
     """fusion=residual: v = text + g * id; a dropped or never-trained item is its text alone,
     the gate starts at sigmoid(gate_bias) on average, also after init=sasrec."""
