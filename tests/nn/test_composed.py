@@ -531,3 +531,22 @@ def test_the_combiner_mixes_the_parts_per_user_bucket(
     assert fit.user_weights[1, 1] > fit.user_weights[0, 1]  # long rows: part 1
     assert torch.equal(composed.user_weights, fit.user_weights)
     assert "user_weights" in fit.as_dict(["mf", "ids"])
+
+
+@pytest.mark.gpu
+def test_the_composed_model_scores_alike_on_cuda(compose_cfg: Callable[..., DictConfig]) -> None:
+    """On the GPU (buffers moved with the module: counts, buckets, user-history edges and
+    multipliers) the composed scores equal the CPU's."""
+    parts, counts, _ = _parts(compose_cfg, ["mf", "ids", "text"])
+    user_counts = torch.arange(int(parts[0].n_users) + 1).float() % 7
+    composed = ComposedHybrid(
+        parts, ["mf", "ids", "text"], counts, 3, user_counts=user_counts, n_user_buckets=2
+    )
+    composed.set_weights(torch.tensor([[0.0, 0.5, 0.2], [0.0, 0.3, 0.7], [1.0, 0.2, 0.1]]))
+    composed.set_user_weights(torch.tensor([[2.0, 0.5], [0.5, 1.5], [0.5, 1.0]]))
+    users, history, lengths = _inputs(int(counts.shape[0]) - 1)
+    with torch.no_grad():
+        expected = composed.score_all(users, history, lengths)
+        composed.cuda()
+        got = composed.score_all(users.cuda(), history.cuda(), lengths.cuda()).cpu()
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
