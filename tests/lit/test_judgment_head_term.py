@@ -119,7 +119,7 @@ def test_serving_lambda_is_the_sum_of_the_standardised_scores(
     assert head.tokens is not None and head.token_weight is not None
     weight = head.token_weight[1].detach()
     for row, user in enumerate(users.tolist()):
-        context = head.everyone[1].detach() + head.user_offsets[1, user].detach()
+        context = head.everyone[1].detach() + head.user_offsets[user, 1].detach()
         hand = []
         for item in range(own.shape[1]):
             tokens = [t for t in head.tokens[item].tolist() if t >= 0]
@@ -145,3 +145,18 @@ def test_crowd_bt_reliability_comes_from_the_kept_copy(
         module.head.chosen.fill_(2)
     eta = module.rater_reliability()
     assert eta is not None and torch.allclose(eta, torch.sigmoid(torch.tensor(2.0)))
+
+
+def test_the_heads_per_user_rows_are_where_erasure_looks(
+    compose_cfg: Callable[..., DictConfig],
+) -> None:
+    """The head's per-user offsets are a per-user table like the user embeddings (users on dim
+    0), so ``forget`` and ``--no-user-table`` zero them with the rest."""
+    from hybridrec.export.forget import _user_rows
+
+    module, _ = _built(compose_cfg, "judgment=head_bt")
+    head = module.head
+    assert head is not None
+    n_users = int(module.model.n_users)
+    names = [n for n, t in module.state_dict().items() if _user_rows(n, t, n_users)]
+    assert "head.user_offsets" in names and head.user_offsets.shape[0] == n_users

@@ -54,7 +54,7 @@ def test_scores_are_the_context_times_the_summed_token_rows(
         head.token_weight.copy_(torch.arange(10.0).reshape(1, 5, 2))  # W[t] = (2t, 2t + 1)
         head.everyone.copy_(torch.tensor([[1.0, -1.0]]))
         head.segment_offsets[0, 1] = torch.tensor([0.5, 0.0])
-        head.user_offsets[0, 2] = torch.tensor([0.0, 2.0])
+        head.user_offsets[2, 0] = torch.tensor([0.0, 2.0])  # user 2, copy 0
     # item 2: tokens {3, 4} (3 once) -> phi = (6 + 8, 7 + 9) = (14, 16)
     kind = torch.tensor([EVERYONE, SEGMENT, USER])
     context = torch.tensor([0, 1, 2])

@@ -107,7 +107,7 @@ def served_judgment(saved: dict[str, Any], model: nn.Module) -> ServedJudgment |
             phi=phi,
             everyone=everyone,
             segments=segments,
-            user_offsets=head.user_offsets[k],
+            user_offsets=head.user_offsets[:, k],
             item_bias=bias,
             default_lambda=float(spec.serving_lambda),
         )

@@ -201,7 +201,8 @@ class JudgmentHead(nn.Module):
             start = torch.zeros(k, out_dim)  # phi is the model's (non-zero): m may start at 0
         self.everyone = nn.Parameter(start)  # (K, D)
         self.segment_offsets = nn.Parameter(torch.zeros(k, max(n_segments, 1), out_dim))
-        self.user_offsets = nn.Parameter(torch.zeros(k, max(n_users, 1), out_dim))
+        # users on dim 0, as every per-user table: erasure and --no-user-table find it there
+        self.user_offsets = nn.Parameter(torch.zeros(max(n_users, 1), k, out_dim))  # (U, K, D)
         self.item_bias = nn.Parameter(torch.zeros(k, n_items + 1)) if spec.item_bias else None
         self.out_dim = out_dim
 
@@ -233,7 +234,7 @@ class JudgmentHead(nn.Module):
         """kind, context (P,) (EVERYONE / SEGMENT / USER and its index) -> m_c (K, P, D)."""
         everyone = self.everyone.unsqueeze(1)  # (K, 1, D)
         segment = self.segment_offsets[:, context * (kind == SEGMENT)]  # (K, P, D)
-        user = self.user_offsets[:, context * (kind == USER)]
+        user = self.user_offsets[context * (kind == USER)].transpose(0, 1)  # (K, P, D)
         is_segment = (kind == SEGMENT).unsqueeze(-1)
         is_user = (kind == USER).unsqueeze(-1)
         return everyone + segment * is_segment + user * is_user
@@ -264,11 +265,11 @@ class JudgmentHead(nn.Module):
             self.map,
             self.everyone,
             self.segment_offsets,
-            self.user_offsets,
             self.item_bias,
         ):
             if parameter is not None:
                 norms = norms + parameter.pow(2).flatten(1).sum(1)
+        norms = norms + self.user_offsets.pow(2).sum((0, 2))  # (U, K, D) -> (K,)
         return self.l2 * norms
 
     def choose(self, agreements: Sequence[float]) -> int:
