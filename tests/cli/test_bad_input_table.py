@@ -30,8 +30,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
 
+import hybridrec.cli.train  # noqa: F401  (Lightning loads before any case, as in the script)
 from hybridrec.cli import data as data_cli
-from hybridrec.cli import train as train_cli
+from hybridrec.cli import train_app as train_cli
 from hybridrec.data.errors import DataError
 from hybridrec.data.raw import RawData
 from hybridrec.data.readers import read_table

@@ -52,6 +52,10 @@ def main() -> None:
     # SIGTERM (a scheduler, `kill`) ends a run like Ctrl-C: Lightning shuts down gracefully and
     # the MLflow run is marked KILLED instead of staying RUNNING forever
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # a job runs: the job's modules load before Hydra sets up logging, as they always did —
+    # Lightning imported under Hydra's logging adds its own stderr handler ("INFO: Seed set")
+    import hybridrec.cli.train  # noqa: F401
+
     _hydra_main()
 
 
