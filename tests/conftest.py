@@ -54,6 +54,8 @@ TINY_SCALE = [
 ]
 # with data=synthetic_marketing: 12 new products, 5 raters x 40 judgments in sets of 10
 TINY_JUDGMENTS = ["data.source.n_new_items=12", "data.source.ratings_per_rater=40"]
+#: the judgment experiment at test size (the human-rating term and the judgment head)
+SMALL_JUDGMENTS = ["experiment=judgment_synthetic", *TINY_DATA, *TINY_JUDGMENTS, "model.dim=16"]
 #: the synthetic clicks span ~3 months: hold out 10 days for test and validation, not 1
 SESSION_DAYS = ["protocol=session", "protocol.test_days=10", "protocol.val_days=10"]
 
@@ -99,16 +101,22 @@ def compose_cfg(
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
     def _compose(*overrides: str) -> DictConfig:
-        GlobalHydra.instance().clear()
-        base = [
-            f"paths.root_dir={tmp_path}",
-            f"logger.tracking_uri={mlflow_uri}",
-        ]
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            return compose(config_name="train", overrides=base + list(overrides))
+        return train_config(tmp_path, mlflow_uri, *overrides)
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+def train_config(root: Path, uri: str, *overrides: str) -> DictConfig:
+    """The train config with ``overrides``, data and outputs under ``root``, runs in ``uri``
+    (for module-scoped fixtures, where ``compose_cfg`` cannot serve)."""
+    GlobalHydra.instance().clear()
+    base = [f"paths.root_dir={root}", f"logger.tracking_uri={uri}"]
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return compose(config_name="train", overrides=base + list(overrides))
+    finally:
+        GlobalHydra.instance().clear()
 
 
 @pytest.fixture(scope="session")
@@ -291,3 +299,27 @@ def run_train_cli(
     return subprocess.run(
         [str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def built_task(compose: Callable[..., DictConfig], *overrides: str) -> tuple[Any, Any]:
+    """The training task (RecLitModule) and its datamodule for ``SMALL_JUDGMENTS`` +
+    ``overrides`` as hybridrec-train builds them (no trainer: a stand-in gives the task its
+    datamodule)."""
+    from types import SimpleNamespace
+
+    from hydra.utils import instantiate
+    from omegaconf import open_dict
+
+    from hybridrec.cli.common import prepare_from_config
+    from hybridrec.cli.train import _task
+
+    cfg = compose(*SMALL_JUDGMENTS, *overrides)
+    spec, folder = prepare_from_config(cfg)
+    with open_dict(cfg):
+        cfg.spec = spec.summary()
+        cfg.datamodule.data_dir = str(folder)
+    datamodule = instantiate(cfg.datamodule)
+    datamodule.setup()
+    module = _task(cfg, instantiate(cfg.model))
+    module._trainer = SimpleNamespace(datamodule=datamodule, global_step=0)
+    return module, datamodule

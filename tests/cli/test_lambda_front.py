@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, open_dict
 
-from conftest import CONFIG_DIR, TINY_DATA, TINY_JUDGMENTS
+from conftest import TINY_DATA, TINY_JUDGMENTS, train_config
 from hybridrec.cli.evaluate import main as eval_main
 from hybridrec.cli.runs import main as runs_main
 from hybridrec.cli.train import train
@@ -52,26 +52,17 @@ def test_front_rows_flag_the_pareto_front_and_write_four_files(tmp_path: Path) -
 
 @pytest.mark.slow
 def test_one_checkpoint_gives_the_front(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(
-            "train",
-            [
-                f"paths.root_dir={tmp_path}",
-                f"logger.tracking_uri={uri}",
-                "experiment=judgment_synthetic",
-                *TINY_DATA,
-                *TINY_JUDGMENTS,
-                "model.dim=16",
-                "judgment=head_pointwise",
-                "trainer.max_epochs=1",
-            ],
-        )
-    GlobalHydra.instance().clear()
+    cfg = train_config(
+        tmp_path,
+        uri,
+        "experiment=judgment_synthetic",
+        *TINY_DATA,
+        *TINY_JUDGMENTS,
+        "model.dim=16",
+        "judgment=head_pointwise",
+        "trainer.max_epochs=1",
+    )
     cwd = os.getcwd()
     os.chdir(tmp_path)  # MLflow puts artifacts under ./mlruns
     try:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from conftest import CONFIG_DIR, TINY_DATA
+from conftest import TINY_DATA, train_config
 from hybridrec.cli.data import main as data_main
 from hybridrec.cli.export import export_model
 from hybridrec.cli.export import main as export_main
@@ -28,22 +28,7 @@ USER_TABLE = "model.user_id.table.weight"
 
 
 def _trained(root: Path, mlflow_uri: str, *overrides: str) -> Path:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(
-            "train",
-            [
-                f"paths.root_dir={root}",
-                f"logger.tracking_uri={mlflow_uri}",
-                *TINY_DATA,
-                "trainer.max_epochs=1",
-                *overrides,
-            ],
-        )
-    GlobalHydra.instance().clear()
+    cfg = train_config(root, mlflow_uri, *TINY_DATA, "trainer.max_epochs=1", *overrides)
     return Path(str(train(cfg).best_checkpoint))
 
 

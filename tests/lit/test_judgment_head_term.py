@@ -6,35 +6,14 @@ recommender's own scores as they are."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import SimpleNamespace
 
 import pytest
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from conftest import TINY_DATA, TINY_JUDGMENTS
-from hybridrec.cli.common import prepare_from_config
-from hybridrec.cli.train import _task
+from conftest import built_task
 from hybridrec.data.batching.judgments import JudgmentBatch
-from hybridrec.lit import RecLitModule
 from hybridrec.nn.judgment_head import JudgmentHead
-
-SMALL = ["experiment=judgment_synthetic", *TINY_DATA, *TINY_JUDGMENTS, "model.dim=16"]
-
-
-def _built(compose: Callable[..., DictConfig], *overrides: str) -> tuple[RecLitModule, object]:
-    """The training task and its datamodule as hybridrec-train builds them (no trainer)."""
-    cfg = compose(*SMALL, *overrides)
-    spec, folder = prepare_from_config(cfg)
-    with open_dict(cfg):
-        cfg.spec = spec.summary()
-        cfg.datamodule.data_dir = str(folder)
-    datamodule = instantiate(cfg.datamodule)
-    datamodule.setup()
-    module = _task(cfg, instantiate(cfg.model))
-    module._trainer = SimpleNamespace(datamodule=datamodule, global_step=0)  # type: ignore[assignment]
-    return module, datamodule
 
 
 def _pair_batch(items: list[list[int]]) -> JudgmentBatch:
@@ -63,7 +42,7 @@ def _grads(module: torch.nn.Module) -> list[torch.Tensor]:
 def test_the_head_alone_leaves_the_recommender_untouched(
     compose_cfg: Callable[..., DictConfig], source: str
 ) -> None:
-    module, _ = _built(compose_cfg, "judgment=head_bt", f"judgment.head.source={source}")
+    module, _ = built_task(compose_cfg, "judgment=head_bt", f"judgment.head.source={source}")
     assert isinstance(module.head, JudgmentHead) and len(module.head_losses or []) == 4
     module.model.train()  # the hybrid's ID dropout draws random numbers in training
     before = torch.get_rng_state()
@@ -78,7 +57,7 @@ def test_the_head_alone_leaves_the_recommender_untouched(
 def test_shared_lets_the_term_reach_the_text_tower(
     compose_cfg: Callable[..., DictConfig],
 ) -> None:
-    module, _ = _built(
+    module, _ = built_task(
         compose_cfg,
         "judgment=head_pointwise",
         "judgment.head.source=text",
@@ -96,7 +75,7 @@ def test_shared_lets_the_term_reach_the_text_tower(
 def test_serving_lambda_is_the_sum_of_the_standardised_scores(
     compose_cfg: Callable[..., DictConfig],
 ) -> None:
-    module, _ = _built(compose_cfg, "judgment=head_bt")
+    module, _ = built_task(compose_cfg, "judgment=head_bt")
     head = module.head
     assert head is not None
     with torch.no_grad():  # a head that is not zero, the second copy kept
@@ -137,7 +116,7 @@ def test_serving_lambda_is_the_sum_of_the_standardised_scores(
 def test_crowd_bt_reliability_comes_from_the_kept_copy(
     compose_cfg: Callable[..., DictConfig],
 ) -> None:
-    module, _ = _built(compose_cfg, "judgment=head_bt", "judgment.reliability=crowd_bt")
+    module, _ = built_task(compose_cfg, "judgment=head_bt", "judgment.reliability=crowd_bt")
     assert module.head is not None and module.head_losses is not None
     kept = module.head_losses[2]
     with torch.no_grad():
@@ -154,7 +133,7 @@ def test_the_heads_per_user_rows_are_where_erasure_looks(
     0), so ``forget`` and ``--no-user-table`` zero them with the rest."""
     from hybridrec.export.forget import _user_rows
 
-    module, _ = _built(compose_cfg, "judgment=head_bt")
+    module, _ = built_task(compose_cfg, "judgment=head_bt")
     head = module.head
     assert head is not None
     n_users = int(module.model.n_users)

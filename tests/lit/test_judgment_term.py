@@ -6,37 +6,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import torch
-from hydra.utils import instantiate
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from conftest import TINY_DATA, TINY_JUDGMENTS, run_train_cli
+from conftest import SMALL_JUDGMENTS, TINY_DATA, built_task, run_train_cli
 from hybridrec.cli.checks import ConfigError
-from hybridrec.cli.common import prepare_from_config
-from hybridrec.cli.train import _task, train
+from hybridrec.cli.train import train
 from hybridrec.data.batching.judgments import JudgmentBatch
-from hybridrec.lit import RecLitModule
-
-SMALL = ["experiment=judgment_synthetic", *TINY_DATA, *TINY_JUDGMENTS, "model.dim=16"]
-
-
-def _built(compose: Callable[..., DictConfig], *overrides: str) -> tuple[RecLitModule, object]:
-    """The training task and its datamodule as hybridrec-train builds them (no trainer)."""
-    cfg = compose(*SMALL, *overrides)
-    spec, folder = prepare_from_config(cfg)
-    with open_dict(cfg):
-        cfg.spec = spec.summary()
-        cfg.datamodule.data_dir = str(folder)
-    datamodule = instantiate(cfg.datamodule)
-    datamodule.setup()
-    module = _task(cfg, instantiate(cfg.model))
-    module._trainer = SimpleNamespace(datamodule=datamodule, global_step=0)  # type: ignore[assignment]
-    return module, datamodule
 
 
 def _pair_batch(items: list[list[int]], kind: int = 0) -> JudgmentBatch:
@@ -61,7 +41,7 @@ def _pair_batch(items: list[list[int]], kind: int = 0) -> JudgmentBatch:
 def test_a_judgment_on_a_cold_item_trains_the_text_tower(
     compose_cfg: Callable[..., DictConfig],
 ) -> None:
-    module, datamodule = _built(compose_cfg)
+    module, datamodule = built_task(compose_cfg)
     items = module.model.items  # the hybrid's fused item tower
     cold = torch.nonzero(items.counts == 0).squeeze(1)
     cold = cold[cold > 0]  # item 0 is padding
@@ -84,7 +64,7 @@ def test_lambda_zero_trains_exactly_as_without_the_term(
     metrics; both measure agreement with the held-out judgments."""
     runs = {}
     for name, extra in {"none": ["~judgment"], "zero": ["judgment.weight=0"]}.items():
-        result = train(compose_cfg(*SMALL, "trainer.max_epochs=2", *extra))
+        result = train(compose_cfg(*SMALL_JUDGMENTS, "trainer.max_epochs=2", *extra))
         runs[name] = result
     client = MlflowClient(tracking_uri=mlflow_uri)
     histories = {
@@ -104,7 +84,9 @@ def test_a_run_with_the_term_logs_it_and_the_rater_weights(
 ) -> None:
     caplog.set_level(logging.INFO, logger="hybridrec")
     blended = ["judgment_blend=0.25", "monitor=val/blend"]  # early stopping weighs both
-    result = train(compose_cfg(*SMALL, "trainer.max_epochs=2", "judgment.weight=1.0", *blended))
+    result = train(
+        compose_cfg(*SMALL_JUDGMENTS, "trainer.max_epochs=2", "judgment.weight=1.0", *blended)
+    )
     metrics = result.metrics
     for name in ("marketer_agreement", "kendall_tau", "by_rater/marketer_agreement"):
         assert -1 <= metrics[f"test/{name}"] <= 1, name
@@ -140,7 +122,9 @@ def test_crowd_bt_learns_and_logs_a_reliability_per_rater(
     compose_cfg: Callable[..., DictConfig], mlflow_uri: str
 ) -> None:
     result = train(
-        compose_cfg(*SMALL, "trainer.max_epochs=1", "judgment=crowd_bt", "test_after_fit=false")
+        compose_cfg(
+            *SMALL_JUDGMENTS, "trainer.max_epochs=1", "judgment=crowd_bt", "test_after_fit=false"
+        )
     )
     metrics = MlflowClient(tracking_uri=mlflow_uri).get_run(str(result.run_id)).data.metrics
     etas = [v for k, v in metrics.items() if k.startswith("judgment/eta/")]
@@ -190,7 +174,7 @@ def test_a_lambda_sweep_writes_the_front(tmp_path: Path) -> None:
     proc = run_train_cli(
         tmp_path,
         "-m",
-        *SMALL,
+        *SMALL_JUDGMENTS,
         "judgment.weight=0,1",
         "trainer.max_epochs=1",
         timeout=600,
