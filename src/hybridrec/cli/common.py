@@ -30,12 +30,21 @@ def data_config(cfg: DictConfig) -> dict[str, Any]:
     data = OmegaConf.to_container(cfg.data, resolve=True)
     protocol = OmegaConf.to_container(cfg.protocol, resolve=True)
     assert isinstance(data, dict) and isinstance(protocol, dict)
-    if protocol.get("other_slice") == "keep":  # the default: folders from before it stay valid
-        protocol.pop("other_slice")
+    without_later_defaults(data, protocol)
     kinds = pseudonymised_kinds(data.pop("pseudonymise", False))
     if kinds:  # off (the default): the folder's name as before the switch existed
         data["pseudonymise"] = list(kinds)
     return {"data": data, "protocol": protocol}
+
+
+def without_later_defaults(data: dict[Any, Any], protocol: dict[Any, Any]) -> None:
+    """Drop, in place, the keys added after prepared folders and part runs existed while they
+    hold their defaults (``protocol.other_slice: keep``, ``data.pseudonymise: false``): what
+    identifies a folder (its name) or a part (its key) stays the same, so those stay valid."""
+    if protocol.get("other_slice") == "keep":
+        protocol.pop("other_slice")
+    if not data.get("pseudonymise"):
+        data.pop("pseudonymise", None)
 
 
 def prepared_folder(cfg: DictConfig) -> Path:

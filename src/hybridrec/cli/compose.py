@@ -39,6 +39,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hybridrec.cli.checks import ConfigError
+from hybridrec.cli.common import without_later_defaults
 from hybridrec.lit import RecLitModule
 from hybridrec.lit.checkpoint import PAYLOAD, load_model, safe_load
 from hybridrec.lit.combiner import collect_validation, fit_combiner
@@ -205,12 +206,7 @@ def part_key(part: DictConfig, fingerprint: str) -> str:
         if isinstance(node, dict):
             node.pop(last, None)
     tree.get("datamodule", {}).pop("data_dir", None)
-    protocol = tree.get("protocol", {})
-    if protocol.get("other_slice") == "keep":  # the default: runs from before it stay reusable
-        protocol.pop("other_slice")
-    data = tree.get("data", {})
-    if data.get("pseudonymise") in (False, None):  # off (the default), as before the switch
-        data.pop("pseudonymise", None)
+    without_later_defaults(tree.get("data", {}), tree.get("protocol", {}))
     for key in ("data_dir", "parts", "combiner", "reuse_parts"):  # not read by a joint model
         tree.get("model", {}).pop(key, None)
     text = json.dumps(tree, sort_keys=True, default=str) + fingerprint
