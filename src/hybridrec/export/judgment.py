@@ -72,6 +72,18 @@ class ServedJudgment:
         own = (scores - mean) / std.clamp(min=1e-12)  # a constant row: 0 everywhere
         return torch.add(own, head.to(scores.dtype), alpha=lam)
 
+    def head_term(
+        self, scores: Tensor, lam: float, user_row: int | None, segment: str | None
+    ) -> Tensor:
+        """(N,) the part of :meth:`combine`'s sum that comes from the judgments: lam z(s_J)
+        for the request's context (0 at lam 0; products added after training: 0)."""
+        if lam == 0:
+            return torch.zeros_like(scores)
+        head = self._head(user_row, segment)
+        if scores.shape[0] > head.shape[0]:
+            head = torch.cat([head, head.new_zeros(scores.shape[0] - head.shape[0])])
+        return lam * head.to(scores.dtype)
+
     def _head(self, user_row: int | None, segment: str | None) -> Tensor:
         """(N,) z(s_J(c, ·)) for the request's context (cached for segments and everyone)."""
         if segment is None and user_row is not None and user_row in self._own:

@@ -54,6 +54,7 @@ from hybridrec.export.judgment import ServedJudgment
 from hybridrec.nn.base import PairScorer
 from hybridrec.nn.composed import ComposedHybrid
 from hybridrec.nn.factorized import FactorizedModel
+from hybridrec.nn.judgment_head import standardise_rows
 
 MAX_K = 1000
 
@@ -248,6 +249,54 @@ class Recommender:
                 {name: round(float(shares[j, m]), 4) for j, name in enumerate(model.names)}
                 for m in range(len(indices))
             ]
+        return out
+
+    def recommend_audience(
+        self,
+        vector: torch.Tensor,
+        k: Any = 10,
+        judgment_lambda: float | None = None,
+        segment: str | None = None,
+    ) -> dict[str, Any]:
+        """The top-K for an audience rather than one user: ``vector`` (1, D) its user-side
+        vector (the review page's "everyone" or a segment: the evaluation's mean user vector
+        and the run's context offsets, :mod:`hybridrec.export.review`), ranked as
+        :meth:`recommend` ranks a user's row: ``z(s) + lambda z(s_J)`` for ``segment`` (else
+        everyone), nothing left out. Adds, per item, ``own_part`` (the model's score
+        standardised over the catalogue, z(s)) and ``judgment_part`` (lambda z(s_J): 0 at
+        lambda 0), beside ``id_share`` / ``part_shares`` as the served answer has them."""
+        k = self._k(k)
+        model = self.model
+        lam = self._judgment_request(judgment_lambda, segment)
+        if self.table is None or isinstance(model, PairScorer):
+            raise RequestError(
+                f"{type(model).__name__} has no user-side vector to rank for an audience"
+            )
+        with torch.no_grad():
+            if isinstance(model, ComposedHybrid):
+                scores = (vector @ self.table.T)[0]
+            else:
+                users = torch.zeros(1, dtype=torch.long)  # no user: as the judgment contexts
+                scores = model.scorer.score_all(vector, self.table, users)[0]
+            own = standardise_rows(scores.unsqueeze(0))[0]
+            head = torch.zeros_like(scores)
+            if lam > 0:
+                assert self.judgment is not None
+                head = self.judgment.head_term(scores, lam, None, segment)
+                scores = self.judgment.combine(scores, lam, None, segment)
+            out = self._top(scores, k, "audience", [], None, [])
+            indices = out.pop("_indices", None)
+            if indices is None:
+                indices = [self.item_index[raw] for raw in out["items"]]
+            elif indices:
+                assert isinstance(model, ComposedHybrid)
+                shares = model.part_shares(vector, self.table[indices])  # (K, M)
+                out["part_shares"] = [
+                    {name: round(float(shares[j, m]), 4) for j, name in enumerate(model.names)}
+                    for m in range(len(indices))
+                ]
+            out["own_part"] = [float(own[i]) for i in indices]
+            out["judgment_part"] = [float(head[i]) for i in indices]
         return out
 
     def _judgment_request(self, lam: float | None, segment: str | None) -> float:
