@@ -41,6 +41,7 @@ def _imported(*args: str, cwd: Path) -> tuple[set[str], subprocess.CompletedProc
         ("hybridrec-train", "config groups (group=option"),
         ("hybridrec-runs", "usage: hybridrec-runs"),
         ("hybridrec-export", "usage: hybridrec-export"),
+        ("hybridrec-review", "usage: hybridrec-review"),
     ],
 )
 def test_help_loads_no_heavy_package(script: str, says: str, tmp_path: Path) -> None:
@@ -78,6 +79,7 @@ def test_the_console_scripts_are_the_light_modules() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text()  # (tomllib is Python 3.11+)
     assert 'hybridrec-train = "hybridrec.cli.train_app:main"' in pyproject
     assert 'hybridrec-runs = "hybridrec.cli.runs:main"' in pyproject
+    assert 'hybridrec-review = "hybridrec.cli.review:main"' in pyproject
     assert 'hybridrec-export = "hybridrec.cli.export:main"' in pyproject
     installed = (BIN / "hybridrec-train").read_text()
     assert "from hybridrec.cli.train_app import main" in installed, "run `make install`"

@@ -46,7 +46,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # torch, MLflow and pandas load here, not on import: `hybridrec-review --help` stays fast
+    import os
     import tempfile
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
     from mlflow.tracking import MlflowClient
 
