@@ -87,6 +87,14 @@ def test_console_script_prints_run_and_metrics(tmp_path: Path) -> None:
     assert open_it, proc.stdout[-2000:]
     assert (tmp_path / open_it.group(1)).is_file()
     assert open_it.group(2) == f"sqlite:///{tmp_path}/mlflow.db"
+    # the job's log file is train.log and ends with the run, its status and final metrics
+    run_id = re.search(r"MLflow run ([0-9a-f]{32})", proc.stdout).group(1)  # type: ignore[union-attr]
+    folder = re.search(r"^Outputs \(.*\): (\S+)$", proc.stdout, re.M).group(1)  # type: ignore[union-attr]
+    log_text = (tmp_path / folder / "train.log").read_text()
+    assert f"MLflow run {run_id} FINISHED after 1 epochs" in log_text
+    printed = re.search(r"^  test/ndcg10\s+(\d\.\d{4})$", proc.stdout, re.M).group(1)  # type: ignore[union-attr]
+    assert re.search(rf"^  test/ndcg@10 {printed}$", log_text, re.M), log_text
+    assert re.search(r"^  best/val/ndcg@10 \d\.\d{4}$", log_text, re.M), log_text
 
 
 def test_unreachable_server_is_one_line_in_seconds(tmp_path: Path) -> None:
@@ -120,6 +128,9 @@ def test_bad_data_path_exits_with_clear_message(tmp_path: Path) -> None:
     output = proc.stdout + proc.stderr
     assert f"{tmp_path}/nowhere/u.data" in output
     assert "Traceback" not in output
+    # the job's train.log says why it ended
+    (log_file,) = (tmp_path / "outputs").glob("*/*/train.log")
+    assert "bad input data: " in log_file.read_text()
 
 
 def test_multirun_sweeps_models(tmp_path: Path) -> None:

@@ -809,7 +809,7 @@ def run_job(cfg: DictConfig) -> float | None:
     """One Hydra job (:mod:`hybridrec.cli.train_app`, the console script, calls it): train, a
     user's mistake as one sentence and an exit code, else the best validation score."""
     try:
-        results = train(cfg).metrics
+        result = train(cfg)
     except DataError as exc:  # bad input: the message says where; no traceback from pandas
         _fail(f"bad input data: {exc}", 2)
     except ConfigError as exc:
@@ -818,8 +818,16 @@ def run_job(cfg: DictConfig) -> float | None:
         _fail(str(exc), 2)
     except DivergenceError as exc:  # the run is FAILED, its last good checkpoint kept
         _fail(str(exc), 1)
+    # the job's log file (train.log) ends with the run, its status and final metrics (not on
+    # the console: the summary above printed them); a failed run's status is logged by train()
+    lines = [f"MLflow run {result.run_id} FINISHED after {result.epochs} epochs"]
+    lines += [f"  {k} {v:.4f}" for k, v in sorted(result.metrics.items())]
+    record = log.makeRecord(log.name, logging.INFO, __file__, 0, "\n".join(lines), (), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
     # the value Hydra sweepers optimise: the best validation score
-    return results.get(f"best/{cfg.monitor}")
+    return result.metrics.get(f"best/{cfg.monitor}")
 
 
 def _with_recorded_overrides(args: list[str]) -> list[str]:
