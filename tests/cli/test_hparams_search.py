@@ -6,6 +6,8 @@ best first."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -44,6 +46,41 @@ def test_search_config_is_a_seeded_optuna_sweep_over_real_keys(option: str) -> N
         # ...and a search space Optuna understands
         (override,) = parser.parse_overrides([f"{key}={space}"])
         assert create_optuna_distribution_from_override(override) is not None, key
+
+
+#: hybridrec-train's console script in a Python where Hydra's Optuna sweeper cannot be imported
+#: (None in sys.modules: Hydra's plugin scan skips it, as if it were not installed)
+_WITHOUT_SWEEPER = """
+import sys
+for name in ("", ".config", ".optuna_sweeper", "._impl"):
+    sys.modules["hydra_plugins.hydra_optuna_sweeper" + name] = None
+sys.argv = ["hybridrec-train", *sys.argv[1:]]
+from hybridrec.cli.train_app import main
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["hparams_search=mf_optuna"],
+        ["-m", "hparams_search=sasrec_optuna"],
+        ["hydra/sweeper=optuna"],
+    ],
+)
+def test_search_without_the_sweeper_installed_is_one_sentence(
+    tmp_path: Path, args: list[str]
+) -> None:
+    script = tmp_path / "without_sweeper.py"
+    script.write_text(_WITHOUT_SWEEPER)
+    done = subprocess.run(
+        [sys.executable, str(script), *args], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"hybridrec-train: error: {args[-1]} needs Hydra's Optuna sweeper")
+    assert "pip install -c requirements.lock -e '.[search]'" in line
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "outputs").exists()
 
 
 @pytest.mark.slow  # two trainings in one process

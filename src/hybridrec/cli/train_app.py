@@ -8,6 +8,7 @@ time"; ``tests/cli/test_startup.py`` holds it)."""
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import textwrap
@@ -48,6 +49,7 @@ def main() -> None:
         from hybridrec.cli.train import _with_recorded_overrides
 
         sys.argv[1:] = _with_recorded_overrides(sys.argv[1:])
+    _check_search_plugin(sys.argv[1:])
     _check_overrides(sys.argv[1:])
     # SIGTERM (a scheduler, `kill`) ends a run like Ctrl-C: Lightning shuts down gracefully and
     # the MLflow run is marked KILLED instead of staying RUNNING forever
@@ -95,6 +97,27 @@ def _check_overrides(args: list[str]) -> None:
         compose_checked("hybridrec-train", args)
     except UsageError as exc:
         print(f"hybridrec-train: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _check_search_plugin(args: list[str]) -> None:
+    """``hparams_search=…`` (or ``hydra/sweeper=optuna``) without Hydra's Optuna sweeper
+    installed: one sentence with the install command, exit 2, instead of Hydra's "Could not
+    find 'hydra/sweeper/optuna'" and its search path (``-m`` included)."""
+    wanted = [
+        a for a in args if re.fullmatch(r"\+?(hparams_search=(?!null$).+|hydra/sweeper=optuna)", a)
+    ]
+    if not wanted:
+        return
+    try:
+        import hydra_plugins.hydra_optuna_sweeper.optuna_sweeper  # noqa: F401
+    except ImportError as exc:
+        print(
+            f"hybridrec-train: error: {wanted[-1]} needs Hydra's Optuna sweeper, which does not "
+            f"load here ({exc}); install it with: pip install -c requirements.lock -e '.[search]' "
+            "(in a checkout; else pip install hydra-optuna-sweeper)",
+            file=sys.stderr,
+        )
         sys.exit(2)
 
 
