@@ -83,7 +83,7 @@ def _list(items: list[ReviewItem], other: set[str], heading: str) -> str:
             f'<tr class="item"><td class="num">{rank}</td>'
             f"<td><span{moved}>{_e(item.title)}</span>{new}"
             f"<br><small>id {_e(item.raw_id)}</small></td>"
-            f'<td class="num">{item.score:.3f}</td><td>{_share(item)}</td>'
+            f'<td class="num">{item.score:.3f}</td><td class="parts">{_share(item)}</td>'
             f'<td class="parts">{_parts(item)}</td></tr>'
         )
     parts.append("</tbody></table>")
@@ -125,8 +125,8 @@ def _raters(rows: list[RaterRow], review: Review) -> str:
     out = ['<table class="raters"><thead><tr>', *cells, "</tr></thead><tbody>"]
     for row in rows:
         where = {
-            "items": "items (rater trained on others)",
-            "rater": "the whole rater (never trained on)",
+            "items": "their held-out items (the rest trained)",
+            "rater": "all their judgments (never trained on)",
         }.get(row.held_out, "no test judgments")
         out.append(
             f'<tr class="rater"><td>{_e(row.rater)}</td><td class="num">{_num(row.weight, 2)}</td>'
@@ -159,6 +159,12 @@ def _pooled(review: Review) -> str:
     if logged is not None:
         parts.append(
             f"<li>the run's own test/marketer_agreement (logged by training): {_num(logged)}</li>"
+        )
+    alone = review.logged.get("test/head/marketer_agreement")
+    if alone is not None:
+        parts.append(
+            "<li>the judgment head alone (test/head/marketer_agreement, logged by training): "
+            f"{_num(alone)}</li>"
         )
     return "<ul>" + "".join(parts) + "</ul>" if parts else ""
 
