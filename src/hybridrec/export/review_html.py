@@ -204,7 +204,7 @@ def render(review: Review) -> str:
         "chance).</li></ul></div>",
     ]
     body += [_audience(a, review) for a in review.audiences]
-    body.append('<section class="raters"><h2>Raters: held-out agreement</h2>')
+    body.append('<section class="raters" id="raters"><h2>Raters: held-out agreement</h2>')
     body.append(_pooled(review))
     body.append(_raters(review.raters, review) if review.raters else "<p>No raters.</p>")
     body.append("</section>")
