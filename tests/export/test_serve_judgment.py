@@ -1,0 +1,133 @@
+"""A run with a judgment head under ``mlflow models serve``: requests with ``lambda`` and
+``segment`` are answered over HTTP as the recommender answers them in process, a request without
+``lambda`` gets the run's ``serving_lambda``, and an unknown segment is a 400 with one sentence
+(slow: trains, exports and starts a server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import SMALL_JUDGMENTS, train_config
+from hybridrec.cli.export import main as export_main
+from hybridrec.cli.train import train
+from hybridrec.export.judgment import served_judgment
+from hybridrec.export.recommender import Recommender
+from hybridrec.lit.checkpoint import PAYLOAD, load_model, safe_load
+
+BIN = Path(sys.executable).parent
+SERVING_LAMBDA = 0.5
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _post(port: int, records: list[dict]) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=json.dumps({"dataframe_records": records}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_lambda_and_segment_over_http(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = train_config(
+        tmp_path,
+        uri,
+        *SMALL_JUDGMENTS,
+        "judgment=head_pointwise",
+        f"judgment.head.serving_lambda={SERVING_LAMBDA}",
+        "trainer.max_epochs=2",
+    )
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # MLflow puts artifacts under ./mlruns, the data folder is relative
+    try:
+        result = train(cfg)
+        out = tmp_path / "export"
+        assert export_main([str(result.run_id), "--tracking-uri", uri, "--out", str(out)]) == 0
+    finally:
+        os.chdir(cwd)
+    model_uri = json.loads((out / "export.json").read_text())["pyfunc_model_uri"]
+    checkpoint = str(result.best_checkpoint)
+    saved = safe_load(checkpoint)
+    model = load_model(checkpoint)
+    maps = saved[PAYLOAD]["id_maps"]
+    local = Recommender(
+        model, [None, *maps["items"]], maps["users"], judgment=served_judgment(saved, model)
+    )
+    segment = str(cfg.data.judgments.segments[1])
+    user = str(maps["users"][3])
+    requests = [
+        {"user": user, "k": 5, "include_seen": True, "lambda": 0},
+        {"user": user, "k": 5, "include_seen": True, "lambda": 3.0},
+        {"user": user, "k": 5, "include_seen": True, "lambda": 3.0, "segment": segment},
+        {"user": user, "k": 5, "include_seen": True},  # the run's serving_lambda
+    ]
+    expected = [
+        local.recommend(
+            user=r["user"],
+            k=5,
+            include_seen=True,
+            judgment_lambda=r.get("lambda"),
+            segment=r.get("segment"),
+        )
+        for r in requests
+    ]
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    server = subprocess.Popen(
+        [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    stderr = server.stderr.read().decode() if server.stderr else ""
+                    pytest.fail(f"the server did not start: {stderr[-2000:]}")
+                time.sleep(0.5)
+        status, answer = _post(port, requests)
+        assert status == 200, answer
+        rows = answer["predictions"]
+        for row, want in zip(rows, expected, strict=True):
+            assert row["items"] == want["items"]
+            assert row["scores"] == pytest.approx(want["scores"], abs=1e-5)
+        # lambda moves the answer: with the head at 3, not the recommender's own order
+        assert rows[0]["scores"] != pytest.approx(rows[1]["scores"])
+        status, error = _post(port, [{"user": user, "k": 5, "segment": "nobody"}])
+        assert status == 400 and error["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert "segment='nobody': expected one of" in error["message"]
+        assert "\n" not in error["message"] and "Traceback" not in error["message"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    # the request without lambda was answered at the run's serving_lambda, not at 0
+    assert local.judgment is not None and local.judgment.default_lambda == SERVING_LAMBDA
+    at_default = local.recommend(user=user, k=5, include_seen=True, judgment_lambda=SERVING_LAMBDA)
+    assert expected[3]["items"] == at_default["items"]
