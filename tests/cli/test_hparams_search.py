@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 
 from conftest import CONFIG_DIR, TINY_DATA, group_options, run_train_cli
 from hybridrec.cli.runs import main as runs_main
-from hybridrec.tracking.sweep import DIRECTION_TAG, STUDY_TAG, SWEEP_TAG
+from hybridrec.tracking.sweep import DIRECTION_TAG, STUDY_TAG, SWEEP_TAG, parse_overrides
 
 
 @pytest.mark.parametrize("option", group_options("hparams_search"))
@@ -112,3 +112,83 @@ def test_a_two_trial_study_is_one_group_of_runs_best_first(
     runs_main(["compare", "--study", "mf_optuna", "--tracking-uri", uri, "--format", "csv"])
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and best in lines[1] and "optimizer/lr" in lines[0]
+
+
+#: a study whose trials fail in both ways a run can: a config error (max_epochs 0, refused
+#: before any run starts) and a diverging loss (a scheduler that multiplies the learning rate
+#: by 1e30 after epoch 0); the random sampler seeded by seed=42 draws all three outcomes
+_FAILING_STUDY = """# @package _global_
+defaults:
+  - override /model: mf
+  - override /hydra/sweeper: optuna
+  - override /hydra/sweeper/sampler: random
+monitor: val/ndcg@10
+hydra:
+  mode: MULTIRUN
+  sweeper:
+    direction: maximize
+    study_name: failing_trials
+    n_trials: 4
+    n_jobs: 1
+    sampler:
+      seed: ${seed}
+    params:
+      trainer.max_epochs: choice(0, 2)
+      +scheduler.gamma: choice(1.0, 1e30)
+"""
+
+
+@pytest.mark.slow  # two short trainings and two refused trials, one process
+def test_failing_trials_are_recorded_failed_and_the_study_goes_on(tmp_path: Path) -> None:
+    configs = tmp_path / "configs" / "hparams_search"
+    configs.mkdir(parents=True)
+    (configs / "failing_trials.yaml").write_text(_FAILING_STUDY)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = run_train_cli(
+        tmp_path,
+        f"hydra.searchpath=[file://{tmp_path / 'configs'}]",
+        "hparams_search=failing_trials",
+        *TINY_DATA,
+        "seed=42",
+        "+scheduler._target_=torch.optim.lr_scheduler.StepLR",
+        "+scheduler._partial_=true",
+        "+scheduler.step_size=1",
+        uri=uri,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    # Optuna: every trial ran, three told FAIL (the sweeper logs each), the best is the one
+    # that finished (optuna 2.10's RDB storage does not open under SQLAlchemy 2: the study
+    # stays in memory, so its record is the sweeper's log and optimization_results.yaml)
+    assert output.count("Failed experiment:") == 3, output[-3000:]
+    assert output.count("the study goes on") == 3
+    (folder,) = (tmp_path / "multirun").iterdir()
+    result = yaml.safe_load((folder / "optimization_results.yaml").read_text())
+    assert result["best_params"] == {"trainer.max_epochs": 2, "+scheduler.gamma": 1.0}
+    # MLflow: one run per trial, the failed ones FAILED with the reason
+    client = MlflowClient(uri)
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        f"tags.`{STUDY_TAG}` = 'failing_trials'",
+    )
+    by_job = {int(r.data.tags["sweep_job"]): r for r in runs}
+    assert sorted(by_job) == [0, 1, 2, 3]
+    outcomes = []
+    for run in by_job.values():
+        params = parse_overrides(run.data.tags["overrides"])
+        epochs, gamma = params["trainer.max_epochs"], float(params["+scheduler.gamma"])
+        if run.info.status == "FINISHED":
+            assert (epochs, gamma) == ("2", 1.0)
+            assert run.data.metrics["best/val/ndcg10"] == pytest.approx(result["best_value"])
+            outcomes.append("finished")
+            continue
+        assert run.info.status == "FAILED"
+        reason = run.data.tags["hybridrec.failure"]
+        if epochs == "0":  # refused before training: a run made for the trial
+            assert "trainer.max_epochs: got 0" in reason, reason
+            assert run.info.run_name.startswith("failing_trials-job")
+            outcomes.append("config error")
+        else:  # the scheduler blew the loss up: train() ended its run FAILED
+            assert gamma == 1e30 and "training diverged" in reason, reason
+            outcomes.append("diverged")
+    assert set(outcomes) == {"finished", "config error", "diverged"}

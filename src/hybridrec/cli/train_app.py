@@ -8,6 +8,7 @@ time"; ``tests/cli/test_startup.py`` holds it)."""
 
 from __future__ import annotations
 
+import logging
 import re
 import signal
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from hybridrec.cli.locate import config_dir
@@ -35,9 +37,34 @@ USAGE = """usage:
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     from hybridrec.cli.train import run_job
+    from hybridrec.tracking.sweep import record_failed_trial, study_tags
 
-    # the value Hydra sweepers optimise: the best validation score
-    return run_job(cfg)
+    if not study_tags():
+        # the value Hydra sweepers optimise: the best validation score
+        return run_job(cfg)
+    # a trial of a hyperparameter search that fails as a single run would (a bad config, bad
+    # data, a diverging loss: run_job said why) is a failed trial, not the end of the study:
+    # its MLflow run ends FAILED (one is made for a trial refused before its run started) and
+    # None makes the Optuna sweeper record the trial FAIL and go on. Anything else (a bug)
+    # still ends the study, with its traceback.
+    try:
+        return run_job(cfg)
+    except SystemExit as exc:
+        if exc.code in (0, None) or not isinstance(exc.code, int):
+            raise
+        log = logging.getLogger("hybridrec.train")
+        try:
+            record_failed_trial(
+                str(cfg.logger.tracking_uri), str(cfg.logger.experiment_name), exc.code
+            )
+        except Exception as error:  # the store itself failed: the study still goes on
+            log.warning("the failed trial could not be recorded in MLflow: %s", error)
+        log.warning(
+            "trial %s failed (exit %s, the reason above); the study goes on",
+            HydraConfig.get().job.num,
+            exc.code,
+        )
+        return None
 
 
 def main() -> None:

@@ -28,6 +28,8 @@ OVERRIDES_TAG = "overrides"
 #: study name and direction; ``hybridrec-runs compare --study NAME`` shows them, best first.
 STUDY_TAG = "hybridrec.study"
 DIRECTION_TAG = "hybridrec.study_direction"
+#: why a run failed (the tag ``hybridrec.cli.train`` sets on a diverged run, the same name)
+FAILURE_TAG = "hybridrec.failure"
 
 
 def sweep_id(sweep_dir: str | Path) -> str:
@@ -46,6 +48,47 @@ def study_tags() -> dict[str, str]:
         return {}
     name = sweeper.get("study_name") or Path(str(hydra_cfg.sweep.dir)).name
     return {STUDY_TAG: str(name), DIRECTION_TAG: str(sweeper.get("direction", "minimize"))}
+
+
+def record_failed_trial(tracking_uri: str, experiment_name: str, code: int) -> str | None:
+    """A study's trial that failed before its MLflow run started (a bad config or bad data,
+    refused before training): a FAILED run of its own, tagged as the trial (study, sweep, job,
+    its overrides) with the reason its ``train.log`` ends with under ``hybridrec.failure``, so
+    the study's runs hold every trial. A trial whose run exists (it diverged: ``train`` ended
+    it FAILED) gets none. Returns the new run's id, or None."""
+    from hybridrec.tracking.runs import end_run, ensure_experiment, now_ms
+
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    sweep, job = sweep_id(output_dir.parent), str(hydra_cfg.job.num)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    where = f"tags.{SWEEP_TAG} = '{sweep}' and tags.{JOB_TAG} = '{job}'"
+    if experiments and client.search_runs(experiments, filter_string=where, max_results=1):
+        return None
+    log_file = output_dir / "train.log"
+    errors = [
+        line.split("] - ", 1)[-1]
+        for line in (log_file.read_text().splitlines() if log_file.is_file() else [])
+        if "[ERROR]" in line
+    ]
+    reason = errors[-1] if errors else f"the trial exited with code {code}"
+    started = now_ms()
+    tags = {
+        SWEEP_TAG: sweep,
+        JOB_TAG: job,
+        OVERRIDES_TAG: " ".join(hydra_cfg.overrides.task)[:5000],
+        FAILURE_TAG: reason[:5000],
+        **study_tags(),
+    }
+    run = client.create_run(
+        ensure_experiment(client, experiment_name),
+        start_time=started,
+        tags=tags,
+        run_name=f"{tags.get(STUDY_TAG, 'sweep')}-job{job}-failed",
+    )
+    end_run(client, run.info.run_id, RuntimeError(reason))
+    return str(run.info.run_id)
 
 
 def parse_overrides(overrides: str) -> dict[str, str]:
