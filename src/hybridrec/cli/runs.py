@@ -7,6 +7,7 @@
     hybridrec-runs plot curves|param|front [filters] [--metrics ...] [--x KEY] [--mix]
                         [--out DIR]
     hybridrec-runs compare --study mf_optuna   # an hparams_search study's trials, best first
+    hybridrec-runs plot importance --study mf_optuna   # what moved its objective
     hybridrec-runs upload --from sqlite:///outputs/…/mlflow-fallback.db --to http://host:5000
 
 Reads any tracking store through the MLflow client (``--tracking-uri``, else
@@ -117,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
     compare.add_argument("--out", type=Path, help="also write the markdown / csv here")
     plot = sub.add_parser("plot", help="PNG plots, written to a folder and logged to MLflow")
-    plot.add_argument("kind", choices=("curves", "param", "front"))
+    plot.add_argument("kind", choices=("curves", "param", "front", "importance"))
     _common(plot)
     plot.add_argument(
         "--metrics",
@@ -346,6 +347,9 @@ def _plot(args: argparse.Namespace, client: MlflowClient) -> None:
     from hybridrec.tracking.mlflow_run import mlflow_key
     from hybridrec.tracking.run_plots import plot_curves, plot_front, plot_param
 
+    if args.kind == "importance":
+        _plot_importance(args, client)
+        return
     args.metrics_given = args.metrics is not None
     args.metrics = args.metrics or "val/ndcg@10"
     metrics = [mlflow_key(m.strip()) for m in args.metrics.split(",") if m.strip()]
@@ -393,6 +397,34 @@ def _plot(args: argparse.Namespace, client: MlflowClient) -> None:
         first = client.get_run(recs[0].run_id)
         summary = client.create_run(
             first.info.experiment_id, run_name=f"plot-{args.kind}", tags={"kind": "runs_plot"}
+        )
+        for path in paths:
+            client.log_artifact(summary.info.run_id, str(path))
+        client.set_terminated(summary.info.run_id, "FINISHED")
+        print(f"logged to MLflow run {summary.info.run_id}")
+
+
+def _plot_importance(args: argparse.Namespace, client: MlflowClient) -> None:
+    """``plot importance --study NAME``: each searched setting's share of the variance of the
+    study's objective over its finished trials (:mod:`hybridrec.tracking.importance`)."""
+    from hybridrec.tracking.importance import param_importances, plot_importance, study_trials
+
+    if not args.study:
+        raise ValueError("plot importance needs --study NAME (an hparams_search study)")
+    found = _runs(args, client)
+    params, values, metric = study_trials(found, args.metrics)
+    importances = param_importances(params, values)
+    width = max(len(k) for k in importances)
+    print(f"study {args.study}: {metric} over {len(values)} finished trials")
+    print(f"  {'setting':<{width}}  eta²    chance")
+    for key, (share, chance) in importances.items():
+        print(f"  {key:<{width}}  {share:.3f}   {chance:.3f}")
+    paths = plot_importance(importances, args.study, metric, len(values), args.out)
+    for path in paths:
+        print(f"wrote {path}")
+    if not args.no_log:
+        summary = client.create_run(
+            found[0].info.experiment_id, run_name="plot-importance", tags={"kind": "runs_plot"}
         )
         for path in paths:
             client.log_artifact(summary.info.run_id, str(path))
