@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mlflow.tracking import MlflowClient
 
-    from hybridrec.export.review import ReviewError, build_review
+    from hybridrec.export.review import build_review
     from hybridrec.export.review_html import render
     from hybridrec.export.source import resolve_checkpoint
     from hybridrec.tracking.mlflow_run import default_tracking_uri
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 raters_csv=raters,
                 logged=dict(run.data.metrics),
             )
-    except (LookupError, FileNotFoundError, ReviewError) as exc:
+    except (LookupError, FileNotFoundError, ValueError) as exc:  # ReviewError is a ValueError
         print(f"hybridrec-review: error: {exc}", file=sys.stderr)
         return 2
     out = args.out or Path("reviews") / f"{run_id}.html"
