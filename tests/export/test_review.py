@@ -189,7 +189,9 @@ def test_a_joint_run_has_no_lambda_to_choose(head_run: dict[str, Any], tmp_path:
     review = build_review(joint, k=3, data_dir=head_run["data_dir"])
     assert review.kind == "joint" and review.lam is None
     assert all(a.chosen is None for a in review.audiences)
-    assert "no serving λ" in render(review).replace("There is no serving λ", "no serving λ")
+    page = render(review)
+    assert "There is no serving λ" in page and "<th>from judgments</th>" not in page
+    assert page.count('<tr class="item">') == 3 * len(review.audiences)  # one list each
     with pytest.raises(ReviewError, match="joint judgment term .* leave --lambda out"):
         build_review(joint, lam=0.5, data_dir=head_run["data_dir"])
 

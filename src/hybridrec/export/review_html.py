@@ -70,11 +70,14 @@ def _parts(item: ReviewItem) -> str:
     return "–"
 
 
-def _list(items: list[ReviewItem], other: set[str], heading: str) -> str:
+def _list(items: list[ReviewItem], other: set[str], heading: str, shares: bool = True) -> str:
+    """One top-K table; ``shares``: with the judgments' share column (a head run)."""
     parts = [f"<h3>{_e(heading)}</h3>"]
     parts.append(
         '<table class="topk"><thead><tr><th class="num">#</th><th>item</th>'
-        '<th class="num">score</th><th>from judgments</th><th>ID / text</th></tr></thead><tbody>'
+        '<th class="num">score</th>'
+        + ("<th>from judgments</th>" if shares else "")
+        + "<th>ID / text</th></tr></thead><tbody>"
     )
     for rank, item in enumerate(items, start=1):
         new = ' <span class="new">new</span>' if item.new else ""
@@ -83,8 +86,9 @@ def _list(items: list[ReviewItem], other: set[str], heading: str) -> str:
             f'<tr class="item"><td class="num">{rank}</td>'
             f"<td><span{moved}>{_e(item.title)}</span>{new}"
             f"<br><small>id {_e(item.raw_id)}</small></td>"
-            f'<td class="num">{item.score:.3f}</td><td class="parts">{_share(item)}</td>'
-            f'<td class="parts">{_parts(item)}</td></tr>'
+            f'<td class="num">{item.score:.3f}</td>'
+            + (f'<td class="parts">{_share(item)}</td>' if shares else "")
+            + f'<td class="parts">{_parts(item)}</td></tr>'
         )
     parts.append("</tbody></table>")
     return "".join(parts)
@@ -94,7 +98,8 @@ def _audience(audience: Audience, review: Review) -> str:
     title = "Everyone" if audience.segment is None else f"Segment: {audience.segment}"
     out = [f'<section class="audience"><h2>{_e(title)}</h2>']
     if audience.chosen is None:
-        out.append(_list(audience.base, {i.raw_id for i in audience.base}, "the model's ranking"))
+        every = {i.raw_id for i in audience.base}
+        out.append(_list(audience.base, every, "the model's ranking", shares=False))
     else:
         base_ids = {i.raw_id for i in audience.base}
         chosen_ids = {i.raw_id for i in audience.chosen}
@@ -150,7 +155,7 @@ def _pooled(review: Review) -> str:
         zero = review.pooled.get(f"{label}@0")
         if zero is None:
             continue
-        line = f"{text}: {_num(zero)} at λ = 0"
+        line = f"{text}: {_num(zero)}" + (" at λ = 0" if review.kind == "head" else "")
         at = review.pooled.get(f"{label}@lambda")
         if at is not None:
             line += f", {_num(at)} at λ = {review.lam:g}"
@@ -167,6 +172,39 @@ def _pooled(review: Review) -> str:
             f"{_num(alone)}</li>"
         )
     return "<ul>" + "".join(parts) + "</ul>" if parts else ""
+
+
+def _how(head: bool) -> str:
+    """The reading guide: a head run's two lists per audience, or a joint run's one."""
+    lists = (
+        "<li>Each section is an audience: everyone, then each segment. Left: what the model "
+        "alone recommends (λ = 0); right: with the marketers' judgments mixed in at the "
+        "chosen λ (score = z(model) + λ · z(judgments), each standardised over the "
+        'catalogue). Titles in <span class="moved">orange</span> are in one list only.</li>'
+        if head
+        else "<li>Each section is an audience: everyone, then each segment: the model's "
+        "ranking for it. The judgments are inside the model (trained with it), so there is no "
+        "list without them and no share of the score to show.</li>"
+    )
+    share = (
+        "<li><b>from judgments</b>: the share of the item's score that the judgments gave "
+        "(|λ · z(judgments)| against |z(model)|; + pushed it up, − pulled it down; 0 at "
+        "λ = 0).</li>"
+        if head
+        else ""
+    )
+    return (
+        '<div class="how"><b>How to read this page</b><ul>'
+        + lists
+        + '<li><span class="new">new</span>: the item had no interaction in training; the '
+        "model scores it through its text.</li>"
+        + share
+        + "<li><b>ID / text</b>: how much of the item's vector comes from what interactions "
+        "taught about it (ID) versus its description (text).</li>"
+        "<li>Raters: the weight training gave each rater (agreement with the others), and how "
+        "often the model orders held-out judgments of that rater as the rater did (0.5 = "
+        "chance).</li></ul></div>"
+    )
 
 
 def render(review: Review) -> str:
@@ -187,21 +225,7 @@ def render(review: Review) -> str:
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">{_e(" · ".join(m for m in meta if m))}</p>',
         *[f'<div class="note">{_e(n)}</div>' for n in review.notes],
-        '<div class="how"><b>How to read this page</b><ul>'
-        "<li>Each section is an audience: everyone, then each segment. Left: what the model "
-        "alone recommends (λ = 0); right: with the marketers' judgments mixed in at the "
-        "chosen λ (score = z(model) + λ · z(judgments), each standardised over the "
-        'catalogue). Titles in <span class="moved">orange</span> are in one list only.</li>'
-        '<li><span class="new">new</span>: the item had no interaction in training; the '
-        "model scores it through its text.</li>"
-        "<li><b>from judgments</b>: the share of the item's score that the judgments gave "
-        "(|λ · z(judgments)| against |z(model)|; + pushed it up, − pulled it down; 0 at "
-        "λ = 0).</li>"
-        "<li><b>ID / text</b>: how much of the item's vector comes from what interactions "
-        "taught about it (ID) versus its description (text).</li>"
-        "<li>Raters: the weight training gave each rater (agreement with the others), and how "
-        "often the model orders held-out judgments of that rater as the rater did (0.5 = "
-        "chance).</li></ul></div>",
+        _how(review.kind == "head"),
     ]
     body += [_audience(a, review) for a in review.audiences]
     body.append('<section class="raters" id="raters"><h2>Raters: held-out agreement</h2>')
