@@ -6,9 +6,11 @@ best first."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -16,12 +18,14 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from conftest import CONFIG_DIR, TINY_DATA, group_options, run_train_cli
+from conftest import CONFIG_DIR, TINY_DATA, Compose, group_options, run_train_cli
+from hybridrec.cli.checks import check_config
 from hybridrec.cli.runs import main as runs_main
 from hybridrec.tracking.sweep import DIRECTION_TAG, STUDY_TAG, SWEEP_TAG, parse_overrides
 
@@ -46,6 +50,45 @@ def test_search_config_is_a_seeded_optuna_sweep_over_real_keys(option: str) -> N
         # ...and a search space Optuna understands
         (override,) = parser.parse_overrides([f"{key}={space}"])
         assert create_optuna_distribution_from_override(override) is not None, key
+
+
+def _documented_base(option: str) -> list[str]:
+    """The overrides a search config's header says to use it with (``experiment=...``)."""
+    text = (CONFIG_DIR / "hparams_search" / f"{option}.yaml").read_text()
+    usage = re.search(rf"hybridrec-train (.*?)hparams_search={option}", text)
+    assert usage, f"hparams_search/{option}.yaml: no usage line in its header"
+    return usage.group(1).split()
+
+
+def _tried_values(space: str) -> list[Any]:
+    """Every value a search space can give, or its bounds for an interval."""
+    (override,) = OverridesParser.create().parse_overrides([f"key={space}"])
+    value = override.value()
+    if isinstance(value, ChoiceSweep):
+        return list(value.list)
+    assert isinstance(value, IntervalSweep), space
+    return [value.start, value.end]
+
+
+@pytest.mark.parametrize("option", group_options("hparams_search"))
+def test_every_value_a_search_can_try_passes_the_config_checks(
+    compose_cfg: Compose, option: str
+) -> None:
+    """Each trial is a training run: every value of every searched key, on the experiment the
+    config's header names, composes and passes the checks a run makes before any data."""
+    base = [*_documented_base(option), f"hparams_search={option}"]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        full = compose("train", base, return_hydra_config=True)
+    composed = compose_cfg(*base)
+    check_config(composed)
+    for key, space in full.hydra.sweeper.params.items():
+        for value in _tried_values(str(space)):
+            # the trial's override `key=value` on the composed config (the key exists: the
+            # test above holds it)
+            cfg = composed.copy()
+            OmegaConf.update(cfg, key, value, merge=False)
+            check_config(cfg)  # raises ConfigError naming the key
 
 
 #: hybridrec-train's console script in a Python where Hydra's Optuna sweeper cannot be imported

@@ -92,6 +92,15 @@ def test_plot_importance_from_a_store(tmp_path: Path, capsys: pytest.CaptureFixt
         client.log_param(run.info.run_id, "monitor", "val/ndcg@10")
         client.log_metric(run.info.run_id, "best/val/ndcg10", value)
         client.set_terminated(run.info.run_id, "FINISHED")
+    # a composed hybrid's part, trained inside the first trial, carries the study tag too: it
+    # is not a trial
+    part = client.create_run(
+        experiment,
+        tags={STUDY_TAG: "mf_optuna", "hybridrec.part": "ids", OVERRIDES_TAG: "optimizer.lr=9"},
+    )
+    client.log_param(part.info.run_id, "monitor", "val/ndcg@10")
+    client.log_metric(part.info.run_id, "best/val/ndcg10", 0.9)
+    client.set_terminated(part.info.run_id, "FINISHED")
     out = tmp_path / "plots"
     args = ["plot", "importance", "--study", "mf_optuna", "--tracking-uri", uri]
     runs_main([*args, "--out", str(out), "--no-log"])

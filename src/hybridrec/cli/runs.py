@@ -25,6 +25,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+#: the tag of a composed hybrid's part runs (hybridrec.cli.compose.PART_TAG, which loads torch)
+PART_TAG = "hybridrec.part"
+
 if TYPE_CHECKING:  # MLflow and the comparison code load after the arguments parse (fast --help)
     from mlflow.entities import Run
     from mlflow.tracking import MlflowClient
@@ -196,6 +199,8 @@ def _runs(args: argparse.Namespace, client: MlflowClient) -> list[Run]:
         fast_dev_runs=True,
         run_ids=[resolve_run_id(client, ref, "--run") for ref in args.run or []],
     )
+    if args.study:  # a composed hybrid's parts train inside its first trial: not trials
+        every = [r for r in every if PART_TAG not in r.data.tags]
     found = [r for r in every if args.fast_dev_runs or not is_fast_dev_run(r)]
     smoke = len(every) - len(found)
     left_out = f"{smoke} fast_dev_run run(s) left out (--fast-dev-runs shows them)"

@@ -40,6 +40,7 @@ def study_trials(
 ) -> tuple[list[dict[str, str]], list[float], str]:
     """(searched settings per finished trial, their objective values, the objective's MLflow
     name) from a study's runs. ``metric``: the objective (default ``best/<monitor>``)."""
+    runs = [r for r in runs if "hybridrec.part" not in r.data.tags]  # a hybrid's parts
     if not runs:
         raise LookupError("no run of this study (tag hybridrec.study) was found")
     studies = sorted({str(r.data.tags.get(STUDY_TAG, "")) for r in runs})

@@ -247,6 +247,11 @@ def _check_history(value: Any, cfg: DictConfig) -> str | None:
     return None
 
 
+def _grid_step(value: Any) -> bool:
+    """The combiner's grid step: the simplex grid has round(1 / step) steps of it."""
+    return _is_number(value) and 0 < value <= 1 and abs(round(1 / value) * value - 1) < 1e-9
+
+
 # -- the table ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Rule:
@@ -401,6 +406,27 @@ RULES: tuple[Rule, ...] = (
     Rule("model.align", _number_min(0), target="hybridrec.nn.Hybrid"),
     Rule("model.gate_bias", _rule("a number", _is_number), target="hybridrec.nn.Hybrid"),
     Rule("model.head_layers", _rule("a non-empty list of ints >= 1", _int_list)),
+    # the composed hybrid's combiner and its text student (lit/combiner.py, lit/student.py)
+    Rule("model.combiner.buckets", _SIZE),
+    Rule("model.combiner.user_buckets", _int_min(1, " (1: off)")),
+    Rule(
+        "model.combiner.step",
+        _rule("a number in (0, 1] that divides 1 (0.05, 0.1, 0.25)", _grid_step),
+    ),
+    Rule("model.combiner.min_gain", _number_min(0)),
+    Rule("model.combiner.max_rows", _SIZE),
+    Rule("model.combiner.student.hidden", _int_min(0, " (0: the linear map alone)")),
+    Rule("model.combiner.student.lr", _number_above(0)),
+    Rule("model.combiner.student.weight_decay", _number_min(0)),
+    Rule("model.combiner.student.patience", _int_min(0)),
+    Rule("model.combiner.student.holdout", _share(low_open=True)),
+    Rule("model.combiner.student.batch_size", _SIZE),
+    Rule("model.combiner.student.max_epochs", _SIZE),
+    Rule("model.combiner.student.pairs_per_epoch", _SIZE),
+    Rule("model.combiner.student.max_users", _SIZE),
+    Rule("model.combiner.student.rating", _number_min(0)),
+    Rule("model.combiner.student.ranking", _number_min(0)),
+    Rule("model.combiner.student.data", _number_min(0)),
     Rule("model*.encoder", _one_of(ENCODERS)),
     Rule("model*.adaptor", _one_of(ADAPTORS)),
     # loss
