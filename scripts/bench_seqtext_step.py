@@ -22,6 +22,7 @@ import time
 import torch
 
 from hybridrec.data.batching.sequence_datamodule import SequenceDataModule
+from hybridrec.data.catalogue import Catalogue
 from hybridrec.lit.adapter import scores
 from hybridrec.losses import CrossEntropyLoss
 from hybridrec.nn import SeqRec, TextItemTower
@@ -40,10 +41,11 @@ def main() -> None:
     )
     data.setup()
     n_items, loader = data.spec.n_items, data.train_dataloader()
+    catalogue = Catalogue.from_folder(args.data_dir)
     for encoder in args.encoders:
         torch.manual_seed(0)
         tower = TextItemTower(
-            n_items, args.data_dir, encoder=encoder, dim=300, transformer_layers=1, heads=2
+            n_items, catalogue, encoder=encoder, dim=300, transformer_layers=1, heads=2
         )
         model = SeqRec(1, n_items, dim=300, ffn_dim=256, item_id=False, text=tower).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)

@@ -301,6 +301,15 @@ def run_train_cli(
     )
 
 
+def model_of(cfg: DictConfig) -> Any:
+    """The model of a composed config whose data is prepared (``cfg.datamodule.data_dir``
+    set), built as hybridrec-train builds it: with the run's catalogue."""
+    from hybridrec.data.catalogue import Catalogue
+    from hybridrec.lit.checkpoint import build_model
+
+    return build_model(cfg.model, Catalogue.from_folder(cfg.datamodule.data_dir))
+
+
 def built_task(compose: Callable[..., DictConfig], *overrides: str) -> tuple[Any, Any]:
     """The training task (RecLitModule) and its datamodule for ``SMALL_JUDGMENTS`` +
     ``overrides`` as hybridrec-train builds them (no trainer: a stand-in gives the task its
@@ -312,6 +321,7 @@ def built_task(compose: Callable[..., DictConfig], *overrides: str) -> tuple[Any
 
     from hybridrec.cli.common import prepare_from_config
     from hybridrec.cli.train import _task
+    from hybridrec.data.catalogue import Catalogue
 
     cfg = compose(*SMALL_JUDGMENTS, *overrides)
     spec, folder = prepare_from_config(cfg)
@@ -320,6 +330,6 @@ def built_task(compose: Callable[..., DictConfig], *overrides: str) -> tuple[Any
         cfg.datamodule.data_dir = str(folder)
     datamodule = instantiate(cfg.datamodule)
     datamodule.setup()
-    module = _task(cfg, instantiate(cfg.model))
+    module = _task(cfg, model_of(cfg), Catalogue.from_folder(folder))
     module._trainer = SimpleNamespace(datamodule=datamodule, global_step=0)
     return module, datamodule

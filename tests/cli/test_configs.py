@@ -22,6 +22,7 @@ from conftest import (
     Compose,
     data_overrides,
     group_options,
+    model_of,
     save_tiny_bert,
 )
 from hybridrec.cli.common import prepare_from_config, read_source
@@ -576,7 +577,7 @@ def test_model_instantiates_and_scores(compose_cfg: Compose, model: str) -> None
     # test_composed_train.py); its joint model instantiates
     joint = ["model.combine=joint"] if model == "hybrid" else []
     cfg = _spec_cfg(compose_cfg, f"model={model}", *joint)
-    net = instantiate(cfg.model)
+    net = model_of(cfg)
     assert type(net) is get_class(CHOSEN["model"][model]["model._target_"])
     if not getattr(net, "requires_training", True):  # count-based: fitted on sequences
         net.fit_sequences(torch.tensor([1, 2, 3, 2, 4, 5]), torch.tensor([0, 3, 6]))
@@ -607,7 +608,7 @@ def test_text_tower_options_instantiate(compose_cfg: Compose, text: str, tmp_pat
     if text == "minilm":  # the real MiniLM is an optional extra: a tiny local BERT stands in
         overrides += _tiny_pretrained(tmp_path)
     cfg = _spec_cfg(compose_cfg, *overrides)
-    net = instantiate(cfg.model)
+    net = model_of(cfg)
     tower = net.items  # seqtext: items from their text alone, the text tower is the item tower
     assert isinstance(net, SeqRec) and isinstance(tower, TextItemTower)
     # minilm: a pretrained encoder (the tiny BERT here); bag and transformer: their own kind

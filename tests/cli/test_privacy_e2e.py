@@ -189,8 +189,8 @@ def test_forget_a_customer_of_the_pseudonymised_job(
     """By raw id with the key: their rows, the judgments made for them and their model state
     go; the run trained on the folder is tagged; the records hold the pseudonym only."""
     from hybridrec.cli.data import main as data_main
+    from hybridrec.data.catalogue import read_id_maps
     from hybridrec.data.erasure import ERASURES_FILE
-    from hybridrec.lit.checkpoint import id_maps
     from hybridrec.tracking.erasure import ERASED_TAG
 
     root, run_id, uri = jobs["pseudonymised"]
@@ -199,7 +199,7 @@ def test_forget_a_customer_of_the_pseudonymised_job(
         assert export_main([run_id, "--tracking-uri", uri, "--out", str(exports), "--no-log"]) == 0
     (folder,) = (root / "data" / "prepared").iterdir()
     pseudonym = Pseudonymiser(KEY.encode())("users", _customer(5))
-    index = id_maps(folder)["users"].index(pseudonym)
+    index = read_id_maps(folder)["users"].index(pseudonym)
     judgments = pd.read_parquet(folder / "judgments.parquet")
     for_them = (judgments["context_kind"] == 1) & (judgments["context"] == index)
     assert for_them.any()

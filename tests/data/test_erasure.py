@@ -12,6 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from hybridrec.cli.data import main
+from hybridrec.data.catalogue import read_id_maps
 from hybridrec.data.erasure import ERASURES_FILE, USER_FILES, erased_fingerprints
 from hybridrec.data.preparation.prepare import FILE_ROLES, prepare
 from hybridrec.data.preparation.protocols import LeaveOneOut
@@ -19,7 +20,6 @@ from hybridrec.data.pseudonyms import KEY_ENV, KEY_FILE_ENV, Pseudonymiser, Pseu
 from hybridrec.data.raw import RawData
 from hybridrec.data.readers import read_synthetic
 from hybridrec.data.spec import DataSpec, fingerprint_files
-from hybridrec.lit.checkpoint import id_maps
 from hybridrec.tracking.erasure import ERASED_TAG
 
 
@@ -50,7 +50,7 @@ def _no_key(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_user_is_gone_and_everything_else_identical(
     folder: Path, mlflow_uri: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before, spec, ids = _frames(folder), DataSpec.load(folder), id_maps(folder)["users"]
+    before, spec, ids = _frames(folder), DataSpec.load(folder), read_id_maps(folder)["users"]
     user = ids.index("cust-7")
     client = MlflowClient(tracking_uri=mlflow_uri)
     experiment = client.get_experiment_by_name("erasure") or client.get_experiment(
@@ -68,7 +68,7 @@ def test_the_user_is_gone_and_everything_else_identical(
         pd.testing.assert_frame_equal(  # the other users' rows: the same, in the same order
             before[role][before[role]["user"] != user].reset_index(drop=True), after[role]
         )
-    assert id_maps(folder)["users"] == [None if i == user else v for i, v in enumerate(ids)]
+    assert read_id_maps(folder)["users"] == [None if i == user else v for i, v in enumerate(ids)]
     pd.testing.assert_frame_equal(before["items"], after["items"])
     assert (new.n_users, new.n_items) == (spec.n_users, spec.n_items)  # indices unchanged
     assert new.n_train == spec.n_train - int((before["train"]["user"] == user).sum())
@@ -120,7 +120,7 @@ def test_a_pseudonymised_folder_by_raw_id_with_the_key_or_by_pseudonym(
         hasher("users", "cust-8"),
         hasher("users", "cust-7"),
     ]
-    users = id_maps(folder)["users"]
+    users = read_id_maps(folder)["users"]
     assert users.count(None) == 2 and hasher("users", "cust-9") in users
     assert len(erased_fingerprints(folder)) == 2
     monkeypatch.setenv(KEY_ENV, "another-key")
@@ -134,7 +134,7 @@ def test_whole_number_ids_stay_whole_numbers(tmp_path: Path) -> None:
     folder = tmp_path / "numbers"
     prepare(_customers(raw_ids=False), LeaveOneOut(eval_mode="sampled"), folder)
     assert main(["forget", "4", "--folder", str(folder), "--no-tag"]) == 0
-    users = id_maps(folder)["users"]
+    users = read_id_maps(folder)["users"]
     assert users[4] is None and all(isinstance(u, int) for i, u in enumerate(users) if i != 4)
 
 
@@ -148,7 +148,7 @@ def test_a_model_trained_before_still_evaluates_on_the_erased_folder(folder: Pat
     is no difference: the other indices are those the model was trained on."""
     from hybridrec.cli.evaluate import EvalError, check_same_ids
 
-    trained = id_maps(folder)
+    trained = read_id_maps(folder)
     assert main(["forget", "cust-7", "--folder", str(folder), "--no-tag"]) == 0
     check_same_ids(trained, {}, folder)
     changed = {**trained, "users": ["cust-x", *trained["users"][1:]]}

@@ -13,14 +13,14 @@ import onnxruntime
 import pandas as pd
 import pytest
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from conftest import TINY_DATA
+from conftest import TINY_DATA, model_of
 from hybridrec.cli.common import prepare_from_config
+from hybridrec.data.catalogue import read_id_maps
 from hybridrec.export import ExportedScorer, item_matrix, to_onnx, to_torchscript
 from hybridrec.export.pyfunc import save_recommender
-from hybridrec.lit.checkpoint import PAYLOAD, id_maps, model_payload
+from hybridrec.lit.checkpoint import PAYLOAD, model_payload
 from hybridrec.nn.factorized import FactorizedModel
 
 SMALL = ["model.dim=16"]
@@ -58,7 +58,7 @@ def _built(
         cfg.spec = spec.summary()
         cfg.datamodule.data_dir = str(folder)
     torch.manual_seed(0)
-    return instantiate(cfg.model).eval(), cfg
+    return model_of(cfg).eval(), cfg
 
 
 def _model(compose: Callable[..., DictConfig], overrides: list[str]) -> torch.nn.Module:
@@ -125,7 +125,7 @@ def test_the_pyfunc_model_answers_with_the_model_scores(
 
     model, cfg = _built(compose_cfg, MODELS[name])
     folder = cfg.datamodule.data_dir
-    maps = id_maps(folder)
+    maps = read_id_maps(folder)
     config = OmegaConf.to_container(cfg, resolve=True)
     checkpoint = tmp_path / "best.ckpt"
     torch.save(

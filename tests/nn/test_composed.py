@@ -16,9 +16,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from conftest import TINY_DATA
+from conftest import TINY_DATA, model_of
 from hybridrec.cli.common import prepare_from_config
 from hybridrec.data.batch import RecBatch
+from hybridrec.data.catalogue import Catalogue
 from hybridrec.export import ExportedScorer, to_torchscript
 from hybridrec.export.recommender import Recommender
 from hybridrec.lit.checkpoint import PAYLOAD, load_model, model_payload
@@ -34,7 +35,6 @@ from hybridrec.metrics import positive_ranks, ranking_metrics
 from hybridrec.nn.composed import ComposedHybrid, popularity_buckets, text_tower_of
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.gru4rec import GRU4Rec, gru4rec_factorized
-from hybridrec.nn.hybrid import training_counts
 from hybridrec.nn.student import TextStudent
 
 PARTS = {
@@ -57,7 +57,7 @@ def _parts(
             cfg.spec = spec.summary()
             cfg.datamodule.data_dir = str(folder)
         torch.manual_seed(seed)
-        model = instantiate(cfg.model).eval()
+        model = model_of(cfg).eval()
         with torch.no_grad():  # trained-looking item biases (MF's start at zero)
             bias = getattr(model.scorer, "item_bias", None)
             if bias is not None:
@@ -65,7 +65,7 @@ def _parts(
         models.append(model)
         configs.append(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
     assert cfg is not None
-    counts = training_counts(cfg.datamodule.data_dir, int(cfg.spec.n_items))
+    counts = Catalogue.from_folder(cfg.datamodule.data_dir).item_counts
     return models, counts, configs
 
 
@@ -403,9 +403,9 @@ def test_the_cold_frontier_at_the_fitted_offset_is_the_models_evaluation(
             cfg.spec = spec_.summary()
             cfg.datamodule.data_dir = str(folder)
         torch.manual_seed(seed)
-        models.append(instantiate(cfg.model).eval())
+        models.append(model_of(cfg).eval())
     assert cfg is not None
-    counts = training_counts(cfg.datamodule.data_dir, int(cfg.spec.n_items))
+    counts = Catalogue.from_folder(cfg.datamodule.data_dir).item_counts
     composed = ComposedHybrid(models, ["ids", "text"], counts, n_buckets=3)
     composed.set_offsets(torch.tensor([0.5, 0.0, 0.0]))
     datamodule = instantiate(cfg.datamodule)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from conftest import prepare_with_text
+from hybridrec.data.catalogue import Catalogue
 from hybridrec.nn import MF, Hybrid, SeqRec, TextItemTower, TextRec
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.scoring import DotScorer, NeuMFScorer
@@ -32,14 +33,18 @@ def text_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
 
 def _text(data: tuple[Path, int], dim: int = 8) -> TextItemTower:
     folder, n_items = data
-    return TextItemTower(n_items, folder, dim=dim, vocab_size=200, max_length=12)
+    return TextItemTower(
+        n_items, Catalogue.from_folder(folder), dim=dim, vocab_size=200, max_length=12
+    )
 
 
 Builder = Callable[[tuple[Path, int]], FactorizedModel]
 MODELS: dict[str, Builder] = {
     "mf": lambda d: MF(N_USERS, d[1], embedding_dim=8),
     "mf-nobias": lambda d: MF(N_USERS, d[1], embedding_dim=8, use_bias=False),
-    "textrec": lambda d: TextRec(N_USERS, d[1], d[0], dim=8, vocab_size=200, max_length=12),
+    "textrec": lambda d: TextRec(
+        N_USERS, d[1], Catalogue.from_folder(d[0]), dim=8, vocab_size=200, max_length=12
+    ),
     "sasrec": lambda d: SeqRec(N_USERS, d[1], dim=8, max_length=5, dropout=0.0),
     "seqtext": lambda d: SeqRec(
         N_USERS, d[1], dim=8, max_length=5, dropout=0.0, item_id=False, text=_text(d)
@@ -47,13 +52,30 @@ MODELS: dict[str, Builder] = {
     "unisrec": lambda d: SeqRec(
         N_USERS, d[1], dim=8, dropout=0.0, text=_text(d), temperature=0.1, max_length=5
     ),
-    "hybrid": lambda d: Hybrid(N_USERS, d[1], d[0], dim=8, text=_text(d), max_length=5),
-    "hybrid-attention-cosine": lambda d: Hybrid(
-        N_USERS, d[1], d[0], dim=8, text=_text(d), history="attention", temperature=0.2
+    "hybrid": lambda d: Hybrid(
+        N_USERS, d[1], Catalogue.from_folder(d[0]), dim=8, text=_text(d), max_length=5
     ),
-    "hybrid-ids-no-history": lambda d: Hybrid(N_USERS, d[1], d[0], dim=8, history=None),
+    "hybrid-attention-cosine": lambda d: Hybrid(
+        N_USERS,
+        d[1],
+        Catalogue.from_folder(d[0]),
+        dim=8,
+        text=_text(d),
+        history="attention",
+        temperature=0.2,
+    ),
+    "hybrid-ids-no-history": lambda d: Hybrid(
+        N_USERS, d[1], Catalogue.from_folder(d[0]), dim=8, history=None
+    ),
     "hybrid-residual": lambda d: Hybrid(
-        N_USERS, d[1], d[0], dim=8, text=_text(d), max_length=5, fusion="residual", gate_bias=-1
+        N_USERS,
+        d[1],
+        Catalogue.from_folder(d[0]),
+        dim=8,
+        text=_text(d),
+        max_length=5,
+        fusion="residual",
+        gate_bias=-1,
     ),
 }
 
@@ -109,7 +131,7 @@ def test_neumf_head_scores_every_pair_alike(
     model = Hybrid(
         N_USERS,
         n_items,
-        folder,
+        Catalogue.from_folder(folder),
         dim=8,
         text=_text(text_data),
         history=history,

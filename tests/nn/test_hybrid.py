@@ -13,8 +13,8 @@ from omegaconf import DictConfig
 
 from conftest import TINY_DATA, prepare_with_text
 from hybridrec.cli.train import train
+from hybridrec.data.catalogue import Catalogue
 from hybridrec.nn import FusedItemTower, Hybrid, TextItemTower
-from hybridrec.nn.hybrid import training_counts
 from hybridrec.nn.towers import GRUTower, ItemIdTower, SelfAttentionTower
 
 
@@ -26,14 +26,22 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, int]:
 def _hybrid(prepared: tuple[Path, int, int], **kwargs: object) -> Hybrid:
     folder, n_users, n_items = prepared
     torch.manual_seed(0)
-    text = TextItemTower(n_items, folder, dim=8, vocab_size=200, max_length=12)
+    catalogue = Catalogue.from_folder(folder)
+    text = TextItemTower(n_items, catalogue, dim=8, vocab_size=200, max_length=12)
     options: dict[str, object] = {"dim": 8, "text": text, "max_length": 6, "dropout": 0.0}
-    return Hybrid(n_users, n_items, folder, **{**options, **kwargs})  # type: ignore[arg-type]
+    return Hybrid(n_users, n_items, catalogue, **{**options, **kwargs})  # type: ignore[arg-type]
 
 
-def test_training_counts_are_the_train_split(prepared: tuple[Path, int, int]) -> None:
-    folder, _, n_items = prepared
-    counts = training_counts(folder, n_items)
+def test_the_catalogue_counts_the_train_split(prepared: tuple[Path, int, int]) -> None:
+    folder, n_users, n_items = prepared
+    catalogue = Catalogue.from_folder(folder)
+    assert _hybrid(prepared).items.counts.equal(catalogue.item_counts)  # the gate's counts
+    train = pd.read_parquet(folder / "train.parquet")
+    assert catalogue.user_counts.shape == (n_users,)
+    assert int(catalogue.user_counts.sum()) == len(train)
+    user = int(train["user"].iloc[0])
+    assert catalogue.user_counts[user] == (train["user"] == user).sum()
+    counts = catalogue.item_counts
     train_items = pd.read_parquet(folder / "train.parquet")["item"]
     assert counts.shape == (n_items + 1,) and counts[0] == 0
     assert int(counts.sum()) == len(train_items)

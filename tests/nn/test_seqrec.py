@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from hybridrec.data.batch import RecBatch
+from hybridrec.data.catalogue import Catalogue
 from hybridrec.data.preparation.prepare import prepare
 from hybridrec.data.preparation.protocols import LeaveOneOut
 from hybridrec.data.preparation.text import ITEM_TEXT_FILE
@@ -223,7 +224,9 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
 def test_text_tower_scores_items_by_their_text(prepared: tuple[Path, int], item_id: bool) -> None:
     folder, n_items = prepared
     torch.manual_seed(0)
-    tower = TextItemTower(n_items, folder, dim=16, vocab_size=200, max_length=16)
+    tower = TextItemTower(
+        n_items, Catalogue.from_folder(folder), dim=16, vocab_size=200, max_length=16
+    )
     model = SeqRec(5, n_items, dim=16, dropout=0.0, item_id=item_id, text=tower).eval()
     # the item tower: the text tower alone, or an ID table + the text tower
     towers = list(model.items.towers) if isinstance(model.items, SumItemTower) else [model.items]
@@ -238,7 +241,9 @@ def test_text_tower_scores_items_by_their_text(prepared: tuple[Path, int], item_
 
 def test_text_tower_trains_through_the_catalogue(prepared: tuple[Path, int]) -> None:
     folder, n_items = prepared
-    tower = TextItemTower(n_items, folder, dim=16, vocab_size=200, max_length=16)
+    tower = TextItemTower(
+        n_items, Catalogue.from_folder(folder), dim=16, vocab_size=200, max_length=16
+    )
     model = SeqRec(5, n_items, dim=16, item_id=False, text=tower).train()
     history, lengths = _history([[1, 2, 3], [4, 5]])
     batch = RecBatch(
@@ -259,7 +264,9 @@ def test_text_tower_trains_through_the_catalogue(prepared: tuple[Path, int]) -> 
 def test_text_tower_sampled_scores(prepared: tuple[Path, int], item_id: bool) -> None:
     """SeqText: the sampled scores gather the catalogue encoding's rows."""
     folder, n_items = prepared
-    tower = TextItemTower(n_items, folder, dim=16, vocab_size=200, max_length=16)
+    tower = TextItemTower(
+        n_items, Catalogue.from_folder(folder), dim=16, vocab_size=200, max_length=16
+    )
     model = SeqRec(5, n_items, dim=16, dropout=0.1, item_id=item_id, text=tower)
     assert_sampled_scores_are_full_scores(model, torch.arange(3))
 

@@ -12,6 +12,7 @@ import torch
 
 from conftest import prepare_with_text, save_tiny_bert
 from hybridrec.data.batch import RecBatch
+from hybridrec.data.catalogue import Catalogue
 from hybridrec.data.preparation.prepare import prepare
 from hybridrec.data.preparation.protocols import LeaveOneOut
 from hybridrec.data.preparation.text import ITEM_TEXT_FILE, load_item_text
@@ -37,7 +38,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, int]:
 def _model(prepared: tuple[Path, int, int], name: str = "bag", **kwargs: object) -> TextRec:
     folder, n_users, n_items = prepared
     torch.manual_seed(0)
-    return TextRec(n_users, n_items, folder, **{**ENCODERS[name], **kwargs})  # type: ignore[arg-type]
+    return TextRec(n_users, n_items, Catalogue.from_folder(folder), **{**ENCODERS[name], **kwargs})  # type: ignore[arg-type]
 
 
 def _batch(n_users: int, n_items: int, rows: int = 6, columns: int = 5) -> RecBatch:
@@ -163,14 +164,17 @@ def test_config_errors(prepared: tuple[Path, int, int], tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     raw = read_synthetic(n_users=60, n_items=40, seed=0, ratings_per_rater=20)
     prepare(raw, LeaveOneOut(eval_mode="full"), plain)
-    with pytest.raises(ValueError, match=r"model\.data_dir.*set data\.text in the data config"):
-        TextRec(n_users, n_items, plain)
+    catalogue = Catalogue.from_folder(folder)
+    with pytest.raises(ValueError, match=r"needs item text.*set data\.text in the data config"):
+        TextRec(n_users, n_items, Catalogue.from_folder(plain))
     with pytest.raises(ValueError, match=r"model\.n_items \+ 1"):
-        TextRec(n_users, n_items + 3, folder)
+        TextRec(n_users, n_items + 3, catalogue)
     with pytest.raises(ValueError, match=r"model\.encoder"):
-        TextRec(n_users, n_items, folder, encoder="lstm")
+        TextRec(n_users, n_items, catalogue, encoder="lstm")
     with pytest.raises(ValueError, match=r"model\.pretrained"):
-        TextRec(n_users, n_items, folder, encoder="pretrained")
+        TextRec(n_users, n_items, catalogue, encoder="pretrained")
+    with pytest.raises(ValueError, match=r"needs the run's catalogue"):
+        TextRec(n_users, n_items)
 
 
 # ---------------------------------------------------------------- pretrained (tiny random BERT)

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import lightning as L
-import numpy as np
 import pandas as pd
 import torch
 import yaml
@@ -40,6 +39,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hybridrec.cli.checks import ConfigError
 from hybridrec.cli.common import without_later_defaults
+from hybridrec.data.catalogue import Catalogue
 from hybridrec.lit import RecLitModule
 from hybridrec.lit.checkpoint import PAYLOAD, load_model, safe_load
 from hybridrec.lit.combiner import collect_validation, fit_combiner
@@ -47,7 +47,6 @@ from hybridrec.lit.student import StudentOptions, collect_users, fit_student
 from hybridrec.nn.composed import ComposedHybrid
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.gru4rec import GRU4Rec, gru4rec_factorized
-from hybridrec.nn.hybrid import training_counts
 from hybridrec.tracking.mlflow_run import mlflow_key
 
 log = logging.getLogger("hybridrec.compose")
@@ -207,8 +206,13 @@ def part_key(part: DictConfig, fingerprint: str) -> str:
             node.pop(last, None)
     tree.get("datamodule", {}).pop("data_dir", None)
     without_later_defaults(tree.get("data", {}), tree.get("protocol", {}))
-    for key in ("data_dir", "parts", "combiner", "reuse_parts"):  # not read by a joint model
-        tree.get("model", {}).pop(key, None)
+    model = tree.get("model", {})
+    for key in ("data_dir", "catalogue", "parts", "combiner", "reuse_parts"):  # not config
+        model.pop(key, None)
+    for node in model.values():  # a text tower named the folder before the Catalogue: keys
+        if isinstance(node, dict) and "catalogue" in node:  # of parts trained then still match
+            node["data_dir"] = "${datamodule.data_dir}"
+            del node["catalogue"]
     text = json.dumps(tree, sort_keys=True, default=str) + fingerprint
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -331,33 +335,25 @@ def retest_parts(cfg: DictConfig, parts: list[PartRun], datamodule: Any) -> None
 
 
 def build_composed(
-    cfg: DictConfig, parts: list[PartRun], data_dir: Path, selection: bool = False
+    cfg: DictConfig, parts: list[PartRun], catalogue: Catalogue, selection: bool = False
 ) -> ComposedHybrid:
     """The composed model over the parts' tested checkpoints (``selection``: the ones chosen
     on validation, before any refit), weights uniform until fitted."""
     models = [load_part(cfg, part, selection) for part in parts]
-    spec = cfg.spec
-    counts = training_counts(data_dir, int(spec.n_items))
     user_buckets = int(cfg.model.combiner.get("user_buckets", 1))
+    by_user = torch.cat([catalogue.user_counts, torch.zeros(1)])  # (U + 1,): the last row unknown
     composed = ComposedHybrid(
         models,
         [p.name for p in parts],
-        counts,
+        catalogue.item_counts,
         int(cfg.model.combiner.buckets),
-        user_counts=user_training_counts(data_dir, models[0].n_users) if user_buckets > 1 else None,
+        user_counts=by_user if user_buckets > 1 else None,
         n_user_buckets=user_buckets,
     )
     composed.part_payloads = [
         safe_load(p.selection_checkpoint if selection else p.checkpoint)[PAYLOAD] for p in parts
     ]
     return composed
-
-
-def user_training_counts(data_dir: Path, n_users: int) -> torch.Tensor:
-    """(U + 1,) training interactions per user index (the user-history buckets' edges)."""
-    users = pd.read_parquet(data_dir / "train.parquet", columns=["user"])["user"].to_numpy()
-    users = users[(users >= 0) & (users <= n_users)]
-    return torch.as_tensor(np.bincount(users, minlength=n_users + 1)[: n_users + 1]).float()
 
 
 def student_options(cfg: DictConfig) -> StudentOptions | None:
@@ -446,12 +442,16 @@ def refit_config(cfg: DictConfig) -> DictConfig | None:
 
 
 def carry_weights(
-    cfg: DictConfig, parts: list[PartRun], data_dir: Path, fitted: ComposedHybrid
+    cfg: DictConfig,
+    parts: list[PartRun],
+    catalogue: Catalogue,
+    data_dir: Path,
+    fitted: ComposedHybrid,
 ) -> ComposedHybrid:
     """A composed model over ``parts`` taking ``fitted``'s weights and offsets (fitted on
     validation scores of other checkpoints of the same recipes); the text student, when
     ``fitted`` had one, is fitted again to these parts."""
-    composed = build_composed(cfg, parts, data_dir)
+    composed = build_composed(cfg, parts, catalogue)
     if fitted.student is not None:
         fit_text_student(cfg, composed, instantiate(cfg.datamodule), data_dir)
     composed.set_weights(fitted.weights.clone())
@@ -463,18 +463,23 @@ def carry_weights(
 
 
 def refit_composed(
-    cfg: DictConfig, parts: list[PartRun], data_dir: Path, fitted: ComposedHybrid
+    cfg: DictConfig,
+    parts: list[PartRun],
+    catalogue: Catalogue,
+    data_dir: Path,
+    fitted: ComposedHybrid,
 ) -> ComposedHybrid:
     """The composed model over the parts refit on train + validation, with the weights and
     offsets ``fitted`` chose on their selection checkpoints (and, when it had one, a text
     student fitted again to the refit teachers, with the same options)."""
-    return carry_weights(cfg, parts, data_dir, fitted)
+    return carry_weights(cfg, parts, catalogue, data_dir, fitted)
 
 
 def evaluate_composed(
     cfg: DictConfig,
     composed: ComposedHybrid,
     datamodule: Any,
+    catalogue: Catalogue,
     logger: Any,
     output_dir: Path,
     validate: bool = True,
@@ -489,6 +494,7 @@ def evaluate_composed(
         ties=cfg.ties,
     )
     module.run_config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+    module.catalogue = catalogue
     trainer: L.Trainer = instantiate(
         cfg.trainer, logger=logger, callbacks=[], enable_checkpointing=False
     )

@@ -129,9 +129,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
 def cmd_forget(args: argparse.Namespace) -> int:
     """Erase users (raw ids or pseudonyms) from prepared folders and exported models, record
     it in each one's erasures.json, tag the MLflow runs trained on those folders."""
+    from hybridrec.data.catalogue import read_id_maps
     from hybridrec.data.erasure import forget_in_folder, missing_users_message, user_rows
     from hybridrec.export.forget import forget_in_model, model_kind, user_ids
-    from hybridrec.lit.checkpoint import id_maps
 
     if not args.folder and not args.model:
         raise UsageError("forget: give at least one --folder (prepared) or --model (exported)")
@@ -142,7 +142,9 @@ def cmd_forget(args: argparse.Namespace) -> int:
     for folder in map(Path, args.folder):
         spec = DataSpec.load(folder)
         pseudonymised |= bool(spec.pseudonyms)
-        found, _ = user_rows(args.users, id_maps(folder)["users"], spec.pseudonyms, str(folder))
+        found, _ = user_rows(
+            args.users, read_id_maps(folder)["users"], spec.pseudonyms, str(folder)
+        )
         found_somewhere |= set(found)
         plans.append((folder, sorted(set(found.values()))))
     for model in map(Path, args.model):

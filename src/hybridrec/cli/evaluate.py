@@ -52,11 +52,12 @@ from hybridrec.cli.checks import ConfigError, check_config
 from hybridrec.cli.common import config_dir, prepare_from_config
 from hybridrec.cli.data import _config_error as config_error
 from hybridrec.cli.quiet import quiet_third_party
+from hybridrec.data.catalogue import read_id_maps
 from hybridrec.data.errors import DataError
 from hybridrec.data.spec import DataSpec
 from hybridrec.export.source import resolve_checkpoint
 from hybridrec.lit import RecLitModule
-from hybridrec.lit.checkpoint import PAYLOAD, id_maps, load_model, safe_load
+from hybridrec.lit.checkpoint import PAYLOAD, load_model, safe_load
 from hybridrec.tracking import OVERRIDES_TAG, TrackingError, default_tracking_uri, mlflow_key
 from hybridrec.tracking.compare import EVALUATES_TAG
 from hybridrec.tracking.lambda_front import (
@@ -140,7 +141,7 @@ def _load(checkpoint: Path) -> dict[str, Any]:
 def check_same_ids(trained: dict[str, Any], spec_sizes: dict[str, int], folder: Path) -> None:
     """Refuse prepared data whose users or items are not those the model was trained on:
     the raw id maps compared index by index (checkpoints without them: the counts)."""
-    now = id_maps(folder)
+    now = read_id_maps(folder)
     for side in ("users", "items"):
         if side in trained:
             before = [str(v) for v in trained[side]]

@@ -51,12 +51,13 @@ from hybridrec.cli.compose import (
     side_by_side,
     train_parts,
 )
+from hybridrec.data.catalogue import Catalogue
 from hybridrec.data.errors import DataError
 from hybridrec.data.preparation.judgments import rater_summary
 from hybridrec.data.spec import DataSpec
 from hybridrec.lit import RecLitModule
 from hybridrec.lit.callbacks import DivergenceError, EpochTimer, StopOnDivergence
-from hybridrec.lit.checkpoint import RUN_ID_KEY, safe_load
+from hybridrec.lit.checkpoint import RUN_ID_KEY, build_model, safe_load
 from hybridrec.runtime import tune_allocator
 from hybridrec.tracking import (
     DEFAULT_URI,
@@ -178,11 +179,12 @@ def train(cfg: DictConfig) -> TrainResult:
                     cfg.callbacks.model_checkpoint.filename = "last_epoch_{epoch:03d}"
 
     datamodule = instantiate(cfg.datamodule)
-    model = instantiate(cfg.model)
+    catalogue = Catalogue.from_folder(data_dir)  # what the model reads of the data, read once
+    model: Any = build_model(cfg.model, catalogue)
     trains = getattr(model, "requires_training", True)
     if not trains:  # count-based baselines: fitted from the training sequences, no optimiser
         model.fit_sequences(*datamodule.train_sequences())
-    module = _task(cfg, model)
+    module = _task(cfg, model, catalogue)
 
     run_id = None
     if plan is not None:
@@ -264,11 +266,12 @@ def _train_composed(cfg: DictConfig, client: MlflowClient, started_ms: int) -> T
         run_config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
         log_run_start(logger, run_config, spec, data_dir)
         datamodule = instantiate(cfg.datamodule)
-        composed = build_composed(cfg, parts, data_dir, selection=True)
+        catalogue = Catalogue.from_folder(data_dir)
+        composed = build_composed(cfg, parts, catalogue, selection=True)
         fit = fit_weights(cfg, composed, datamodule, data_dir)  # on the parts chosen on val
         refit = any(p.refit for p in parts)
         if refit:  # the weights carry over to the parts refit on train + validation
-            composed = refit_composed(cfg, parts, data_dir, composed)
+            composed = refit_composed(cfg, parts, catalogue, data_dir, composed)
         tested_cfg, round_two = cfg, refit_config(cfg)
         if round_two is not None:  # the parts trained again (model.combiner.refit), same weights
             spec_two, dir_two = prepare_from_config(round_two)
@@ -279,11 +282,12 @@ def _train_composed(cfg: DictConfig, client: MlflowClient, started_ms: int) -> T
             parts_two = train_parts(
                 round_two, run_id, spec_two.fingerprint, output_dir, train, stage="refit"
             )
-            composed = carry_weights(round_two, parts_two, dir_two, composed)
+            catalogue = Catalogue.from_folder(dir_two)
+            composed = carry_weights(round_two, parts_two, catalogue, dir_two, composed)
             datamodule = instantiate(round_two.datamodule)
             tested_cfg, parts, refit = round_two, parts + parts_two, True
         results, checkpoint = evaluate_composed(
-            tested_cfg, composed, datamodule, logger, output_dir, validate=not refit
+            tested_cfg, composed, datamodule, catalogue, logger, output_dir, validate=not refit
         )
         if refit:  # validation as the combiner measured it, before the refits
             results[f"val/ndcg@{cfg.ks[0]}"] = float(fit[f"val_ndcg@{cfg.ks[0]}"])
@@ -359,7 +363,7 @@ def _fit_and_test(
     results: dict[str, float] = {}
     if bool(cfg.get("refit_on_val")) and trains and best_path:
         # test the model retrained on train + validation instead of the selected one
-        best_path, refitted = _refit_on_val(cfg, best_path)
+        best_path, refitted = _refit_on_val(cfg, best_path, module.catalogue)
         if cfg.get("test_after_fit", True):
             tested = refitted.test(
                 refitted.lightning_module,
@@ -540,9 +544,9 @@ def _run_tags(cfg: DictConfig, spec: DataSpec) -> dict[str, str]:
     return tags
 
 
-def _task(cfg: DictConfig, model: Any) -> RecLitModule:
-    """The training task for ``model`` as the config describes it (resolved config attached,
-    so checkpoints carry it)."""
+def _task(cfg: DictConfig, model: Any, catalogue: Catalogue | None) -> RecLitModule:
+    """The training task for ``model`` as the config describes it (resolved config and the
+    run's catalogue attached, so checkpoints carry them)."""
     module = RecLitModule(
         model=model,
         loss=instantiate(cfg.loss),
@@ -562,6 +566,7 @@ def _task(cfg: DictConfig, model: Any) -> RecLitModule:
         for key in ("parts", "combiner", "reuse_parts"):
             model_config.pop(key, None)
     module.run_config = run_config
+    module.catalogue = catalogue
     return module
 
 
@@ -722,7 +727,9 @@ def _set_tag(client: MlflowClient, run_id: str, key: str, value: str) -> None:
         log.error("could not tag MLflow run %s (%s): %s", run_id, key, error)
 
 
-def _refit_on_val(cfg: DictConfig, best_path: str) -> tuple[str, L.Trainer]:
+def _refit_on_val(
+    cfg: DictConfig, best_path: str, catalogue: Catalogue | None
+) -> tuple[str, L.Trainer]:
     """Retrain from scratch on train + validation for the epochs validation chose.
 
     Model selection stays on the validation split (the best epoch); only the final model sees
@@ -732,7 +739,7 @@ def _refit_on_val(cfg: DictConfig, best_path: str) -> tuple[str, L.Trainer]:
     epochs = int(safe_load(best_path)["epoch"]) + 1  # weights_only: no code from the file runs
     log.info("refit on train + validation for %d epochs (chosen on validation)", epochs)
     datamodule = instantiate(cfg.datamodule, train_on_val=True)
-    module = _task(cfg, instantiate(cfg.model))
+    module = _task(cfg, build_model(cfg.model, catalogue), catalogue)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         logger=False,

@@ -4,8 +4,9 @@ Every checkpoint a run saves carries, next to Lightning's ``state_dict``, the en
 ``hybridrec_model``:
 
     config     the model's resolved config (``_target_`` + typed arguments)
-    catalogue  a text tower's tokenizer (as plain data), the catalogue's token ids and a frozen
+    text       a text tower's tokenizer (as plain data), the catalogue's token ids and a frozen
                encoder's item vectors (``TextItemTower.catalogue_state``); None without text
+               (named ``catalogue`` in checkpoints written before 2026-12-05: still read)
     id_maps    raw ids by index: ``users[u]`` is user index u, ``items[i - 1]`` item index i
     spec       the data spec's summary (sizes, protocol, fingerprint)
 
@@ -20,14 +21,16 @@ import os
 import pickle
 import re
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
-import pyarrow.parquet as pq
 import torch
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from hybridrec.data.catalogue import Catalogue
 from hybridrec.nn.composed import ComposedHybrid
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.gru4rec import GRU4Rec, gru4rec_factorized
@@ -39,18 +42,6 @@ PAYLOAD = "hybridrec_model"
 RUN_ID_KEY = "hybridrec_run_id"
 _TEXT_TOWER = "hybridrec.nn.TextItemTower"
 _TEXT_MODEL = "hybridrec.nn.TextRec"  # passes its extra arguments on to its text tower
-
-
-def id_maps(data_dir: str | os.PathLike[str]) -> dict[str, list[Any]]:
-    """Raw ids by index from a prepared folder (``users.parquet``, ``items.parquet``); None for
-    a user erased by ``hybridrec-data forget`` (read by pyarrow: a whole-number id column with
-    such a gap stays whole numbers)."""
-    folder = Path(data_dir)
-    out: dict[str, list[Any]] = {}
-    for side in ("users", "items"):
-        table = pq.read_table(folder / f"{side}.parquet", columns=["index", "raw_id"])
-        out[side] = table.sort_by("index")["raw_id"].to_pylist()
-    return out
 
 
 def model_payload(
@@ -77,7 +68,7 @@ def model_payload(
                 "student": None if model.student is None else model.student.config(),
             },
             "parts": parts,
-            "catalogue": None,
+            "text": None,
             "id_maps": maps,
             "spec": copy.deepcopy(run_config.get("spec")),
         }
@@ -86,34 +77,54 @@ def model_payload(
         raise ValueError("a model with several text towers cannot be saved self-contained yet")
     return {
         "config": copy.deepcopy(run_config["model"]),
-        "catalogue": towers[0].catalogue_state() if towers else None,
+        "text": towers[0].catalogue_state() if towers else None,
         "id_maps": maps,
         "spec": copy.deepcopy(run_config.get("spec")),
     }
 
 
-def _build(config: dict[str, Any], catalogue: dict[str, Any] | None) -> nn.Module:
-    """Instantiate the model config, its text tower from ``catalogue`` instead of a data folder
-    (tensors go in as keyword arguments: a config cannot hold them)."""
-    config = copy.deepcopy(config)
-    if "data_dir" in config:  # what a model read from the data folder is in its weights
-        config["data_dir"] = None
-    if catalogue is None:
-        return instantiate(config, _convert_="all")
-    if config.get("_target_") == _TEXT_MODEL:  # TextRec passes its extra arguments to the tower
-        config["data_dir"] = None
-        return instantiate(config, _convert_="all", catalogue=catalogue)
-    keys = [
-        key
-        for key, value in config.items()
-        if isinstance(value, dict) and value.get("_target_") == _TEXT_TOWER
-    ]
-    if len(keys) != 1:
-        raise ValueError("the checkpoint's model config has no single text tower to rebuild")
-    node = config.pop(keys[0])
-    node["data_dir"] = None
-    tower = instantiate(node, _convert_="all", catalogue=catalogue)
-    return instantiate(config, _convert_="all", **{keys[0]: tower})
+def _node_partial(node: dict[str, Any]) -> Any:
+    """A config node as ``functools.partial`` of its target: objects (the catalogue, a built
+    tower, a checkpoint's tensors) are passed to the call, never through Hydra's config."""
+    return instantiate({**node, "_partial_": True}, _convert_="all")
+
+
+def build_model(
+    config: Mapping[str, Any],
+    catalogue: Catalogue | None = None,
+    text_state: dict[str, Any] | None = None,
+) -> nn.Module:
+    """The model of a ``model`` config, given what it reads of the data as objects, never a
+    folder: every node of the config that has a ``catalogue`` key (the model, or one level
+    down, its text tower) gets ``catalogue``; a checkpoint's ``text_state`` (tokens, a frozen
+    encoder's vectors: ``TextItemTower.catalogue_state``) goes to the text tower instead of
+    the catalogue's texts. Configs saved before the catalogue named the prepared folder
+    (``data_dir``): that key is dropped."""
+    if isinstance(config, DictConfig):  # a run's model node: its interpolations resolved
+        config = cast(dict[str, Any], OmegaConf.to_container(config, resolve=True))
+    config = cast(dict[str, Any], copy.deepcopy(dict(config)))
+    config.pop("data_dir", None)
+    built: dict[str, Any] = {}
+    for key, node in list(config.items()):
+        if not isinstance(node, dict) or "_target_" not in node:
+            continue
+        node.pop("data_dir", None)
+        if node.get("_target_") == _TEXT_TOWER:
+            config.pop(key)
+            built[key] = _node_partial(node)(**_data_arguments(node, catalogue, text_state))
+    extra = _data_arguments(config, catalogue, text_state)
+    return cast(nn.Module, _node_partial(config)(**built, **extra))
+
+
+def _data_arguments(
+    node: dict[str, Any], catalogue: Catalogue | None, text_state: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The data objects one node takes (see :func:`build_model`); its config's placeholders
+    for them are dropped."""
+    wants_catalogue = node.pop("catalogue", False) is not False
+    if text_state is not None and node.get("_target_") in (_TEXT_TOWER, _TEXT_MODEL):
+        return {"text_state": text_state}
+    return {"catalogue": catalogue} if wants_catalogue else {}
 
 
 def _build_composed(payload: dict[str, Any]) -> nn.Module:
@@ -121,7 +132,7 @@ def _build_composed(payload: dict[str, Any]) -> nn.Module:
     the state dict."""
     parts = []
     for part in payload["parts"]:
-        built = _build(part["config"], part.get("catalogue"))
+        built = build_model(part["config"], text_state=_text_state(part))
         if isinstance(built, GRU4Rec):  # served through its factorised view (nn/gru4rec.py)
             built = gru4rec_factorized(built, int((payload.get("spec") or {}).get("n_users", 1)))
         parts.append(cast(FactorizedModel, built))
@@ -137,6 +148,13 @@ def _build_composed(payload: dict[str, Any]) -> nn.Module:
         model.set_student(TextStudent(**config["student"]))
     model.part_payloads = payload["parts"]
     return model
+
+
+def _text_state(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """A payload's text tower state (``text``; ``catalogue`` in checkpoints written before the
+    Catalogue object took that name)."""
+    state = payload.get("text", payload.get("catalogue"))
+    return cast(dict[str, Any], state) if state is not None else None
 
 
 def safe_load(path: str | os.PathLike[str]) -> Any:
@@ -186,7 +204,7 @@ def load_model(checkpoint: str | os.PathLike[str]) -> nn.Module:
     if payload["config"].get("combine") == "composed":
         model = _build_composed(payload)
     else:
-        model = _build(payload["config"], payload.get("catalogue"))
+        model = build_model(payload["config"], text_state=_text_state(payload))
     weights = {
         key.removeprefix("model."): value
         for key, value in state["state_dict"].items()

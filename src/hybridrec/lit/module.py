@@ -15,8 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from hybridrec.data.batch import RecBatch
+from hybridrec.data.catalogue import Catalogue
 from hybridrec.lit import adapter
-from hybridrec.lit.checkpoint import PAYLOAD, RUN_ID_KEY, id_maps, model_payload
+from hybridrec.lit.checkpoint import PAYLOAD, RUN_ID_KEY, model_payload
 from hybridrec.losses.human import JudgmentLoss
 from hybridrec.metrics import BeyondAccuracy, agreement, positive_ranks, ranking_metrics
 from hybridrec.nn.contexts import USER, JudgmentContexts, context_vectors
@@ -106,7 +107,8 @@ class RecLitModule(L.LightningModule):
         self._history_cache: tuple[Tensor, Tensor] | None = None  # users' histories, on device
         self._beyond: BeyondAccuracy | None = None  # test: coverage, novelty, cold share
         self.run_config: dict[str, Any] | None = None  # stored in checkpoints by train
-        self._id_maps: dict[str, list[Any]] | None = None  # raw ids, read once for checkpoints
+        #: the run's catalogue (raw ids for checkpoints), set by train with ``run_config``
+        self.catalogue: Catalogue | None = None
 
     def forward(self, batch: RecBatch) -> Tensor:
         return adapter.scores(self.model, batch)
@@ -481,10 +483,8 @@ class RecLitModule(L.LightningModule):
         if self.run_config is not None:
             checkpoint["hybridrec_config"] = self.run_config
             # what rebuilds the model without the data folder (hybridrec.lit.load_model)
-            if self._id_maps is None:
-                data_dir = (self.run_config.get("datamodule") or {}).get("data_dir")
-                self._id_maps = id_maps(data_dir) if data_dir else {}
-            checkpoint[PAYLOAD] = model_payload(self.model, self.run_config, self._id_maps or None)
+            maps = self.catalogue.id_maps if self.catalogue is not None else None
+            checkpoint[PAYLOAD] = model_payload(self.model, self.run_config, maps)
         run_id = getattr(self._trainer.logger, "run_id", None) if self._trainer else None
         if isinstance(run_id, str):
             checkpoint[RUN_ID_KEY] = run_id

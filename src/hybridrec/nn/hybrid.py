@@ -35,15 +35,12 @@ Shapes: B = batch rows, C = candidates per row, N = n_items + 1 (item 0 is paddi
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from hybridrec.data.catalogue import Catalogue
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.scoring import DotScorer, NeuMFScorer, Scorer
 from hybridrec.nn.textrec import TextItemTower
@@ -61,13 +58,6 @@ USER_COMBINES = ("sum", "gate")
 INITS = ("default", "sasrec")
 FUSIONS = ("mix", "residual")
 HEADS = ("dot", "neumf")
-
-
-def training_counts(data_dir: str | os.PathLike[str], n_items: int) -> Tensor:
-    """(N,) training interactions per item index from a prepared folder (0 for cold items)."""
-    items = pd.read_parquet(Path(data_dir) / "train.parquet", columns=["item"])["item"]
-    counts = np.bincount(items.to_numpy(), minlength=n_items + 1)[: n_items + 1]
-    return torch.as_tensor(counts, dtype=torch.float32)
 
 
 class FusedItemTower(nn.Module):
@@ -173,8 +163,9 @@ class Hybrid(FactorizedModel):
 
     Args:
         n_users, n_items: sizes from the data spec.
-        data_dir: the prepared folder (item training counts for the gate); None when rebuilt
-            from a checkpoint (the counts come with the weights).
+        catalogue: the run's :class:`~hybridrec.data.catalogue.Catalogue` (item training counts
+            for the gate); None when rebuilt from a checkpoint (the counts come with the
+            weights).
         dim: D.
         user_id: learn a vector per user (off for anonymous sessions).
         history: ``gru`` | ``attention`` | None: a tower over the user's latest items.
@@ -205,7 +196,7 @@ class Hybrid(FactorizedModel):
         self,
         n_users: int,
         n_items: int,
-        data_dir: str | os.PathLike[str] | None,
+        catalogue: Catalogue | None = None,
         dim: int = 64,
         user_id: bool = True,
         history: str | None = "gru",
@@ -254,8 +245,8 @@ class Hybrid(FactorizedModel):
         items: nn.Module
         if item_id and text is not None:
             counts = (
-                training_counts(data_dir, n_items)
-                if data_dir is not None
+                catalogue.item_counts.clone()
+                if catalogue is not None
                 else torch.zeros(n_items + 1)  # filled by load_state_dict
             )
             ids = ItemIdTower(n_items, dim, init_std, zero_padding=True)

@@ -7,11 +7,11 @@ nothing about an item is learned per ID, an item never seen in training (a cold 
 from its text alone, exactly like a warm one.
 
 :class:`TextItemTower` is the item half, shared with the sequence model
-(:class:`hybridrec.nn.SeqRec`). The catalogue's texts (``item_text.parquet`` of the prepared
-folder, see :func:`hybridrec.data.preparation.text.load_item_text`) are tokenised once at
-construction into the buffers ``item_ids`` / ``item_mask``. TextRec's training encodes only
-the distinct items of a batch; evaluation encodes the whole catalogue once (in chunks) and
-reuses it until the model trains again.
+(:class:`hybridrec.nn.SeqRec`). The catalogue's texts (the run's
+:class:`hybridrec.data.catalogue.Catalogue`) are tokenised once at construction into the
+buffers ``item_ids`` / ``item_mask``. TextRec's training encodes only the distinct items of
+a batch; evaluation encodes the whole catalogue once (in chunks) and reuses it
+until the model trains again.
 
 Shapes: B = batch rows, C = candidates per row, M = distinct items, N = n_items + 1 (item 0 is
 padding), L = tokens per item, D = ``dim``, H = a pretrained encoder's hidden size.
@@ -20,13 +20,12 @@ padding), L = tokens per item, D = ``dim``, H = a pretrained encoder's hidden si
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from hybridrec.data.preparation.text import ITEM_TEXT_FILE, load_item_text
+from hybridrec.data.catalogue import Catalogue
 from hybridrec.nn.adaptor import MoEAdaptor
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.scoring import DotScorer
@@ -38,31 +37,13 @@ ENCODERS = ("bag", "transformer", "pretrained")
 ADAPTORS = ("linear", "moe")
 
 
-def _catalogue_text(data_dir: str | os.PathLike[str], n_items: int) -> list[str]:
-    """Item i's text at row i (row 0 = padding ""), checked against ``n_items``."""
-    try:
-        texts = load_item_text(Path(data_dir))
-    except FileNotFoundError as error:
-        raise ValueError(
-            f"model.data_dir={os.fspath(data_dir)!r} has no {ITEM_TEXT_FILE}: TextRec needs item "
-            "text; set data.text in the data config (the item fields to join) and prepare the "
-            "data again"
-        ) from error
-    if len(texts) != n_items + 1:
-        raise ValueError(
-            f"model.data_dir={os.fspath(data_dir)!r}: {ITEM_TEXT_FILE} has {len(texts)} rows, "
-            f"expected model.n_items + 1 = {n_items + 1} (is data_dir the prepared folder of "
-            "this run's data?)"
-        )
-    return texts
-
-
 class TextItemTower(nn.Module):
     """Item vectors from item text alone: tokens -> text encoder -> adaptor -> (N, D).
 
     Args:
         n_items: items in the data spec (the catalogue gets one extra padding row, item 0).
-        data_dir: the prepared folder holding ``item_text.parquet`` (``data.text`` set).
+        catalogue: the run's :class:`~hybridrec.data.catalogue.Catalogue` (its item texts; the
+            data needs ``data.text``); None only with ``text_state``.
         encoder: ``bag`` (masked mean of token embeddings), ``transformer`` (small Transformer
             from scratch, mean-pooled) or ``pretrained`` (Hugging Face ``pretrained``).
         dim: D, the item vector size.
@@ -82,9 +63,9 @@ class TextItemTower(nn.Module):
         experts, adaptor_dropout: ``moe`` only.
         cache_dir: frozen ``pretrained`` only: where the catalogue's vectors are kept between
             runs (keyed by model weights, tokenizer and token ids); None = encode every run.
-        catalogue: :meth:`catalogue_state` of a trained tower (from a checkpoint): the tower is
-            rebuilt from it instead of ``data_dir`` (a frozen pretrained encoder is not loaded:
-            its item vectors are in the catalogue; a fine-tuned one still needs ``pretrained``
+        text_state: :meth:`catalogue_state` of a trained tower (from a checkpoint): the tower is
+            rebuilt from it instead of the catalogue's texts (a frozen pretrained encoder is not
+            loaded: its item vectors are in the state; a fine-tuned one still needs ``pretrained``
             for its architecture, its weights come from the checkpoint).
     """
 
@@ -98,7 +79,7 @@ class TextItemTower(nn.Module):
     def __init__(
         self,
         n_items: int,
-        data_dir: str | os.PathLike[str] | None,
+        catalogue: Catalogue | None = None,
         encoder: str = "bag",
         dim: int = 64,
         vocab_size: int = 8000,
@@ -112,7 +93,7 @@ class TextItemTower(nn.Module):
         experts: int = 8,
         adaptor_dropout: float = 0.0,
         cache_dir: str | os.PathLike[str] | None = None,
-        catalogue: dict[str, Any] | None = None,
+        text_state: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if encoder not in ENCODERS:
@@ -127,14 +108,17 @@ class TextItemTower(nn.Module):
             )
         self.n_items, self.dim, self.encoder_kind = n_items, dim, encoder
         saved_features: Tensor | None = None
-        if catalogue is not None:  # rebuilt from a checkpoint: no data folder, no training
-            self.tokenizer = TextTokenizer.from_state(catalogue["tokenizer"])
-            item_ids, item_mask = catalogue["item_ids"], catalogue["item_mask"]
-            saved_features = catalogue.get("item_features")
+        if text_state is not None:  # rebuilt from a checkpoint: no catalogue, no training
+            self.tokenizer = TextTokenizer.from_state(text_state["tokenizer"])
+            item_ids, item_mask = text_state["item_ids"], text_state["item_mask"]
+            saved_features = text_state.get("item_features")
         else:
-            if data_dir is None:
-                raise ValueError("model.data_dir: the text tower needs the prepared folder")
-            texts = _catalogue_text(data_dir, n_items)
+            if catalogue is None:
+                raise ValueError(
+                    "the text tower needs the run's catalogue (its item texts): build the model "
+                    "with hybridrec.lit.checkpoint.build_model(config, catalogue)"
+                )
+            texts = catalogue.texts(n_items, "the text tower")
             source = tokenizer if encoder != "pretrained" else (tokenizer or pretrained)
             if source is None:  # a vocabulary fitted to the catalogue, new items included
                 self.tokenizer = train_wordpiece(
@@ -143,7 +127,7 @@ class TextItemTower(nn.Module):
             else:
                 self.tokenizer = load_tokenizer(source, max_length=max_length)
             item_ids, item_mask = self.tokenizer.encode(texts)  # (N, L) each
-        # non-persistent: rebuilt from data_dir (or the checkpoint's catalogue) with the model
+        # non-persistent: rebuilt from the catalogue (or the checkpoint's text state) with the model
         self.register_buffer("item_ids", item_ids, persistent=False)
         self.register_buffer("item_mask", item_mask, persistent=False)
 
@@ -196,7 +180,7 @@ class TextItemTower(nn.Module):
         self._catalogue: Tensor | None = None  # (N, D) item vectors, cached while evaluating
 
     def catalogue_state(self) -> dict[str, Any]:
-        """What rebuilds this tower without the data folder (``catalogue=``): the tokenizer as
+        """What rebuilds this tower without the catalogue (``text_state=``): the tokenizer as
         plain data, the catalogue's token ids, and a frozen encoder's item vectors."""
         state: dict[str, Any] = {
             "tokenizer": self.tokenizer.to_state(),
@@ -277,7 +261,7 @@ class TextRec(FactorizedModel):
 
     Args:
         n_users, n_items: sizes from the data spec (items get one extra padding row).
-        data_dir: the prepared folder holding ``item_text.parquet``.
+        catalogue: the run's :class:`~hybridrec.data.catalogue.Catalogue` (item texts).
         dim: D, the user and item vector size.
         **text: the item tower's other settings (``encoder``, ``vocab_size``, ``max_length``,
             ``tokenizer``, ``pretrained``, ``trainable_layers``, ...), see
@@ -288,11 +272,11 @@ class TextRec(FactorizedModel):
         self,
         n_users: int,
         n_items: int,
-        data_dir: str | os.PathLike[str],
+        catalogue: Catalogue | None = None,
         dim: int = 64,
         **text: Any,
     ) -> None:
-        items = TextItemTower(n_items, data_dir, dim=dim, **text)
+        items = TextItemTower(n_items, catalogue, dim=dim, **text)
         user_id = UserIdTower(n_users, dim, init_std=dim**-0.5)
         super().__init__(n_users, n_items, items, DotScorer(), user_id=user_id)
         self.dim = dim
