@@ -10,7 +10,13 @@ import torch
 from torch import nn
 
 from hybridrec.nn.contexts import EVERYONE, SEGMENT, USER
-from hybridrec.nn.judgment_head import HeadSpec, JudgmentHead, distinct_tokens, standardise_rows
+from hybridrec.nn.judgment_head import (
+    HeadSpec,
+    JudgmentHead,
+    distinct_tokens,
+    field_tokens,
+    standardise_rows,
+)
 
 
 class _Tokens(nn.Module):
@@ -102,8 +108,89 @@ def test_standardise_rows_over_the_catalogue_leaves_padding_out() -> None:
         ({"l2": [-1.0]}, "judgment.head.l2=[-1.0]"),
         ({"dim": 0}, "judgment.head.dim=0"),
         ({"shared": True}, "judgment.head.shared=true with source=tokens"),
+        ({"fields": 0}, "judgment.head.fields=0"),
+        ({"fields": 2, "source": "text"}, "judgment.head.fields=2 with source=text"),
+        ({"map_l2": [0.1]}, "judgment.head.map_l2 with source=tokens"),
+        ({"source": "tokens+id", "map_l2": []}, "judgment.head.map_l2=[]"),
     ],
 )
 def test_a_bad_spec_says_what_was_expected(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         HeadSpec(**kwargs)  # type: ignore[arg-type]
+
+
+def test_field_tokens_count_the_separators_before_each_token() -> None:
+    # "a b . c . d e" with "." = 9: fields 0 0 0 1 1 2 2; at most 2 fields -> 0 0 0 1 1 1 1
+    ids = torch.tensor([[1, 2, 9, 3, 9, 4, 5, 0]])
+    mask = (ids > 0).long()
+    vocab = 10
+    keys = field_tokens(ids, mask, separator=9, fields=3)
+    assert keys[0, :7].tolist() == [1, 2, 9, 3 + vocab, 9 + vocab, 4 + 2 * vocab, 5 + 2 * vocab]
+    keys = field_tokens(ids, mask, separator=9, fields=2)
+    assert keys[0, :7].tolist() == [1, 2, 9, 13, 19, 14, 15]
+
+
+class _Tokenizer:
+    def token_to_id(self, token: str) -> int | None:
+        return {".": 4}.get(token)
+
+
+def test_fields_give_a_token_one_weight_per_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hybridrec.nn.judgment_head as module
+
+    monkeypatch.setattr(module, "text_tower", lambda model: model.items)
+    # item 1: "1 2 . 3"; item 2: "3 . 1": token 1 and 3 change field between the items
+    ids = torch.tensor([[0, 0, 0, 0], [1, 2, 4, 3], [3, 4, 1, 0]])
+    model = _Model(ids)
+    model.items.tokenizer = _Tokenizer()  # type: ignore[assignment]
+    head = JudgmentHead(HeadSpec(l2=(0.1,), dim=1, fields=2), model, 2, 2, 1)
+    # V = 5 tokens; keys token + 5 * field, the largest 3 + 5 = 8
+    assert head.token_weight is not None and head.token_weight.shape == (1, 9, 1)
+    with torch.no_grad():
+        head.token_weight.copy_(torch.arange(9.0).reshape(1, 9, 1))  # W[key] = key
+        head.everyone.fill_(1.0)
+    # item 1: 1 + 2 + 4 (field 0) + (3 + 5) = 15; item 2: 3 + 4 (field 0) + (1 + 5) = 13
+    scores = head(None, torch.tensor([EVERYONE]), torch.tensor([0]), torch.tensor([[1, 2]]))  # type: ignore[arg-type]
+    assert scores[0, 0].tolist() == [15.0, 13.0]
+    model.items.tokenizer = None  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="field_separator='.' is not a token"):
+        JudgmentHead(HeadSpec(fields=2), model, 2, 2, 1)
+
+
+def test_map_l2_makes_a_copy_per_pair_and_weighs_the_map_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hybridrec.nn.judgment_head as module
+
+    monkeypatch.setattr(module, "FusedItemTower", nn.Module)  # the stub stands for the hybrid's
+    spec = HeadSpec(source="tokens+id", l2=[0.0, 1.0], map_l2=[0.5, 2.0])
+    assert spec.l2 == (0.0, 0.0, 1.0, 1.0) and spec.map_l2 == (0.5, 2.0, 0.5, 2.0)
+    head = JudgmentHead(HeadSpec(source="id", l2=[0.0], map_l2=[3.0]), _IdModel(), 2, 3, 1)
+    assert head.map is not None
+    expected = 3.0 * float(head.map[0].detach().pow(2).sum())
+    assert head.penalty().tolist() == pytest.approx([expected])
+
+
+class _IdModel(nn.Module):
+    """A hybrid-like model: ``items.ids`` an ID tower, ``items.counts`` the interactions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from hybridrec.nn.towers import ItemIdTower
+
+        self.items = nn.Module()
+        self.items.ids = ItemIdTower(3, 4, init_std=0.1)
+        self.items.counts = torch.tensor([0.0, 5.0, 0.0, 2.0])  # item 2: no interaction
+
+
+def test_id_reads_zeros_for_an_item_without_interactions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hybridrec.nn.judgment_head as module
+
+    monkeypatch.setattr(module, "FusedItemTower", nn.Module)  # the stub stands for the hybrid's
+    head = JudgmentHead(HeadSpec(source="id", linear=False), _IdModel(), 2, 3, 1)
+    features = head.item_features(_IdModel())  # (K, N, D)
+    assert features.shape == (4, 4, 4)
+    assert features[:, 2].abs().sum() == 0 and features[:, 0].abs().sum() == 0
+    assert features[:, 1].abs().sum() > 0 and features[:, 3].abs().sum() > 0

@@ -6,7 +6,11 @@
 
     tokens   the head's own linear map of the item's text tokens: phi(i) = sum of W[t] over
              the distinct tokens t of the item's text (the model's tokenised catalogue), i.e. a
-             linear model on the bag of words (the ridge probe's features), rank ``dim``
+             linear model on the bag of words (the ridge probe's features), rank ``dim``;
+             with ``fields`` F > 1, W[t, f] per token and field: f = how many field
+             separators (``field_separator``, "." by default) come before the token, the last
+             field taking the rest, so "premium" in a title and "premium" in a description
+             are two features (measured: docs/benchmarks.md, issue 23)
     text     the model's text-tower vector of the item
     id       the model's item ID vector (items with interactions only)
     item     the model's own item vector (the hybrid's fused one)
@@ -14,6 +18,8 @@
              the model's vector (what the text says, and what the interactions learnt)
 
 For the model's vectors an optional learned linear map (``linear``) takes them to ``dim``.
+An item with no training interaction has no learnt ID vector (its row is still the random
+start), so ``id`` reads zeros there when the model counts its items' interactions (the hybrid).
 ``m_c`` is the context: "everyone" a learned vector, a segment "everyone + a learned offset",
 a user "everyone + the user's learned offset" (offsets zero at the start, so a context with few
 judgments stays close to everyone's). ``b_i`` an optional learned item bias (it only moves items
@@ -21,10 +27,14 @@ that have training judgments).
 
 The head keeps ``K = len(l2)`` copies, each with its own L2 weight on its parameters; all are
 trained on the same batches, and validation picks the copy that agrees best with the held-out
-validation judgments (``chosen``, saved in checkpoints). With ``shared=False`` phi is read
-without gradient, so the term never reaches the recommender (its ranking is the one it would
-have learnt alone); ``shared=True`` lets the term's gradient into the shared item
-representation, as the joint term does (not for ``tokens``: that map is the head's own).
+validation judgments (``chosen``, saved in checkpoints). With ``map_l2`` the linear map of the
+model's vector has an L2 of its own: the copies are every pair (l2, map_l2), so the tokens'
+weight and the model vector's weight are chosen on validation together.
+
+With ``shared=False`` phi is read without gradient, so the term never reaches the recommender
+(its ranking is the one it would have learnt alone); ``shared=True`` lets the term's gradient
+into the shared item representation, as the joint term does (not for ``tokens``: that map is
+the head's own).
 
 Served score: ``s(u, i) + lambda s_J(c, i)`` = one dot product of ``[u, lambda m_c]`` with
 ``[v_i, phi_i]`` (docs/judgments.md). Shapes: K = copies, P = rows, C = items per row,
@@ -67,6 +77,13 @@ class HeadSpec:
         lr: the head's learning rate (its own parameter group: the head sees one judgment batch
             per training step, far fewer steps than a probe fitted to convergence); None: the
             optimiser's.
+        fields: ``tokens``: 1 = a weight per token (the bag of words); F > 1 = a weight per
+            (token, field), the field counted by ``field_separator`` tokens, at most F.
+        field_separator: the token that ends a field ("." : the prepared item text is
+            "Title. Category: c. Brand: b. description").
+        map_l2: the L2 weights tried for the linear map of the model's vector (``tokens+id``
+            and the like, ``linear``); None: the map shares ``l2``. Given, ``l2`` and ``map_l2``
+            become the K = len(l2) * len(map_l2) pairs, one copy each.
     """
 
     source: str = "tokens"
@@ -77,6 +94,9 @@ class HeadSpec:
     l2: Sequence[float] = field(default_factory=lambda: (1e-5, 1e-4, 1e-3, 1e-2))
     lr: float | None = 0.03
     serving_lambda: float = 0.0
+    fields: int = 1
+    field_separator: str = "."
+    map_l2: Sequence[float] | None = None
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -88,6 +108,27 @@ class HeadSpec:
             raise ValueError(
                 f"judgment.head.l2={list(self.l2)}: expected a non-empty list of numbers >= 0"
             )
+        if not isinstance(self.fields, int) or self.fields < 1:
+            raise ValueError(f"judgment.head.fields={self.fields}: expected an int >= 1")
+        if self.fields > 1 and not self.source.startswith("tokens"):
+            raise ValueError(
+                f"judgment.head.fields={self.fields} with source={self.source}: fields split "
+                "the head's own tokens; use source=tokens (or tokens+<vector>)"
+            )
+        if self.map_l2 is not None:
+            maps = [float(v) for v in self.map_l2]
+            if not maps or any(v < 0 or not math.isfinite(v) for v in maps):
+                raise ValueError(
+                    f"judgment.head.map_l2={list(self.map_l2)}: expected null or a non-empty "
+                    "list of numbers >= 0"
+                )
+            if self.source == "tokens" or not (self.linear or self.source.startswith("tokens")):
+                raise ValueError(
+                    f"judgment.head.map_l2 with source={self.source}, linear={self.linear}: "
+                    "there is no linear map of the model's vector to regularise"
+                )
+            values, maps = [a for a in values for _ in maps], maps * len(values)
+            self.map_l2 = tuple(maps)
         self.l2 = tuple(values)
         if not (isinstance(self.serving_lambda, (int, float)) and 0 <= self.serving_lambda):
             raise ValueError(
@@ -109,6 +150,16 @@ def distinct_tokens(item_ids: Tensor, item_mask: Tensor) -> Tensor:
     repeated = torch.zeros_like(tokens, dtype=torch.bool)
     repeated[:, 1:] = tokens[:, 1:] == tokens[:, :-1]
     return tokens.masked_fill(repeated, -1)
+
+
+def field_tokens(item_ids: Tensor, item_mask: Tensor, separator: int, fields: int) -> Tensor:
+    """(N, L) token ids -> (N, L) ``token + V * field``: field = the number of ``separator``
+    tokens before the position (the separator itself ends its field), at most ``fields - 1``;
+    V = the largest token id + 1."""
+    vocab = int(item_ids.max()) + 1
+    ends = ((item_ids == separator) & item_mask.bool()).long()  # (N, L)
+    field = (ends.cumsum(1) - ends).clamp(max=fields - 1)
+    return item_ids + vocab * field
 
 
 def text_tower(model: nn.Module) -> TextItemTower | None:
@@ -157,6 +208,7 @@ class JudgmentHead(nn.Module):
     tokens: Tensor | None
     chosen: Tensor
     l2: Tensor
+    map_l2: Tensor
 
     def __init__(
         self, spec: HeadSpec, model: nn.Module, n_users: int, n_items: int, n_segments: int
@@ -165,6 +217,8 @@ class JudgmentHead(nn.Module):
         self.spec = spec
         k = len(spec.l2)
         self.register_buffer("l2", torch.tensor(spec.l2), persistent=False)
+        map_l2 = spec.l2 if spec.map_l2 is None else spec.map_l2
+        self.register_buffer("map_l2", torch.tensor(map_l2), persistent=False)
         self.register_buffer("chosen", torch.zeros((), dtype=torch.long))
         self.token_weight: nn.Parameter | None = None
         self.map: nn.Parameter | None = None
@@ -181,7 +235,19 @@ class JudgmentHead(nn.Module):
                     "tower to read tokens from; use a model with text (textrec, hybrid) or "
                     "source=item"
                 )
-            tokens = distinct_tokens(tower.item_ids, tower.item_mask)  # (N, L)
+            item_ids = tower.item_ids
+            if spec.fields > 1:
+                tokenizer = getattr(tower, "tokenizer", None)
+                separator = (
+                    None if tokenizer is None else tokenizer.token_to_id(spec.field_separator)
+                )
+                if separator is None:
+                    raise ValueError(
+                        f"judgment.head.field_separator={spec.field_separator!r} is not a "
+                        "token of the model's tokenizer; choose one that is, or fields=1"
+                    )
+                item_ids = field_tokens(item_ids, tower.item_mask, separator, spec.fields)
+            tokens = distinct_tokens(item_ids, tower.item_mask)  # (N, L)
             self.register_buffer("tokens", tokens, persistent=False)
             vocab = int(tokens.max()) + 1
             # zero: a token never seen in a training judgment adds nothing to any score
@@ -222,6 +288,11 @@ class JudgmentHead(nn.Module):
             else:  # no gradient, and the model's random state (its ID dropout) untouched
                 with torch.no_grad(), torch.random.fork_rng(devices=_devices()):
                     vectors = _model_vectors(model, self.model_source, items)
+            counts = getattr(getattr(model, "items", None), "counts", None)
+            if self.model_source == "id" and isinstance(counts, Tensor):
+                # no interaction, no learnt ID vector: read zeros, not the random start
+                seen = counts if items is None else counts[items]  # (...)
+                vectors = vectors * (seen > 0).unsqueeze(-1).to(vectors.dtype)
             if self.map is None:
                 parts.append(vectors.unsqueeze(0).expand(self.everyone.shape[0], *vectors.shape))
             else:
@@ -262,7 +333,6 @@ class JudgmentHead(nn.Module):
         norms = torch.zeros_like(self.l2)
         for parameter in (
             self.token_weight,
-            self.map,
             self.everyone,
             self.segment_offsets,
             self.item_bias,
@@ -270,7 +340,10 @@ class JudgmentHead(nn.Module):
             if parameter is not None:
                 norms = norms + parameter.pow(2).flatten(1).sum(1)
         norms = norms + self.user_offsets.pow(2).sum((0, 2))  # (U, K, D) -> (K,)
-        return self.l2 * norms
+        penalty = self.l2 * norms
+        if self.map is not None:
+            penalty = penalty + self.map_l2 * self.map.pow(2).flatten(1).sum(1)
+        return penalty
 
     def choose(self, agreements: Sequence[float]) -> int:
         """Keep the copy with the highest validation agreement (NaN counts as lowest)."""
@@ -291,4 +364,4 @@ def standardise_rows(scores: Tensor, columns: slice | None = None) -> Tensor:
     return (scores - mean) / torch.where(std > 0, std, torch.ones_like(std))
 
 
-__all__ = ["EVERYONE", "HeadSpec", "JudgmentHead", "SOURCES", "standardise_rows"]
+__all__ = ["EVERYONE", "HeadSpec", "JudgmentHead", "SOURCES", "field_tokens", "standardise_rows"]
