@@ -74,17 +74,21 @@ def test_study_trials_are_the_finished_ones_and_the_settings_that_differ() -> No
         study_trials([*runs, _run("FINISHED", "optimizer.lr=1", 0.1, study="other")])
 
 
-def test_plot_importance_from_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_plot_importance_from_a_store(
+    tmp_path: Path, mlflow_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = mlflow_uri  # the session's store: its migrations run once
     client = MlflowClient(uri)
-    experiment = client.create_experiment("synthetic")
+    experiment_name = f"importance-{tmp_path.name}"
+    experiment = client.create_experiment(experiment_name)
+    study = f"study-{tmp_path.name}"  # no other test's runs carry it
     # the objective follows the learning rate; the dimension is noise
     trials = [("0.01", "16", 0.10), ("0.01", "32", 0.12), ("0.1", "16", 0.30), ("0.1", "32", 0.28)]
     for lr, dim, value in trials:
         run = client.create_run(
             experiment,
             tags={
-                STUDY_TAG: "mf_optuna",
+                STUDY_TAG: study,
                 DIRECTION_TAG: "maximize",
                 OVERRIDES_TAG: f"optimizer.lr={lr} model.embedding_dim={dim} seed=1",
             },
@@ -96,24 +100,24 @@ def test_plot_importance_from_a_store(tmp_path: Path, capsys: pytest.CaptureFixt
     # is not a trial
     part = client.create_run(
         experiment,
-        tags={STUDY_TAG: "mf_optuna", "hybridrec.part": "ids", OVERRIDES_TAG: "optimizer.lr=9"},
+        tags={STUDY_TAG: study, "hybridrec.part": "ids", OVERRIDES_TAG: "optimizer.lr=9"},
     )
     client.log_param(part.info.run_id, "monitor", "val/ndcg@10")
     client.log_metric(part.info.run_id, "best/val/ndcg10", 0.9)
     client.set_terminated(part.info.run_id, "FINISHED")
     out = tmp_path / "plots"
-    args = ["plot", "importance", "--study", "mf_optuna", "--tracking-uri", uri]
+    args = ["plot", "importance", "--study", study, "--tracking-uri", uri, "-e", experiment_name]
     runs_main([*args, "--out", str(out), "--no-log"])
     printed = capsys.readouterr().out
     assert "best/val/ndcg10 over 4 finished trials" in printed
     # total: 4 trials around 0.2, deviations ±0.1, ±0.08, +0.1, +0.08 -> 2 * 0.01 + 2 * 0.0064
     # lr's groups (means 0.11, 0.29) explain 4 * 0.09² = 0.0324 of 0.0328
-    rows = list(csv.DictReader((out / "importance_mf_optuna.csv").open()))
+    rows = list(csv.DictReader((out / f"importance_{study}.csv").open()))
     assert [r["setting"] for r in rows] == ["optimizer.lr", "model.embedding_dim"]
     assert float(rows[0]["eta2"]) == pytest.approx(0.0324 / 0.0328, abs=1e-6)
     assert float(rows[1]["eta2"]) == pytest.approx(0.0, abs=1e-9)  # both dims average 0.2
     assert float(rows[0]["chance"]) == pytest.approx(1 / 3)
-    assert (out / "importance_mf_optuna.png").stat().st_size > 0
+    assert (out / f"importance_{study}.png").stat().st_size > 0
     # without --study: one sentence, exit 2
     with pytest.raises(SystemExit) as stopped:
         runs_main(["plot", "importance", "--tracking-uri", uri, "--no-log"])

@@ -30,6 +30,8 @@ STUDY_TAG = "hybridrec.study"
 DIRECTION_TAG = "hybridrec.study_direction"
 #: why a run failed (the tag ``hybridrec.cli.train`` sets on a diverged run, the same name)
 FAILURE_TAG = "hybridrec.failure"
+#: a composed hybrid's part run (``hybridrec.cli.compose.PART_TAG``, the same name)
+PART_TAG = "hybridrec.part"
 
 
 def sweep_id(sweep_dir: str | Path) -> str:
@@ -108,6 +110,8 @@ def summary_lines(client: MlflowClient, sweep: str, monitor: str) -> list[str]:
         return [f"no MLflow run is tagged with sweep {sweep}"]
     runs.sort(key=lambda run: int(run.data.tags.get(JOB_TAG, "0")))
     runs = [run for run in runs if run.data.tags.get(JOB_TAG, "0").isdigit()]  # not summaries
+    # a composed hybrid's parts run inside a job (nested under its run; reused by later jobs)
+    runs = [run for run in runs if PART_TAG not in run.data.tags]
     overrides = [parse_overrides(run.data.tags.get(OVERRIDES_TAG, "")) for run in runs]
     keys = sorted({key for job in overrides for key in job})
     differing = [k for k in keys if len({job.get(k) for job in overrides}) > 1]
