@@ -230,6 +230,7 @@ def test_failing_trials_are_recorded_failed_and_the_study_goes_on(tmp_path: Path
         if epochs == "0":  # refused before training: a run made for the trial
             assert "trainer.max_epochs: got 0" in reason, reason
             assert run.info.run_name.startswith("failing_trials-job")
+            assert run.data.params["trainer/max_epochs"] == "0"  # what `compare` shows
             outcomes.append("config error")
         else:  # the scheduler blew the loss up: train() ended its run FAILED
             assert gamma == 1e30 and "training diverged" in reason, reason

@@ -89,6 +89,10 @@ def record_failed_trial(tracking_uri: str, experiment_name: str, code: int) -> s
         tags=tags,
         run_name=f"{tags.get(STUDY_TAG, 'sweep')}-job{job}-failed",
     )
+    # the trial's overrides as params under their config keys (what `compare` shows)
+    for key, value in parse_overrides(tags[OVERRIDES_TAG]).items():
+        if not key.startswith(("hydra", "~")):
+            client.log_param(run.info.run_id, key.lstrip("+").replace(".", "/"), value[:500])
     end_run(client, run.info.run_id, RuntimeError(reason))
     return str(run.info.run_id)
 
