@@ -49,7 +49,7 @@ log = logging.getLogger("hybridrec.student")
 class StudentOptions:
     """``model.student`` (configs/model/hybrid.yaml)."""
 
-    hidden: int = 256
+    hidden: int = 0  # the linear map: the MLP (e.g. 256) did not beat it on validation
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 1024
