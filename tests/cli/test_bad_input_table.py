@@ -360,6 +360,14 @@ CASES = [
     ),
     pytest.param(
         _expect(
+            _csv("clicks.csv", GOOD, "data.source.item_columns.item=sku", command="prepare"),
+            "data.source.item_columns.item=sku: data.source.item_columns is null, so it has no "
+            "key 'item' yet; set it as a whole: 'data.source.item_columns={item: sku}'",
+        ),
+        id="config-key-under-a-null-node",
+    ),
+    pytest.param(
+        _expect(
             _csv("clicks.csv", GOOD, "+protocol.foo=3", command="prepare"),
             "invalid config (nothing was run): protocol.foo: got 3 (int); expected a parameter "
             "of hybridrec.data.preparation.protocols.LeaveOneOut, which has no 'foo'",

@@ -481,8 +481,16 @@ def test_an_item_table_without_its_id_column_names_the_one_that_holds_the_ids(
         f"file {items}, column 'sku': no item id column: expected 'sku' (the interactions' item "
         "column, data.source.columns.item) or 'item', found ['title', 'product']; column "
         "'product' holds item ids of the interactions; name the table's id column with "
-        "data.source.item_columns.item=product"
+        "'data.source.item_columns={item: product}'"
     )
+    # the override the sentence gives: the id column renamed, the text fields kept
+    frame = read_table(
+        inter,
+        columns={"user": "customer", "item": "sku"},
+        items_path=items,
+        item_columns={"item": "product"},
+    )
+    assert frame.items is not None and list(frame.items.columns) == ["item", "title"]
     items = _write(tmp_path / "items.csv", "id,title\nx1,Red shoe\n")
     with pytest.raises(DataError, match="no column holds item ids of the interactions") as err:
         read_table(inter, columns={"user": "customer", "item": "sku"}, items_path=items)

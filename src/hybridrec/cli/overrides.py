@@ -110,6 +110,16 @@ def _composition_error(exc: Exception, overrides: list[str]) -> str:
     return f"{override}: {_unknown_key_hint(key, override, overrides)}"
 
 
+def _value_at(tree: Any, dotted: str) -> Any:
+    """The value at a dotted key of a plain config tree (None where the path ends early)."""
+    node = tree
+    for step in dotted.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(step)
+    return node
+
+
 def _unknown_key_hint(key: str, override: str, overrides: list[str]) -> str:
     """Why ``key`` cannot be overridden and which key the user may have meant."""
     value = override.split("=", 1)[1] if "=" in override else "..."
@@ -120,6 +130,11 @@ def _unknown_key_hint(key: str, override: str, overrides: list[str]) -> str:
         tree = {}
     keys = [k for k in _keys(tree) if not k.startswith("hydra.")]
     parent, _, leaf = key.rpartition(".")
+    if parent in keys and _value_at(tree, parent) is None:  # a null node that takes a mapping
+        return (
+            f"{parent} is null, so it has no key {leaf!r} yet; set it as a whole: "
+            f"'{parent}={{{leaf}: {value}}}'"
+        )
     # the same name elsewhere (data.source.<leaf> first), else a close name next to it
     same_leaf = [k for k in keys if k.rpartition(".")[2] == leaf]
     meant = [k for k in same_leaf if k == f"data.source.{leaf}"] or same_leaf[:3]

@@ -183,10 +183,11 @@ def read_source_items(
 ) -> pd.DataFrame:
     """The item table of a :func:`read_table` source (``data.source.items_path``), checked.
 
-    ``item_columns`` maps our names to the table's (``item`` plus the text fields to keep; None
-    keeps every column). The id column is ``item_columns["item"]`` when given; else the
-    interactions' item column (``columns["item"]``, so ``sku`` in both files needs no second
-    mapping), or ``item`` where the table has no such column. ``hybridrec-export --add-items``
+    ``item_columns`` maps our names to the table's (``item`` plus the text fields to keep; None,
+    or a mapping of the id column alone, keeps every column). The id column is
+    ``item_columns["item"]`` when given; else the interactions' item column
+    (``columns["item"]``, so ``sku`` in both files needs no second mapping), or ``item`` where
+    the table has no such column. ``hybridrec-export --add-items``
     reads new products' tables through this too (``new_products``: the messages speak of the
     run's format, not of a config key to set), with the run's ``data.source`` mapping.
     ``item_ids``: the interactions' item ids; when no id column is found, the columns that hold
@@ -203,9 +204,8 @@ def read_source_items(
         if not present:
             raise _no_id_column(p, sep, found, wanted, mapping, item_ids, new_products)
         mapping["item"] = present[0]
-    frame, p, header_rows = _read_mapped(
-        p, sep, mapping, ("item",), None if item_columns is None else (), what
-    )
+    keep_all = item_columns is None or set(item_columns) <= {"item"}  # naming the id alone
+    frame, p, header_rows = _read_mapped(p, sep, mapping, ("item",), None if keep_all else (), what)
     return check_items(frame, p, header_rows=header_rows)
 
 
@@ -255,7 +255,7 @@ def _no_id_column(
         )
     return DataError(
         f"no item id column: expected {names}, found {found}{hint}; name the table's id "
-        f"column with data.source.item_columns.item={column}",
+        f"column with 'data.source.item_columns={{item: {column}}}'",
         path=path,
         column=wanted[0],
     )
