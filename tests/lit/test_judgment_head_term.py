@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from conftest import built_task
 from hybridrec.data.batching.judgments import JudgmentBatch
-from hybridrec.nn.judgment_head import JudgmentHead
+from hybridrec.nn.judgment_head import JudgmentHead, text_tower
 
 
 def _pair_batch(items: list[list[int]]) -> JudgmentBatch:
@@ -52,6 +52,27 @@ def test_the_head_alone_leaves_the_recommender_untouched(
     out["loss"].backward()
     assert _grads(module.head), "the head got no gradient"
     assert not _grads(module.model), "shared=false: the recommender got gradient"
+
+
+def test_fields_and_the_id_vectors_own_l2_train_one_copy_per_pair(
+    compose_cfg: Callable[..., DictConfig],
+) -> None:
+    module, _ = built_task(
+        compose_cfg,
+        "judgment=head_pointwise",
+        "judgment.head.source=tokens+id",
+        "judgment.head.fields=4",
+        "judgment.head.map_l2=[0.01,0.1]",
+    )
+    assert isinstance(module.head, JudgmentHead) and len(module.head_losses or []) == 8
+    assert module.head.map_l2.tolist() == pytest.approx([0.01, 0.1] * 4)
+    tower = text_tower(module.model)
+    assert tower is not None and module.head.token_weight is not None
+    # a row per (token, field): more rows than the tokenizer's tokens in the catalogue
+    assert module.head.token_weight.shape[1] > int(tower.item_ids.max()) + 1
+    out = module._head_term(_pair_batch([[1, 2], [3, 4], [5, 1]]))
+    out["loss"].backward()
+    assert _grads(module.head) and not _grads(module.model)
 
 
 def test_shared_lets_the_term_reach_the_text_tower(
