@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -333,3 +334,58 @@ def built_task(compose: Callable[..., DictConfig], *overrides: str) -> tuple[Any
     module = _task(cfg, model_of(cfg), Catalogue.from_folder(folder))
     module._trainer = SimpleNamespace(datamodule=datamodule, global_step=0)
     return module, datamodule
+
+
+def post_invocations(port: int, body: bytes, timeout: float = 60) -> tuple[int, dict]:
+    """POST ``body`` (JSON) to a local served model's /invocations: (status, parsed answer)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@contextlib.contextmanager
+def mlflow_models_serve(model_uri: str, tracking_uri: str, timeout: float = 180) -> Iterator[int]:
+    """``mlflow models serve`` of ``model_uri`` on a free local port; yields the port once
+    /ping answers (the test fails with the server's stderr when it does not start within
+    ``timeout`` seconds); the server is stopped afterwards."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    env["PATH"] = f"{bin_dir}:{os.environ['PATH']}"
+    server = subprocess.Popen(
+        [str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    stderr = server.stderr.read().decode() if server.stderr else ""
+                    pytest.fail(f"the server did not start: {stderr[-2000:]}")
+                time.sleep(0.5)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

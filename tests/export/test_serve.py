@@ -5,13 +5,7 @@ requests answered 400 with one sentence."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import TINY_DATA, TINY_JUDGMENTS
+from conftest import TINY_DATA, TINY_JUDGMENTS, mlflow_models_serve, post_invocations
 from hybridrec.cli.export import main as export_main
 from hybridrec.cli.train import train
 from hybridrec.lit import load_model
@@ -83,56 +77,19 @@ def test_pyfunc_predict_matches_the_model(exported: tuple[str, str, str]) -> Non
     assert all(0 <= share <= 1 for share in row["id_share"])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _post(port: int, body: bytes) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/invocations",
-        data=body,
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
 def test_mlflow_models_serve_answers(exported: tuple[str, str, str]) -> None:
     model_uri, checkpoint, uri = exported
     payload = torch.load(checkpoint, map_location="cpu", weights_only=True)["hybridrec_model"]
     # a judged new product: an item of the model with an id past the 60 interacted ones
     new = next(str(i) for i in payload["id_maps"]["items"] if int(i) >= 60)
-    port = _free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    server = subprocess.Popen(
-        [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
-                    break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    pytest.fail(
-                        f"the server did not start: {server.stderr.read().decode()[-2000:]}"
-                    )  # type: ignore[union-attr]
-                time.sleep(0.5)
+    with mlflow_models_serve(model_uri, uri, timeout=90) as port:
         records = [
             {"user": "3", "k": 3},  # a known user
             {"recent_items": ["5", "17", "no-such-item"], "k": 3},  # an anonymous session
             {"recent_items": [new], "k": 2},  # a new product (catalogue only: cold)
             {"k": 2},  # nobody: popularity
         ]
-        status, answer = _post(port, json.dumps({"dataframe_records": records}).encode())
+        status, answer = post_invocations(port, json.dumps({"dataframe_records": records}).encode())
         assert status == 200, answer
         rows = answer["predictions"]
         assert [r["source"] for r in rows] == ["user", "session", "session", "popularity"]
@@ -147,7 +104,7 @@ def test_mlflow_models_serve_answers(exported: tuple[str, str, str]) -> None:
         catalogue = len(payload["id_maps"]["items"])
         session = {"recent_items": ["5", "17"], "k": catalogue}
         both = [session, {**session, "exclude_recent": False}]
-        status, answer = _post(port, json.dumps({"dataframe_records": both}).encode())
+        status, answer = post_invocations(port, json.dumps({"dataframe_records": both}).encode())
         assert status == 200, answer
         default, kept = answer["predictions"]
         assert len(default["items"]) == catalogue - 2 and not {"5", "17"} & set(default["items"])
@@ -161,13 +118,13 @@ def test_mlflow_models_serve_answers(exported: tuple[str, str, str]) -> None:
             ({"dataframe_records": [{"user": "3"}] * 1001}, "at most 1000"),
             ({"dataframe_records": [{"exclude": ["x"] * 20_000}]}, "at most 10000"),
         ]:
-            status, error = _post(port, json.dumps(body).encode())
+            status, error = post_invocations(port, json.dumps(body).encode())
             assert status == 400, (body, error)
             assert words in error["message"] and "Traceback" not in error["message"]
             # our sentence alone, not MLflow's "Failed to predict data '<the table>'" around it
             assert error["error_code"] == "INVALID_PARAMETER_VALUE", error
             assert "Failed to predict" not in error["message"], error
-        status, error = _post(
+        status, error = post_invocations(
             port, json.dumps({"dataframe_records": [{"usr": "7", "k": 5}]}).encode()
         )
         assert (status, error["error_code"], error["message"]) == (
@@ -177,8 +134,5 @@ def test_mlflow_models_serve_answers(exported: tuple[str, str, str]) -> None:
             "['user', 'recent_items', 'k', 'exclude', 'include_seen', 'exclude_recent', "
             "'cold_offset', 'lambda', 'segment']",
         )
-        status, error = _post(port, b"not json")
+        status, error = post_invocations(port, b"not json")
         assert status == 400
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import SMALL_JUDGMENTS, train_config
+from conftest import SMALL_JUDGMENTS, mlflow_models_serve, post_invocations, train_config
 from hybridrec.cli.export import main as export_main
 from hybridrec.cli.train import train
 from hybridrec.export.judgment import served_judgment
@@ -29,25 +25,8 @@ SERVING_LAMBDA = 0.5
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _post(port: int, records: list[dict]) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/invocations",
-        data=json.dumps({"dataframe_records": records}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+def _records(rows: list[dict]) -> bytes:
+    return json.dumps({"dataframe_records": rows}).encode()
 
 
 def test_lambda_and_segment_over_http(tmp_path: Path) -> None:
@@ -94,25 +73,8 @@ def test_lambda_and_segment_over_http(tmp_path: Path) -> None:
         )
         for r in requests
     ]
-    port = _free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    server = subprocess.Popen(
-        [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
-                    break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    stderr = server.stderr.read().decode() if server.stderr else ""
-                    pytest.fail(f"the server did not start: {stderr[-2000:]}")
-                time.sleep(0.5)
-        status, answer = _post(port, requests)
+    with mlflow_models_serve(model_uri, uri) as port:
+        status, answer = post_invocations(port, _records(requests))
         assert status == 200, answer
         rows = answer["predictions"]
         for row, want in zip(rows, expected, strict=True):
@@ -120,13 +82,13 @@ def test_lambda_and_segment_over_http(tmp_path: Path) -> None:
             assert row["scores"] == pytest.approx(want["scores"], abs=1e-5)
         # lambda moves the answer: with the head at 3, not the recommender's own order
         assert rows[0]["scores"] != pytest.approx(rows[1]["scores"])
-        status, error = _post(port, [{"user": user, "k": 5, "segment": "nobody"}])
+        status, error = post_invocations(
+            port, _records([{"user": user, "k": 5, "segment": "nobody"}])
+        )
         assert status == 400 and error["error_code"] == "INVALID_PARAMETER_VALUE"
         assert "segment='nobody': expected one of" in error["message"]
         assert "\n" not in error["message"] and "Traceback" not in error["message"]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+
     # the request without lambda was answered at the run's serving_lambda, not at 0
     assert local.judgment is not None and local.judgment.default_lambda == SERVING_LAMBDA
     at_default = local.recommend(user=user, k=5, include_seen=True, judgment_lambda=SERVING_LAMBDA)

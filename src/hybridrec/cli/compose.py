@@ -52,7 +52,6 @@ from hybridrec.tracking.mlflow_run import mlflow_key
 log = logging.getLogger("hybridrec.compose")
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nested-run tag: the UI draws the tree
-PART_TAG = "hybridrec.part"
 PART_KEY_TAG = "hybridrec.part_key"
 PARTS_TAG = "hybridrec.parts"
 #: parent overrides typed on the command line that carry over to every part (where it trains,

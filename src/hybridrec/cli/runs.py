@@ -25,8 +25,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-#: the tag of a composed hybrid's part runs (hybridrec.cli.compose.PART_TAG, which loads torch)
-PART_TAG = "hybridrec.part"
+from hybridrec.tracking.tags import PART_TAG
 
 if TYPE_CHECKING:  # MLflow and the comparison code load after the arguments parse (fast --help)
     from mlflow.entities import Run

@@ -36,7 +36,6 @@ from hybridrec.cli.common import prepare_from_config
 from hybridrec.cli.compose import (
     PARENT_TAG,
     PART_KEY_TAG,
-    PART_TAG,
     PARTS_TAG,
     build_composed,
     carry_weights,
@@ -84,6 +83,7 @@ from hybridrec.tracking.plots import log_gate_by_popularity
 from hybridrec.tracking.run_ids import RunIdError, resolve_run_id
 from hybridrec.tracking.runs import UI_VIEW
 from hybridrec.tracking.sweep import study_tags
+from hybridrec.tracking.tags import FAILURE_TAG, PART_TAG
 
 log = logging.getLogger("hybridrec.train")
 
@@ -91,7 +91,6 @@ log = logging.getLogger("hybridrec.train")
 #: often and from what the run was resumed, and why it failed (a divergence).
 OUTPUT_DIR_TAG = "hybridrec.output_dir"
 RESUMED_TAG = "hybridrec.resumed"
-FAILURE_TAG = "hybridrec.failure"
 #: Config keys that may differ when a run is resumed (where things go, how long it trains,
 #: how it reports); every other key must be what the run was started with.
 RESUME_MAY_CHANGE = (

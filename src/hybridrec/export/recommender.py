@@ -163,7 +163,6 @@ class Recommender:
         known = [self.item_index[i] for i in recent if i in self.item_index]
         unknown = [i for i in recent if i not in self.item_index]
         user_row = None if user is None else self.user_index.get(str(user))
-        id_part = history_part = None
         with torch.no_grad():
             masked = self._seen(user_row) if not include_seen else []
             if self.exclude_recent if exclude_recent is None else exclude_recent:
@@ -174,26 +173,16 @@ class Recommender:
             if isinstance(model, ComposedHybrid):
                 return self._composed(user_row, known, k, unknown, exclude, masked, cold_offset)
             assert self.table is not None
-            if user_row is not None and model.user_id is not None:
-                id_part = model.user_id(torch.tensor([user_row]))
-            if known and model.history is not None:
-                history = torch.tensor([known])  # (1, T), oldest first
-                lengths = torch.tensor([len(known)])
-                history_part = model.history(history, lengths, self.table)
-            if id_part is None and history_part is None:
+            vector, read = _user_vector(model, user_row, known, self.table)  # (1, D) | None
+            if vector is None:
                 scores, source = self._popularity(), "popularity"
             else:
-                vector = model.combine_users(id_part, history_part)  # (1, D)
                 users = torch.tensor([user_row if user_row is not None else 0])
                 scores = model.scorer.score_all(vector, self.table, users)[0]
                 if lam > 0:  # z(s) + lambda z(s_J): the judgment head (docs/judgments.md)
                     assert self.judgment is not None
                     scores = self.judgment.combine(scores, lam, user_row, segment)
-                source = "+".join(
-                    name
-                    for name, part in (("user", id_part), ("session", history_part))
-                    if part is not None
-                )
+                source = "+".join(read)
         return self._top(scores, k, source, unknown, exclude, masked)
 
     def _composed(
@@ -217,17 +206,10 @@ class Recommender:
         used: list[str] = []
         for part, table in zip(model.parts, self.part_tables, strict=True):
             assert isinstance(part, FactorizedModel)
-            id_part = history_part = None
-            if user_row is not None and part.user_id is not None:
-                id_part = part.user_id(torch.tensor([user_row]))
-                used.append("user")
             history = [i for i in known if i < table.shape[0]]  # new products: text only
-            if history and part.history is not None:
-                lengths = torch.tensor([len(history)])
-                history_part = part.history(torch.tensor([history]), lengths, table)
-                used.append("session")
-            neither = id_part is None and history_part is None
-            raw.append(None if neither else part.combine_users(id_part, history_part))
+            part_vector, part_read = _user_vector(part, user_row, history, table)
+            raw.append(part_vector)
+            used += part_read
         if all(r is None for r in raw):
             return self._top(self._popularity(), k, "popularity", unknown, exclude, masked)
         # the user-history bucket: the user's training interactions, else the session's
@@ -365,3 +347,17 @@ class Recommender:
         if isinstance(self.model, ComposedHybrid):
             out["_indices"] = indices  # the composed answer adds each part's share
         return out
+
+
+def _user_vector(
+    model: FactorizedModel, user_row: int | None, history: list[int], table: torch.Tensor
+) -> tuple[torch.Tensor | None, list[str]]:
+    """(1, D) the user vector the model builds (:meth:`FactorizedModel.user_from`) from what a
+    request gives: the user's index and/or the session's items (oldest first), and what it
+    read of them ("user", "session"); (None, []) when it can read neither."""
+    users = torch.tensor([user_row]) if user_row is not None else None
+    items = torch.tensor([history]) if history else None
+    lengths = torch.tensor([len(history)]) if history else None
+    towers = (("user", users, model.user_id), ("session", items, model.history))
+    read = [name for name, given, tower in towers if given is not None and tower is not None]
+    return model.user_from(users, items, lengths, table), read

@@ -34,34 +34,14 @@ from hybridrec.nn.scoring import DotScorer
 from hybridrec.nn.towers import GRUTower, SelfAttentionTower
 
 
-def _gru_last(tower: GRUTower, history: Tensor, lengths: Tensor, table: Tensor) -> Tensor:
-    """The GRU tower's user vector without packing: (B, T), (B,), (N, D) -> (B, D). Width
-    arithmetic stays in tensors so a trace keeps T dynamic."""
-    history = history[:, -tower.max_length :]
-    columns = torch.ones_like(history).cumsum(1) - 1  # (B, T') 0..T'-1
-    width = columns[:, -1:] + 1  # (B, 1)
-    lengths = torch.minimum(lengths.clamp(min=1), width.squeeze(1))  # (B,)
-    shift = width - lengths.unsqueeze(1)  # padded columns on the left
-    left = history.gather(1, (columns + shift) % width)  # real items first
-    out, _ = tower.gru(table[left])  # (B, T', D)
-    index = (lengths - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])
-    return out.gather(1, index).squeeze(1)  # (B, D)
-
-
 def _user(
     model: FactorizedModel, users: Tensor, history: Any, lengths: Any, table: Tensor
 ) -> Tensor:
-    """A factorised model's user vector (B, D) along a traceable path (the GRU unpacked)."""
-    id_part = model.user_id(users) if model.user_id is not None else None
-    history_part = None
-    tower = model.history
-    if tower is not None:
-        assert history is not None and lengths is not None
-        if isinstance(tower, GRUTower):
-            history_part = _gru_last(tower, history, lengths, table)
-        else:
-            history_part = tower(history, lengths, table)
-    return model.combine_users(id_part, history_part)
+    """A factorised model's user vector (B, D), built by the model (:meth:`user_from`) along
+    its traceable path."""
+    vectors = model.user_from(users, history, lengths, table, traceable=True)
+    assert vectors is not None
+    return vectors
 
 
 def _history_kind(towers: list[nn.Module]) -> tuple[str, int | None]:
@@ -158,17 +138,11 @@ class ExportedScorer(nn.Module):
             items = all_items.unsqueeze(0).expand(users.shape[0], -1)  # (B, N)
             return model.score(users, items)  # type: ignore[operator]
         table: Tensor = self.item_table  # type: ignore[assignment]
-        id_part = model.user_id(users) if model.user_id is not None else None
-        history_part = None
         if self.kind == "history":
             assert history is not None and lengths is not None
-            tower = model.history
-            if isinstance(tower, GRUTower):
-                history_part = _gru_last(tower, history, lengths, table)
-            else:
-                assert tower is not None
-                history_part = tower(history, lengths, table)
-        user = model.combine_users(id_part, history_part)
+        else:
+            history = lengths = None
+        user = _user(model, users, history, lengths, table)
         if isinstance(model.scorer, DotScorer):
             return model.scorer.score_all(user, table, users)
         # a pair head (NeuMF): every item in one call, not in batch-sized chunks

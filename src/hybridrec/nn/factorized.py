@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from hybridrec.nn.scoring import Scorer
-from hybridrec.nn.towers import HistoryTower, ItemIdTower, UserIdTower, catalogue
+from hybridrec.nn.towers import GRUTower, HistoryTower, ItemIdTower, UserIdTower, catalogue
 
 
 class FactorizedModel(nn.Module):
@@ -82,12 +82,38 @@ class FactorizedModel(nn.Module):
     ) -> Tensor:
         """(B, D): the user parts combined (:meth:`combine_users`). ``item_table`` (N, D) saves
         the history tower a second encoding of the catalogue when the caller has it already."""
-        id_part = self.user_id(users) if self.user_id is not None else None
-        history_part = None
         if self.history is not None:
             history, lengths = _require_history(history, lengths)
+        vectors = self.user_from(users, history, lengths, item_table)
+        assert vectors is not None  # a factorised model has a user ID or a history tower
+        return vectors
+
+    def user_from(
+        self,
+        users: Tensor | None,
+        history: Tensor | None = None,
+        lengths: Tensor | None = None,
+        item_table: Tensor | None = None,
+        traceable: bool = False,
+    ) -> Tensor | None:
+        """The one place a user vector (B, D) is built, from what is known: the user's index
+        (``users``; None for a session or a user training never saw) and/or a history (B, T)
+        with its ``lengths`` (B,). A tower the model lacks, or an input not given, is left out;
+        None when the model reads neither (a served request it cannot answer). Evaluation,
+        the served model and the traced scorer all call it; ``traceable`` runs a GRU history
+        tower unpacked (:meth:`GRUTower.last_unpacked`: the same vectors, a trace-friendly
+        path)."""
+        id_part = self.user_id(users) if users is not None and self.user_id is not None else None
+        history_part = None
+        if history is not None and self.history is not None:
+            assert lengths is not None, "a history needs its lengths"
             table = self.item_vectors() if item_table is None else item_table
-            history_part = self.history(history, lengths, table)
+            if traceable and isinstance(self.history, GRUTower):
+                history_part = self.history.last_unpacked(history, lengths, table)
+            else:
+                history_part = self.history(history, lengths, table)
+        if id_part is None and history_part is None:
+            return None
         return self.combine_users(id_part, history_part)
 
     # -- scores -------------------------------------------------------------------------------

@@ -257,3 +257,17 @@ class GRUTower(nn.Module):
 
     def forward(self, history: Tensor, lengths: Tensor, item_table: Tensor) -> Tensor:
         return self.positions(history, lengths, item_table)[:, -1]  # (B, D)
+
+    def last_unpacked(self, history: Tensor, lengths: Tensor, item_table: Tensor) -> Tensor:
+        """:meth:`forward` (eval mode) without packing, for a trace: (B, T), (B,), (N, D) ->
+        (B, D). Each row's real items first, the GRU over the whole width, the state read at
+        its last real item; the width arithmetic stays in tensors so a trace keeps T dynamic."""
+        history = history[:, -self.max_length :]
+        columns = torch.ones_like(history).cumsum(1) - 1  # (B, T') 0..T'-1
+        width = columns[:, -1:] + 1  # (B, 1)
+        lengths = torch.minimum(lengths.clamp(min=1), width.squeeze(1))  # (B,)
+        shift = width - lengths.unsqueeze(1)  # padded columns on the left
+        left = history.gather(1, (columns + shift) % width)  # real items first
+        out, _ = self.gru(item_table[left])  # (B, T', D)
+        index = (lengths - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])
+        return out.gather(1, index).squeeze(1)  # (B, D)

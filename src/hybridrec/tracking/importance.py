@@ -28,6 +28,7 @@ from typing import Any
 
 from hybridrec.tracking.mlflow_run import mlflow_key
 from hybridrec.tracking.sweep import OVERRIDES_TAG, STUDY_TAG, parse_overrides
+from hybridrec.tracking.tags import PART_TAG
 
 #: fewer finished trials than this cannot say anything about importance
 MIN_TRIALS = 3
@@ -40,7 +41,7 @@ def study_trials(
 ) -> tuple[list[dict[str, str]], list[float], str]:
     """(searched settings per finished trial, their objective values, the objective's MLflow
     name) from a study's runs. ``metric``: the objective (default ``best/<monitor>``)."""
-    runs = [r for r in runs if "hybridrec.part" not in r.data.tags]  # a hybrid's parts
+    runs = [r for r in runs if PART_TAG not in r.data.tags]  # a hybrid's parts
     if not runs:
         raise LookupError("no run of this study (tag hybridrec.study) was found")
     studies = sorted({str(r.data.tags.get(STUDY_TAG, "")) for r in runs})

@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from hybridrec.tracking.mlflow_run import mlflow_key
+from hybridrec.tracking.tags import FAILURE_TAG, PART_TAG
 
 SWEEP_TAG = "sweep"
 JOB_TAG = "sweep_job"
@@ -28,10 +29,6 @@ OVERRIDES_TAG = "overrides"
 #: study name and direction; ``hybridrec-runs compare --study NAME`` shows them, best first.
 STUDY_TAG = "hybridrec.study"
 DIRECTION_TAG = "hybridrec.study_direction"
-#: why a run failed (the tag ``hybridrec.cli.train`` sets on a diverged run, the same name)
-FAILURE_TAG = "hybridrec.failure"
-#: a composed hybrid's part run (``hybridrec.cli.compose.PART_TAG``, the same name)
-PART_TAG = "hybridrec.part"
 
 
 def sweep_id(sweep_dir: str | Path) -> str:
