@@ -26,11 +26,12 @@ from hydra.errors import (
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from hybridrec.cli.checks import ConfigError, check_config
+from hybridrec.cli.checks import check_config
 from hybridrec.cli.overrides import UsageError, compose_checked
 from hybridrec.data.errors import DataError
 from hybridrec.data.raw import RawData
 from hybridrec.data.spec import DataSpec
+from hybridrec.errors import HybridrecError
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (DataError, FileNotFoundError, UsageError, ConfigError) as exc:
+    except (HybridrecError, FileNotFoundError) as exc:
         print(f"hybridrec-data: error: {exc}", file=sys.stderr)
         return 2
     except (InstantiationException, OmegaConfBaseException) as exc:

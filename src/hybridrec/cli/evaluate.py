@@ -48,17 +48,18 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from hybridrec.cli.checks import ConfigError, check_config
+from hybridrec.cli.checks import check_config
 from hybridrec.cli.common import config_dir, prepare_from_config
 from hybridrec.cli.data import _config_error as config_error
 from hybridrec.cli.quiet import quiet_third_party
 from hybridrec.data.catalogue import read_id_maps
 from hybridrec.data.errors import DataError
 from hybridrec.data.spec import DataSpec
+from hybridrec.errors import HybridrecError
 from hybridrec.export.source import resolve_checkpoint
 from hybridrec.lit import RecLitModule
 from hybridrec.lit.checkpoint import PAYLOAD, load_model, safe_load
-from hybridrec.tracking import OVERRIDES_TAG, TrackingError, default_tracking_uri, mlflow_key
+from hybridrec.tracking import OVERRIDES_TAG, default_tracking_uri, mlflow_key
 from hybridrec.tracking.compare import EVALUATES_TAG
 from hybridrec.tracking.lambda_front import (
     ARTIFACT_DIR,
@@ -76,7 +77,7 @@ from hybridrec.tracking.runs import check_tracking_uri, end_run, now_ms, start_r
 SWAPPABLE_GROUPS = ("data", "protocol")
 
 
-class EvalError(ValueError):
+class EvalError(HybridrecError, ValueError):
     """A request hybridrec-eval cannot carry out; the message says why."""
 
 
@@ -383,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:  # bad input data: the message names the file, row and column
         print(f"hybridrec-eval: bad input data: {exc}", file=sys.stderr)
         return 1
-    except (EvalError, ConfigError, TrackingError, LookupError, FileNotFoundError) as exc:
+    except (HybridrecError, LookupError, FileNotFoundError) as exc:
         print(f"hybridrec-eval: error: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:  # --lambdas

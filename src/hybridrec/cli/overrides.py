@@ -15,11 +15,13 @@ from typing import Any
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
+from hybridrec.errors import HybridrecError
+
 #: file suffixes the ``csv`` data config reads (a bare path with one suggests ``data=csv``)
 _TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 
 
-class UsageError(Exception):
+class UsageError(HybridrecError):
     """A bad command line (override): printed as one ``hybridrec-data: error:`` line, exit 2."""
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hybridrec.errors import HybridrecError
 
-class DataError(ValueError):
+
+class DataError(HybridrecError, ValueError):
     """Bad input data. The message names the file, row and column and what was expected.
 
     ``row`` is 1-based as a person counts lines in the file (header included when the file has

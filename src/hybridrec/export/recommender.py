@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hybridrec.errors import HybridrecError
 from hybridrec.export.judgment import ServedJudgment
 from hybridrec.nn.base import PairScorer
 from hybridrec.nn.composed import ComposedHybrid
@@ -59,7 +60,7 @@ from hybridrec.nn.judgment_head import standardise_rows
 MAX_K = 1000
 
 
-class RequestError(ValueError):
+class RequestError(HybridrecError, ValueError):
     """A request the recommender cannot answer: the message says what was expected."""
 
 

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from hybridrec.data.batching.judgments import JudgmentData, JudgmentEvalSet, stage_sets
 from hybridrec.data.preparation.judgments import load_judgments
+from hybridrec.errors import HybridrecError
 from hybridrec.export.judgment import ServedJudgment, served_judgment
 from hybridrec.export.recommender import Recommender
 from hybridrec.lit.checkpoint import PAYLOAD, load_model, safe_load
@@ -48,7 +49,7 @@ from hybridrec.nn.judgment_head import standardise_rows
 FALLBACK_LAMBDA = 1.0
 
 
-class ReviewError(ValueError):
+class ReviewError(HybridrecError, ValueError):
     """A run the review page cannot show: the message is one sentence."""
 
 

@@ -11,6 +11,8 @@ import lightning as L
 import numpy as np
 import torch
 
+from hybridrec.errors import HybridrecError
+
 
 class EpochTimer(L.Callback):
     """Wall time of each training epoch, without its validation, logged as
@@ -41,7 +43,7 @@ class EpochTimer(L.Callback):
         self._stop(trainer)
 
 
-class DivergenceError(RuntimeError):
+class DivergenceError(HybridrecError, RuntimeError):
     """Training produced a NaN or infinite loss; the message says where and what to try."""
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
+from hybridrec.errors import HybridrecError
 from hybridrec.tracking.store import redact_uri
 
 RUN_ID_LENGTH = 32
@@ -30,7 +31,7 @@ _PREFIX = re.compile(r"[0-9a-f]{1,32}")
 _SHOWN = 5
 
 
-class RunIdError(LookupError):
+class RunIdError(HybridrecError, LookupError):
     """A run id prefix that names no run, or more than one (``ambiguous``)."""
 
     def __init__(self, message: str, ambiguous: bool = False) -> None:

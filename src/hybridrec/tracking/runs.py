@@ -27,6 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from hybridrec.data.spec import DataSpec
+from hybridrec.errors import HybridrecError
 from hybridrec.tracking.store import (
     limit_http_retries,
     prepare_store,
@@ -46,7 +47,7 @@ EXPERIMENT_KIND = "custom_model_development"
 UI_VIEW = "workflowType=machine_learning"
 
 
-class TrackingError(RuntimeError):
+class TrackingError(HybridrecError, RuntimeError):
     """The tracking store cannot be used; the message names the URI and what to do."""
 
 

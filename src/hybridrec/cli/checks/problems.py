@@ -14,6 +14,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from hybridrec.errors import HybridrecError
+
 
 class _Marker:
     """A stand-in value with a fixed text (for a missing key or a node with ``_target_``)."""
@@ -42,7 +44,7 @@ class Problem:
         return f"{self.key}: got {self.got}; expected {self.expected}"
 
 
-class ConfigError(ValueError):
+class ConfigError(HybridrecError, ValueError):
     """The config has problems; ``problems`` lists them, the message has one line each.
 
     ``ConfigError("refit_on_val=true: ...")``, a message alone, is for a problem found later
