@@ -367,6 +367,8 @@ EXPERIMENTS: dict[str, tuple[str, str, str, str, str, str, float, int, int, list
         ("scientific", "loo_full", SEQREC, SEQ, XE, ADAM, 0.001, 512, 200, [10, 50]),
     "hybrid_scientific":
         ("scientific", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.001, 512, 200, [10, 50]),
+    "hybrid_scientific_minilm":
+        ("scientific", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.001, 512, 200, [10, 50]),
     "hybrid_beauty":
         ("beauty", "loo_full", "hybridrec.nn.Hybrid", SEQ, XE, ADAM, 0.005, 256, 40, [10, 20]),
     "hybrid_ml100k":
@@ -402,6 +404,7 @@ EXPERIMENT_TEXT = {
     "sasrec_scientific": None,
     "seqtext_scientific": "bag",
     "hybrid_scientific": "bag",
+    "hybrid_scientific_minilm": "bag",
     "hybrid_synthetic": "bag",
     "judgment_synthetic": "bag",
     "judgment_ml1m": "bag",
@@ -710,6 +713,11 @@ def test_experiment_fast_dev_run(
         # the real MiniLM is an optional extra (not a CI install): a tiny local BERT stands in
         overrides += _tiny_pretrained(tmp_path)
         cfg = compose_cfg(*overrides)
+    for name, part in (cfg.model.get("parts") or {}).items():  # a composed hybrid's MiniLM part
+        if any("minilm" in str(o) for o in part):
+            given = [*map(str, part), *_tiny_pretrained(tmp_path)]
+            overrides.append(f"model.parts.{name}=[{','.join(repr(o) for o in given)}]")
+            cfg = compose_cfg(*overrides)
     pretrained = experiment == "ncf_neumf_pretrain_ml1m"  # needs GMF and MLP checkpoints
     if pretrained:  # its required checkpoints (config key `required`)
         cfg = compose_cfg(*overrides, *_pretrained_halves(cfg, tmp_path))
