@@ -183,20 +183,9 @@ def test_four_processes_create_and_write_a_fresh_sqlite_store(tmp_path: Path, ro
     """The fast form of the sweep above, without training: four processes start at once on a
     store that does not exist yet, each creates a run, logs the same dataset input at the same
     instant, 50 metric steps and a file."""
-    uri = f"sqlite:///{tmp_path / 'race' / 'mlflow.db'}"
-    writers = [
-        subprocess.Popen(
-            [sys.executable, "-c", _WRITER, uri, str(job), str(JOBS)],
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for job in range(JOBS)
-    ]
-    outputs = [writer.communicate(timeout=120)[0] for writer in writers]
-    assert [w.returncode for w in writers] == [0] * JOBS, "\n".join(outputs)[-3000:]
-    client = MlflowClient(tracking_uri=uri)
+    failed = _writers(tmp_path, _WRITER)
+    assert not failed, "\n".join(failed)[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'race' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("race")
     assert experiment is not None
     assert len(client.search_experiments()) == 2  # Default + race: created once
