@@ -120,6 +120,34 @@ def train_config(root: Path, uri: str, *overrides: str) -> DictConfig:
         GlobalHydra.instance().clear()
 
 
+def train_in(root: Path, *overrides: str) -> tuple[Any, DictConfig, Path, str]:
+    """Train ``overrides`` with data, outputs and the MLflow store (``sqlite:///root/mlflow.db``)
+    under ``root``, from ``root`` (MLflow puts artifacts under ./mlruns; the prepared folder
+    is relative). Returns (train's result, the config, the absolute prepared folder, the
+    tracking URI)."""
+    from hybridrec.cli.train import train
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    cfg = train_config(root, uri, *overrides)
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        result = train(cfg)
+    finally:
+        os.chdir(cwd)
+    data_dir = Path(str(cfg.datamodule.data_dir))
+    return result, cfg, data_dir if data_dir.is_absolute() else root / data_dir, uri
+
+
+def prefix_titles(data_dir: Path, prefix: str) -> None:
+    """Put ``prefix`` before every item title of a prepared folder (titles are user data)."""
+    import pandas as pd
+
+    items = pd.read_parquet(data_dir / "items.parquet")
+    items["title"] = prefix + " " + items["title"].astype(str)
+    items.to_parquet(data_dir / "items.parquet", index=False)
+
+
 @pytest.fixture(scope="session")
 def syn_data() -> synthetic.SyntheticData:
     return synthetic.generate(n_users=80, n_items=60, mean_interactions=12, seed=3)

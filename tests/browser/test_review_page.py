@@ -14,12 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from webdriver_client import CHROMEDRIVER, CHROMIUM, Browser, find_program
 
-from conftest import SMALL_JUDGMENTS, train_config
-from hybridrec.cli.train import train
+from conftest import SMALL_JUDGMENTS, prefix_titles, train_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -35,21 +33,11 @@ def test_the_review_page_renders(tmp_path: Path) -> None:
             "chromium and chromedriver are not installed: `make test-browser` installs them "
             "(apt-get install chromium chromium-driver)"
         )
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cfg = train_config(
-        tmp_path, uri, *SMALL_JUDGMENTS, "judgment=head_pointwise", "trainer.max_epochs=2"
+    result, cfg, data_dir, uri = train_in(
+        tmp_path, *SMALL_JUDGMENTS, "judgment=head_pointwise", "trainer.max_epochs=2"
     )
-    cwd = os.getcwd()
-    os.chdir(tmp_path)  # MLflow puts artifacts under ./mlruns, the data folder is relative
-    try:
-        run_id = str(train(cfg).run_id)
-    finally:
-        os.chdir(cwd)
-    data_dir = Path(str(cfg.datamodule.data_dir))
-    data_dir = data_dir if data_dir.is_absolute() else tmp_path / data_dir
-    items = pd.read_parquet(data_dir / "items.parquet")
-    items["title"] = EVIL + " " + items["title"].astype(str)  # titles are user data
-    items.to_parquet(data_dir / "items.parquet", index=False)
+    run_id = str(result.run_id)
+    prefix_titles(data_dir, EVIL)  # titles are user data
     page = tmp_path / "review.html"
     review = Path(sys.executable).parent / "hybridrec-review"
     done = subprocess.run(

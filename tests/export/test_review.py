@@ -11,14 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import SMALL_JUDGMENTS, train_config
+from conftest import SMALL_JUDGMENTS, prefix_titles, train_in
 from hybridrec.cli.review import main as review_main
-from hybridrec.cli.train import train
 from hybridrec.export.review import (
     Audience,
     RaterRow,
@@ -71,21 +69,16 @@ def head_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     """One tiny synthetic run with a pointwise judgment head (1 epoch); every item's title in
     its prepared folder then holds markup (titles are user data)."""
     root = tmp_path_factory.mktemp("review")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    cfg = train_config(
-        root, uri, *SMALL_JUDGMENTS, "judgment=head_pointwise", "trainer.max_epochs=1"
+    result, cfg, data_dir, uri = train_in(
+        root, *SMALL_JUDGMENTS, "judgment=head_pointwise", "trainer.max_epochs=1"
     )
+    run_id = str(result.run_id)
+    prefix_titles(data_dir, EVIL)
     cwd = os.getcwd()
-    os.chdir(root)  # MLflow puts artifacts under ./mlruns, the data folder is relative
+    os.chdir(root)  # the run's config names its data folder relative to where it trained
     try:
-        run_id = str(train(cfg).run_id)
         client = MlflowClient(tracking_uri=uri)
         checkpoint, _ = resolve_checkpoint(run_id, client)
-        data_dir = Path(str(cfg.datamodule.data_dir))
-        data_dir = data_dir if data_dir.is_absolute() else root / data_dir
-        items = pd.read_parquet(data_dir / "items.parquet")
-        items["title"] = EVIL + " " + items["title"].astype(str)
-        items.to_parquet(data_dir / "items.parquet", index=False)
         yield {
             "root": root,
             "uri": uri,

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SMALL_JUDGMENTS, mlflow_models_serve, post_invocations, train_config
+from conftest import SMALL_JUDGMENTS, mlflow_models_serve, post_invocations, train_in
 from hybridrec.cli.export import main as export_main
-from hybridrec.cli.train import train
 from hybridrec.export.judgment import served_judgment
 from hybridrec.export.recommender import Recommender
 from hybridrec.lit.checkpoint import PAYLOAD, load_model, safe_load
@@ -30,20 +29,17 @@ def _records(rows: list[dict]) -> bytes:
 
 
 def test_lambda_and_segment_over_http(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cfg = train_config(
+    result, cfg, _, uri = train_in(
         tmp_path,
-        uri,
         *SMALL_JUDGMENTS,
         "judgment=head_pointwise",
         f"judgment.head.serving_lambda={SERVING_LAMBDA}",
         "trainer.max_epochs=2",
     )
+    out = tmp_path / "export"
     cwd = os.getcwd()
-    os.chdir(tmp_path)  # MLflow puts artifacts under ./mlruns, the data folder is relative
+    os.chdir(tmp_path)  # the run's config names its data folder relative to where it trained
     try:
-        result = train(cfg)
-        out = tmp_path / "export"
         assert export_main([str(result.run_id), "--tracking-uri", uri, "--out", str(out)]) == 0
     finally:
         os.chdir(cwd)
