@@ -410,6 +410,7 @@ def fit_weights(
         step=float(options.step),
         min_gain=float(options.min_gain),
         ties=str(cfg.ties),
+        search=str(options.get("search", "auto")),
     )
     out = fit.as_dict(composed.names)
     if student is not None:

@@ -244,6 +244,7 @@ def fit_combiner(
     min_gain: float = 1e-4,
     rounds: int = 2,
     ties: str = "pessimistic",
+    search: str = "auto",
 ) -> CombinerFit:
     """Choose ``model``'s weights (K, G), offsets (G,) and user-history multipliers (K, H)
     on ``data`` (see the module docstring); the model's are set to them."""

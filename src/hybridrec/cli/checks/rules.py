@@ -413,6 +413,10 @@ RULES: tuple[Rule, ...] = (
         "model.combiner.step",
         _rule("a number in (0, 1] that divides 1 (0.05, 0.1, 0.25)", _grid_step),
     ),
+    Rule(
+        "model.combiner.search",
+        _one_of(("auto", "grid", "greedy"), " (auto: the grid up to three parts, greedy above)"),
+    ),
     Rule("model.combiner.min_gain", _number_min(0)),
     Rule("model.combiner.max_rows", _SIZE),
     Rule("model.combiner.student.hidden", _int_min(0, " (0: the linear map alone)")),
