@@ -165,6 +165,10 @@ def part_config(
             "model.combine=joint to train the joint hybrid as a part)"
         )
     with open_dict(part):
+        if not any(str(o).lstrip("+~").startswith("judgment") for o in overrides):
+            # the parts learn from the interactions alone: the parent's judgments train its
+            # head on the composed model (an experiment's judgment term stays out of them)
+            part.judgment = None
         part.data = copy.deepcopy(cfg.data)
         part.protocol = copy.deepcopy(cfg.protocol)
         for key, value in SHELF_DEFAULTS.items():  # parts train on the whole catalogue
@@ -506,6 +510,38 @@ def evaluate_composed(
     path.parent.mkdir(parents=True, exist_ok=True)
     trainer.save_checkpoint(str(path), weights_only=True)
     return results, str(path)
+
+
+def fit_composed_head(
+    cfg: DictConfig, composed: ComposedHybrid, datamodule: Any, checkpoint: str
+) -> dict[str, float]:
+    """The judgment head (``cfg.judgment.head``) fitted on the fitted, frozen composed model
+    (:mod:`hybridrec.lit.judgment_fit`), written into ``checkpoint`` beside the model
+    (``head.*``, where export and serving read a head); returns its fit and its held-out
+    agreement (``val/head/…``, ``test/head/…``) and the model's own (``…/marketer_agreement``)."""
+    from hybridrec.lit.judgment_fit import fit_head, head_agreement, model_agreement
+
+    datamodule.setup("fit")
+    data = getattr(datamodule, "judgments", None)
+    if data is None:
+        raise ConfigError(
+            "judgment: the prepared data holds no judgments (data.judgments, docs/judgments.md)"
+        )
+    judgment = instantiate(cfg.judgment)
+    epochs = 1 if cfg.trainer.get("fast_dev_run") else None
+    composed.eval()
+    head, _, fit = fit_head(composed, judgment, data, instantiate(cfg.optimizer), epochs)
+    histories = None
+    if composed.history is not None and hasattr(datamodule, "user_histories"):
+        histories = datamodule.user_histories()
+    out = fit.metrics()
+    for stage in ("val", "test"):
+        out.update(head_agreement(head, composed, data, stage))
+        out.update(model_agreement(composed, data, stage, histories))
+    saved = safe_load(checkpoint)
+    saved["state_dict"].update({f"head.{k}": v for k, v in head.state_dict().items()})
+    torch.save(saved, checkpoint)
+    return out
 
 
 def log_combiner(client: Any, run_id: str, composed: ComposedHybrid, fit: dict[str, Any]) -> None:

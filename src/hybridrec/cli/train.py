@@ -40,6 +40,7 @@ from hybridrec.cli.compose import (
     build_composed,
     carry_weights,
     evaluate_composed,
+    fit_composed_head,
     fit_weights,
     is_composed,
     log_combiner,
@@ -223,10 +224,18 @@ def train(cfg: DictConfig) -> TrainResult:
 def _train_composed(cfg: DictConfig, client: MlflowClient, started_ms: int) -> TrainResult:
     """The composed hybrid: its parts (nested runs, or reused), the combiner fitted on the
     validation split, the composed model validated, tested and saved (cli/compose.py)."""
-    if cfg.get("judgment"):
+    judgment = cfg.get("judgment")
+    if judgment and not judgment.get("head"):
         raise ConfigError(
-            "judgment: the composed hybrid has no judgment term yet; train the joint hybrid "
-            "(model.combine=joint) with judgment=..., or drop judgment"
+            "judgment: the composed hybrid's parts are trained apart and frozen, so the joint "
+            "term (judgment=bt, pointwise, crowd_bt) cannot move them; train a judgment head "
+            "on it (judgment=head_pointwise or head_bt), or the joint hybrid "
+            "(model.combine=joint) with the term"
+        )
+    if judgment and judgment.head.get("shared"):
+        raise ConfigError(
+            "judgment.head.shared=true: the composed hybrid's parts are frozen; its head reads "
+            "their vectors without gradient (judgment.head.shared=false)"
         )
     if cfg.get("resume") or cfg.get("ckpt_path"):
         raise ConfigError(
@@ -240,6 +249,8 @@ def _train_composed(cfg: DictConfig, client: MlflowClient, started_ms: int) -> T
         cfg.datamodule.data_dir = str(data_dir)
         cfg.paths.output_dir = str(output_dir)
     _log_data(spec, data_dir)
+    if judgment:
+        _log_judgments(spec)
     if spec.n_val == 0:
         raise ConfigError(
             "model.combine=composed fits its combiner on the validation split, and this data "
@@ -288,6 +299,8 @@ def _train_composed(cfg: DictConfig, client: MlflowClient, started_ms: int) -> T
         results, checkpoint = evaluate_composed(
             tested_cfg, composed, datamodule, catalogue, logger, output_dir, validate=not refit
         )
+        if judgment:  # the head on the fitted, frozen composed model (lit/judgment_fit.py)
+            results.update(fit_composed_head(tested_cfg, composed, datamodule, checkpoint))
         if refit:  # validation as the combiner measured it, before the refits
             results[f"val/ndcg@{cfg.ks[0]}"] = float(fit[f"val_ndcg@{cfg.ks[0]}"])
         best = results.get(cfg.monitor)

@@ -111,15 +111,16 @@ def served_judgment(saved: dict[str, Any], model: nn.Module) -> ServedJudgment |
     head.load_state_dict(state, strict=True)
     k = int(head.chosen)
     with torch.no_grad():
-        phi = head.item_features(model.eval())[k]  # (N, D_h)
-        everyone = head.everyone[k]
-        segments = {name: everyone + head.segment_offsets[k, i] for i, name in enumerate(names)}
-        bias = None if head.item_bias is None else head.item_bias[k]
+        phi = head.item_features(model.eval())[k].detach()  # (N, D_h)
+        everyone = head.everyone[k].detach()  # (views of parameters: detached, plain data)
+        offsets = head.segment_offsets[k].detach()
+        segments = {name: everyone + offsets[i] for i, name in enumerate(names)}
+        bias = None if head.item_bias is None else head.item_bias[k].detach()
         return ServedJudgment(
             phi=phi,
             everyone=everyone,
             segments=segments,
-            user_offsets=head.user_offsets[:, k],
+            user_offsets=head.user_offsets[:, k].detach(),
             item_bias=bias,
             default_lambda=float(spec.serving_lambda),
         )

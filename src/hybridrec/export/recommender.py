@@ -172,7 +172,9 @@ class Recommender:
                 scores, source = self._pair_scores(user_row)
                 return self._top(scores, k, source, unknown, exclude, masked)
             if isinstance(model, ComposedHybrid):
-                return self._composed(user_row, known, k, unknown, exclude, masked, cold_offset)
+                return self._composed(
+                    user_row, known, k, unknown, exclude, masked, cold_offset, lam, segment
+                )
             assert self.table is not None
             vector, read = _user_vector(model, user_row, known, self.table)  # (1, D) | None
             if vector is None:
@@ -195,6 +197,8 @@ class Recommender:
         exclude: Sequence[Any] | None,
         masked: list[int],
         cold_offset: float | None = None,
+        lam: float = 0.0,
+        segment: str | None = None,
     ) -> dict[str, Any]:
         """A composed hybrid: each part's user vector from what it can read (its user ID, the
         session's items it was trained on); a part that can read neither scores every item at
@@ -223,6 +227,9 @@ class Recommender:
         if cold_offset is not None and self.cold_rows is not None:  # the offset column, moved
             shift = float(cold_offset) - float(model.offsets[0])
             scores = scores + shift * self.cold_rows.to(scores.dtype)
+        if lam > 0:  # z(s) + lambda z(s_J): the judgment head (docs/judgments.md)
+            assert self.judgment is not None
+            scores = self.judgment.combine(scores, lam, user_row, segment)
         source = "+".join(s for s in ("user", "session") if s in used)
         out = self._top(scores, k, source, unknown, exclude, masked)
         indices = out.pop("_indices")

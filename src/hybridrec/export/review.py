@@ -41,6 +41,7 @@ from hybridrec.export.judgment import ServedJudgment, served_judgment
 from hybridrec.export.recommender import Recommender
 from hybridrec.lit.checkpoint import PAYLOAD, load_model, safe_load
 from hybridrec.metrics.agreement import agreement
+from hybridrec.nn.composed import ComposedHybrid
 from hybridrec.nn.contexts import EVERYONE, SEGMENT, USER, context_vectors
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.judgment_head import standardise_rows
@@ -177,10 +178,10 @@ class _Scoring:
             )
         self.training_weight = float(judgment.get("weight", 0.0))
         self.model = model = load_model(checkpoint)
-        if not isinstance(model, FactorizedModel):
+        if not isinstance(model, (FactorizedModel, ComposedHybrid)):
             raise ReviewError(
-                f"{name}: judgments are measured on factorised models (the tower contract); "
-                f"{type(model).__name__} is not one"
+                f"{name}: judgments are measured on factorised models (the tower contract) "
+                f"and the composed hybrid; {type(model).__name__} is neither"
             )
         self.folder = _data_dir(config, data_dir, name)
         self.head: ServedJudgment | None = served_judgment(saved, model)
@@ -244,11 +245,14 @@ class _Scoring:
         """(Q,) each held-out judgment's score at ``lam``: ``z(s(c, ·)) + lam z(s_J(c, ·))``
         over the catalogue for the row's context, as ``hybridrec-eval --lambdas`` measures."""
         model = self.model
-        assert isinstance(model, FactorizedModel)
         with torch.no_grad():
             vectors = self.context_rows(rows.kind, rows.context)
             users = torch.where(rows.kind == USER, rows.context, torch.zeros_like(rows.context))
-            own = model.scorer.score_all(vectors, model.item_vectors(), users)  # (Q, N)
+            if isinstance(model, ComposedHybrid):  # one dot product of concatenated vectors
+                own = vectors @ model.item_vectors().T  # (Q, N)
+            else:
+                assert isinstance(model, FactorizedModel)
+                own = model.scorer.score_all(vectors, model.item_vectors(), users)
             if self.head is not None and (lam > 0 or head_only):
                 head = torch.stack(
                     [

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from hybridrec.nn.composed import ComposedHybrid, text_tower_of
 from hybridrec.nn.contexts import EVERYONE, SEGMENT, USER
 from hybridrec.nn.hybrid import FusedItemTower
 from hybridrec.nn.textrec import TextItemTower
@@ -84,6 +85,10 @@ class HeadSpec:
         map_l2: the L2 weights tried for the linear map of the model's vector (``tokens+id``
             and the like, ``linear``); None: the map shares ``l2``. Given, ``l2`` and ``map_l2``
             become the K = len(l2) * len(map_l2) pairs, one copy each.
+        epochs: a head fitted after its model (the composed hybrid: :mod:`hybridrec.lit.
+            judgment_fit`): passes over the training judgment pairs at most.
+        patience: that fit stops after this many passes without a better validation agreement
+            (the copy and pass with the best one are kept).
     """
 
     source: str = "tokens"
@@ -97,6 +102,8 @@ class HeadSpec:
     fields: int = 1
     field_separator: str = "."
     map_l2: Sequence[float] | None = None
+    epochs: int = 200
+    patience: int = 20
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -134,6 +141,10 @@ class HeadSpec:
             raise ValueError(
                 f"judgment.head.serving_lambda={self.serving_lambda}: expected a number >= 0"
             )
+        for name in ("epochs", "patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"judgment.head.{name}={value}: expected an int >= 1")
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"judgment.head.lr={self.lr}: expected a number > 0 or null")
         if self.shared and self.source == "tokens":
@@ -163,14 +174,45 @@ def field_tokens(item_ids: Tensor, item_mask: Tensor, separator: int, fields: in
 
 
 def text_tower(model: nn.Module) -> TextItemTower | None:
+    """The model's item text tower (a composed hybrid: its first text part's)."""
+    if isinstance(model, ComposedHybrid):
+        towers = [text_tower_of(model.parts[k]) for k in model.text_parts]
+        return towers[0] if towers else None
     items = getattr(model, "items", None)
     if isinstance(items, FusedItemTower):
         return items.text
     return items if isinstance(items, TextItemTower) else None
 
 
+def _composed_vectors(model: ComposedHybrid, source: str) -> Tensor:
+    """A composed hybrid's catalogue (N, E) for ``source``: ``item`` its item matrix (the
+    weighted parts and the bucket offset); ``text`` its text parts' text-tower outputs;
+    ``id`` the centred vectors of its parts that read no text (MF, SASRec, an ID-only joint
+    hybrid), zero for an item without training interactions (as a plain model's ID vector)."""
+    if source == "item":
+        return model.item_vectors()
+    if source == "text":
+        if not model.text_parts:
+            raise ValueError(
+                "judgment.head.source=text: no part of the composed hybrid reads item text; "
+                "use source=item or id"
+            )
+        return model.text_features()
+    if not model.student_parts:
+        raise ValueError(
+            "judgment.head.source=id: every part of the composed hybrid reads item text "
+            "(none has an ID vector alone); use source=item or text"
+        )
+    blocks = model.part_item_vectors()
+    table = torch.cat([blocks[k] for k in model.student_parts], -1)  # (N, E)
+    return table * (model.counts > 0).unsqueeze(-1).to(table.dtype)
+
+
 def _model_vectors(model: nn.Module, source: str, items: Tensor | None) -> Tensor:
     """The model's vectors of ``items`` (...) -> (..., E); None: the catalogue (N, E)."""
+    if isinstance(model, ComposedHybrid):
+        table = _composed_vectors(model, source)
+        return table if items is None else table[items]
     if source == "item":
         return model.item_vectors(items)  # type: ignore[operator]
     towers = getattr(model, "items", None)
@@ -271,6 +313,17 @@ class JudgmentHead(nn.Module):
         self.user_offsets = nn.Parameter(torch.zeros(max(n_users, 1), k, out_dim))  # (U, K, D)
         self.item_bias = nn.Parameter(torch.zeros(k, n_items + 1)) if spec.item_bias else None
         self.out_dim = out_dim
+        #: the model's vectors (N, E) read once (:meth:`freeze`): a head fitted after a frozen
+        #: model reads them from here instead of running the model every step
+        self.frozen: Tensor | None = None
+
+    def freeze(self, model: nn.Module) -> None:
+        """Read the model's vectors once; later calls of :meth:`item_features` use them (the
+        model must not change meanwhile; ``shared`` heads always read the model)."""
+        if self.model_source is None or self.spec.shared:
+            return
+        with torch.no_grad(), torch.random.fork_rng(devices=_devices()):
+            self.frozen = _model_vectors(model, self.model_source, None).detach()
 
     # -- parts ----------------------------------------------------------------------------------
     def item_features(self, model: nn.Module, items: Tensor | None = None) -> Tensor:
@@ -283,7 +336,9 @@ class JudgmentHead(nn.Module):
             rows = self.token_weight[:, tokens.clamp(min=0)]  # (K, ..., L, D)
             parts.append((rows * present.unsqueeze(-1)).sum(-2))  # (K, ..., D)
         if self.model_source is not None:
-            if self.spec.shared:
+            if self.frozen is not None:
+                vectors = self.frozen if items is None else self.frozen[items]
+            elif self.spec.shared:
                 vectors = _model_vectors(model, self.model_source, items)  # (..., E)
             else:  # no gradient, and the model's random state (its ID dropout) untouched
                 with torch.no_grad(), torch.random.fork_rng(devices=_devices()):
