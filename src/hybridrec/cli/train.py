@@ -392,6 +392,7 @@ def _fit_and_test(
         results = {k: float(v) for k, v in (tested[0] if tested else {}).items()}
     if best_score is not None:
         results[f"best/{cfg.monitor}"] = best_score
+    results.update(_head_choice(module))
     if run_id is not None:
         # what Lightning did not log itself (refit tests run without a logger; fast_dev_run
         # swaps the logger for a dummy) reaches the run here, so the summary can read it back
@@ -471,6 +472,18 @@ def _log_judgments(spec: DataSpec) -> None:
             sum(dropped.values()),
             ", ".join(f"{k} {v}" for k, v in dropped.items()),
         )
+
+
+def _head_choice(module: RecLitModule) -> dict[str, float]:
+    """The judgment head's copy kept on validation: ``val/head/map_l2``, the L2 of its linear
+    map of the model's vector (``judgment.head.map_l2``; without it, the map's L2 is ``l2``,
+    logged by the module as ``<stage>/head/l2``). Empty without a head."""
+    head = module.head
+    if head is None:
+        return {}
+    spec = head.spec
+    maps = spec.l2 if spec.map_l2 is None else spec.map_l2
+    return {"val/head/map_l2": float(maps[int(head.chosen)])}
 
 
 def _log_rater_reliability(logger: MLflowLogger, module: RecLitModule, spec: DataSpec) -> None:
