@@ -253,6 +253,12 @@ CHOSEN: dict[str, dict[str, dict[str, Any]]] = {
             "judgment.pointwise": 1.0,
             "judgment.head.source": "tokens",
         },
+        "head_fields_id": {
+            "judgment.pointwise": 1.0,
+            "judgment.head.source": "tokens+id",
+            "judgment.head.fields": 4,
+            "judgment.head.map_l2": [0.001, 0.01, 0.1],
+        },
     },
     "datamodule": {
         "default": {
