@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import TINY_DATA
 from hybridrec.cli import bench as bench_cli
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import PairBatch
 from hybridrec.lit.throughput import batch_samples, count_train_flops
 from hybridrec.losses import BCELoss
 from hybridrec.nn import MLP
@@ -30,7 +30,7 @@ def test_flops_per_step_are_the_linear_layers_forward_and_backward() -> None:
     users, items = torch.tensor([0, 3, 7]), torch.randint(1, 51, (3, 5))
     labels = torch.zeros(3, 5)
     labels[:, 0] = 1
-    batch = RecBatch(users=users, items=items, labels=labels)
+    batch = PairBatch(users=users, items=items, labels=labels)
     forward = 3 * (2 * 4 * 8) + 15 * (2 * 4 * 8 + 2 * 8 * 4 + 2 * 4 * 1)
     assert count_train_flops(module, batch) == 3 * forward
     assert all(p.grad is None for p in module.parameters())  # the count leaves no gradient

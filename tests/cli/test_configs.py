@@ -28,7 +28,7 @@ from conftest import (
 from hybridrec.cli.common import prepare_from_config, read_source
 from hybridrec.cli.compose import is_composed
 from hybridrec.cli.train import train
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import PairBatch, RowEvalBatch, WindowBatch
 from hybridrec.data.raw import RawData
 from hybridrec.lit import adapter
 from hybridrec.losses import LossSum
@@ -590,7 +590,7 @@ def test_model_instantiates_and_scores(compose_cfg: Compose, model: str) -> None
     assert type(net) is get_class(CHOSEN["model"][model]["model._target_"])
     if not getattr(net, "requires_training", True):  # count-based: fitted on sequences
         net.fit_sequences(torch.tensor([1, 2, 3, 2, 4, 5]), torch.tensor([0, 3, 6]))
-    batch = RecBatch(
+    batch = RowEvalBatch(
         users=torch.tensor([0, 1]),
         items=torch.tensor([[1, 2, 3], [4, 5, 6]]),
         history=torch.tensor([[0, 1, 2], [3, 4, 5]]),  # sequence models read the history
@@ -625,9 +625,10 @@ def test_text_tower_options_instantiate(compose_cfg: Compose, text: str, tmp_pat
         tower.encoder_kind
         == {"bag": "bag", "minilm": "pretrained", "transformer": "transformer"}[text]
     )
-    batch = RecBatch(
+    batch = WindowBatch(
         users=torch.tensor([0, 1]),
         history=torch.tensor([[0, 1, 2], [3, 4, 5]]),
+        history_lengths=torch.tensor([2, 3]),
         sequence_targets=torch.tensor([[0, 2, 3], [4, 5, 6]]),
     )
     scores = adapter.scores(net.train(), batch)
@@ -642,7 +643,11 @@ def test_loss_instantiates(compose_cfg: Compose, loss: str) -> None:
     assert type(term) is LossSum and list(term.terms) == ["ranking"]
     expected = get_class(CHOSEN["loss"][loss]["loss.terms.ranking._target_"])
     assert type(term.terms["ranking"]) is expected
-    batch = RecBatch(users=torch.zeros(4, dtype=torch.long), labels=torch.tensor([[1.0, 0, 0]] * 4))
+    batch = PairBatch(
+        users=torch.zeros(4, dtype=torch.long),
+        items=torch.tensor([[1, 2, 3]] * 4),
+        labels=torch.tensor([[1.0, 0, 0]] * 4),
+    )
     out = term(torch.randn(4, 3), batch)
     assert out["loss"].ndim == 0 and torch.isfinite(out["loss"])
 

@@ -1,4 +1,4 @@
-"""RecBatch's pinned host copies, on the CPU: pinning is emulated the way ATen does it, since a
+"""Batch types: pinned host copies, on the CPU: pinning is emulated the way ATen does it, since a
 CPU-only torch cannot pin (the real transfer is tests/cli/test_gpu.py's, marked gpu)."""
 
 from __future__ import annotations
@@ -10,7 +10,14 @@ import torch
 from torch import Tensor
 
 from conftest import prepare_tiny
-from hybridrec.data.batch import RecBatch, _pinned
+from hybridrec.data.batch import (
+    PairBatch,
+    PrefixEvalBatch,
+    RowEvalBatch,
+    SessionBatch,
+    WindowBatch,
+    _pinned,
+)
 
 PINNED: list[Tensor] = []
 
@@ -34,7 +41,7 @@ def emulated_pinning(monkeypatch: pytest.MonkeyPatch) -> list[Tensor]:
     return PINNED
 
 
-def _host_training_batch(tmp_path: Path) -> RecBatch:
+def _host_training_batch(tmp_path: Path) -> PairBatch:
     from hybridrec.data import RecDataModule
     from hybridrec.data.preparation.protocols import LeaveOneOut
 
@@ -71,7 +78,7 @@ def test_pin_memory_pins_only_the_stored_elements(
 
 
 def test_pinned_copy_to_a_device_keeps_the_broadcast_layout(emulated_pinning: list[Tensor]) -> None:
-    """The per-field path of ``RecBatch.to(cuda, non_blocking=True)``, with the CPU as target."""
+    """The per-field path of ``Batch.to(cuda, non_blocking=True)``, with the CPU as target."""
     labels = torch.zeros(1, 5)
     labels[0, 0] = 1.0
     wide = labels.expand(7, -1)
@@ -80,3 +87,39 @@ def test_pinned_copy_to_a_device_keeps_the_broadcast_layout(emulated_pinning: li
     transposed = torch.arange(12.0).view(3, 4).t()  # not contiguous: pinned as one block
     moved = _pinned(transposed, torch.device("cpu"))
     assert torch.equal(moved, transposed) and emulated_pinning[-1].is_contiguous()
+
+
+# -- each datamodule yields its batch type --------------------------------------------------
+def test_rec_datamodule_yields_pair_batches_and_row_eval_batches(tmp_path: Path) -> None:
+    from hybridrec.data import RecDataModule
+    from hybridrec.data.preparation.protocols import LeaveOneOut
+
+    for mode in ("full", "sampled"):
+        folder = prepare_tiny(tmp_path / mode, LeaveOneOut(eval_mode=mode), n_users=30)
+        datamodule = RecDataModule(folder, batch_size=16)
+        datamodule.setup("fit")
+        assert type(next(iter(datamodule.train_dataloader()))) is PairBatch
+        for loader in (datamodule.val_dataloader(), datamodule.test_dataloader()):
+            batch = next(iter(loader))
+            assert type(batch) is RowEvalBatch and batch.sampled is (mode == "sampled")
+
+
+def test_sequence_datamodule_yields_its_layouts(tmp_path: Path) -> None:
+    from hybridrec.data.batching.sequence_datamodule import SequenceDataModule
+    from hybridrec.data.preparation.sessions import SessionSplit
+
+    folder = prepare_tiny(
+        tmp_path / "s", SessionSplit(min_item_support=1, test_days=30, val_days=30)
+    )
+    session = SequenceDataModule(folder, batch_size=4, n_negatives=3, prefix_cache=True)
+    session.setup("fit")
+    assert type(next(iter(session.train_dataloader()))) is SessionBatch
+    prefixes = next(iter(session.val_dataloader()))
+    assert type(prefixes) is PrefixEvalBatch
+    rows = prefixes.with_row_histories()
+    assert type(rows) is RowEvalBatch and torch.equal(rows.targets, prefixes.targets)  # type: ignore[arg-type]
+    assert type(prefixes.to("cpu")) is PrefixEvalBatch
+    windows = SequenceDataModule(folder, training="next_item", batch_size=4, max_length=5)
+    windows.setup("fit")
+    assert type(next(iter(windows.train_dataloader()))) is WindowBatch
+    assert type(next(iter(windows.val_dataloader()))) is RowEvalBatch  # no prefix_cache

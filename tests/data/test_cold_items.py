@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from hybridrec.cli.compose import own_shelf, part_config
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import RowEvalBatch
 from hybridrec.data.batching.pairs import RecDataModule, candidate_rows
 from hybridrec.data.batching.sequence_datamodule import SequenceDataModule
 from hybridrec.data.preparation.prepare import prepare
@@ -232,8 +232,10 @@ def test_each_shelf_ranks_its_own_rows_among_its_own_items() -> None:
     cold_items = torch.tensor([4, 5, 6])
     rows = torch.tensor([True, False])  # a cold row, a warm row
     users = torch.tensor([0, 1])
-    cold = RecBatch(users, cold=rows, restrict_to=candidate_rows("cold", cold_items, 6))
-    slice_ = RecBatch(users, cold=rows, restrict_to=candidate_rows("slice", cold_items, 6))
+    cold = RowEvalBatch(users=users, cold=rows, restrict_to=candidate_rows("cold", cold_items, 6))
+    slice_ = RowEvalBatch(
+        users=users, cold=rows, restrict_to=candidate_rows("slice", cold_items, 6)
+    )
     outside = cold.non_candidates()
     assert outside is not None
     assert outside.tolist() == [[True, True, True, True, False, False, False], [False] * 7]
@@ -243,7 +245,7 @@ def test_each_shelf_ranks_its_own_rows_among_its_own_items() -> None:
         [True, True, True, True, False, False, False],
         [True, False, False, False, True, True, True],
     ]
-    assert RecBatch(users).non_candidates() is None
+    assert RowEvalBatch(users=users).non_candidates() is None
 
 
 def test_parts_of_a_composed_run_train_on_the_whole_catalogue(

@@ -139,7 +139,7 @@ def test_negatives_zero_is_the_full_catalogue_batches() -> None:
     sampled = NextItemBatches(items, offsets, 4, max_length=5, seed=3, n_negatives=6)
     for batch in NextItemBatches(items, offsets, 4, max_length=5, seed=3):
         assert batch.sequence_negatives is None and batch.column_logq is None
-        assert not batch.sampled_sequence
+        assert not batch.sampled
     for one, two in zip(_epoch_fields(plain), _epoch_fields(sampled), strict=True):
         assert all(torch.equal(a, b) for a, b in zip(one, two, strict=True))
 
@@ -154,7 +154,7 @@ def test_negatives_are_shared_by_the_batch_and_reproducible_per_epoch() -> None:
         for _ in range(n):
             drawn = []
             for b in batches:
-                assert b.sequence_negatives is not None and b.sampled_sequence
+                assert b.sequence_negatives is not None and b.sampled
                 assert b.sequence_negatives.shape == (8,)  # (S,): one set for every position
                 assert set(b.sequence_negatives.tolist()) <= seen  # training items only
                 assert b.column_logq is None  # uniform: no correction needed

@@ -6,15 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import BatchLayoutError, PairBatch, RowEvalBatch
 from hybridrec.lit import RecLitModule
 from hybridrec.lit.adapter import embedding_penalty
 from hybridrec.losses import BCELoss, LossSum
 from hybridrec.nn import MF, NeuMF
 
 
-def _batch() -> RecBatch:
-    return RecBatch(
+def _batch() -> PairBatch:
+    return PairBatch(
         users=torch.tensor([0, 1]),
         items=torch.tensor([[1, 2], [3, 1]]),
         labels=torch.tensor([[1.0, 0.0], [1.0, 0.0]]),
@@ -37,7 +37,6 @@ def test_mf_penalty_matches_hand_computation() -> None:
     # user bias: 0.25, 0 -> 0.125 ; item bias: items 1,2,3,1 -> 1,0,0,1 -> 0.5
     expected = 2.5 + 4.25 + 0.125 + 0.5
     batch = _batch()
-    assert batch.items is not None
     assert model.embedding_penalty(batch.users, batch.items).item() == pytest.approx(expected)
     assert embedding_penalty(model, batch).item() == pytest.approx(expected)
 
@@ -61,10 +60,17 @@ def test_training_loss_adds_weighted_penalty() -> None:
 
 def test_penalty_needs_a_model_that_has_one() -> None:
     class NoTables(nn.Module):
-        def forward(self, batch: RecBatch) -> torch.Tensor:
+        def forward(self, batch: PairBatch) -> torch.Tensor:
             return torch.zeros(1)
 
     with pytest.raises(ValueError, match="embedding_penalty"):
         RecLitModule(
             NoTables(), LossSum({"r": BCELoss()}), optimizer=torch.optim.SGD, embedding_l2=0.1
         )
+
+
+def test_penalty_reads_a_pair_batch_only() -> None:
+    model = MF(n_users=2, n_items=3, embedding_dim=2)
+    rows = RowEvalBatch(users=torch.tensor([0, 1]), items=torch.tensor([[1, 2], [3, 1]]))
+    with pytest.raises(BatchLayoutError, match="embedding_l2 reads a batch of type PairBatch"):
+        embedding_penalty(model, rows)

@@ -19,7 +19,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from conftest import prepare_tiny
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import (
+    BatchLayoutError,
+    EvalBatch,
+    PairBatch,
+    RowEvalBatch,
+    SessionBatch,
+)
 from hybridrec.data.batching.pairs import RecDataModule
 from hybridrec.data.preparation.protocols import LeaveOneOut
 from hybridrec.lit import RecLitModule
@@ -87,20 +93,20 @@ class Oracle(nn.Module):
         truth[train["user"].to_numpy(), train["item"].to_numpy()] = train_bonus
         self.register_buffer("truth", truth)
 
-    def forward(self, batch: RecBatch) -> Tensor:
+    def forward(self, batch: EvalBatch) -> Tensor:
         assert batch.items is not None
         return torch.gather(self.truth[batch.users], 1, batch.items)
 
-    def score_all(self, batch: RecBatch) -> Tensor:
+    def score_all(self, batch: EvalBatch) -> Tensor:
         return self.truth[batch.users]
 
 
 class Constant(nn.Module):
-    def forward(self, batch: RecBatch) -> Tensor:
+    def forward(self, batch: EvalBatch) -> Tensor:
         assert batch.items is not None
         return torch.zeros(batch.items.shape)
 
-    def score_all(self, batch: RecBatch) -> Tensor:
+    def score_all(self, batch: EvalBatch) -> Tensor:
         return torch.zeros(len(batch), N_ITEMS + 1)
 
 
@@ -222,18 +228,18 @@ class FixedScores(nn.Module):
         super().__init__()
         self.register_buffer("table", SLICE_SCORES.clone())
 
-    def score_all(self, batch: RecBatch) -> Tensor:
+    def score_all(self, batch: EvalBatch) -> Tensor:
         return self.table[batch.users]
 
 
-def _slice_batches() -> list[RecBatch]:
+def _slice_batches() -> list[RowEvalBatch]:
     """Batches of 3, 1 and 2 rows: cold rows per batch 2, 1, 0 and warm rows 1, 0, 2."""
     restrict_to = torch.tensor([False, False, False, False, True, True, True])
 
     def batch(
         users: list[int], targets: list[list[int]], exclude: list[list[int]], cold: list[bool]
-    ) -> RecBatch:
-        return RecBatch(
+    ) -> RowEvalBatch:
+        return RowEvalBatch(
             users=torch.tensor(users),
             targets=torch.tensor(targets),
             exclude=torch.tensor(exclude, dtype=torch.long),  # (2, E) (row, item) pairs
@@ -256,7 +262,7 @@ def test_epoch_metrics_are_row_weighted_means_per_slice(stage: str) -> None:
         optimizer=functools.partial(torch.optim.Adam, lr=0.01),
         ks=(2,),
     )
-    # batch_size=None: each hand-built RecBatch is one batch, as the data modules yield them
+    # batch_size=None: each hand-built RowEvalBatch is one batch, as the data modules yield them
     loader = DataLoader(_slice_batches(), batch_size=None, collate_fn=lambda b: b)
     trainer = _trainer()
     run = trainer.validate if stage == "val" else trainer.test
@@ -280,7 +286,7 @@ def test_epoch_metrics_are_row_weighted_means_per_slice(stage: str) -> None:
 @pytest.mark.slow
 def test_compiled_training_scores_equal_eager_ones() -> None:
     """compile=true: the same scores and gradients as eager (torch.compile, CPU inductor)."""
-    from hybridrec.data.batch import RecBatch
+    from hybridrec.data.batch import PairBatch
     from hybridrec.lit import RecLitModule
     from hybridrec.losses import BCELoss
     from hybridrec.nn import NeuMF
@@ -289,7 +295,7 @@ def test_compiled_training_scores_equal_eager_ones() -> None:
     model = NeuMF(30, 40, gmf_dim=8, mlp_embedding_dim=8, hidden_dims=[16, 8])
     labels = torch.zeros(16, 5)
     labels[:, 0] = 1
-    batch = RecBatch(
+    batch = PairBatch(
         users=torch.randint(0, 30, (16,)), items=torch.randint(1, 41, (16, 5)), labels=labels
     )
     out = {}
@@ -301,3 +307,33 @@ def test_compiled_training_scores_equal_eager_ones() -> None:
         out[flag] = (scores.detach(), model.mlp.user_proj.weight.grad.clone())
     assert torch.allclose(out[True][0], out[False][0], atol=1e-5)
     assert torch.allclose(out[True][1], out[False][1], atol=1e-5)
+
+
+def test_each_step_refuses_a_batch_of_the_wrong_layout() -> None:
+    """A training step reads a training batch, an evaluation step an EvalBatch; a model reads
+    the layouts it knows: each error names the types it expected."""
+    lit = RecLitModule(MF(N_USERS, N_ITEMS), LossSum({"ranking": BCELoss()}), torch.optim.Adam)
+    rows = RowEvalBatch(users=torch.tensor([0, 1]), items=torch.tensor([[1, 2], [3, 4]]))
+    with pytest.raises(BatchLayoutError, match="PairBatch or SessionBatch or WindowBatch"):
+        lit._step(rows, "train")
+    pairs = PairBatch(
+        users=rows.users, items=torch.tensor([[1, 2], [3, 4]]), labels=torch.zeros(2, 2)
+    )
+    with pytest.raises(
+        BatchLayoutError,
+        match="a val step reads a batch of type EvalBatch, but was given a PairBatch",
+    ):
+        lit._step(pairs, "val")
+    session = SessionBatch(
+        users=torch.tensor([0, 1]),
+        items=torch.tensor([[3], [7]]),
+        negatives=torch.tensor([5]),
+        column_logq=torch.zeros(3),
+        session_inputs=torch.tensor([2, 4]),
+        session_slots=torch.tensor([0, 1]),
+        session_starts=torch.tensor([True, True]),
+    )
+    with pytest.raises(
+        BatchLayoutError, match="MF reads a batch of type PairBatch or WindowBatch or RowEvalBatch"
+    ):
+        scores(lit.model, session)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import BatchLayoutError, PairBatch, SessionBatch
 from hybridrec.lit import adapter
 from hybridrec.losses import BCELoss, BPRLoss, LossSum
 from hybridrec.nn import GMF, MF, MLP, NeuMF
@@ -15,10 +15,12 @@ from hybridrec.nn import GMF, MF, MLP, NeuMF
 LOG2 = 0.6931471805599453
 
 
-def _batch(scores: torch.Tensor, labels: torch.Tensor | None = None) -> RecBatch:
+def _batch(scores: torch.Tensor, labels: torch.Tensor | None = None) -> PairBatch:
     rows, cols = scores.shape
     items = torch.arange(1, cols + 1).expand(rows, -1)
-    return RecBatch(users=torch.zeros(rows, dtype=torch.long), items=items, labels=labels)
+    if labels is None:  # the positive in column 0
+        labels = (torch.arange(cols) == 0).float().expand(rows, -1)
+    return PairBatch(users=torch.zeros(rows, dtype=torch.long), items=items, labels=labels)
 
 
 def test_bce_hand_case() -> None:
@@ -39,10 +41,27 @@ def test_bce_averages_over_every_candidate() -> None:
     assert out["loss"].item() == pytest.approx(expected, rel=1e-6)
 
 
-def test_bce_needs_labels() -> None:
-    scores = torch.zeros(1, 2)
-    with pytest.raises(ValueError, match="labels"):
-        BCELoss()(scores, _batch(scores, None))
+def test_a_pair_batch_always_has_labels() -> None:
+    with pytest.raises(TypeError, match="labels"):
+        PairBatch(users=torch.zeros(1, dtype=torch.long), items=torch.ones(1, 2, dtype=torch.long))  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("loss", [BCELoss(), BPRLoss()])
+def test_per_row_losses_refuse_a_session_batch(loss: torch.nn.Module) -> None:
+    """Column 0 is no positive in a SessionBatch: the error names the type the loss reads."""
+    batch = SessionBatch(
+        users=torch.zeros(2, dtype=torch.long),
+        items=torch.tensor([[5], [7]]),
+        negatives=torch.tensor([9]),
+        column_logq=torch.zeros(3),
+        session_inputs=torch.ones(2, dtype=torch.long),
+        session_slots=torch.arange(2),
+        session_starts=torch.zeros(2, dtype=torch.bool),
+    )
+    with pytest.raises(
+        BatchLayoutError, match="reads a batch of type PairBatch, but was given a SessionBatch"
+    ):
+        loss(torch.zeros(2, 3), batch)
 
 
 def test_bpr_hand_case() -> None:
@@ -103,7 +122,7 @@ def test_loss_at_init_is_log2(model_cls: type[torch.nn.Module]) -> None:
     users = torch.randint(0, n_users, (256,))
     items = torch.randint(1, n_items + 1, (256, 2))
     labels = torch.tensor([[1.0, 0.0]]).expand(256, -1)
-    batch = RecBatch(users=users, items=items, labels=labels)
+    batch = PairBatch(users=users, items=items, labels=labels)
     with torch.no_grad():
         loss = BCELoss()(adapter.scores(model, batch), batch)["loss"].item()
     assert loss == pytest.approx(math.log(2), abs=0.05)

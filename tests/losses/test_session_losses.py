@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import PairBatch, SessionBatch, WindowBatch
 from hybridrec.losses import BPRMaxLoss, CrossEntropyLoss, LossSum
 
 
@@ -31,22 +31,28 @@ def _bpr_max_row(target: float, negatives: list[float], score_reg: float) -> tup
     return ranking, reg
 
 
-def _per_row(scores: torch.Tensor, items: list[list[int]] | None = None) -> RecBatch:
+def _per_row(scores: torch.Tensor, items: list[list[int]] | None = None) -> PairBatch:
     """Per-row layout: (B, 1 + K), the positive in column 0."""
     rows, cols = scores.shape
     grid = torch.tensor(items) if items is not None else torch.arange(1, cols + 1).repeat(rows, 1)
-    return RecBatch(users=torch.zeros(rows, dtype=torch.long), items=grid)
+    labels = (torch.arange(grid.shape[1]) == 0).float().expand(rows, -1)
+    return PairBatch(users=torch.zeros(rows, dtype=torch.long), items=grid, labels=labels)
 
 
 def _shared(
     positives: list[int], negatives: list[int], column_logq: list[float] | None = None
-) -> RecBatch:
-    """Shared layout: scores (B, B + S), row i's positive in column i."""
-    return RecBatch(
-        users=torch.zeros(len(positives), dtype=torch.long),
+) -> SessionBatch:
+    """Shared layout: scores (B, B + S), row i's positive in column i (column_logq: 0 by
+    default, uniform sampling)."""
+    rows, columns = len(positives), len(positives) + len(negatives)
+    return SessionBatch(
+        users=torch.zeros(rows, dtype=torch.long),
         items=torch.tensor(positives).unsqueeze(1),
         negatives=torch.tensor(negatives, dtype=torch.long),
-        column_logq=None if column_logq is None else torch.tensor(column_logq),
+        column_logq=torch.zeros(columns) if column_logq is None else torch.tensor(column_logq),
+        session_inputs=torch.ones(rows, dtype=torch.long),  # not read by the losses
+        session_slots=torch.arange(rows),
+        session_starts=torch.zeros(rows, dtype=torch.bool),
     )
 
 
@@ -101,10 +107,16 @@ def test_xe_logq_correction_subtracts_column_log_probability() -> None:
     assert corrected > plain
 
 
-def test_xe_logq_needs_column_logq_in_shared_layout() -> None:
-    scores = torch.zeros(2, 3)
-    with pytest.raises(ValueError, match="column_logq"):
-        CrossEntropyLoss(logq=1.0)(scores, _shared([5, 7], [9]))
+def test_a_session_batch_always_carries_column_logq() -> None:
+    with pytest.raises(TypeError, match="column_logq"):
+        SessionBatch(  # type: ignore[call-arg]
+            users=torch.zeros(2, dtype=torch.long),
+            items=torch.tensor([[5], [7]]),
+            negatives=torch.tensor([9]),
+            session_inputs=torch.ones(2, dtype=torch.long),
+            session_slots=torch.arange(2),
+            session_starts=torch.zeros(2, dtype=torch.bool),
+        )
 
 
 def test_xe_logq_without_column_logq_is_a_no_op_per_row() -> None:
@@ -275,9 +287,10 @@ def test_xe_sequence_layout_scores_only_the_training_columns() -> None:
     torch.manual_seed(0)
     scores = torch.randn(3, 6)  # 3 target positions x items 0..5
     allowed = torch.tensor([True, True, True, False, True, True])  # item 3 is cold
-    batch = RecBatch(
+    batch = WindowBatch(
         users=torch.tensor([0, 1]),
         history=torch.tensor([[1, 2], [0, 4]]),
+        history_lengths=torch.tensor([2, 1]),
         sequence_targets=torch.tensor([[2, 5], [0, 1]]),
         train_columns=allowed,
     )
@@ -290,15 +303,28 @@ def test_xe_sequence_layout_scores_only_the_training_columns() -> None:
         BPRMaxLoss()(scores, batch)
 
 
+def test_a_batch_of_the_wrong_layout_names_the_expected_types() -> None:
+    """Evaluation rows are no training batch: the error says which types the loss reads."""
+    from hybridrec.data.batch import BatchLayoutError, RowEvalBatch
+    from hybridrec.errors import HybridrecError
+
+    rows = RowEvalBatch(users=torch.arange(2), items=torch.tensor([[1, 2], [3, 4]]))
+    for loss in (CrossEntropyLoss(), BPRMaxLoss()):
+        with pytest.raises(BatchLayoutError, match="PairBatch or SessionBatch or WindowBatch"):
+            loss(torch.zeros(2, 2), rows)
+    assert issubclass(BatchLayoutError, HybridrecError) and issubclass(BatchLayoutError, TypeError)
+
+
 # -- next-item training with sampled negatives (sequence layout, scores (R, 1 + S)) ---------------
 def _sampled_sequence(
     targets: list[list[int]], negatives: list[int], column_logq: torch.Tensor | None = None
-) -> RecBatch:
+) -> WindowBatch:
     """Sampled sequence layout: each position's target in column 0, then the shared negatives."""
     sequence_targets = torch.tensor(targets)
-    return RecBatch(
+    return WindowBatch(
         users=torch.arange(sequence_targets.shape[0]),
         history=(sequence_targets > 0).long(),  # any non-padding inputs: only targets are read
+        history_lengths=(sequence_targets > 0).sum(1),
         sequence_targets=sequence_targets,
         sequence_negatives=torch.tensor(negatives),
         column_logq=column_logq,
@@ -313,7 +339,7 @@ def test_xe_sampled_sequence_hand_case() -> None:
     1 + 3 columns, the target in column 0; no logQ without column_logq (uniform)."""
     scores = torch.tensor(SAMPLED_SCORES)
     batch = _sampled_sequence([[0, 4, 7], [0, 0, 2]], [2, 5, 9])
-    assert batch.sampled_sequence and batch.positive_columns().tolist() == [0, 0, 0]
+    assert batch.sampled and batch.positive_columns().tolist() == [0, 0, 0]
     expected = sum(_lse(*row) - row[0] for row in SAMPLED_SCORES) / 3
     out = CrossEntropyLoss(logq=1.0)(scores, batch)["loss"]
     assert out.item() == pytest.approx(expected, rel=1e-6)

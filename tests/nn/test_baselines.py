@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import RowEvalBatch
 from hybridrec.nn import ItemKNN, Popularity
 
 # 4 items, 4 sessions; s1 repeats item 2 (counted once: set semantics)
@@ -36,7 +36,7 @@ def _last_item_scores(model: ItemKNN) -> Tensor:
     """(N, N) scores with each item 0..n_items as the last (only) history item."""
     history = torch.arange(model.n_items + 1).view(-1, 1)
     return model.score_all(
-        RecBatch(users=torch.zeros(len(history), dtype=torch.long), history=history)
+        RowEvalBatch(users=torch.zeros(len(history), dtype=torch.long), history=history)
     )
 
 
@@ -169,7 +169,7 @@ def test_itemknn_left_padded_history_uses_last_item() -> None:
     model = _fit_knn(TOY, 4, neighbours=3, lam=1.0)
     table = _last_item_scores(model)
     history = torch.tensor([[0, 0, 1], [2, 3, 4], [0, 4, 2], [0, 0, 0]])
-    scores = model.score_all(RecBatch(users=torch.arange(4), history=history))
+    scores = model.score_all(RowEvalBatch(users=torch.arange(4), history=history))
     assert scores.shape == (4, 5)
     torch.testing.assert_close(scores[:3], table[[1, 4, 2]])
     assert torch.equal(scores[3], torch.zeros(5))  # empty history
@@ -178,7 +178,7 @@ def test_itemknn_left_padded_history_uses_last_item() -> None:
 
 def test_forward_gathers_score_all() -> None:
     items = torch.tensor([[1, 2, 3], [4, 3, 0], [2, 2, 1]])
-    batch = RecBatch(
+    batch = RowEvalBatch(
         users=torch.arange(3), items=items, history=torch.tensor([[0, 1], [3, 2], [0, 0]])
     )
     pop = Popularity(4)
@@ -194,7 +194,7 @@ def test_popularity_counts_events() -> None:
     model.fit_sequences(*_flat(TOY))
     # every event counts, repeats included: item 2 three times, item 5 never
     assert model.counts.tolist() == [0.0, 2.0, 3.0, 3.0, 1.0, 0.0]
-    scores = model.score_all(RecBatch(users=torch.arange(2)))
+    scores = model.score_all(RowEvalBatch(users=torch.arange(2)))
     assert torch.equal(scores, model.counts.expand(2, -1))
     scores[0, 1] = -1  # a fresh tensor: masking the scores leaves the counts alone
     assert model.counts[1] == 2.0
@@ -202,7 +202,7 @@ def test_popularity_counts_events() -> None:
 
 @pytest.mark.parametrize("model", [Popularity(4), ItemKNN(4)], ids=["pop", "knn"])
 def test_errors(model: Popularity | ItemKNN) -> None:
-    batch = RecBatch(
+    batch = RowEvalBatch(
         users=torch.arange(1), items=torch.tensor([[1, 2]]), history=torch.tensor([[1]])
     )
     with pytest.raises(RuntimeError, match="fit_sequences"):
@@ -224,7 +224,7 @@ def test_errors(model: Popularity | ItemKNN) -> None:
 def test_itemknn_needs_history() -> None:
     model = _fit_knn(TOY, 4)
     with pytest.raises(ValueError, match="history"):
-        model.score_all(RecBatch(users=torch.arange(1)))
+        model.score_all(RowEvalBatch(users=torch.arange(1)))
 
 
 def test_itemknn_rejects_bad_hyperparameters() -> None:
@@ -240,7 +240,7 @@ def _devices() -> list[str]:
 @pytest.mark.parametrize("device", _devices())
 def test_state_dict_and_to_round_trip(device: str) -> None:
     history = torch.tensor([[0, 1], [3, 2], [0, 0]])
-    batch = RecBatch(users=torch.arange(3), history=history)
+    batch = RowEvalBatch(users=torch.arange(3), history=history)
     for make in (lambda: Popularity(4), lambda: ItemKNN(4, neighbours=2, lam=1.0)):
         fitted = make()
         fitted.fit_sequences(*_flat(TOY))

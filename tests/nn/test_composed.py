@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from conftest import TINY_DATA, model_of
 from hybridrec.cli.common import prepare_from_config
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import RowEvalBatch
 from hybridrec.data.catalogue import Catalogue
 from hybridrec.export import ExportedScorer, to_torchscript
 from hybridrec.export.recommender import Recommender
@@ -218,7 +218,7 @@ def test_gru4rec_as_a_part_scores_as_gru4rec() -> None:
     part = gru4rec_factorized(model, n_users=4)
     history = torch.tensor([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5], [0, 0, 0, 0, 7]])
     users = torch.zeros(3, dtype=torch.long)
-    batch = RecBatch(users=users, history=history)
+    batch = RowEvalBatch(users=users, history=history)
     with torch.no_grad():
         torch.testing.assert_close(part.score_all(users, history), model.score_all(batch))
     composed = ComposedHybrid([part], ["gru4rec"], torch.ones(31), n_buckets=1)
@@ -242,7 +242,7 @@ def test_validation_rows_are_drawn_from_the_whole_split(
         history = torch.randint(1, n, (4, 3), generator=torch.Generator().manual_seed(b))
         exclude = torch.stack([torch.arange(4), history[:, 0]])
         targets = torch.randint(1, n, (4, 1), generator=torch.Generator().manual_seed(9 + b))
-        batches.append(RecBatch(users=users, history=history, targets=targets, exclude=exclude))
+        batches.append(RowEvalBatch(users=users, history=history, targets=targets, exclude=exclude))
     every = collect_validation(composed, batches, max_rows=100)
     drawn = collect_validation(composed, batches, max_rows=5)
     assert every.rows == 12 and drawn.rows == 5

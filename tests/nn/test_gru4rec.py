@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import RowEvalBatch, SessionBatch
 from hybridrec.data.batching.sequences import SessionParallelBatches
 from hybridrec.losses import BPRMaxLoss, CrossEntropyLoss
 from hybridrec.nn import GRU4Rec
@@ -44,7 +44,7 @@ def test_carried_state_equals_encoding_the_prefix(embedding: str) -> None:
             start = int(offsets[int(batch.users[i])])
             prefix = items[start : start + position[slot] + 1]  # up to this input
             assert prefix[-1] == batch.session_inputs[i]
-            expected = model.user_state(RecBatch(users=torch.zeros(1), history=prefix[None]))
+            expected = model.user_state(RowEvalBatch(users=torch.zeros(1), history=prefix[None]))
             assert torch.allclose(carried[i], expected[0], atol=1e-5)
 
 
@@ -64,11 +64,13 @@ def test_eval_paths_agree_and_padding_is_ignored() -> None:
     torch.manual_seed(0)
     model = GRU4Rec(N_ITEMS, layers=[6]).eval()
     history = torch.tensor([[0, 0, 3, 4], [1, 2, 3, 4]])
-    batch = RecBatch(users=torch.zeros(2), history=history, items=torch.tensor([[5, 6], [7, 1]]))
+    batch = RowEvalBatch(
+        users=torch.zeros(2), history=history, items=torch.tensor([[5, 6], [7, 1]])
+    )
     full = model.score_all(batch)
     assert full.shape == (2, N_ITEMS + 1)
     assert torch.allclose(model(batch), full.gather(1, batch.items), atol=1e-6)
-    short = RecBatch(users=torch.zeros(1), history=torch.tensor([[3, 4]]))
+    short = RowEvalBatch(users=torch.zeros(1), history=torch.tensor([[3, 4]]))
     assert torch.allclose(model.user_state(short)[0], model.user_state(batch)[0], atol=1e-6)
 
 
@@ -85,10 +87,11 @@ def test_sparse_gradients_touch_only_the_batch_rows(embedding: str) -> None:
     model = GRU4Rec(N_ITEMS, layers=[4], embedding=embedding, embedding_dim=3)
     # a hand-built session-parallel batch: 2 rows see items 2 and 4, their next items are 3
     # and 7, and 5 and 9 are the shared sampled negatives
-    batch = RecBatch(
+    batch = SessionBatch(
         users=torch.tensor([0, 1]),
         items=torch.tensor([[3], [7]]),
         negatives=torch.tensor([5, 9]),
+        column_logq=torch.zeros(4),
         session_inputs=torch.tensor([2, 4]),
         session_slots=torch.tensor([0, 1]),
         session_starts=torch.tensor([True, True]),
@@ -163,7 +166,9 @@ def test_overfits_a_tiny_session_set(loss: torch.nn.Module, embedding: str) -> N
             opt.step()
     model.eval()
     history = torch.tensor([[0, 0, 0, 0] + [s[0]] for s in sessions])
-    top = model.score_all(RecBatch(users=torch.zeros(N_ITEMS), history=history))[:, 1:].argmax(1)
+    top = model.score_all(RowEvalBatch(users=torch.zeros(N_ITEMS), history=history))[:, 1:].argmax(
+        1
+    )
     expected = torch.tensor([s[1] for s in sessions]) - 1
     assert (top == expected).float().mean() >= 0.9
 
@@ -172,10 +177,11 @@ def test_session_parallel_step_under_bf16_autocast_keeps_the_state_dtype() -> No
     """trainer.precision=bf16-mixed: the GRU's output is bf16, the carried state fp32 (the H200
     run of scripts/gpu_check.sh failed here with an index_put dtype mismatch)."""
     model = GRU4Rec(n_items=20, layers=[8], sparse=False)
-    batch = RecBatch(
+    batch = SessionBatch(
         users=torch.zeros(3, dtype=torch.long),
         items=torch.tensor([[1], [2], [3]]),
         negatives=torch.tensor([4, 5]),
+        column_logq=torch.zeros(5),
         session_inputs=torch.tensor([6, 7, 8]),
         session_slots=torch.tensor([0, 1, 2]),
         session_starts=torch.tensor([True, True, True]),
@@ -183,3 +189,20 @@ def test_session_parallel_step_under_bf16_autocast_keeps_the_state_dtype() -> No
     with torch.autocast("cpu", dtype=torch.bfloat16):
         scores = model(batch)
     assert scores.shape == (3, 5) and model._state[0].dtype == torch.float32
+
+
+def test_a_batch_of_the_wrong_layout_names_the_expected_types() -> None:
+    """GRU4Rec trains session-parallel: next-item windows are refused with the types it reads."""
+    from hybridrec.data.batch import BatchLayoutError, WindowBatch
+
+    model = GRU4Rec(N_ITEMS, layers=[4])
+    windows = WindowBatch(
+        users=torch.tensor([0]),
+        history=torch.tensor([[1, 2]]),
+        history_lengths=torch.tensor([2]),
+        sequence_targets=torch.tensor([[2, 3]]),
+    )
+    with pytest.raises(BatchLayoutError, match="GRU4Rec reads a batch of type SessionBatch or"):
+        model(windows)
+    with pytest.raises(BatchLayoutError, match="RowEvalBatch or PrefixEvalBatch"):
+        model.user_state(windows)  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import PairBatch, RowEvalBatch
 from hybridrec.lit.adapter import scores
 from hybridrec.losses import BCELoss
 from hybridrec.nn import GMF, MF, MLP, FactorizedModel, NeuMF, PairScorer
@@ -55,7 +55,7 @@ def test_forward_shape(name: str) -> None:
     model = _make(name)
     users = _users(6)
     items = torch.randint(1, N_ITEMS + 1, (6, 5))
-    out = scores(model, RecBatch(users=users, items=items))
+    out = scores(model, RowEvalBatch(users=users, items=items))
     assert out.shape == (6, 5)
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
 
@@ -64,7 +64,7 @@ def test_forward_shape(name: str) -> None:
 # user 1 has p = [1, 2] and item 2 has q = [3, -1] in every model below; the other rows keep
 # their random init, so a wrong row lookup gives a different number.
 P_USER, Q_ITEM = [1.0, 2.0], [3.0, -1.0]
-HAND_BATCH = RecBatch(users=torch.tensor([1]), items=torch.tensor([[2, 1]]))
+HAND_BATCH = RowEvalBatch(users=torch.tensor([1]), items=torch.tensor([[2, 1]]))
 
 
 def _set(param: Tensor, values: list[float] | list[list[float]]) -> None:
@@ -150,7 +150,7 @@ def test_neumf_score_by_hand() -> None:
 @pytest.mark.parametrize("name", list(FACTORIES))
 def test_forward_needs_items(name: str) -> None:
     with pytest.raises(ValueError, match="items"):
-        scores(_make(name), RecBatch(users=_users(2)))
+        scores(_make(name), RowEvalBatch(users=_users(2)))
 
 
 @pytest.mark.parametrize("name", list(FACTORIES))
@@ -178,8 +178,8 @@ def test_item_table_projection_path_matches_embedding_path(name: str) -> None:
     items = torch.randint(0, N_ITEMS + 1, (7, 6))  # 42 candidates > 26 table rows
     assert items.numel() > N_ITEMS + 1
     with torch.no_grad():
-        big = scores(model, RecBatch(users=users, items=items))
-        rows = [RecBatch(users=users[i : i + 1], items=items[i : i + 1]) for i in range(7)]
+        big = scores(model, RowEvalBatch(users=users, items=items))
+        rows = [RowEvalBatch(users=users[i : i + 1], items=items[i : i + 1]) for i in range(7)]
         small = torch.cat([scores(model, row) for row in rows])
     torch.testing.assert_close(big, small, rtol=1e-5, atol=1e-6)
 
@@ -243,7 +243,7 @@ def test_overfits_one_batch(name: str, lr: float) -> None:
     users = torch.randperm(N_USERS + 20)[:32]
     items = torch.randint(1, 41, (32, 5))  # 1 positive + 4 negatives
     labels = torch.tensor([[1.0, 0.0, 0.0, 0.0, 0.0]]).expand(32, -1)
-    batch = RecBatch(users=users, items=items, labels=labels)
+    batch = PairBatch(users=users, items=items, labels=labels)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = BCELoss()
     first = loss_fn(scores(model, batch), batch)["loss"].item()
@@ -264,7 +264,7 @@ def _trained_halves() -> tuple[GMF, MLP]:
     users = torch.randint(0, N_USERS, (64,))
     items = torch.randint(1, N_ITEMS + 1, (64, 3))
     labels = torch.tensor([[1.0, 0.0, 0.0]]).expand(64, -1)
-    batch = RecBatch(users=users, items=items, labels=labels)
+    batch = PairBatch(users=users, items=items, labels=labels)
     for model in (gmf, mlp):
         optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
         for _ in range(20):
@@ -287,7 +287,7 @@ def test_neumf_pretrained_alpha_one_is_the_gmf() -> None:
     # fused weight = [h_gmf, 0 * h_mlp], bias = b_gmf: exactly GMF's prediction
     torch.testing.assert_close(neumf.predict.weight[:, 4:], torch.zeros(1, 8), rtol=0.0, atol=0.0)
     users, items = _users(6), torch.randint(1, N_ITEMS + 1, (6, 9))
-    batch = RecBatch(users=users, items=items)
+    batch = RowEvalBatch(users=users, items=items)
     with torch.no_grad():
         torch.testing.assert_close(scores(neumf, batch), scores(gmf, batch), rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(
@@ -301,7 +301,7 @@ def test_neumf_pretrained_is_alpha_fused(alpha: float) -> None:
     neumf = _neumf()
     neumf.load_pretrained(gmf.state_dict(), mlp.state_dict(), alpha=alpha)
     users = _users(6)
-    batch = RecBatch(users=users, items=torch.randint(1, N_ITEMS + 1, (6, 9)))
+    batch = RowEvalBatch(users=users, items=torch.randint(1, N_ITEMS + 1, (6, 9)))
     with torch.no_grad():
         expected = alpha * scores(gmf, batch) + (1 - alpha) * scores(mlp, batch)
         torch.testing.assert_close(scores(neumf, batch), expected, rtol=1e-5, atol=1e-6)
@@ -341,7 +341,7 @@ def test_load_model_state_from_lightning_checkpoint_and_plain_dict(tmp_path: Pat
         pretrained_mlp=str(mlp_plain),
         alpha=1.0,
     ).eval()
-    batch = RecBatch(users=_users(4), items=torch.randint(1, N_ITEMS + 1, (4, 5)))
+    batch = RowEvalBatch(users=_users(4), items=torch.randint(1, N_ITEMS + 1, (4, 5)))
     with torch.no_grad():
         torch.testing.assert_close(scores(neumf, batch), scores(gmf, batch), rtol=1e-5, atol=1e-6)
 

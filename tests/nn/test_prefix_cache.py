@@ -1,5 +1,5 @@
-"""GRU4Rec's prefix cache: a session's prefixes encoded in one pass (RecBatch's prefix layout)
-score and rank exactly as encoding every prefix anew (the per-row layout, the reference)."""
+"""GRU4Rec's prefix cache: a session's prefixes encoded in one pass (a PrefixEvalBatch) score
+and rank exactly as encoding every prefix anew (a RowEvalBatch, the reference)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from conftest import prepare_tiny, random_sequences
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import EvalBatch, PrefixEvalBatch, RowEvalBatch
 from hybridrec.data.batching.sequence_datamodule import SequenceDataModule
 from hybridrec.data.batching.sequences import PrefixBatches
 from hybridrec.data.preparation.sessions import SessionSplit
@@ -49,8 +49,12 @@ def _session_rows(
 Row = tuple[int, int, tuple[int, ...]]  # (user, history length, targets)
 
 
-def _rows(batch: RecBatch) -> list[Row]:
-    lengths = batch.prefix_lengths if batch.prefix_lengths is not None else batch.history_lengths
+def _rows(batch: EvalBatch) -> list[Row]:
+    if isinstance(batch, PrefixEvalBatch):
+        lengths = batch.prefix_lengths
+    else:
+        assert isinstance(batch, RowEvalBatch)
+        lengths = batch.history_lengths
     assert lengths is not None and batch.targets is not None
     return list(
         zip(batch.users.tolist(), lengths.tolist(), map(tuple, batch.targets.tolist()), strict=True)
@@ -119,13 +123,13 @@ def test_one_pass_per_session_and_the_reference_function() -> None:
     }
     encoded = 0
     for batch in _session_rows(LENGTHS, 1024, prefix_cache=True):
-        assert batch.history is None and batch.prefix_sequences is not None
+        assert isinstance(batch, PrefixEvalBatch)
         assert sorted((batch.prefix_sequences > 0).sum(1).tolist()) == sorted(
             n - 1 for n in LENGTHS if n > 1
         )  # each session once, without its last click (no row after it)
         encoded += int((batch.prefix_sequences > 0).sum())
         per_row = batch.with_row_histories()
-        assert per_row.prefix_sequences is None and per_row.history is not None
+        assert isinstance(per_row, RowEvalBatch) and per_row.history is not None
         for row, history in zip(_rows(batch), per_row.history, strict=True):
             assert history[history > 0].tolist() == reference[row]
             assert history[-1] > 0 or row[1] == 0  # left-padded
@@ -185,7 +189,8 @@ def test_max_history_uses_the_cache_only_where_it_is_the_same_function() -> None
     assert not truncating.prefix_cache
     plain = _session_rows(LENGTHS, 8, prefix_cache=False, max_history=3)
     for a, b in zip(truncating, plain, strict=True):
-        assert a.prefix_sequences is None and torch.equal(a.history, b.history)  # type: ignore[arg-type]
+        assert isinstance(a, RowEvalBatch) and isinstance(b, RowEvalBatch)
+        assert torch.equal(a.history, b.history)  # type: ignore[arg-type]
     within = _session_rows(LENGTHS, 8, prefix_cache=True, max_history=longest)
     assert within.prefix_cache
     torch.manual_seed(0)
@@ -226,7 +231,7 @@ def test_sampled_candidates_score_the_same() -> None:
 class _LastItem(nn.Module):
     """A model that reads only ``history`` (as the baselines do): scores 1 for the last item."""
 
-    def score_all(self, batch: RecBatch) -> Tensor:
+    def score_all(self, batch: RowEvalBatch) -> Tensor:
         batch.require("history")
         assert batch.history is not None
         scores = torch.zeros(len(batch), N_ITEMS + 1)

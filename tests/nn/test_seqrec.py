@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import RowEvalBatch, WindowBatch
 from hybridrec.data.catalogue import Catalogue
 from hybridrec.data.preparation.prepare import prepare
 from hybridrec.data.preparation.protocols import LeaveOneOut
@@ -40,7 +40,7 @@ def test_training_scores_one_row_per_target() -> None:
     model = _model().train()
     history, lengths = _history([[1, 2, 3], [4, 5]])
     targets = torch.tensor([[2, 3, 9], [0, 5, 7]])
-    batch = RecBatch(
+    batch = WindowBatch(
         users=torch.tensor([0, 1]),
         history=history,
         history_lengths=lengths,
@@ -96,7 +96,7 @@ def test_sampled_softmax_trains(loss: torch.nn.Module) -> None:
     history, lengths = _history([[1, 2, 3, 4], [5, 6, 7], [8, 9]])
     targets = torch.tensor([[2, 3, 4, 10], [0, 6, 7, 11], [0, 0, 9, 12]])
     negatives = torch.arange(13, 29)  # 16 shared negatives, none a target
-    batch = RecBatch(
+    batch = WindowBatch(
         users=torch.arange(3),
         history=history,
         history_lengths=lengths,
@@ -123,7 +123,7 @@ def test_score_all_matches_score_and_export_layout() -> None:
     model = _model().eval()
     history, lengths = _history([[1, 2, 3, 4], [7], [5, 6]])
     items = torch.tensor([[3, 4, 5], [1, 2, 8], [9, 10, 11]])
-    batch = RecBatch(
+    batch = RowEvalBatch(
         users=torch.zeros(3, dtype=torch.long),
         items=items,
         history=history,
@@ -145,8 +145,8 @@ def test_score_all_matches_score_and_export_layout() -> None:
 @pytest.mark.parametrize("temperature", [None, 0.1])
 def test_left_padding_width_does_not_change_scores(temperature: float | None) -> None:
     model = _model(temperature=temperature).eval()
-    narrow = RecBatch(users=torch.tensor([0]), history=torch.tensor([[4, 2, 9]]))
-    wide = RecBatch(users=torch.tensor([0]), history=torch.tensor([[0, 0, 0, 4, 2, 9]]))
+    narrow = RowEvalBatch(users=torch.tensor([0]), history=torch.tensor([[4, 2, 9]]))
+    wide = RowEvalBatch(users=torch.tensor([0]), history=torch.tensor([[0, 0, 0, 4, 2, 9]]))
     with torch.no_grad():
         torch.testing.assert_close(scores_all(model, narrow), scores_all(model, wide))
 
@@ -163,13 +163,14 @@ def test_attention_is_causal() -> None:
 
 def test_history_longer_than_max_length_reads_the_latest_items() -> None:
     model = _model(max_length=3).eval()
-    long = RecBatch(users=torch.tensor([0]), history=torch.tensor([[8, 9, 1, 2, 3]]))
-    short = RecBatch(users=torch.tensor([0]), history=torch.tensor([[1, 2, 3]]))
+    long = RowEvalBatch(users=torch.tensor([0]), history=torch.tensor([[8, 9, 1, 2, 3]]))
+    short = RowEvalBatch(users=torch.tensor([0]), history=torch.tensor([[1, 2, 3]]))
     with torch.no_grad():
         torch.testing.assert_close(scores_all(model, long), scores_all(model, short))
-    too_wide = RecBatch(
+    too_wide = WindowBatch(
         users=torch.tensor([0]),
         history=torch.tensor([[8, 9, 1, 2, 3]]),
+        history_lengths=torch.tensor([5]),
         sequence_targets=torch.tensor([[9, 1, 2, 3, 4]]),
     )
     with pytest.raises(ValueError, match="datamodule.max_length"):
@@ -180,7 +181,7 @@ def test_overfits_a_small_batch() -> None:
     model = _model(dropout=0.1).train()
     history, lengths = _history([[1, 2, 3, 4], [5, 6, 7], [8, 9]])
     targets, _ = _history([[2, 3, 4, 10], [6, 7, 11], [9, 12]])
-    batch = RecBatch(
+    batch = WindowBatch(
         users=torch.zeros(3, dtype=torch.long),
         history=history,
         history_lengths=lengths,
@@ -231,7 +232,7 @@ def test_text_tower_scores_items_by_their_text(prepared: tuple[Path, int], item_
     # the item tower: the text tower alone, or an ID table + the text tower
     towers = list(model.items.towers) if isinstance(model.items, SumItemTower) else [model.items]
     assert any(isinstance(t, ItemIdTower) for t in towers) == item_id and tower in towers
-    batch = RecBatch(users=torch.tensor([0, 1]), history=torch.tensor([[0, 3, 4], [5, 6, 7]]))
+    batch = RowEvalBatch(users=torch.tensor([0, 1]), history=torch.tensor([[0, 3, 4], [5, 6, 7]]))
     with torch.no_grad():
         full = scores_all(model, batch)
     assert full.shape == (2, n_items + 1) and torch.isfinite(full).all()
@@ -246,7 +247,7 @@ def test_text_tower_trains_through_the_catalogue(prepared: tuple[Path, int]) -> 
     )
     model = SeqRec(5, n_items, dim=16, item_id=False, text=tower).train()
     history, lengths = _history([[1, 2, 3], [4, 5]])
-    batch = RecBatch(
+    batch = WindowBatch(
         users=torch.tensor([0, 1]),
         history=history,
         history_lengths=lengths,

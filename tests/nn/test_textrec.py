@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import prepare_with_text, save_tiny_bert
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import PairBatch, RowEvalBatch
 from hybridrec.data.catalogue import Catalogue
 from hybridrec.data.preparation.prepare import prepare
 from hybridrec.data.preparation.protocols import LeaveOneOut
@@ -41,11 +41,11 @@ def _model(prepared: tuple[Path, int, int], name: str = "bag", **kwargs: object)
     return TextRec(n_users, n_items, Catalogue.from_folder(folder), **{**ENCODERS[name], **kwargs})  # type: ignore[arg-type]
 
 
-def _batch(n_users: int, n_items: int, rows: int = 6, columns: int = 5) -> RecBatch:
+def _batch(n_users: int, n_items: int, rows: int = 6, columns: int = 5) -> RowEvalBatch:
     generator = torch.Generator().manual_seed(1)
     users = torch.randint(0, n_users, (rows,), generator=generator)
     items = torch.randint(1, n_items + 1, (rows, columns), generator=generator)
-    return RecBatch(users=users, items=items)
+    return RowEvalBatch(users=users, items=items)
 
 
 @pytest.mark.parametrize("name", list(ENCODERS))
@@ -75,7 +75,7 @@ def test_shapes_and_score_all_matches_score(prepared: tuple[Path, int, int], nam
 
 def test_scores_need_items(prepared: tuple[Path, int, int]) -> None:
     with pytest.raises(ValueError, match="items"):
-        scores(_model(prepared), RecBatch(users=torch.tensor([0, 1])))
+        scores(_model(prepared), RowEvalBatch(users=torch.tensor([0, 1])))
 
 
 def test_catalogue_is_encoded_once_per_evaluation(
@@ -125,7 +125,8 @@ def test_overfits_one_batch_with_bpr(prepared: tuple[Path, int, int], name: str)
     torch.manual_seed(0)
     users = torch.randperm(n_users)[:16]
     items = torch.randint(1, n_items + 1, (16, 5))  # 1 positive + 4 negatives
-    batch = RecBatch(users=users, items=items)
+    labels = torch.tensor([[1.0, 0, 0, 0, 0]]).expand(16, -1)
+    batch = PairBatch(users=users, items=items, labels=labels)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     loss_fn = BPRLoss()
     first = loss_fn(scores(model, batch), batch)["loss"].item()
@@ -150,7 +151,7 @@ def test_identical_text_gives_identical_scores(
     texts[2] = texts[1]
     pd.DataFrame({"index": range(len(texts)), "text": texts}).to_parquet(copy / ITEM_TEXT_FILE)
     model = _model((copy, n_users, n_items), name).eval()
-    batch = RecBatch(users=torch.arange(5), items=torch.tensor([[1, 2, 3]] * 5))
+    batch = RowEvalBatch(users=torch.arange(5), items=torch.tensor([[1, 2, 3]] * 5))
     with torch.no_grad():
         sampled = scores(model, batch)
         full = model.score_all(batch.users)

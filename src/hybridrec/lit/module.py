@@ -2,6 +2,9 @@
 
 The model maps a batch to scores; the loss terms turn training scores into a loss; evaluation
 ranks the held-out items with :mod:`hybridrec.metrics` and logs ``val/…`` and ``test/…``.
+Training steps read a training batch (``PairBatch``, ``SessionBatch``, ``WindowBatch``),
+validation and test an ``EvalBatch`` (``RowEvalBatch`` or ``PrefixEvalBatch``), told apart by
+their class (:mod:`hybridrec.data.batch`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import TRAIN_BATCHES, Batch, EvalBatch, layout_error
 from hybridrec.data.catalogue import Catalogue
 from hybridrec.lit import adapter
 from hybridrec.lit.checkpoint import PAYLOAD, RUN_ID_KEY, model_payload
@@ -101,7 +104,7 @@ class RecLitModule(L.LightningModule):
         self.serving_lambda = 0.0
         self.blend, self.blend_metric = float(blend), blend_metric
         self.compile_scores = bool(compile_scores)
-        self._compiled: Callable[[nn.Module, RecBatch], Tensor] | None = None
+        self._compiled: Callable[[nn.Module, Batch], Tensor] | None = None
         self._epoch_sums: dict[str, Tensor] = {}  # name -> (weighted sum, rows), this epoch
         self._blend_sums: list[Tensor] = []
         self._history_cache: tuple[Tensor, Tensor] | None = None  # users' histories, on device
@@ -110,13 +113,15 @@ class RecLitModule(L.LightningModule):
         #: the run's catalogue (raw ids for checkpoints), set by train with ``run_config``
         self.catalogue: Catalogue | None = None
 
-    def forward(self, batch: RecBatch) -> Tensor:
+    def forward(self, batch: Batch) -> Tensor:
         return adapter.scores(self.model, batch)
 
     # -- one step for train / val / test --------------------------------------------------
-    def _step(self, batch: RecBatch, stage: str, judgments: Any = None) -> Tensor | None:
+    def _step(self, batch: Batch, stage: str, judgments: Any = None) -> Tensor | None:
         size = len(batch)
         if stage == "train":
+            if not isinstance(batch, TRAIN_BATCHES):
+                raise layout_error("a training step", batch, TRAIN_BATCHES)
             out = self.loss(self._training_scores()(self.model, batch), batch)
             if self.embedding_l2 > 0:
                 penalty = adapter.embedding_penalty(self.model, batch)
@@ -144,7 +149,10 @@ class RecLitModule(L.LightningModule):
                 for name, value in out.items():
                     self.log(f"train/{name}", value, batch_size=size, prog_bar=name == "loss")
             return out["loss"]
-        if batch.items is not None:  # sampled: rank column 0 among the row's candidates
+        if not isinstance(batch, EvalBatch):
+            raise layout_error(f"a {stage} step", batch, EvalBatch)
+        if batch.sampled:  # rank column 0 among the row's candidates
+            assert batch.items is not None
             scores = adapter.scores(self.model, batch)  # (B, C)
             if self._serving_head():
                 scores = self._with_head(scores, batch.users, batch.items)
@@ -163,7 +171,7 @@ class RecLitModule(L.LightningModule):
             if outside is not None:
                 scores = scores.masked_fill(outside, -torch.inf)
             positives, valid = batch.targets, batch.targets > 0
-        if stage == "test" and batch.items is None and self._beyond is not None:
+        if stage == "test" and not batch.sampled and self._beyond is not None:
             self._log_beyond(scores, size)
         ranks = positive_ranks(scores.float(), positives, valid, ties=self.ties)  # (B, P)
         # rows per slice: all rows, and with cold flags the cold-target and warm-target rows
@@ -205,12 +213,12 @@ class RecLitModule(L.LightningModule):
             self.log(f"train/{name}_epoch", total[0] / total[1].clamp(min=1.0))
         self._epoch_sums = {}
 
-    def _training_scores(self) -> Callable[[nn.Module, RecBatch], Tensor]:
+    def _training_scores(self) -> Callable[[nn.Module, Batch], Tensor]:
         if not self.compile_scores:
             return adapter.scores
         if self._compiled is None:  # compiled once, on first use (shapes are seen then)
             self._compiled = cast(
-                Callable[[nn.Module, RecBatch], Tensor], torch.compile(adapter.scores)
+                Callable[[nn.Module, Batch], Tensor], torch.compile(adapter.scores)
             )
         return self._compiled
 
@@ -223,10 +231,10 @@ class RecLitModule(L.LightningModule):
         assert loss is not None
         return loss
 
-    def validation_step(self, batch: RecBatch, batch_idx: int) -> None:
+    def validation_step(self, batch: EvalBatch, batch_idx: int) -> None:
         self._step(batch, "val")
 
-    def test_step(self, batch: RecBatch, batch_idx: int) -> None:
+    def test_step(self, batch: EvalBatch, batch_idx: int) -> None:
         self._step(batch, "test")
 
     def setup(self, stage: str) -> None:

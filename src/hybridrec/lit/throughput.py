@@ -25,7 +25,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import Batch, PairBatch, WindowBatch
 
 
 def batch_samples(batch: Any) -> Tensor | int:
@@ -33,13 +33,14 @@ def batch_samples(batch: Any) -> Tensor | int:
     a device sync (the caller adds it up on the device)."""
     if isinstance(batch, dict):  # interactions + judgments (CombinedLoader)
         batch = batch["interactions"]
-    if not isinstance(batch, RecBatch):
-        return 0
-    if batch.sequence_targets is not None:
-        return (batch.sequence_targets > 0).sum()
-    if batch.negatives is not None or batch.items is None:
-        return len(batch)
-    return batch.items.numel()
+    match batch:
+        case WindowBatch():  # one sample per target position
+            return (batch.sequence_targets > 0).sum()
+        case PairBatch():  # one per scored (user, item) pair
+            return batch.items.numel()
+        case Batch():  # SessionBatch: one per event (row)
+            return len(batch)
+    return 0
 
 
 def peak_host_mb() -> float:

@@ -1,4 +1,4 @@
-"""Ranking losses over (B, C) candidate scores, column 0 the positive.
+"""Ranking losses over (B, C) candidate scores, column 0 the positive (:class:`PairBatch`).
 
 A loss term is called as ``term(scores, batch) -> {"loss": scalar, ...named parts}``; the
 training task sums the terms with weights (:class:`LossSum`). Models never hold losses.
@@ -12,17 +12,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import PairBatch, TrainBatch, layout_error
 
 
-def _per_row_only(batch: RecBatch, name: str) -> None:
-    """These losses read column 0 as the positive: refuse the shared and sequence layouts."""
-    if batch.shared_layout or batch.sequence_layout:
-        raise ValueError(
-            f"loss={name} reads column 0 of per-row candidates as the positive, but this batch "
-            "is in the shared or sequence layout (session/next-item training): use loss=xe "
-            "(or loss=bprmax for session-parallel batches)"
+def _per_row_only(batch: TrainBatch, name: str) -> PairBatch:
+    """These losses read column 0 of per-row candidates as the positive: a PairBatch only."""
+    if not isinstance(batch, PairBatch):
+        raise layout_error(
+            f"loss={name}",
+            batch,
+            PairBatch,
+            "it reads column 0 of per-row candidates as the positive; for session-parallel or "
+            "next-item training use loss=xe (or loss=bprmax)",
         )
+    return batch
 
 
 class BCELoss(nn.Module):
@@ -32,11 +35,9 @@ class BCELoss(nn.Module):
     ``num_negatives`` negative instances.
     """
 
-    def forward(self, scores: Tensor, batch: RecBatch) -> dict[str, Tensor]:
-        _per_row_only(batch, "bce")
-        batch.require("labels")
-        assert batch.labels is not None
-        loss = F.binary_cross_entropy_with_logits(scores, batch.labels)  # mean over B * C
+    def forward(self, scores: Tensor, batch: TrainBatch) -> dict[str, Tensor]:
+        pairs = _per_row_only(batch, "bce")
+        loss = F.binary_cross_entropy_with_logits(scores, pairs.labels)  # mean over B * C
         return {"loss": loss}
 
 
@@ -44,7 +45,7 @@ class BPRLoss(nn.Module):
     """Bayesian personalised ranking: ``-log σ(s_pos - s_neg)`` averaged over each positive's
     sampled negatives (Rendle et al. 2009)."""
 
-    def forward(self, scores: Tensor, batch: RecBatch) -> dict[str, Tensor]:
+    def forward(self, scores: Tensor, batch: TrainBatch) -> dict[str, Tensor]:
         _per_row_only(batch, "bpr")
         if scores.shape[1] < 2:
             raise ValueError("BPR needs sampled negatives: set datamodule.num_negatives >= 1")
@@ -73,7 +74,7 @@ class LossSum(nn.Module):
             raise ValueError(f"loss.weights names unknown term(s) {sorted(unknown)}")
         self.weights = {name: float(weights.get(name, 1.0)) for name in self.terms}
 
-    def forward(self, scores: Tensor, batch: RecBatch) -> dict[str, Tensor]:
+    def forward(self, scores: Tensor, batch: TrainBatch) -> dict[str, Tensor]:
         total = torch.zeros((), device=scores.device)
         parts: dict[str, Tensor] = {}
         for name, term in self.terms.items():

@@ -1,12 +1,13 @@
 """GRU4Rec's listwise losses: sampled softmax cross-entropy and BPR-max.
 
-Both read (B, C) scores in either training layout of :mod:`hybridrec.data.batch`: per-row
-(B, 1 + K) with the positive in column 0, or shared (B, B + S) with row i's positive in column
-i and every other column a negative for row i (the other rows' positives, then the shared
-samples). The positive's column comes from :meth:`RecBatch.positive_columns`. Next-item
-training (the sequence layout) gives one row per position: (R, N + 1) against the whole
-catalogue (cross-entropy only), or (R, 1 + S) with sampled negatives shared by the batch
-(``sequence_negatives``: the target in column 0, as per row).
+Both read (B, C) scores of any training batch of :mod:`hybridrec.data.batch`, chosen by its
+class: a :class:`PairBatch` (B, 1 + K) with the positive in column 0, or a
+:class:`SessionBatch` (B, B + S) with row i's positive in column i and every other column a
+negative for row i (the other rows' positives, then the shared samples). The positive's column
+comes from the batch's ``positive_columns()``. A :class:`WindowBatch` (next-item training) gives
+one row per position: (R, N + 1) against the whole catalogue (cross-entropy only), or (R, 1 + S)
+with sampled negatives shared by the batch (``sequence_negatives``: the target in column 0, as
+per row).
 
 Reference: Hidasi & Karatzoglou, "Recurrent Neural Networks with Top-k Gains for Session-based
 Recommendations" (CIKM 2018), and the official PyTorch GRU4Rec code, whose behaviour these
@@ -19,32 +20,48 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import (
+    TRAIN_BATCHES,
+    PairBatch,
+    SessionBatch,
+    TrainBatch,
+    WindowBatch,
+    layout_error,
+)
 
 
-def _column_items(scores: Tensor, batch: RecBatch) -> Tensor:
-    """The item held by each score column: (B + S,) in the shared layout, (B, C) per row,
-    (R, 1 + S) in the sampled sequence layout, (N + 1,) in the full one."""
-    if batch.sampled_sequence:  # each position's target, then the shared negatives
-        assert batch.sequence_negatives is not None
-        positives = batch.positive_items()  # (R, 1)
-        negatives = batch.sequence_negatives.unsqueeze(0).expand(positives.shape[0], -1)
-        columns = torch.cat([positives, negatives], 1)  # (R, 1 + S)
-        if columns.shape[1] != scores.shape[1]:
-            raise ValueError(
-                f"scores have {scores.shape[1]} columns but the batch holds 1 target + "
-                f"{negatives.shape[1]} sampled negatives per position"
-            )
-        return columns
-    if batch.sequence_layout:  # every column is the item of that index
-        return torch.arange(scores.shape[1], device=scores.device)  # (N + 1,)
-    batch.require("items")
-    assert batch.items is not None
-    if batch.shared_layout:
-        assert batch.negatives is not None
-        columns = torch.cat([batch.items[:, 0], batch.negatives])  # (B + S,)
-    else:
-        columns = batch.items  # (B, C)
+def _training(batch: object, name: str) -> TrainBatch:
+    """``batch`` itself when it is a training batch, else a clear error."""
+    if not isinstance(batch, TRAIN_BATCHES):
+        raise layout_error(f"loss={name}", batch, TRAIN_BATCHES, "a training batch")
+    return batch
+
+
+def _full_catalogue(batch: TrainBatch) -> bool:
+    """True for next-item windows scored against the whole catalogue: (R, N + 1)."""
+    return isinstance(batch, WindowBatch) and not batch.sampled
+
+
+def _column_items(scores: Tensor, batch: TrainBatch) -> Tensor:
+    """The item held by each score column: (B + S,) for a SessionBatch, (B, C) for a
+    PairBatch, (R, 1 + S) for a sampled WindowBatch, (N + 1,) for a full one."""
+    match batch:
+        case WindowBatch(sequence_negatives=Tensor() as shared):  # target, shared negatives
+            positives = batch.positive_items()  # (R, 1)
+            negatives = shared.unsqueeze(0).expand(positives.shape[0], -1)
+            columns = torch.cat([positives, negatives], 1)  # (R, 1 + S)
+            if columns.shape[1] != scores.shape[1]:
+                raise ValueError(
+                    f"scores have {scores.shape[1]} columns but the batch holds 1 target + "
+                    f"{negatives.shape[1]} sampled negatives per position"
+                )
+            return columns
+        case WindowBatch():  # every column is the item of that index
+            return torch.arange(scores.shape[1], device=scores.device)  # (N + 1,)
+        case SessionBatch():
+            columns = batch.column_items()  # (B + S,)
+        case PairBatch():
+            columns = batch.items  # (B, C)
     if columns.shape[-1] != scores.shape[1]:
         raise ValueError(
             f"scores have {scores.shape[1]} columns but the batch holds {columns.shape[-1]} "
@@ -53,11 +70,10 @@ def _column_items(scores: Tensor, batch: RecBatch) -> Tensor:
     return columns
 
 
-def _check_sampled_width(scores: Tensor, batch: RecBatch) -> None:
-    """A batch with sampled negatives must come with (R, 1 + S) scores: full-catalogue scores
-    would read column 0 (padding) as every row's positive."""
-    if batch.sampled_sequence:
-        assert batch.sequence_negatives is not None
+def _check_sampled_width(scores: Tensor, batch: TrainBatch) -> None:
+    """A window batch with sampled negatives must come with (R, 1 + S) scores: full-catalogue
+    scores would read column 0 (padding) as every row's positive."""
+    if isinstance(batch, WindowBatch) and batch.sequence_negatives is not None:
         width = 1 + batch.sequence_negatives.numel()
         if scores.shape[1] != width:
             raise ValueError(
@@ -67,18 +83,18 @@ def _check_sampled_width(scores: Tensor, batch: RecBatch) -> None:
             )
 
 
-def _positive_mask(scores: Tensor, batch: RecBatch) -> Tensor:
+def _positive_mask(scores: Tensor, batch: TrainBatch) -> Tensor:
     """(B, C) bool: True at each row's positive column."""
     positives = batch.positive_columns().to(scores.device)  # (B,)
     column_ids = torch.arange(scores.shape[1], device=scores.device)  # (C,)
     return column_ids.unsqueeze(0) == positives.unsqueeze(1)
 
 
-def _accidental_hits(scores: Tensor, batch: RecBatch) -> Tensor:
+def _accidental_hits(scores: Tensor, batch: TrainBatch) -> Tensor:
     """(B, C) bool: True at a negative column that holds the row's positive item (the item
-    sampled again, or another row's identical positive in the shared layout)."""
+    sampled again, or another row's identical positive in a SessionBatch)."""
     columns = _column_items(scores, batch).to(scores.device)  # (C,) or (B, C)
-    if batch.sequence_layout and not batch.sampled_sequence:  # one column per item: no hits
+    if _full_catalogue(batch):  # one column per item: no hits
         return torch.zeros_like(scores, dtype=torch.bool)
     target = batch.positive_items().to(scores.device)  # (B, 1)
     return (columns == target) & ~_positive_mask(scores, batch)  # (C,) broadcasts over rows
@@ -94,13 +110,13 @@ class CrossEntropyLoss(nn.Module):
             off. The data module fills ``batch.column_logq`` (C,) with the log sampling weight
             of each column (the official GRU4Rec's ``log(pop)`` for in-batch positives and
             ``log(pop ** alpha)`` for shared samples), and it is subtracted from every row's
-            scores. Required in the shared layout; in the per-row layout a batch without it is
+            scores. Every SessionBatch carries it; a PairBatch has none: its negatives are
             taken as uniformly sampled, where the correction is a constant shift (a no-op).
-            The sampled sequence layout carries (R, 1 + S) when sampled by popularity and
-            none when uniform.
+            A sampled WindowBatch carries (R, 1 + S) when sampled by popularity and none when
+            uniform.
         remove_accidental_hits: drop negative columns that hold the row's positive item.
 
-    In the sequence layout the loss is averaged over the positions: against the whole
+    For a WindowBatch the loss is averaged over the positions: against the whole
     catalogue (padding and ``train_columns``-excluded items never count), or sampled softmax
     over each position's target and the shared negatives (eSASRec's ``sampled_softmax``).
     """
@@ -112,21 +128,22 @@ class CrossEntropyLoss(nn.Module):
         self.logq = float(logq)
         self.remove_accidental_hits = remove_accidental_hits
 
-    def forward(self, scores: Tensor, batch: RecBatch) -> dict[str, Tensor]:
+    def forward(self, scores: Tensor, batch: TrainBatch) -> dict[str, Tensor]:
+        batch = _training(batch, "xe")
         _check_sampled_width(scores, batch)
         logits = scores  # (B, C)
-        if self.logq > 0 and (batch.shared_layout or batch.column_logq is not None):
-            batch.require("column_logq")
-            assert batch.column_logq is not None
-            if batch.column_logq.shape[-1] != scores.shape[1]:
+        # a PairBatch's negatives are uniform: no correction (a constant shift)
+        column_logq = None if isinstance(batch, PairBatch) else batch.column_logq
+        if self.logq > 0 and column_logq is not None:
+            if column_logq.shape[-1] != scores.shape[1]:
                 raise ValueError(
-                    f"column_logq has {batch.column_logq.shape[-1]} columns, scores have "
+                    f"column_logq has {column_logq.shape[-1]} columns, scores have "
                     f"{scores.shape[1]}"
                 )
-            logits = logits - self.logq * batch.column_logq.to(logits)  # (C,) over the rows
+            logits = logits - self.logq * column_logq.to(logits)  # (C,) over the rows
         if self.remove_accidental_hits:
             logits = logits.masked_fill(_accidental_hits(scores, batch), float("-inf"))
-        if batch.sequence_layout and not batch.sampled_sequence:
+        if isinstance(batch, WindowBatch) and not batch.sampled:
             # never a candidate: padding (0), items kept out (cold); sampled negatives are
             # drawn among the allowed items already
             if batch.train_columns is None:
@@ -171,12 +188,13 @@ class BPRMaxLoss(nn.Module):
         self.elu = float(elu)
         self.remove_accidental_hits = remove_accidental_hits
 
-    def forward(self, scores: Tensor, batch: RecBatch) -> dict[str, Tensor]:
-        if batch.sequence_layout and not batch.sampled_sequence:
+    def forward(self, scores: Tensor, batch: TrainBatch) -> dict[str, Tensor]:
+        batch = _training(batch, "bprmax")
+        if _full_catalogue(batch):
             raise ValueError(
                 "loss=bprmax is not implemented for next-item training over the whole "
-                "catalogue (the sequence layout): sample negatives (datamodule.negatives > 0) "
-                "or use loss=xe"
+                "catalogue (a WindowBatch without negatives): sample negatives "
+                "(datamodule.negatives > 0) or use loss=xe"
             )
         _check_sampled_width(scores, batch)
         if scores.shape[1] < 2:
@@ -209,7 +227,7 @@ class BPRMaxLoss(nn.Module):
         reg_mean = reg.mean()
         return {"loss": ranking.mean() + reg_mean, "score_reg": reg_mean.detach()}
 
-    def _all_other_columns(self, scores: Tensor, batch: RecBatch) -> dict[str, Tensor]:
+    def _all_other_columns(self, scores: Tensor, batch: TrainBatch) -> dict[str, Tensor]:
         """The same loss when every column but the positive is a negative, with fewer passes
         over the (B, C) scores (it is most of a GRU4Rec step): the positive is set to -inf
         and one fused softmax gives the negatives' weights (exactly 0 at the positive)."""

@@ -4,8 +4,8 @@
     score_all(users (B,))            -> (B, n_items + 1) scores of every item; column 0 padding
 
 The same ``score`` / ``score_all`` names as :class:`hybridrec.nn.factorized.FactorizedModel`;
-a model never computes a loss, and never reads a RecBatch (the task's adapter does,
-:mod:`hybridrec.lit.adapter`).
+a model never computes a loss, and never reads a batch (the task's adapter unpacks each batch
+type, :mod:`hybridrec.lit.adapter`).
 """
 
 from __future__ import annotations

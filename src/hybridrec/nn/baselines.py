@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import EvalBatch, RowEvalBatch, layout_error
 
 
 def _check_sequences(items: Tensor, offsets: Tensor, n_items: int) -> None:
@@ -72,11 +72,16 @@ class _Baseline(nn.Module):
     def fit_sequences(self, items: Tensor, offsets: Tensor) -> None:
         raise NotImplementedError
 
-    def score_all(self, batch: RecBatch) -> Tensor:
+    def score_all(self, batch: EvalBatch) -> Tensor:
         raise NotImplementedError
 
-    def forward(self, batch: RecBatch) -> Tensor:
-        """(B, C) scores of ``batch.items``, gathered from :meth:`score_all`."""
+    def forward(self, batch: EvalBatch) -> Tensor:
+        """(B, C) scores of ``batch.items`` (an evaluation batch with sampled candidates),
+        gathered from :meth:`score_all`. Never trained: a training batch is refused."""
+        if not isinstance(batch, EvalBatch):
+            raise layout_error(
+                type(self).__name__, batch, RowEvalBatch, "a baseline is fitted, not trained"
+            )
         batch.require("items")
         assert batch.items is not None
         return self.score_all(batch).gather(1, batch.items)
@@ -104,7 +109,7 @@ class Popularity(_Baseline):
         self.counts.copy_(counts)
         self.fitted.fill_(True)
 
-    def score_all(self, batch: RecBatch) -> Tensor:
+    def score_all(self, batch: EvalBatch) -> Tensor:
         self._require_fitted()
         return self.counts.unsqueeze(0).expand(len(batch), -1).clone()  # (B, N)
 
@@ -278,8 +283,10 @@ class ItemKNN(_Baseline):
 
     # -- scoring --------------------------------------------------------------------------
 
-    def score_all(self, batch: RecBatch) -> Tensor:
+    def score_all(self, batch: EvalBatch) -> Tensor:
         self._require_fitted()
+        if not isinstance(batch, RowEvalBatch):  # hybridrec.lit.adapter converts prefixes
+            raise layout_error("ItemKNN", batch, RowEvalBatch)
         batch.require("history")
         assert batch.history is not None
         last = batch.history[:, -1]  # (B,) left-padded: the most recent item, 0 when empty

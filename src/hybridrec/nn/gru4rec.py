@@ -18,11 +18,15 @@ What makes it GRU4Rec rather than "a GRU over item ids" (Hidasi & Czapp, RecSys 
     batch uses (:class:`hybridrec.optim.AdagradM`, the official optimiser).
 
 Evaluation encodes a left-padded history (B, T) step by step from a zero state and scores
-items with the output table: ``h @ W_y^T + b_y``. A batch in RecBatch's prefix layout (every
-position of a session is a row) holds each session once: it is encoded in one pass and each
+items with the output table: ``h @ W_y^T + b_y``. A :class:`PrefixEvalBatch` (every position
+of a session is a row) holds each session once: it is encoded in one pass and each
 row's state read where its prefix ends -- the state a separate encoding of the prefix would
 give (the GRU is causal and the prefix starts with the session), in L steps instead of the
 L (L - 1) / 2 that encoding each prefix costs.
+
+Batches, by class: ``forward`` takes a :class:`SessionBatch` (a training step, scores
+(B, B + S)) or an :class:`EvalBatch` with sampled candidates (scores (B, C)); ``score_all`` and
+``user_state`` an :class:`EvalBatch` in either layout.
 """
 
 from __future__ import annotations
@@ -34,7 +38,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import (
+    EvalBatch,
+    PrefixEvalBatch,
+    RowEvalBatch,
+    SessionBatch,
+    layout_error,
+)
 
 EMBEDDINGS = ("constrained", "separate", "none")
 
@@ -170,9 +180,8 @@ class GRU4Rec(nn.Module):
         return [like.new_zeros(rows, h, dtype=self.item_out.weight.dtype) for h in self.layers]
 
     # -- session-parallel training ---------------------------------------------------------
-    def _carried_state(self, batch: RecBatch) -> list[Tensor]:
+    def _carried_state(self, batch: SessionBatch) -> list[Tensor]:
         slots, starts = batch.session_slots, batch.session_starts
-        assert slots is not None and starts is not None
         need = int(slots.max().item()) + 1
         if (
             not self._state
@@ -183,12 +192,9 @@ class GRU4Rec(nn.Module):
         keep = (~starts).unsqueeze(1).to(self._state[0].dtype)  # (B, 1) 0 where a session starts
         return [s[slots] * keep for s in self._state]
 
-    def _train_scores(self, batch: RecBatch) -> Tensor:
-        batch.require("items", "negatives", "session_inputs", "session_slots", "session_starts")
-        assert batch.items is not None and batch.negatives is not None
-        assert batch.session_inputs is not None and batch.session_slots is not None
+    def _train_scores(self, batch: SessionBatch) -> Tensor:
         inputs = batch.session_inputs  # (B,)
-        columns = torch.cat([batch.items[:, 0], batch.negatives])  # (B + S,)
+        columns = batch.column_items()  # (B + S,)
         if self.embedding == "constrained":  # one lookup of the shared table (one sparse grad)
             both = self.item_out(torch.cat([inputs, columns]))  # (B + B + S, H)
             embedded, outputs = both[: inputs.numel()], both[inputs.numel() :]
@@ -203,17 +209,19 @@ class GRU4Rec(nn.Module):
         return torch.addmm(self.item_bias(columns).T, state[-1], outputs.T)  # (B, B + S)
 
     # -- evaluation ------------------------------------------------------------------------
-    #: reads RecBatch's prefix layout itself (hybridrec.lit.adapter converts it for others)
+    #: reads a PrefixEvalBatch itself (hybridrec.lit.adapter converts it for others)
     reads_prefix_layout = True
 
-    def user_state(self, batch: RecBatch) -> Tensor:
+    def user_state(self, batch: EvalBatch) -> Tensor:
         """Encode ``batch.history`` (B, T), left-padded with 0, from a zero state -> (B, H).
 
-        In the prefix layout: each of ``batch.prefix_sequences`` (S, T) once, and row b's
+        A :class:`PrefixEvalBatch`: each of ``batch.prefix_sequences`` (S, T) once, and row b's
         state after the first ``prefix_lengths[b]`` items of its sequence -> (B, H). The same
         as ``user_state(batch.with_row_histories())``, which encodes every prefix anew."""
-        if batch.prefix_sequences is not None:
+        if isinstance(batch, PrefixEvalBatch):
             return self._prefix_states(batch)
+        if not isinstance(batch, RowEvalBatch):
+            raise layout_error("GRU4Rec.user_state", batch, (RowEvalBatch, PrefixEvalBatch))
         batch.require("history")
         history = batch.history
         assert history is not None
@@ -277,9 +285,8 @@ class GRU4Rec(nn.Module):
                 steps.append(state[-1])
         return state, torch.stack(steps, 1) if every_step else history.new_zeros(0)
 
-    def _prefix_states(self, batch: RecBatch) -> Tensor:
+    def _prefix_states(self, batch: PrefixEvalBatch) -> Tensor:
         sequences, rows, lengths = batch.prefix_sequences, batch.prefix_rows, batch.prefix_lengths
-        assert sequences is not None and rows is not None and lengths is not None
         states = self._encode(sequences, every_step=True)[1]  # (S, T + 1, H)
         # sequence s fills its last n_s columns, so its first p items end at column T - n_s + p
         first = sequences.shape[1] - (sequences > 0).sum(1)  # (S,)
@@ -289,14 +296,21 @@ class GRU4Rec(nn.Module):
         """(W_y (N + 1, H), b_y (N + 1,)): score = user_state @ W_y^T + b_y."""
         return self.item_out.weight, self.item_bias.weight[:, 0]
 
-    def score_all(self, batch: RecBatch) -> Tensor:
+    def score_all(self, batch: EvalBatch) -> Tensor:
         weight, bias = self.item_embeddings()
         return self.user_state(batch) @ weight.T + bias  # (B, N + 1)
 
-    def forward(self, batch: RecBatch) -> Tensor:
-        if batch.session_inputs is not None:  # session-parallel training step
+    def forward(self, batch: SessionBatch | EvalBatch) -> Tensor:
+        if isinstance(batch, SessionBatch):  # session-parallel training step
             return self._train_scores(batch)
-        batch.require("items")
+        if not isinstance(batch, EvalBatch):
+            raise layout_error(
+                "GRU4Rec",
+                batch,
+                (SessionBatch, RowEvalBatch, PrefixEvalBatch),
+                "train it with datamodule.training=session_parallel",
+            )
+        batch.require("items")  # sampled ranking: the rows' candidates
         assert batch.items is not None
         h = self.user_state(batch)  # (B, H)
         candidates = self.item_out(batch.items)  # (B, C, H)

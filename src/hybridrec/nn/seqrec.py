@@ -13,11 +13,12 @@ output (scoring) embedding, as in both papers.
 products. Positions count from the oldest item of the (truncated) history, so a history
 left-padded to any width gets the same positions.
 
-Training reads the RecBatch ``sequence`` layout (``history`` + ``sequence_targets``, see
-:mod:`hybridrec.data.batch`): every position with a target is one scoring row against the
-whole catalogue (``score_positions``), scores (R, N + 1); the cross-entropy loss (``loss=xe``)
-is the one RecBole and UniSRec train SASRec with. The parts live in :mod:`hybridrec.nn.towers`
-and :mod:`hybridrec.nn.factorized`; this class only composes and initialises them.
+Training reads a :class:`~hybridrec.data.batch.WindowBatch` (``history`` +
+``sequence_targets``, through :mod:`hybridrec.lit.adapter`): every position with a target is one
+scoring row against the whole catalogue (``score_positions``), scores (R, N + 1); the
+cross-entropy loss (``loss=xe``) is the one RecBole and UniSRec train SASRec with. The parts
+live in :mod:`hybridrec.nn.towers` and :mod:`hybridrec.nn.factorized`; this class only composes
+and initialises them.
 
 Shapes: B = batch rows, T = history width, R = positions with a target, N = n_items + 1
 (item 0 is padding), D = ``dim``.

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import Batch, PairBatch, RowEvalBatch
 from hybridrec.data.batching.judgments import JudgmentData
 from hybridrec.data.preparation.staging import read_negatives
 from hybridrec.data.sampling import NegativeSampler, pair_keys
@@ -97,7 +97,7 @@ class TrainBatches:
         rows = self._n_rows()
         return rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
 
-    def __iter__(self) -> Iterator[RecBatch]:
+    def __iter__(self) -> Iterator[PairBatch]:
         device = self.users.device
         if self.epoch_source is not None:
             self.epoch = self.epoch_source()
@@ -115,7 +115,7 @@ class TrainBatches:
             users = self.users[index]  # (B,)
             positives = self.items[index].unsqueeze(1)  # (B, 1)
             negatives = self.sampler.sample(users, self.num_negatives, negatives_rng)  # (B, K)
-            yield RecBatch(
+            yield PairBatch(
                 users=users,
                 items=torch.cat([positives, negatives], dim=1),  # (B, 1 + K)
                 labels=labels.expand(users.numel(), -1),
@@ -183,14 +183,14 @@ class EvalBatches:
     def __len__(self) -> int:
         return -(-self._rows().numel() // self.batch_size)
 
-    def __iter__(self) -> Iterator[RecBatch]:
+    def __iter__(self) -> Iterator[RowEvalBatch]:
         for index in torch.split(self._rows(), self.batch_size):
             users = self.users[index]
             if self.candidates is not None:
                 items = self.candidates[index]
                 labels = torch.zeros_like(items, dtype=torch.float)
                 labels[:, 0] = 1.0
-                yield RecBatch(users=users, items=items, labels=labels)
+                yield RowEvalBatch(users=users, items=items, labels=labels)
             else:
                 assert self.targets is not None and self.known is not None
                 rows, known_items = self.known.gather(users)
@@ -201,7 +201,7 @@ class EvalBatches:
                         torch.cat([rows, more_rows]),
                         torch.cat([known_items, more_items]),
                     )
-                yield RecBatch(
+                yield RowEvalBatch(
                     users=users,
                     targets=self.targets.padded(keys),
                     exclude=torch.stack([rows, known_items]),
@@ -210,14 +210,14 @@ class EvalBatches:
                 )
 
 
-class RecBatchDataModule(L.LightningDataModule):
-    """Base of the data modules whose loaders yield :class:`RecBatch` objects.
+class BatchDataModule(L.LightningDataModule):
+    """Base of the data modules whose loaders yield batches (:mod:`hybridrec.data.batch`).
 
     With marketers' judgments in the prepared folder (``judgments.parquet``), ``judgments``
     holds them (:class:`JudgmentData`: the held-out sets are measured in every run); when the
     training task switches ``train_judgments`` on (its human-rating term has lambda > 0), the
     training loader becomes a ``CombinedLoader`` of the interactions and the judgments, and
-    each step gets ``{"interactions": RecBatch, "judgments": JudgmentBatch}``.
+    each step gets ``{"interactions": <training batch>, "judgments": JudgmentBatch}``.
     """
 
     judgments: JudgmentData | None = None
@@ -278,16 +278,16 @@ class RecBatchDataModule(L.LightningDataModule):
     def transfer_batch_to_device(
         self, batch: Any, device: torch.device, dataloader_idx: int
     ) -> Any:
-        # RecBatch moves itself (a no-op when the data is already there); Lightning's generic
+        # a Batch moves itself (a no-op when the data is already there); Lightning's generic
         # path deep-copies the dataclass on every step
-        if isinstance(batch, RecBatch):  # from the host: pinned, non-blocking
+        if isinstance(batch, Batch):  # from the host: pinned, non-blocking
             return batch.to(device, non_blocking=device.type == "cuda")
         if isinstance(batch, dict) and "interactions" in batch:
             return {key: value.to(device) for key, value in batch.items()}
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
 
-class RecDataModule(RecBatchDataModule):
+class RecDataModule(BatchDataModule):
     """Loads a prepared folder (see :mod:`hybridrec.data.preparation.prepare`) into tensors.
 
     Args:

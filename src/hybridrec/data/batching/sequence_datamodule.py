@@ -15,7 +15,7 @@ from torch import Tensor
 
 from hybridrec.data.batching.judgments import history_table
 from hybridrec.data.batching.pairs import (
-    RecBatchDataModule,
+    BatchDataModule,
     candidate_rows,
     other_slice_rows,
 )
@@ -37,7 +37,7 @@ def _long(frame: pd.DataFrame, column: str) -> Tensor:
     return torch.as_tensor(frame[column].to_numpy(np.int64, copy=True))
 
 
-class SequenceDataModule(RecBatchDataModule):
+class SequenceDataModule(BatchDataModule):
     """A prepared folder as sequences, for session models (see the module doc of
     :mod:`hybridrec.data.batching.sequences`).
 
@@ -66,7 +66,7 @@ class SequenceDataModule(RecBatchDataModule):
         eval_batch_size: evaluation rows per batch.
         max_history: evaluation keeps the latest ``max_history`` items of a prefix (0 = all).
         prefix_cache: evaluation batches hold each sequence once and its prefixes as rows (the
-            prefix layout of RecBatch): GRU4Rec encodes a held-out session once instead of once
+            ``PrefixEvalBatch``): GRU4Rec encodes a held-out session once instead of once
             per position (the session protocol). Other models get the same rows in the per-row
             layout. Unused where it saves nothing (leave-one-out: one row per sequence) and
             where ``max_history`` truncates a prefix (see :class:`PrefixBatches`).

@@ -7,7 +7,7 @@ model resets the row's hidden state. There is no padding: a step holds only the 
 have a sequence, so the last steps of an epoch shrink as the longest sequences finish. Every
 (item, next item) pair of every training sequence is used exactly once per epoch.
 
-Next-item training (SASRec, Kang & McAuley 2018; the layout ``sequence`` of RecBatch): each
+Next-item training (SASRec, Kang & McAuley 2018; :class:`~hybridrec.data.batch.WindowBatch`): each
 training sequence is cut, from its end, into windows of at most ``max_length`` inputs; a window
 feeds its items and asks for the item after each one, so again every (item, next item) pair is
 used once per epoch. Windows are shuffled every epoch and left-padded to the batch's longest.
@@ -21,8 +21,9 @@ the model (left-padded to the batch's longest), the target is ranked.
     loo_full/sampled   validation: the user's training sequence -> the held-out val item;
                        test: the training sequence + the val item -> the test item
 With ``prefix_cache`` the rows of one sequence (a session's L - 1 prefixes) travel together and
-the batch holds the sequence once (the prefix layout of RecBatch): a recurrent model encodes it
-in one pass and reads each prefix's state on the way, L steps instead of L (L - 1) / 2.
+the batch holds the sequence once (:class:`~hybridrec.data.batch.PrefixEvalBatch`): a recurrent
+model encodes it in one pass and reads each prefix's state on the way, L steps instead of
+L (L - 1) / 2.
 
 This module holds the batch iterables; :mod:`hybridrec.data.batching.sequence_datamodule` builds
 them from a prepared folder (SequenceDataModule).
@@ -39,7 +40,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import EvalBatch, PrefixEvalBatch, RowEvalBatch, SessionBatch, WindowBatch
 
 ORDERS = ("time", "random")
 TRAININGS = ("session_parallel", "next_item")
@@ -189,7 +190,7 @@ class SessionParallelBatches:
     def __len__(self) -> int:
         return int(self._schedule()[-1].numel() - 1)
 
-    def __iter__(self) -> Iterator[RecBatch]:
+    def __iter__(self) -> Iterator[SessionBatch]:
         if self.epoch_source is not None:
             self.epoch = self.epoch_source()
         position, row, seq_of, starts, bounds = self._schedule()
@@ -206,7 +207,7 @@ class SessionParallelBatches:
             logq = torch.cat(
                 [self.log_counts[targets], self.sample_alpha * self.log_counts[negatives]]
             )
-            yield RecBatch(
+            yield SessionBatch(
                 users=seq_of[part],
                 items=targets.unsqueeze(1),
                 negatives=negatives,
@@ -333,7 +334,7 @@ class NextItemBatches:
     def __len__(self) -> int:
         return -(-self.starts.numel() // self.batch_size)
 
-    def __iter__(self) -> Iterator[RecBatch]:
+    def __iter__(self) -> Iterator[WindowBatch]:
         if self.epoch_source is not None:
             self.epoch = self.epoch_source()
         generator = torch.Generator()
@@ -373,7 +374,7 @@ class NextItemBatches:
                     positive = self.item_logq[targets[targets > 0]].unsqueeze(1)  # (R, 1)
                     shared = self.item_logq[negatives].unsqueeze(0)  # (1, S)
                     logq = torch.cat([positive, shared.expand(positive.shape[0], -1)], 1)
-            yield RecBatch(
+            yield WindowBatch(
                 users=self.sequence[pick],
                 history=history,
                 history_lengths=lengths,
@@ -415,7 +416,8 @@ class PrefixBatches:
     flags and cold-only candidates (see :class:`hybridrec.data.batching.pairs.EvalBatches`);
     ``also_exclude`` (R, Q), 0-padded: more items to leave out of each row's ranking.
 
-    ``prefix_cache``: batches in the prefix layout of RecBatch (see the module doc): rows are
+    ``prefix_cache``: :class:`~hybridrec.data.batch.PrefixEvalBatch` batches (see the module
+    doc), else :class:`~hybridrec.data.batch.RowEvalBatch`: rows are
     ordered by sequence instead of by history length, and each batch holds its sequences once.
     Only where that is the same function: with ``max_history`` > 0 a truncated prefix no longer
     starts where its sequence does, so when any row's history is longer than ``max_history``
@@ -460,13 +462,14 @@ class PrefixBatches:
     def __len__(self) -> int:
         return -(-self.targets.shape[0] // self.batch_size)
 
-    def __iter__(self) -> Iterator[RecBatch]:
+    def __iter__(self) -> Iterator[EvalBatch]:
         for lo in range(0, self.targets.shape[0], self.batch_size):
             part = slice(lo, lo + self.batch_size)
             starts, ends = self.starts[part], self.ends[part]
             ranges = None  # (row, from_right, flat index) of every history item
             if self.mask_known or not self.prefix_cache:
                 ranges = _ranges(starts, ends)
+            batch: EvalBatch
             if self.prefix_cache:
                 batch = self._prefix_layout(starts, ends, self.users[part])
             else:
@@ -496,7 +499,7 @@ class PrefixBatches:
 
     def _row_layout(
         self, starts: Tensor, ends: Tensor, users: Tensor, ranges: tuple[Tensor, Tensor, Tensor]
-    ) -> RecBatch:
+    ) -> RowEvalBatch:
         """history (B, T): each row's (latest ``max_history``) items, left-padded."""
         row, from_right, index = ranges
         lengths = ends - starts
@@ -506,9 +509,9 @@ class PrefixBatches:
         history = torch.zeros(starts.numel(), width, dtype=torch.long, device=starts.device)
         keep = from_right < width
         history[row[keep], width - 1 - from_right[keep]] = self.flat[index[keep]]
-        return RecBatch(users=users, history=history, history_lengths=lengths)
+        return RowEvalBatch(users=users, history=history, history_lengths=lengths)
 
-    def _prefix_layout(self, starts: Tensor, ends: Tensor, users: Tensor) -> RecBatch:
+    def _prefix_layout(self, starts: Tensor, ends: Tensor, users: Tensor) -> PrefixEvalBatch:
         """prefix_sequences (S, T): each start's longest row once, left-padded; a sequence's
         rows are contiguous here (see :func:`_by_sequence`), also when a batch cuts one."""
         first, rows = torch.unique_consecutive(starts, return_inverse=True)  # (S,), (B,)
@@ -517,7 +520,7 @@ class PrefixBatches:
         width = max(int((last - first).max().item()) if first.numel() else 1, 1)
         sequences = torch.zeros(first.numel(), width, dtype=torch.long, device=starts.device)
         sequences[row, width - 1 - from_right] = self.flat[index]
-        return RecBatch(
+        return PrefixEvalBatch(
             users=users, prefix_sequences=sequences, prefix_rows=rows, prefix_lengths=ends - starts
         )
 
