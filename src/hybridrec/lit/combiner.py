@@ -4,8 +4,13 @@ The parts' standardised scores of the validation rows (masked as evaluation mask
 collected once; the weights (K parts × G popularity buckets) are then chosen to maximise
 validation NDCG@K:
 
-1. one weight vector for every bucket, from a grid over the simplex (step ``step``) — its
-   corners are the parts alone, so on validation the combination is never below its best part;
+1. one weight vector for every bucket (``search``): up to three parts from a grid over the
+   simplex (step ``step``: 66 points for K = 3), whose corners are the parts alone; with more
+   parts by greedy forward selection with replacement (Caruana et al. 2004: from the best part
+   alone, 2/step times add the part whose addition ranks best; the weights are the counts), as
+   the grid grows as C(1/step + K - 1, K - 1) (286 points for K = 4, 1,001 for K = 5) and
+   greedy costs 2/step · K. Either way on validation the combination is never below its best
+   part;
 2. coordinate ascent over the buckets: each bucket's weights from the same grid (with three
    parts or more a grid of step 0.25 at the finest: 15 points instead of 66 for K = 3), then
    its offset from ``OFFSETS`` (in standard deviations); the cold bucket's weights and offset
@@ -14,14 +19,15 @@ validation NDCG@K:
    kept only when validation NDCG rises by more than ``min_gain`` AND by more than one standard
    error of the per-row differences (paired over the same rows): a bucket's own weights are
    fitted on that bucket's rows only, and on a few hundred rows a gain below the noise is
-   noise (the one-sigma rule);
+   noise (the one-sigma rule). A trial re-scores only the bucket's columns against the k + 1
+   best scores of the others, kept once per bucket (exactly the whole ranking's metric);
 3. with user-history buckets (``user_buckets`` > 1), in the same rounds: each user bucket's
    multipliers a(h) = K · p, p from the same grid (the mix of the parts for the rows of that
-   bucket; 1 for every part: as without buckets), kept by the same rule. Two rounds.
+   bucket; 1 for every part: as without buckets), kept by the same rule; a trial ranks only
+   that bucket's rows. Two rounds.
 
 Greedy selection on held-out scores is the ensemble practice for top-N (Vente et al. 2024;
-Collins et al. 2025 for ID + text ensembles); a grid over a K ≤ 4 simplex is exhaustive enough
-and never beaten by its own corners.
+Collins et al. 2025 for ID + text ensembles).
 
 Shapes: K parts, R validation rows, N = n_items + 1, P positives per row, G buckets, H user
 buckets.
@@ -32,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +53,8 @@ log = logging.getLogger("hybridrec.combiner")
 
 #: the bucket offsets tried, in standard deviations of the standardised scores
 OFFSETS = (-3.0, -2.0, -1.5, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0)
+#: ``search: auto``: the whole grid up to this many parts, greedy selection above
+GRID_PARTS = 3
 
 
 @dataclass
@@ -77,6 +85,7 @@ class CombinerFit:
     k: int
     history: list[dict[str, Any]] = field(default_factory=list)  # accepted steps
     user_weights: Tensor | None = None  # (K, H) multipliers per user-history bucket
+    rankings: float = 0.0  # whole-ranking equivalents the search cost
 
     def as_dict(self, names: list[str]) -> dict[str, Any]:
         out = {
@@ -88,6 +97,7 @@ class CombinerFit:
             f"part_val_ndcg@{self.k}": self.part_ndcg,
             "rows": self.rows,
             "steps": self.history,
+            "rankings": round(self.rankings, 1),
         }
         if self.user_weights is not None and self.user_weights.shape[1] > 1:
             out["user_weights"] = {
@@ -193,16 +203,142 @@ def collect_validation(
     )
 
 
-def _ndcg(
-    data: ValidationScores, column_weights: Tensor, column_offsets: Tensor, k: int, ties: str
-) -> Tensor:
-    """Per-row validation NDCG@k (R,) of weights per part and candidate column, (K, N) or
-    (K, R, N) or (K, R, C), plus an offset per column, (N,) or (R, C)."""
-    if column_weights.dim() == 2:
-        column_weights = column_weights.unsqueeze(1)
-    combined = (data.scores * column_weights).sum(0) + column_offsets
-    combined = combined.masked_fill(data.masked, -torch.inf)
-    return ranking_metrics(top_k_ranks(combined, data.positives, data.valid, k, ties), k).ndcg
+class _Ranker:
+    """Per-row validation NDCG@k (R,) of a combination: weights (K, G) per part and item
+    bucket, offsets (G,) per bucket, multipliers (K, H) per user bucket.
+
+    Trials that change one item bucket's weights or offset, or one user bucket's multipliers,
+    are ranked by what they change (exactly; a test holds it against the whole ranking):
+    :meth:`bucket_trials` keeps the k + 1 best scores of the other buckets' columns once and
+    scores only bucket g's columns per trial; :meth:`user_rows` ranks only bucket h's rows.
+    ``rankings`` counts whole-ranking equivalents (what the search cost)."""
+
+    def __init__(
+        self, data: ValidationScores, columns: Tensor, k: int, ties: str, n_buckets: int
+    ) -> None:
+        self.data, self.columns, self.k, self.ties = data, columns, k, ties
+        self.n_buckets = n_buckets
+        self.rankings = 0.0
+        # one bucket's columns apart: full ranking, pessimistic ties, more than k + 1 columns
+        n_columns = int(data.scores.shape[2])
+        self.by_bucket = data.items is None and ties == "pessimistic" and n_columns > k + 1
+
+    def combined(
+        self, weights: Tensor, offsets: Tensor, factors: Tensor | None, rows: Tensor | None = None
+    ) -> Tensor:
+        """(R', N) the combined scores of ``rows`` (all: None), masked entries -inf."""
+        data = self.data
+        column_weights = weights[:, self.columns]  # (K, N) or (K, R, C)
+        column_offsets = offsets[self.columns]  # (N,) or (R, C)
+        masked = data.masked
+        if rows is not None:
+            masked = masked[rows]
+            if column_weights.dim() == 3:  # sampled: per-row columns
+                column_weights, column_offsets = column_weights[:, rows], column_offsets[rows]
+        per_row = self._per_row(factors, rows)  # (K, R') or None
+        combined: Tensor | None = None
+        for j in range(column_weights.shape[0]):
+            coefficient = column_weights[j]  # (N,) or (R', C)
+            if per_row is not None:
+                coefficient = coefficient * per_row[j].unsqueeze(1)
+            if not bool(coefficient.any()):
+                continue  # weight 0: adds nothing
+            part = data.scores[j] if rows is None else data.scores[j, rows]  # (R', N)
+            combined = (
+                part * coefficient if combined is None else combined.addcmul_(part, coefficient)
+            )
+        if combined is None:
+            combined = torch.zeros(masked.shape, dtype=data.scores.dtype)
+        combined += column_offsets
+        self.rankings += 1.0 if rows is None else len(rows) / data.rows
+        return combined.masked_fill_(masked, -torch.inf)
+
+    def _per_row(self, factors: Tensor | None, rows: Tensor | None) -> Tensor | None:
+        """(K, R') each row's user-bucket multipliers; None where they are all 1."""
+        bucket = self.data.user_bucket
+        if factors is None or bucket is None or not bool((factors != 1).any()):
+            return None
+        return factors[:, bucket if rows is None else bucket[rows]]
+
+    def ndcg_rows(
+        self,
+        weights: Tensor,
+        offsets: Tensor,
+        factors: Tensor | None = None,
+        rows: Tensor | None = None,
+    ) -> Tensor:
+        data = self.data
+        positives, valid = data.positives, data.valid
+        if rows is not None:
+            positives, valid = positives[rows], valid[rows]
+        combined = self.combined(weights, offsets, factors, rows)
+        return ranking_metrics(
+            top_k_ranks(combined, positives, valid, self.k, self.ties), self.k
+        ).ndcg
+
+    def user_rows(self, h: int) -> Tensor:
+        """(R_h,) the rows of user bucket h."""
+        assert self.data.user_bucket is not None
+        return torch.nonzero(self.data.user_bucket == h).flatten()
+
+    def bucket_trials(
+        self, g: int, weights: Tensor, offsets: Tensor, factors: Tensor | None
+    ) -> _BucketTrials:
+        """Trials of bucket g's weights and offset with everything else held (full ranking)."""
+        data, k = self.data, self.k
+        columns = torch.nonzero(self.columns == g).flatten()  # (n_g,)
+        base = self.combined(weights, offsets, factors)  # (R, N)
+        mine = torch.gather(base, 1, data.positives)  # (R, P)
+        where = torch.full((len(self.columns),), -1, dtype=torch.long)
+        where[columns] = torch.arange(len(columns))
+        position = where[data.positives]  # (R, P) the positive's column among bucket g's; -1
+        base[:, columns] = -torch.inf
+        others = base.topk(k + 1, dim=1).values  # (R, k + 1) the best of the other columns
+        return _BucketTrials(self, columns, others, mine, position, self._per_row(factors, None))
+
+
+class _BucketTrials:
+    """One item bucket's trials: its columns re-scored, the other columns' k + 1 best kept."""
+
+    def __init__(
+        self,
+        ranker: _Ranker,
+        columns: Tensor,
+        others: Tensor,
+        mine: Tensor,
+        position: Tensor,
+        per_row: Tensor | None,
+    ) -> None:
+        self.ranker, self.columns, self.others, self.mine = ranker, columns, others, mine
+        self.position, self.per_row = position, per_row
+        self.scores = ranker.data.scores[:, :, columns]  # (K, R, n_g)
+        self.masked = ranker.data.masked[:, columns]  # (R, n_g)
+
+    def ndcg_rows(self, weights: Tensor, offset: float) -> Tensor:
+        """(R,) per-row NDCG@k with bucket g's weights (K,) and offset."""
+        ranker, k = self.ranker, self.ranker.k
+        combined: Tensor | None = None
+        for j in range(len(weights)):
+            coefficient: Tensor | float = float(weights[j])
+            if coefficient == 0.0:
+                continue
+            if self.per_row is not None:
+                coefficient = self.per_row[j].unsqueeze(1) * coefficient  # (R, 1)
+            part = self.scores[j]
+            combined = part * coefficient if combined is None else combined.add_(part * coefficient)
+        if combined is None:
+            combined = torch.zeros(self.masked.shape, dtype=self.scores.dtype)
+        combined = (combined + offset).masked_fill_(self.masked, -torch.inf)  # (R, n_g)
+        ranker.rankings += len(self.columns) / max(len(ranker.columns), 1)
+        width = min(k + 1, combined.shape[1])
+        best = torch.cat([self.others, combined.topk(width, dim=1).values], 1)
+        best = best.topk(k + 1, dim=1).values  # (R, k + 1) the row's k + 1 best
+        inside = self.position >= 0
+        mine = torch.where(
+            inside, torch.gather(combined, 1, self.position.clamp(min=0)), self.mine
+        )  # (R, P)
+        ranks = ranks_from_best(best, mine, ranker.data.valid, k)
+        return ranking_metrics(ranks, k).ndcg
 
 
 def top_k_ranks(scores: Tensor, positives: Tensor, valid: Tensor, k: int, ties: str) -> Tensor:
@@ -213,13 +349,20 @@ def top_k_ranks(scores: Tensor, positives: Tensor, valid: Tensor, k: int, ties: 
     width = min(k + 1, scores.shape[1])
     if ties != "pessimistic" or width < k + 1:
         return positive_ranks(scores, positives, valid, ties=ties)
-    best = scores.topk(width, dim=1).values.unsqueeze(1)  # (R, 1, k + 1)
-    mine = torch.gather(scores, 1, positives).unsqueeze(2)  # (R, P, 1)
-    at_least = (best >= mine).sum(2)  # (R, P): of the k + 1 best, those >= the positive
+    best = scores.topk(width, dim=1).values  # (R, k + 1)
+    mine = torch.gather(scores, 1, positives)  # (R, P)
+    return ranks_from_best(best, mine, valid, k)
+
+
+def ranks_from_best(best: Tensor, mine: Tensor, valid: Tensor, k: int) -> Tensor:
+    """Pessimistic ranks (R, P) of the positives' scores ``mine`` (R, P) from the row's
+    k + 1 best scores ``best`` (R, k + 1): exact below k, k otherwise; padding inf."""
+    width = best.shape[1]
+    at_least = (best.unsqueeze(1) >= mine.unsqueeze(2)).sum(2)  # (R, P): of the best, >= mine
     exact = at_least < width  # every score >= the positive's is among them: counts are exact
     # pessimistic: every other candidate scoring >= the positive ranks above it
     ranks = torch.where(exact, (at_least - 1).clamp(min=0), torch.full_like(at_least, k))
-    return ranks.to(scores.dtype).masked_fill(~valid, torch.inf)
+    return ranks.to(best.dtype).masked_fill(~valid, torch.inf)
 
 
 def simplex_grid(allowed: Tensor, step: float) -> list[Tensor]:
@@ -236,6 +379,37 @@ def simplex_grid(allowed: Tensor, step: float) -> list[Tensor]:
     return points
 
 
+def greedy_selection(
+    evaluate: Callable[[Tensor], float], n_parts: int, start: int, additions: int
+) -> tuple[Tensor, float, int]:
+    """Forward selection with replacement (Caruana et al. 2004): from part ``start`` alone,
+    ``additions`` times add the part whose addition ranks best (any part, again and again);
+    the weights are the parts' counts over the total. Returns the best weights (K,) met on
+    the way, their value, and the number of distinct points evaluated. Never below ``start``
+    alone; a part's weight can reach 1/(additions + 1)."""
+    counts = torch.zeros(n_parts)
+    counts[start] = 1.0
+    seen: dict[tuple[float, ...], float] = {}
+
+    def value_of(c: Tensor) -> float:
+        key = tuple(round(float(x), 6) for x in c / c.sum())
+        if key not in seen:
+            seen[key] = evaluate(c / c.sum())
+        return seen[key]
+
+    best_counts, best = counts.clone(), value_of(counts)
+    for _ in range(additions):
+        trials = []
+        for j in range(n_parts):
+            trial = counts.clone()
+            trial[j] += 1
+            trials.append((value_of(trial), -j, trial))  # ties: the first part
+        value, _, counts = max(trials, key=lambda t: (t[0], t[1]))
+        if value > best + 1e-12:
+            best_counts, best = counts.clone(), value
+    return best_counts / best_counts.sum(), best, len(seen)
+
+
 def fit_combiner(
     model: ComposedHybrid,
     data: ValidationScores,
@@ -245,29 +419,26 @@ def fit_combiner(
     rounds: int = 2,
     ties: str = "pessimistic",
     search: str = "auto",
+    shortcuts: bool = True,
 ) -> CombinerFit:
     """Choose ``model``'s weights (K, G), offsets (G,) and user-history multipliers (K, H)
-    on ``data`` (see the module docstring); the model's are set to them."""
+    on ``data`` (see the module docstring); the model's are set to them. ``shortcuts=False``:
+    every trial ranks every row and column (the same choice, slower: the reference that
+    scripts/bench_combiner.py and the tests compare with)."""
     n_parts, n_buckets = model.weights.shape
+    if search not in ("auto", "grid", "greedy"):
+        raise ValueError(f"model.combiner.search={search!r}: expected auto, grid or greedy")
+    greedy = search == "greedy" or (search == "auto" and n_parts > GRID_PARTS)
     n_user_buckets = model.n_user_buckets if data.user_bucket is not None else 1
     allowed = model.allowed.cpu()
     bucket = model.item_bucket.cpu()  # (N,)
     columns = bucket if data.items is None else bucket[data.items]  # (N,) or (R, C)
-    row_bucket = data.user_bucket  # (R,) or None
+    ranker = _Ranker(data, columns, k, ties, n_buckets)
+    ranker.by_bucket = ranker.by_bucket and shortcuts
     users = torch.ones(n_parts, n_user_buckets)  # a(h): 1 = as without user buckets
 
     def evaluate(weights: Tensor, offsets: Tensor) -> float:
-        return float(rows_of(weights, offsets).mean())
-
-    def rows_of(weights: Tensor, offsets: Tensor, factors: Tensor | None = None) -> Tensor:
-        column_weights = weights[:, columns]  # (K, N) or (K, R, C)
-        factors = users if factors is None else factors
-        if row_bucket is not None and bool((factors != 1).any()):
-            per_row = factors[:, row_bucket]  # (K, R)
-            if column_weights.dim() == 2:
-                column_weights = column_weights.unsqueeze(1)
-            column_weights = column_weights * per_row.unsqueeze(2)  # (K, R, N) or (K, R, C)
-        return _ndcg(data, column_weights, offsets[columns], k, ties)
+        return float(ranker.ndcg_rows(weights, offsets, users).mean())
 
     def spread(vector: Tensor) -> Tensor:
         """One weight vector for every bucket; where it puts weight only on parts a bucket
@@ -283,18 +454,39 @@ def fit_combiner(
         corner = torch.zeros(n_parts)
         corner[j] = 1.0
         part_ndcg[name] = evaluate(spread(corner), zero)
-    best_weights, best = spread(torch.full((n_parts,), 1.0 / n_parts)), -1.0
-    best_offsets = zero.clone()
     history: list[dict[str, Any]] = []
-    for vector in simplex_grid(torch.ones(n_parts, dtype=torch.bool), step):
-        weights = spread(vector)
-        value = evaluate(weights, zero)
-        if value > best + 1e-12:
-            best_weights, best = weights, value
-    history.append({"stage": "global", "ndcg": best, "weights": best_weights[:, -1].tolist()})
-    log.info("combiner: global weights %s, val ndcg@%d %.4f", best_weights[:, -1].tolist(), k, best)
+    if greedy:
+        first = max(range(n_parts), key=lambda j: (part_ndcg[model.names[j]], -j))
+        vector, best, points = greedy_selection(
+            lambda v: evaluate(spread(v), zero), n_parts, first, 2 * round(1 / step)
+        )
+        best_weights = spread(vector)
+    else:
+        best_weights, best = spread(torch.full((n_parts,), 1.0 / n_parts)), -1.0
+        grid = simplex_grid(torch.ones(n_parts, dtype=torch.bool), step)
+        for vector in grid:
+            weights = spread(vector)
+            value = evaluate(weights, zero)
+            if value > best + 1e-12:
+                best_weights, best = weights, value
+        points = len(grid)
+    stage = "greedy" if greedy else "grid"
+    history.append(
+        {
+            "stage": "global",
+            "search": stage,
+            "points": points,
+            "ndcg": best,
+            "weights": best_weights[:, -1].tolist(),
+        }  # fmt: skip
+    )
+    log.info(
+        "combiner: global weights %s (%s, %d points), val ndcg@%d %.4f",
+        [round(w, 4) for w in best_weights[:, -1].tolist()], stage, points, k, best,
+    )  # fmt: skip
     bucket_step = step if n_parts < 3 else max(step, 0.25)
-    best_rows = rows_of(best_weights, best_offsets)
+    best_offsets = zero.clone()
+    best_rows = ranker.ndcg_rows(best_weights, best_offsets, users)
 
     def accept(trial_rows: Tensor) -> tuple[bool, float]:
         """Whether a trial beats the current rows by more than ``min_gain`` and one standard
@@ -316,13 +508,22 @@ def fit_combiner(
                     else [(v, None) for v in simplex_grid(allowed[:, g], bucket_step)]
                     + [(None, c) for c in OFFSETS]
                 )
+                apart = (
+                    ranker.bucket_trials(g, best_weights, best_offsets, users)
+                    if ranker.by_bucket
+                    else None
+                )
                 for direction, offset in trials:
                     trial, trial_offsets = best_weights.clone(), best_offsets.clone()
                     if direction is not None:
                         trial[:, g] = direction
                     if offset is not None:
                         trial_offsets[g] = offset
-                    trial_rows = rows_of(trial, trial_offsets)
+                    trial_rows = (
+                        apart.ndcg_rows(trial[:, g], float(trial_offsets[g]))
+                        if apart is not None
+                        else ranker.ndcg_rows(trial, trial_offsets, users)
+                    )
                     better, noise = accept(trial_rows)
                     if better:
                         best_weights, best_offsets, best_rows, changed = (
@@ -333,14 +534,22 @@ def fit_combiner(
                         )
                         best = float(trial_rows.mean())
                         history.append({"stage": f"bucket {g}", "ndcg": best, "gain_se": noise})
-            assert row_bucket is not None or n_user_buckets == 1
+                        # ``apart`` stays true: only bucket g's columns changed
+            assert data.user_bucket is not None or n_user_buckets == 1
             for h in range(n_user_buckets):
-                if row_bucket is None or not bool((row_bucket == h).any()):
+                if data.user_bucket is None or not bool((data.user_bucket == h).any()):
                     continue
+                rows = ranker.user_rows(h)
                 for point in simplex_grid(torch.ones(n_parts, dtype=torch.bool), bucket_step):
                     factors = users.clone()
                     factors[:, h] = point * n_parts
-                    trial_rows = rows_of(best_weights, best_offsets, factors)
+                    if shortcuts:  # only bucket h's rows change
+                        trial_rows = best_rows.clone()
+                        trial_rows[rows] = ranker.ndcg_rows(
+                            best_weights, best_offsets, factors, rows
+                        )
+                    else:
+                        trial_rows = ranker.ndcg_rows(best_weights, best_offsets, factors)
                     better, noise = accept(trial_rows)
                     if better:
                         users, best_rows, changed = factors, trial_rows, True
@@ -349,10 +558,13 @@ def fit_combiner(
             log.info("combiner: per-bucket round, val ndcg@%d %.4f", k, best)
             if not changed:
                 break
+    log.info("combiner: %.1f rankings of the %d validation rows", ranker.rankings, data.rows)
     model.set_weights(best_weights)
     model.set_offsets(best_offsets)
     if model.n_user_buckets > 1:
         model.set_user_weights(
             users if n_user_buckets > 1 else torch.ones(n_parts, model.n_user_buckets)
         )
-    return CombinerFit(best_weights, best_offsets, best, part_ndcg, data.rows, k, history, users)
+    return CombinerFit(
+        best_weights, best_offsets, best, part_ndcg, data.rows, k, history, users, ranker.rankings
+    )
