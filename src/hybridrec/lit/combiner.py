@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import PrefixEvalBatch, RowEvalBatch
 from hybridrec.metrics import positive_ranks, ranking_metrics
 from hybridrec.nn.composed import ComposedHybrid
 
@@ -107,11 +107,11 @@ class CombinerFit:
         return out
 
 
-def _row_layout(batch: RecBatch) -> RecBatch:
+def _row_layout(batch: RowEvalBatch | PrefixEvalBatch) -> RowEvalBatch:
     return batch.with_row_histories() if batch.prefix_sequences is not None else batch
 
 
-def _rows(batch: RecBatch, rows: Tensor) -> RecBatch:
+def _rows(batch: RowEvalBatch, rows: Tensor) -> RowEvalBatch:
     """The batch's rows ``rows`` (B',) only, every per-row field cut alike."""
     if len(rows) == len(batch):
         return batch
@@ -129,7 +129,7 @@ def _rows(batch: RecBatch, rows: Tensor) -> RecBatch:
 
 def drawn_rows(
     batches: Any, max_rows: int, device: str = "cpu", seed: int = 0
-) -> Iterator[RecBatch]:
+) -> Iterator[RowEvalBatch]:
     """The batches cut to ``max_rows`` rows drawn at random (seeded) from all of them (all rows
     when there are fewer), one row per held-out row, on ``device``."""
     sizes = [len(_row_layout(raw)) for raw in batches]  # rows per batch (nothing scored yet)
@@ -147,7 +147,7 @@ def drawn_rows(
         yield _rows(_row_layout(raw).to(device), rows.to(device))
 
 
-def full_ranking_mask(batch: RecBatch, n_columns: int) -> Tensor:
+def full_ranking_mask(batch: RowEvalBatch, n_columns: int) -> Tensor:
     """(B, N) True where a full-ranking row does not rank an item: the padding item, the
     row's ``exclude`` pairs, and a row's non-candidates (``candidates: cold`` or ``slice``)."""
     assert batch.exclude is not None
