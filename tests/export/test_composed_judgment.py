@@ -2,7 +2,9 @@
 the head is fitted after the combiner on the frozen composed model, its held-out agreement is
 logged to the composed run and reproduced from the checkpoint, a served request at lambda 0
 is the composed model's own answer and at lambda > 0 the hand-computed z(s) + lambda z(s_J),
-and the review page shows the run (part shares beside the judgments' share)."""
+and the review page shows the run (part shares beside the judgments' share). A served request
+with a segment and no user ranks for the segment's audience as the review page does (the
+composed hybrid and a plain model)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -20,9 +23,10 @@ from mlflow.tracking import MlflowClient
 from conftest import SMALL_JUDGMENTS, train_in
 from hybridrec.data.batching.judgments import JudgmentData
 from hybridrec.export.judgment import served_judgment
+from hybridrec.export.pyfunc import audience_file, popularity
 from hybridrec.export.pyfunc_model import HybridrecRecommender
 from hybridrec.export.recommender import Recommender
-from hybridrec.export.review import build_review
+from hybridrec.export.review import _Scoring, build_review
 from hybridrec.lit.checkpoint import PAYLOAD, load_model, safe_load
 from hybridrec.metrics import agreement
 from hybridrec.nn.composed import ComposedHybrid
@@ -156,3 +160,51 @@ def test_the_review_page_shows_the_composed_run(composed_run: dict[str, Any]) ->
     # lambda 0 pooled by item = the run's own logged agreement (the same contexts and items)
     logged = composed_run["run"].data.metrics["test/marketer_agreement"]
     assert review.pooled["by_item@0"] == pytest.approx(logged, abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("plain_head")
+    result, _, data_dir, _ = train_in(
+        root, *SMALL_JUDGMENTS, "judgment=head_pointwise", "trainer.max_epochs=1"
+    )
+    return {"root": root, "data_dir": data_dir, "checkpoint": str(result.best_checkpoint)}
+
+
+@pytest.mark.parametrize("which", ["composed_run", "plain_run"])
+def test_a_segment_without_a_user_ranks_for_its_audience(
+    which: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    run = request.getfixturevalue(which)
+    checkpoint = Path(run["checkpoint"])
+    cwd = os.getcwd()
+    os.chdir(run["root"])  # the run's config names its data folder relative to here
+    try:
+        audience = audience_file(checkpoint, tmp_path)  # as the export writes it
+        scoring = _Scoring(checkpoint, None, "run")  # the review page's audiences
+    finally:
+        os.chdir(cwd)
+    assert audience is not None
+    np.save(tmp_path / "popularity.npy", popularity(checkpoint))
+    artifacts = {
+        "checkpoint": str(checkpoint),
+        "audience": str(audience),
+        "popularity": str(tmp_path / "popularity.npy"),
+    }
+    served = HybridrecRecommender()
+    served.load_context(SimpleNamespace(artifacts=artifacts))
+    segment = scoring.segments[1]
+    vector = scoring.context_rows(torch.tensor([SEGMENT]), torch.tensor([1]))  # (1, D)
+    answers = []
+    for lam in (0.0, 2.0):
+        rows = pd.DataFrame([{"segment": segment, "lambda": lam, "k": 8}])
+        answer = served.predict(None, rows).iloc[0]
+        expected = scoring.recommender.recommend_audience(vector, 8, lam, segment)
+        assert answer["source"] == "segment" and answer["score_kind"] == "model"
+        assert list(answer["items"]) == expected["items"]
+        assert list(answer["scores"]) == pytest.approx(expected["scores"], abs=1e-5)
+        answers.append(list(answer["items"]))
+    assert answers[0] != answers[1]  # lambda is no longer ignored
+    # no user, no session, no segment: still the popularity answer
+    anonymous = served.predict(None, pd.DataFrame([{"k": 8}])).iloc[0]
+    assert anonymous["source"] == "popularity"

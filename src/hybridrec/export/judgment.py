@@ -20,11 +20,14 @@ Shapes: N = n_items + 1 (item 0 padding), D_h = the head's size, U = users.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from hybridrec.data.batching.judgments import JudgmentData
+from hybridrec.nn.contexts import EVERYONE, SEGMENT, context_vectors
 from hybridrec.nn.judgment_head import HeadSpec, JudgmentHead, standardise_rows
 
 
@@ -124,3 +127,57 @@ def served_judgment(saved: dict[str, Any], model: nn.Module) -> ServedJudgment |
             item_bias=bias,
             default_lambda=float(spec.serving_lambda),
         )
+
+
+def user_histories(config: dict[str, Any], folder: Path) -> tuple[Tensor, Tensor]:
+    """Every user's training history as the run's evaluation read it (its datamodule on
+    ``folder``): (table (U, T), lengths (U,)). ValueError when the datamodule has none."""
+    from hydra.utils import instantiate
+
+    node = dict(config["datamodule"])
+    node["data_dir"] = str(folder)
+    node["data_on_device"] = False
+    datamodule = instantiate(node)
+    if not hasattr(datamodule, "user_histories"):
+        raise ValueError(
+            "judgments with a history model need the users' histories: the run's datamodule "
+            "has none"
+        )
+    table, lengths = datamodule.user_histories()
+    return table, lengths
+
+
+def audience_vectors(
+    saved: dict[str, Any], model: nn.Module, folder: Path
+) -> dict[str, Tensor] | None:
+    """Each audience's user-side vector (D,) as evaluation and the review page build it:
+    ``""`` everyone, else a segment's name -> the mean user vector of the evaluation's seeded
+    population (with the users' training histories for a history model) plus the run's
+    learned context offsets (the joint term's; a head run has none, so every audience shares
+    everyone's vector and the head's m_c tells them apart). None when ``folder`` (the run's
+    prepared data) holds no judgments."""
+    config = saved.get("hybridrec_config") or {}
+    seed = int((config.get("datamodule") or {}).get("seed", 0))
+    data = JudgmentData.load(folder, int(model.n_users), seed=seed)  # type: ignore[arg-type]
+    if data is None:
+        return None
+    histories = (
+        user_histories(config, folder) if getattr(model, "history", None) is not None else None
+    )
+    names = [
+        str(s) for s in ((config.get("data") or {}).get("judgments") or {}).get("segments") or []
+    ]
+    kinds = torch.tensor([EVERYONE] + [SEGMENT] * len(names))
+    contexts = torch.tensor([0, *range(len(names))])
+    state = saved["state_dict"]
+    with torch.no_grad():
+        vectors = context_vectors(
+            model,
+            kinds,
+            contexts,
+            data.population,
+            histories,
+            state.get("contexts.everyone_offset"),
+            state.get("contexts.segment_offsets"),
+        )
+    return {"": vectors[0], **{name: vectors[1 + i] for i, name in enumerate(names)}}

@@ -45,6 +45,11 @@ REQUEST = {
     "items (no training interaction, added products included) for this answer, in place of the "
     "one fitted on validation: higher pushes new items up (a new-arrivals shelf), lower keeps "
     "them out; optional",
+    "lambda": "runs with a judgment head: the judgments' weight, 0..100, in z(s) + lambda "
+    "z(s_J) (docs/judgments.md); default: the run's judgment.head.serving_lambda",
+    "segment": "runs with a judgment head: a segment of data.judgments.segments, the context "
+    "of the judgments' score; without a user or session the answer ranks for the segment's "
+    "audience (as the review page); optional",
 }
 
 
@@ -95,6 +100,26 @@ def popularity(checkpoint: Path) -> np.ndarray | None:
     return np.bincount(items, minlength=n_items + 1)[: n_items + 1].astype(np.float32)
 
 
+def audience_file(checkpoint: Path, out: Path) -> Path | None:
+    """A run with a judgment head: each audience's user-side vector (everyone, each segment;
+    :func:`hybridrec.export.judgment.audience_vectors`) written to ``out/audience.pt``, so a
+    request with a ``segment`` and no user or session ranks for that audience as the review
+    page does; None without a head or when the run's prepared data is gone."""
+    from hybridrec.export.judgment import audience_vectors
+
+    saved = safe_load(checkpoint)
+    head = ((saved.get("hybridrec_config") or {}).get("judgment") or {}).get("head")
+    folder = _data_dir(checkpoint)
+    if not head or folder is None or not (folder / "spec.json").is_file():
+        return None
+    vectors = audience_vectors(saved, load_model(checkpoint), folder)
+    if vectors is None:
+        return None
+    path = out / "audience.pt"
+    torch.save({"names": list(vectors), "vectors": torch.stack(list(vectors.values()))}, path)
+    return path
+
+
 def _model_args(
     checkpoint: Path, out: Path, new_items: Path | None, user_table: bool = True
 ) -> dict[str, Any]:
@@ -109,6 +134,9 @@ def _model_args(
     if counts is not None:
         np.save(out / "popularity.npy", counts)
         artifacts["popularity"] = str(out / "popularity.npy")
+    audience = audience_file(checkpoint, out)
+    if audience is not None:
+        artifacts["audience"] = str(audience)
     seen = seen_items(checkpoint) if user_table else None
     if seen is not None:
         np.savez(out / "seen.npz", indptr=seen["indptr"], items=seen["items"])

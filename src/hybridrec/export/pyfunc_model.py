@@ -90,6 +90,11 @@ class HybridrecRecommender(PythonModel):
         if seen_path:
             with np.load(seen_path) as arrays:
                 seen = (arrays["indptr"], arrays["items"])
+        audience_path = context.artifacts.get("audience")
+        audience = None
+        if audience_path:  # each audience's vector: a segment without a user ranks for it
+            stored = safe_load(audience_path)
+            audience = dict(zip(stored["names"], stored["vectors"], strict=True))
         model = load_model(checkpoint)
         self.recommender = Recommender(
             model,
@@ -100,6 +105,7 @@ class HybridrecRecommender(PythonModel):
             seen=seen,
             exclude_recent=masks_known(saved),
             judgment=served_judgment(saved, model),
+            audience=audience,
         )
         self.raw_id_key = raw_id_key(saved)
 

@@ -85,6 +85,7 @@ class Recommender:
         seen: tuple[np.ndarray, np.ndarray] | None = None,
         exclude_recent: bool = False,
         judgment: ServedJudgment | None = None,
+        audience: dict[str, torch.Tensor] | None = None,
     ) -> None:
         if not isinstance(model, (FactorizedModel, PairScorer, ComposedHybrid)):
             raise ValueError(
@@ -129,6 +130,9 @@ class Recommender:
         self.seen = seen
         self.exclude_recent = exclude_recent
         self.judgment = judgment  # the judgment head: lambda and segment per request
+        #: each audience's user-side vector ("" everyone, else a segment: export/judgment.py's
+        #: audience_vectors): a request with a segment and no user or session ranks for it
+        self.audience = audience
 
     def _k(self, k: Any) -> int:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
@@ -177,6 +181,8 @@ class Recommender:
                 )
             assert self.table is not None
             vector, read = _user_vector(model, user_row, known, self.table)  # (1, D) | None
+            if vector is None and segment is not None and self.audience is not None:
+                vector, read = self._audience(segment), ["segment"]
             if vector is None:
                 scores, source = self._popularity(), "popularity"
             else:
@@ -216,13 +222,18 @@ class Recommender:
             raw.append(part_vector)
             used += part_read
         if all(r is None for r in raw):
-            return self._top(self._popularity(), k, "popularity", unknown, exclude, masked)
-        # the user-history bucket: the user's training interactions, else the session's
-        # length where a part read it (as in evaluation)
-        read = [i for i in known if i <= model.n_items]
-        read_lengths = torch.tensor([len(read)]) if "session" in used else None
-        users = torch.tensor([user_row if user_row is not None else -1])
-        vector = model.user_from_parts(raw, users, read_lengths)  # (1, D)
+            if segment is None or self.audience is None:
+                out = self._top(self._popularity(), k, "popularity", unknown, exclude, masked)
+                out.pop("_indices", None)
+                return out
+            vector, used = self._audience(segment), ["segment"]  # the segment's audience
+        else:
+            # the user-history bucket: the user's training interactions, else the session's
+            # length where a part read it (as in evaluation)
+            read = [i for i in known if i <= model.n_items]
+            read_lengths = torch.tensor([len(read)]) if "session" in used else None
+            users = torch.tensor([user_row if user_row is not None else -1])
+            vector = model.user_from_parts(raw, users, read_lengths)  # (1, D)
         scores = (vector @ self.table.T)[0]
         if cold_offset is not None and self.cold_rows is not None:  # the offset column, moved
             shift = float(cold_offset) - float(model.offsets[0])
@@ -230,7 +241,7 @@ class Recommender:
         if lam > 0:  # z(s) + lambda z(s_J): the judgment head (docs/judgments.md)
             assert self.judgment is not None
             scores = self.judgment.combine(scores, lam, user_row, segment)
-        source = "+".join(s for s in ("user", "session") if s in used)
+        source = "+".join(s for s in ("user", "session", "segment") if s in used)
         out = self._top(scores, k, source, unknown, exclude, masked)
         indices = out.pop("_indices")
         if indices:
@@ -288,6 +299,12 @@ class Recommender:
             out["own_part"] = [float(own[i]) for i in indices]
             out["judgment_part"] = [float(head[i]) for i in indices]
         return out
+
+    def _audience(self, segment: str) -> torch.Tensor:
+        """(1, D) the segment's audience vector (everyone's where the run has none of its
+        own): what the review page ranks for it (:meth:`recommend_audience`)."""
+        assert self.audience is not None
+        return self.audience.get(segment, self.audience[""]).unsqueeze(0)
 
     def _judgment_request(self, lam: float | None, segment: str | None) -> float:
         """The request's lambda (the run's default when left out); refused without a head or

@@ -37,7 +37,7 @@ from torch import Tensor
 from hybridrec.data.batching.judgments import JudgmentData, JudgmentEvalSet, stage_sets
 from hybridrec.data.preparation.judgments import load_judgments
 from hybridrec.errors import HybridrecError
-from hybridrec.export.judgment import ServedJudgment, served_judgment
+from hybridrec.export.judgment import ServedJudgment, served_judgment, user_histories
 from hybridrec.export.recommender import Recommender
 from hybridrec.lit.checkpoint import PAYLOAD, load_model, safe_load
 from hybridrec.metrics.agreement import agreement
@@ -214,19 +214,10 @@ class _Scoring:
 
     def _histories(self, config: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """Every user's training history as the run's evaluation read it (its datamodule)."""
-        from hydra.utils import instantiate
-
-        node = dict(config["datamodule"])
-        node["data_dir"] = str(self.folder)
-        node["data_on_device"] = False
-        datamodule = instantiate(node)
-        if not hasattr(datamodule, "user_histories"):
-            raise ReviewError(
-                "judgments with a history model need the users' histories: the run's "
-                "datamodule has none"
-            )
-        table, lengths = datamodule.user_histories()
-        return table, lengths
+        try:
+            return user_histories(config, self.folder)
+        except ValueError as exc:
+            raise ReviewError(str(exc)) from None
 
     def context_rows(self, kind: Tensor, context: Tensor) -> Tensor:
         """kind, context (P,) -> (P, D) the audiences' user-side vectors (as evaluated)."""
