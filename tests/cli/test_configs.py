@@ -836,5 +836,7 @@ def test_composed_experiment_parts_compose_and_check(compose_cfg: Compose, exper
         assert not is_composed(part)
         check_config(part)
         assert part.data == cfg.data and part.protocol == cfg.protocol
+        if cfg.get("judgment") is None:  # no judgments: the node not added (earlier reuse keys)
+            assert "judgment" not in part
         keys.add(part_key(part, "fingerprint"))
     assert len(keys) == len(parts)  # distinct parts, distinct reuse keys

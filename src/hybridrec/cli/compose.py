@@ -165,9 +165,12 @@ def part_config(
             "model.combine=joint to train the joint hybrid as a part)"
         )
     with open_dict(part):
-        if not any(str(o).lstrip("+~").startswith("judgment") for o in overrides):
+        if part.get("judgment") is not None and not any(
+            str(o).lstrip("+~").startswith("judgment") for o in overrides
+        ):
             # the parts learn from the interactions alone: the parent's judgments train its
-            # head on the composed model (an experiment's judgment term stays out of them)
+            # head on the composed model (an experiment's judgment term stays out of them);
+            # without judgments the node stays as it was (part keys of earlier runs still match)
             part.judgment = None
         part.data = copy.deepcopy(cfg.data)
         part.protocol = copy.deepcopy(cfg.protocol)
