@@ -75,6 +75,7 @@ def test_the_composed_run_logs_the_heads_agreement(composed_run: dict[str, Any])
     assert isinstance(model, ComposedHybrid)
     head = served_judgment(saved, model)
     assert head is not None
+    assert any(k.startswith("head_losses.") for k in saved["state_dict"])  # as a plain run's
     segments = list(composed_run["cfg"].data.judgments.segments)
     seed = int(composed_run["cfg"].datamodule.seed)
     data = JudgmentData.load(composed_run["data_dir"], model.n_users, seed=seed)

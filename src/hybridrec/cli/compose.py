@@ -533,7 +533,7 @@ def fit_composed_head(
     judgment = instantiate(cfg.judgment)
     epochs = 1 if cfg.trainer.get("fast_dev_run") else None
     composed.eval()
-    head, _, fit = fit_head(composed, judgment, data, instantiate(cfg.optimizer), epochs)
+    head, losses, fit = fit_head(composed, judgment, data, instantiate(cfg.optimizer), epochs)
     histories = None
     if composed.history is not None and hasattr(datamodule, "user_histories"):
         histories = datamodule.user_histories()
@@ -542,7 +542,9 @@ def fit_composed_head(
         out.update(head_agreement(head, composed, data, stage))
         out.update(model_agreement(composed, data, stage, histories))
     saved = safe_load(checkpoint)
+    # as a plain run's checkpoint holds them: the head and its terms' learned parts
     saved["state_dict"].update({f"head.{k}": v for k, v in head.state_dict().items()})
+    saved["state_dict"].update({f"head_losses.{k}": v for k, v in losses.state_dict().items()})
     torch.save(saved, checkpoint)
     return out
 
