@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import WindowBatch
 from hybridrec.lit import adapter
 from hybridrec.nn import SeqRec
 
@@ -59,7 +59,7 @@ def main() -> None:
     targets = torch.roll(history, -1, 1)
     targets[:, -1] = 0
     targets[history == 0] = 0
-    batch = RecBatch(
+    batch = WindowBatch(
         users=torch.arange(rows), history=history, history_lengths=lengths, sequence_targets=targets
     )
     sizes = dict(n_users=rows, n_items=n_items, dim=300, layers=2, heads=2, ffn_dim=256)

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from hybridrec.data.batch import RecBatch
+from hybridrec.data.batch import PairBatch
 from hybridrec.losses import BCELoss
 from hybridrec.nn import NeuMF
 
@@ -41,7 +41,7 @@ def main() -> None:
     labels = torch.zeros(args.batch, 5)
     labels[:, 0] = 1.0
     items = torch.randint(1, 3707, (args.batch, 5))
-    batch = RecBatch(users=users, items=items, labels=labels)
+    batch = PairBatch(users=users, items=items, labels=labels)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)

@@ -16,6 +16,7 @@ library catches ``HybridrecError`` for all of them. The subclasses keep their st
     TrackingError (tracking/runs)   the MLflow store
     RunIdError (tracking/run_ids)   a run id or prefix
     DivergenceError (lit)           a training loss that stopped being finite
+    BatchLayoutError (data/batch)   a batch of a layout the model or loss does not read
 """
 
 

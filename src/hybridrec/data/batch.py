@@ -248,9 +248,6 @@ class RowEvalBatch(EvalBatch):
     history: Tensor | None = None  # (B, T) long, recent items, left-padded with 0
     history_lengths: Tensor | None = None  # (B,) long
 
-    #: always None: the row layout (a :class:`PrefixEvalBatch` holds the sequences)
-    prefix_sequences = None
-
     def with_row_histories(self) -> RowEvalBatch:
         """The batch itself: already in the row layout."""
         return self

@@ -108,7 +108,7 @@ class CombinerFit:
 
 
 def _row_layout(batch: RowEvalBatch | PrefixEvalBatch) -> RowEvalBatch:
-    return batch.with_row_histories() if batch.prefix_sequences is not None else batch
+    return batch.with_row_histories()  # a PrefixEvalBatch's rows; a RowEvalBatch itself
 
 
 def _rows(batch: RowEvalBatch, rows: Tensor) -> RowEvalBatch:
