@@ -7,6 +7,8 @@ library catches ``HybridrecError`` for all of them. The subclasses keep their st
 (``ValueError``, ``LookupError``, ...) too, so code that caught those still does:
 
     ConfigError (cli/checks)        a config value, key or combination
+    ArgumentError (validators)      a constructor argument outside its rule (the same rule
+                                    and sentence as the config check's)
     UsageError (cli/overrides)      a command line that cannot be parsed or composed
     DataError (data/errors)         an input file: its row and column
     MissingKeyError                 the pseudonym key is not set (a DataError)

@@ -374,8 +374,8 @@ def test_inside_a_running_hydra_app(compose_cfg: Compose) -> None:
     """hybridrec-train calls check_config inside @hydra.main: GlobalHydra is initialised, and
     the shipped configs are composed there (caches cleared to take that path)."""
     cfg = compose_cfg("+resume_from=x.ckpt", "+data.foo=1")
-    checks._default_keys.cache_clear()
-    checks._group_keys.cache_clear()
+    checks.default_keys.cache_clear()
+    checks.group_keys.cache_clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         assert GlobalHydra.instance().is_initialized()
         with pytest.raises(ConfigError) as caught:
@@ -417,7 +417,7 @@ def test_check_is_fast_after_the_first_call(compose_cfg: Compose) -> None:
     ],
 )
 def test_annotations(value: Any, annotation: Any, ok: bool) -> None:
-    assert checks._matches(value, annotation) is ok
+    assert checks.matches(value, annotation) is ok
 
 
 def test_positional_args_of_a_target_are_any_list(compose_cfg: Compose) -> None:

@@ -26,6 +26,7 @@ from hybridrec.metrics import BeyondAccuracy, agreement, positive_ranks, ranking
 from hybridrec.nn.contexts import USER, JudgmentContexts, context_vectors
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.judgment_head import JudgmentHead, standardise_rows
+from hybridrec.validators import EMBEDDING_L2, JUDGMENT_BLEND, ArgumentError, tower_contract
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -68,21 +69,17 @@ class RecLitModule(L.LightningModule):
         self.model, self.loss = model, loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.ks, self.ties = tuple(int(k) for k in ks), ties
-        if embedding_l2 < 0:
-            raise ValueError(f"embedding_l2={embedding_l2}: expected >= 0")
+        EMBEDDING_L2.require("embedding_l2", embedding_l2)
         if embedding_l2 > 0 and not hasattr(model, "embedding_penalty"):
-            raise ValueError(
+            raise ArgumentError(
                 f"embedding_l2 > 0 but {type(model).__name__} has no embedding_penalty"
             )
         self.embedding_l2 = float(embedding_l2)
-        if judgment is not None and not isinstance(model, FactorizedModel):
-            raise ValueError(
-                f"judgment: the human-rating term scores judged items through the model's user "
-                f"and item vectors, which {type(model).__name__} does not have; use a model with "
-                "the tower contract (model=mf, textrec, seqtext or hybrid) or judgment=null"
-            )
-        if not 0 <= blend <= 1:
-            raise ValueError(f"judgment_blend={blend}: expected in [0, 1]")
+        if judgment is not None:
+            towers = tower_contract(type(model).__name__, isinstance(model, FactorizedModel))
+            if towers is not None:
+                raise ArgumentError(f"judgment: expected {towers}")
+        JUDGMENT_BLEND.require("judgment_blend", blend)
         self.judgment = judgment
         # the term's learned context offsets (segments, "everyone"); None: zero offsets
         self.contexts = (

@@ -52,6 +52,7 @@ from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.scoring import DotScorer
 from hybridrec.nn.student import TextStudent
 from hybridrec.nn.textrec import TextItemTower
+from hybridrec.validators import COMBINER_BUCKETS, COMBINER_USER_BUCKETS
 
 _EPS = 1e-12
 
@@ -76,8 +77,7 @@ def popularity_buckets(counts: Tensor, n_buckets: int) -> tuple[Tensor, Tensor]:
     (count 0, and the padding item); buckets 1..G-1: warm items by count, split at quantiles
     of the warm items' counts (each warm bucket holds about as many items). G = 1: one bucket
     for every item."""
-    if n_buckets < 1:
-        raise ValueError(f"model.combiner.buckets={n_buckets}: expected >= 1")
+    COMBINER_BUCKETS.require("model.combiner.buckets", n_buckets)
     if n_buckets == 1:  # one weight per part for every item, cold ones included
         return torch.zeros(len(counts), dtype=torch.long), torch.zeros(0)
     warm = counts[1:][counts[1:] > 0].float()
@@ -164,8 +164,7 @@ class ComposedHybrid(nn.Module):
         self.register_buffer("offsets", torch.zeros(self.n_buckets))  # c(b), set by the combiner
         # user-history buckets: edges (H - 1,) over the users' training counts, a multiplier
         # per part and bucket (1: as without them)
-        if n_user_buckets < 1:
-            raise ValueError(f"model.combiner.user_buckets={n_user_buckets}: expected >= 1")
+        COMBINER_USER_BUCKETS.require("model.combiner.user_buckets", n_user_buckets)
         self.n_user_buckets = int(n_user_buckets)
         edges = torch.zeros(self.n_user_buckets - 1)
         if self.n_user_buckets > 1 and user_counts is not None:  # None: from a state dict

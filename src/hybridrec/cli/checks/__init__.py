@@ -25,22 +25,25 @@ Values that are ``???`` or interpolations that cannot be resolved yet (``${spec.
 ``${datamodule.data_dir}``: filled in at run time) are skipped; an interpolation to a key that
 does not exist is a problem. A plain reference such as ``${seed}`` is checked where it is set.
 
-The modules, each using only those above it:
+The modules, each using only those above it (what one takes from another is public; a
+leading underscore means that module only):
 
 * ``problems``: :class:`Problem`, :class:`ConfigError`, how a value shows in a problem line.
 * ``annotations``: what an annotation accepts, in words, and whether a config value fits it.
 * ``targets``: the parameters of a ``_target_``, read from its signature (cached).
-* ``rules``: the declarative tables: ``RULES`` (ranges, cross-key rules), ``TOP_LEVEL_TYPES``.
+* ``rules``: the declarative tables: ``RULES`` (ranges, cross-key rules), ``TOP_LEVEL_TYPES``;
+  a range a constructor checks too is a named validator of :mod:`hybridrec.validators`, the
+  one place that rule and its sentence are written.
 * ``keys``: which keys the shipped configs define (composed once, cached).
 * ``values``: the check of one value: its type, then its rule.
 * ``walk``: :func:`check_config` and the walk over the config tree.
 """
 
 from hybridrec.cli.checks.annotations import TargetNode as TargetNode
-from hybridrec.cli.checks.annotations import _matches as _matches
+from hybridrec.cli.checks.annotations import matches as matches
 from hybridrec.cli.checks.keys import UNCHECKED as UNCHECKED
-from hybridrec.cli.checks.keys import _default_keys as _default_keys
-from hybridrec.cli.checks.keys import _group_keys as _group_keys
+from hybridrec.cli.checks.keys import default_keys as default_keys
+from hybridrec.cli.checks.keys import group_keys as group_keys
 from hybridrec.cli.checks.problems import ConfigError, Problem
 from hybridrec.cli.checks.rules import RULES as RULES
 from hybridrec.cli.checks.rules import TOP_LEVEL_TYPES as TOP_LEVEL_TYPES

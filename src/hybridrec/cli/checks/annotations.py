@@ -1,5 +1,5 @@
-"""What a parameter accepts: an annotation in words (:func:`_describe`) and whether a plain
-config value fits it (:func:`_matches`).
+"""What a parameter accepts: an annotation in words (:func:`describe`) and whether a plain
+config value fits it (:func:`matches`).
 
 Config values are scalars, lists and dicts, so only the annotations they can meet are checked:
 int, float, bool, str, None, Union, Literal, lists, tuples, dicts. Anything else (``Any``,
@@ -13,7 +13,7 @@ import typing
 from collections.abc import Collection, Iterable, Mapping, MutableMapping, MutableSequence, Sequence
 from typing import Any, Literal, Union
 
-from hybridrec.cli.checks.problems import _OBJECT
+from hybridrec.cli.checks.problems import OBJECT
 
 
 class TargetNode:
@@ -26,7 +26,7 @@ _DICT_TYPES: tuple[Any, ...] = (dict, Mapping, MutableMapping)
 _SCALARS = {bool: "bool", int: "int", float: "float", str: "str", type(None): "null"}
 
 
-def _describe(tp: Any) -> str | None:
+def describe(tp: Any) -> str | None:
     """What ``tp`` accepts, in words; None where a config value cannot be checked against it
     (``Any``, tensors, callables, other classes)."""
     if tp is None or tp in _SCALARS:
@@ -39,12 +39,12 @@ def _describe(tp: Any) -> str | None:
     if origin in (Union, types.UnionType):
         return _describe_union(args)
     if origin is tuple and args and args[-1] is not Ellipsis:  # tuple[float, float]
-        return f"a list of {len(args)} " + ", ".join(_describe(a) or "values" for a in args)
+        return f"a list of {len(args)} " + ", ".join(describe(a) or "values" for a in args)
     if tp in _LIST_TYPES or origin in _LIST_TYPES:
-        inner = _describe(args[0]) if args else None
+        inner = describe(args[0]) if args else None
         return f"a list of {_grouped(inner)}" if inner else "a list"
     if tp in _DICT_TYPES or origin in _DICT_TYPES:
-        inner = _describe(args[1]) if len(args) == 2 else None
+        inner = describe(args[1]) if len(args) == 2 else None
         return f"a dict of {_grouped(inner)}" if inner else "a dict"
     return None
 
@@ -59,20 +59,20 @@ def _describe_union(arms: tuple[Any, ...]) -> str | None:
     """The arms joined by "or", Literal arms merged into one: "one of 64, '64', ... or null";
     None where no arm can be checked."""
     literals = [a for arm in arms if typing.get_origin(arm) is Literal for a in arm.__args__]
-    words = [_describe(Literal[tuple(literals)])] if literals else []
-    words += [_describe(a) for a in arms if typing.get_origin(a) is not Literal]
+    words = [describe(Literal[tuple(literals)])] if literals else []
+    words += [describe(a) for a in arms if typing.get_origin(a) is not Literal]
     return " or ".join(dict.fromkeys(w for w in words if w is not None)) or None
 
 
-def _is_object(value: Any) -> bool:
+def is_object(value: Any) -> bool:
     """Whether ``value`` stands for a node with ``_target_`` (Hydra builds it: not checked)."""
-    return value is _OBJECT or (isinstance(value, dict) and "_target_" in value)
+    return value is OBJECT or (isinstance(value, dict) and "_target_" in value)
 
 
-def _matches(value: Any, tp: Any) -> bool:
+def matches(value: Any, tp: Any) -> bool:
     """Whether a plain config value (scalars, lists, dicts) fits annotation ``tp``; anything
-    that cannot be checked (see :func:`_describe`) fits."""
-    if _is_object(value) or _describe(tp) is None:
+    that cannot be checked (see :func:`describe`) fits."""
+    if is_object(value) or describe(tp) is None:
         return True
     if tp is None or tp in _SCALARS:
         return _scalar_matches(value, type(None) if tp is None else tp)
@@ -80,19 +80,19 @@ def _matches(value: Any, tp: Any) -> bool:
     if origin is Literal:  # the type too: True is no match for Literal[1]
         return any(type(value) is type(a) and value == a for a in args)
     if origin in (Union, types.UnionType):  # arms a config cannot hold (Tensor) are ignored
-        return any(_matches(value, a) for a in args if _describe(a) is not None)
+        return any(matches(value, a) for a in args if describe(a) is not None)
     if origin is tuple and args and args[-1] is not Ellipsis:
         return (
             isinstance(value, (list, tuple))
             and len(value) == len(args)
-            and all(_matches(v, a) for v, a in zip(value, args, strict=True))
+            and all(matches(v, a) for v, a in zip(value, args, strict=True))
         )
     if tp in _LIST_TYPES or origin in _LIST_TYPES:
         element = args[0] if args else Any  # a bare `list` holds anything
-        return isinstance(value, (list, tuple)) and all(_matches(v, element) for v in value)
+        return isinstance(value, (list, tuple)) and all(matches(v, element) for v in value)
     if tp in _DICT_TYPES or origin in _DICT_TYPES:
         values = args[1] if len(args) == 2 else Any
-        return isinstance(value, dict) and all(_matches(v, values) for v in value.values())
+        return isinstance(value, dict) and all(matches(v, values) for v in value.values())
     return False  # TargetNode, and a value that is no node with _target_
 
 

@@ -1,9 +1,9 @@
 """Which keys exist: those the shipped configs define, at the top level and in each node
 without a ``_target_`` (``data``, ``paths``, ``callbacks``).
 
-The default composition of ``configs/train.yaml`` is read once (:func:`_default_keys`); only
+The default composition of ``configs/train.yaml`` is read once (:func:`default_keys`); only
 for a key it lacks are the options of the groups that may add keys composed, each group once
-(:func:`_group_keys`). Both are cached: tests clear the caches to compose again.
+(:func:`group_keys`). Both are cached: tests clear the caches to compose again.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ UNCHECKED = {"spec", "hydra"}
 
 
 @dataclass(frozen=True)
-class _Keys:
+class Keys:
     """Keys the shipped configs use: top-level (``""``) and in each node without a target."""
 
     nodes: Mapping[str, frozenset[str]]
@@ -31,19 +31,19 @@ class _Keys:
     scan: tuple[str, ...]  # groups whose options may add keys: nodes without target, globals
 
 
-def _is_known(node_path: str, key: str) -> bool:
+def is_known(node_path: str, key: str) -> bool:
     """Whether a shipped config has ``key`` in node ``node_path``; the default composition
     first, then (only for a key it lacks) every option of the groups that may add it."""
-    default = _default_keys()
+    default = default_keys()
     if key in default.nodes[node_path]:
         return True
     own = [node_path] if node_path in default.scan else []
     global_groups = [g for g in default.scan if g not in default.nodes]  # experiment, debug
-    return any(key in _group_keys(g).get(node_path, ()) for g in own + global_groups)
+    return any(key in group_keys(g).get(node_path, ()) for g in own + global_groups)
 
 
 @functools.lru_cache(maxsize=1)
-def _default_keys() -> _Keys:
+def default_keys() -> Keys:
     """Keys of the default composition (one compose, cached)."""
     with _hydra_session():
         cfg = compose(config_name="train", return_hydra_config=True)
@@ -55,10 +55,10 @@ def _default_keys() -> _Keys:
     ]
     keys = _node_keys(cfg, plain)
     keys[""] |= set(groups)
-    collections = [g for g in plain if all(_is_target_or_none(cfg[g], k) for k in keys[g])]
+    collections = [g for g in plain if all(is_target_or_none(cfg[g], k) for k in keys[g])]
     # groups with no node of their own (experiment, debug) may add keys anywhere
     scan = [*plain, *(g for g in groups if g not in cfg and g not in UNCHECKED)]
-    return _Keys(
+    return Keys(
         nodes={name: frozenset(k) for name, k in keys.items()},
         collections=frozenset(collections),
         scan=tuple(scan),
@@ -66,9 +66,9 @@ def _default_keys() -> _Keys:
 
 
 @functools.cache
-def _group_keys(group: str) -> Mapping[str, frozenset[str]]:
+def group_keys(group: str) -> Mapping[str, frozenset[str]]:
     """The union of the keys over every option of ``group`` (composed once each, cached)."""
-    names = list(_default_keys().nodes)
+    names = list(default_keys().nodes)
     union: dict[str, set[str]] = {name: set() for name in names}
     with _hydra_session():
         loader = GlobalHydra.instance().config_loader()
@@ -101,7 +101,7 @@ def _node_keys(cfg: DictConfig, names: Iterable[str]) -> dict[str, set[str]]:
     return keys
 
 
-def _is_target_or_none(node: DictConfig, key: str) -> bool:
+def is_target_or_none(node: DictConfig, key: str) -> bool:
     """Whether ``node[key]`` is a node with ``_target_``, or null."""
     child = node._get_node(key)
     if isinstance(child, DictConfig):

@@ -1,6 +1,6 @@
 """Problems and how they read: :class:`Problem`, :class:`ConfigError`, the collector of one check
-(:class:`_Report`), and how a value shows in a problem line (:func:`_show`, and
-:func:`_show_raw` for a value as written).
+(:class:`Report`), and how a value shows in a problem line (:func:`show`, and
+:func:`show_raw` for a value as written).
 
 A problem line reads ``key: got <value> (<type>); expected <what>``.
 """
@@ -27,9 +27,9 @@ class _Marker:
         return self.text
 
 
-_ABSENT = _Marker("nothing")  # a required parameter no key gives
-_SKIP = _Marker("skip")  # a value that cannot be known before the run: not checked
-_OBJECT = _Marker("a node with _target_")  # instantiated by Hydra: not type-checked
+ABSENT = _Marker("nothing")  # a required parameter no key gives
+SKIP = _Marker("skip")  # a value that cannot be known before the run: not checked
+OBJECT = _Marker("a node with _target_")  # instantiated by Hydra: not type-checked
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class ConfigError(HybridrecError, ValueError):
 
 
 @dataclass
-class _Report:
+class Report:
     """One run of the checks: the whole config (cross-key rules read it) and the problems
     found so far, in the order the walk meets them."""
 
@@ -77,7 +77,7 @@ class _Report:
         self.problems.append(Problem(key, got, expected))
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     """``'abc' (str)``, ``[0] (list)``, ``null``: a value as a problem line shows it."""
     if isinstance(value, (DictConfig, ListConfig)):
         value = OmegaConf.to_container(value, resolve=False)
@@ -91,14 +91,14 @@ def _show(value: Any) -> str:
     return f"{text} ({type(value).__name__})"
 
 
-def _show_raw(node: DictConfig, key: str) -> str:
+def show_raw(node: DictConfig, key: str) -> str:
     """The value as written (interpolations unresolved)."""
     child = node._get_node(key)
     if isinstance(child, (DictConfig, ListConfig)) and not child._is_interpolation():
-        return _show(child)
+        return show(child)
     raw = None if child is None else child._value()
     if OmegaConf.is_interpolation(node, key):
         return f"{raw!r} (interpolation)"
     if OmegaConf.is_missing(node, key):
         return "??? (missing)"
-    return _show(raw)
+    return show(raw)

@@ -1,8 +1,10 @@
 """Ranges and cross-key rules, and the types of the top-level keys: the declarative tables.
 
 ``RULES`` maps key patterns (fnmatch, ``*`` spans dots) to a check of the value, built from the
-small rule builders below (``_int_min(1)``, ``_share()``, ``_one_of(...)``, ``_or_null(...)``);
-the first rule whose pattern matches a key applies (:func:`_rule_for`). ``TOP_LEVEL_TYPES``
+validators of :mod:`hybridrec.validators` (``int_min(1)``, ``share()``, ``one_of(...)``,
+``.or_null()``; the named ones, ``SIZE``, ``EMBEDDING_L2``, ..., are those a constructor checks
+too) or a cross-key check below that reads the whole config; the first rule whose pattern
+matches a key applies (:func:`rule_for`). ``TOP_LEVEL_TYPES``
 gives the types of the top-level keys of ``configs/train.yaml``, ``UNREAD_HINTS`` why a key
 people try is not read.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hybridrec.cli.checks.annotations import TargetNode
-from hybridrec.cli.checks.targets import _load, _same_target
+from hybridrec.cli.checks.targets import load_target, same_target
 from hybridrec.data.batching.sequences import NEGATIVE_SAMPLINGS, ORDERS, TRAININGS
 from hybridrec.data.preparation.judgments import (
     INVALID_MODES,
@@ -42,18 +44,28 @@ from hybridrec.nn.hybrid import FUSIONS, HEADS, HISTORY_ENCODERS, INITS, USER_CO
 from hybridrec.nn.judgment_head import SOURCES as HEAD_SOURCES
 from hybridrec.nn.seqrec import ENCODERS as USER_ENCODERS
 from hybridrec.nn.textrec import ADAPTORS, ENCODERS
+from hybridrec.validators import (
+    COMBINER_BUCKETS,
+    COMBINER_USER_BUCKETS,
+    COUNT,
+    EMBEDDING_L2,
+    JUDGMENT_BLEND,
+    SIZE,
+    Validator,
+    int_list,
+    int_min,
+    is_int,
+    is_number,
+    number_above,
+    number_min,
+    one_of,
+    share,
+    tower_contract,
+)
 
-# -- rule builders ---------------------------------------------------------------------------
+# -- cross-key checks ---------------------------------------------------------------------------
 #: A check takes the value and the whole config; returns None, or what was expected.
 Check = Callable[[Any, DictConfig], "str | None"]
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _check_pseudonymise(value: Any, cfg: DictConfig) -> str | None:
@@ -66,75 +78,23 @@ def _check_pseudonymise(value: Any, cfg: DictConfig) -> str | None:
     return f"true, false or a non-empty list of {', '.join(PSEUDONYM_KINDS)}"
 
 
-def _rule(expected: str, ok: Callable[[Any], bool]) -> Check:
-    """A check of the value alone: ``expected`` where ``ok(value)`` is false."""
-
-    def check(value: Any, cfg: DictConfig) -> str | None:
-        return None if ok(value) else expected
-
-    return check
-
-
-def _int_min(low: int, note: str = "") -> Check:
-    return _rule(f"an int >= {low}{note}", lambda v: _is_int(v) and v >= low)
-
-
-def _number_min(low: float) -> Check:
-    return _rule(f"a number >= {low}", lambda v: _is_number(v) and v >= low)
-
-
-def _number_above(low: float) -> Check:
-    return _rule(f"a number > {low}", lambda v: _is_number(v) and v > low)
-
-
-def _share(low_open: bool = False, high_open: bool = True) -> Check:
-    """A number in [0, 1), (0, 1), [0, 1] ..."""
-    text = f"a number in {'(' if low_open else '['}0, 1{')' if high_open else ']'}"
-
-    def ok(v: Any) -> bool:
-        above = v > 0 if low_open else v >= 0
-        below = v < 1 if high_open else v <= 1
-        return _is_number(v) and above and below
-
-    return _rule(text, ok)
-
-
-def _one_of(options: Iterable[str], note: str = "") -> Check:
-    options = tuple(options)
-    return _rule(f"one of {', '.join(options)}{note}", lambda v: v in options)
-
-
-def _or_null(check: Check) -> Check:
-    """``check``, and null is fine too."""
-
-    def checked(value: Any, cfg: DictConfig) -> str | None:
-        expected = check(value, cfg)
-        return None if value is None or expected is None else f"{expected}, or null"
-
-    return checked
-
-
-def _int_list(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(_is_int(v) and v >= 1 for v in value)
-
-
 def _devices_ok(value: Any) -> bool:
-    if _is_int(value):
+    if is_int(value):
         return value >= 1 or value == -1
     if isinstance(value, str):
         return value == "auto" or re.fullmatch(r"-1|\d+(,\s*\d+)*,?", value.strip()) is not None
-    return isinstance(value, list) and bool(value) and all(_is_int(v) and v >= 0 for v in value)
+    return isinstance(value, list) and bool(value) and all(is_int(v) and v >= 0 for v in value)
 
 
 def _batches_ok(value: Any) -> bool:
-    return (_is_int(value) and value >= 0) or (isinstance(value, float) and 0 <= value <= 1)
+    return (is_int(value) and value >= 0) or (isinstance(value, float) and 0 <= value <= 1)
 
 
 def _valid_ks(cfg: DictConfig) -> list[int] | None:
     """The config's ``ks`` as a list, or None where it is not a valid one (its own rule says)."""
     ks = cfg.get("ks") if isinstance(cfg, DictConfig) else None
     plain = OmegaConf.to_container(ks) if isinstance(ks, ListConfig) else None
-    return plain if _int_list(plain) else None  # type: ignore[return-value]
+    return plain if int_list(plain) else None  # type: ignore[return-value]
 
 
 # val/ndcg@10, val/cold/recall@20: an optional slice, a metric, a cut-off
@@ -168,7 +128,7 @@ def _check_monitor(value: Any, cfg: DictConfig) -> str | None:
     protocol = OmegaConf.select(cfg, "protocol._target_", default=None)
     if match["slice"] and not (
         isinstance(protocol, str)
-        and _same_target(protocol, "hybridrec.data.preparation.protocols.ColdItems")
+        and same_target(protocol, "hybridrec.data.preparation.protocols.ColdItems")
     ):
         return f"{expected}; val/{match['slice']}/... only with protocol=cold_items"
     return None
@@ -176,7 +136,7 @@ def _check_monitor(value: Any, cfg: DictConfig) -> str | None:
 
 def _check_judgment_weight(value: Any, cfg: DictConfig) -> str | None:
     """lambda >= 0, and a term needs data with judgments."""
-    if not (_is_number(value) and value >= 0):
+    if not (is_number(value) and value >= 0):
         return "a number >= 0 (lambda; 0 = the base loss)"
     if OmegaConf.select(cfg, "data.judgments", default=None) is None:
         return (
@@ -202,16 +162,10 @@ def _check_judgment_model(value: Any, cfg: DictConfig) -> str | None:
     from the config before any data is prepared)."""
     if OmegaConf.select(cfg, "judgment", default=None) is None or not isinstance(value, str):
         return None
-    model = _load(value)
+    model = load_target(value)
     if isinstance(model, str) or not isinstance(model, type):
         return None  # a target that does not import is reported as such
-    if issubclass(model, FactorizedModel):
-        return None
-    return (
-        "a model with the tower contract (user and item vectors, through which the judgment "
-        f"term scores judged items; {model.__name__} has none): add model=mf, textrec, seqtext "
-        "or hybrid, or drop the term (judgment=null)"
-    )
+    return tower_contract(model.__name__, issubclass(model, FactorizedModel))
 
 
 def _check_table_columns(value: Any, cfg: DictConfig) -> str | None:
@@ -236,7 +190,7 @@ def _check_history(value: Any, cfg: DictConfig) -> str | None:
     if OmegaConf.select(cfg, "model.combine", default="joint") == "composed":
         return None  # the joint model's keys: each part is checked as its own run
     datamodule = OmegaConf.select(cfg, "datamodule._target_", default=None)
-    sequences = isinstance(datamodule, str) and _same_target(
+    sequences = isinstance(datamodule, str) and same_target(
         datamodule, "hybridrec.data.batching.sequence_datamodule.SequenceDataModule"
     )
     if value is not None and isinstance(datamodule, str) and not sequences:
@@ -249,7 +203,7 @@ def _check_history(value: Any, cfg: DictConfig) -> str | None:
 
 def _grid_step(value: Any) -> bool:
     """The combiner's grid step: the simplex grid has round(1 / step) steps of it."""
-    return _is_number(value) and 0 < value <= 1 and abs(round(1 / value) * value - 1) < 1e-9
+    return is_number(value) and 0 < value <= 1 and abs(round(1 / value) * value - 1) < 1e-9
 
 
 # -- the table ------------------------------------------------------------------------------
@@ -264,194 +218,193 @@ class Rule:
     target: str | None = None
 
 
-_SIZE = _int_min(1)  # sizes and counts
 RULES: tuple[Rule, ...] = (
     # the run
-    Rule("seed", _int_min(0)),
-    Rule("*.seed", _int_min(0)),
-    Rule("threads", _or_null(_int_min(1))),
-    Rule("ks", _rule("a non-empty list of ints >= 1", _int_list)),
-    Rule("ties", _one_of(TIE_MODES)),
+    Rule("seed", int_min(0)),
+    Rule("*.seed", int_min(0)),
+    Rule("threads", int_min(1).or_null()),
+    Rule("ks", Validator("a non-empty list of ints >= 1", int_list)),
+    Rule("ties", one_of(TIE_MODES)),
     Rule("monitor", _check_monitor),
-    Rule("embedding_l2", _number_min(0)),
+    Rule("embedding_l2", EMBEDDING_L2),
     # trainer
     Rule(
         "trainer.max_epochs",
-        _or_null(
-            _rule("an int >= 1, or -1 for no limit", lambda v: _is_int(v) and (v >= 1 or v == -1))
-        ),
+        Validator(
+            "an int >= 1, or -1 for no limit", lambda v: is_int(v) and (v >= 1 or v == -1)
+        ).or_null(),
     ),
-    Rule("trainer.min_epochs", _or_null(_int_min(0))),
+    Rule("trainer.min_epochs", int_min(0).or_null()),
     Rule(
         "trainer.devices",
-        _rule("an int >= 1 (or -1: all), 'auto', or a list of device indices", _devices_ok),
+        Validator("an int >= 1 (or -1: all), 'auto', or a list of device indices", _devices_ok),
     ),
-    Rule("trainer.num_nodes", _SIZE),
-    Rule("trainer.check_val_every_n_epoch", _or_null(_SIZE)),
-    Rule("trainer.accumulate_grad_batches", _SIZE),
+    Rule("trainer.num_nodes", SIZE),
+    Rule("trainer.check_val_every_n_epoch", SIZE.or_null()),
+    Rule("trainer.accumulate_grad_batches", SIZE),
     Rule(
         "trainer.*_batches",
-        _or_null(_rule("an int >= 0 (batches) or a float in [0, 1] (a share)", _batches_ok)),
+        Validator("an int >= 0 (batches) or a float in [0, 1] (a share)", _batches_ok).or_null(),
     ),
     # optimizer
-    Rule("optimizer.lr", _number_above(0)),
-    Rule("optimizer.weight_decay", _number_min(0)),
-    Rule("optimizer.momentum", _share()),
-    Rule("optimizer.eps", _number_above(0)),
+    Rule("optimizer.lr", number_above(0)),
+    Rule("optimizer.weight_decay", number_min(0)),
+    Rule("optimizer.momentum", share()),
+    Rule("optimizer.eps", number_above(0)),
     # datamodule
-    Rule("datamodule.*batch_size", _SIZE),
-    Rule("datamodule.num_negatives", _int_min(0)),
-    Rule("datamodule.n_negatives", _int_min(0)),
-    Rule("datamodule.negatives", _int_min(0, " (0: the whole catalogue)")),
-    Rule("datamodule.negative_sampling", _one_of(NEGATIVE_SAMPLINGS)),
-    Rule("datamodule.sample_alpha", _share(high_open=False)),
-    Rule("datamodule.max_history", _int_min(0, " (0: all)")),
-    Rule("datamodule.max_length", _SIZE),
-    Rule("datamodule.order", _one_of(ORDERS)),
-    Rule("datamodule.training", _one_of(TRAININGS)),
+    Rule("datamodule.*batch_size", SIZE),
+    Rule("datamodule.num_negatives", COUNT),
+    Rule("datamodule.n_negatives", int_min(0)),
+    Rule("datamodule.negatives", int_min(0, " (0: the whole catalogue)")),
+    Rule("datamodule.negative_sampling", one_of(NEGATIVE_SAMPLINGS)),
+    Rule("datamodule.sample_alpha", share(high_open=False)),
+    Rule("datamodule.max_history", int_min(0, " (0: all)")),
+    Rule("datamodule.max_length", SIZE),
+    Rule("datamodule.order", one_of(ORDERS)),
+    Rule("datamodule.training", one_of(TRAININGS)),
     # protocol
-    Rule("protocol.eval_mode", _one_of(EVAL_MODES)),
-    Rule("protocol.n_negatives", _int_min(0)),
-    Rule("protocol.cold_share", _share(low_open=True)),
-    Rule("protocol.val_share", _share()),
-    Rule("protocol.candidates", _one_of(("all", "cold", "slice"))),
-    Rule("protocol.other_slice", _one_of(("keep", "mask"))),
-    Rule("protocol.*_fraction", _share(low_open=True)),
-    Rule("protocol.test_days", _number_above(0)),
-    Rule("protocol.val_days", _number_min(0)),
-    Rule("protocol.min_session_length", _SIZE),
-    Rule("protocol.min_item_support", _SIZE),
+    Rule("protocol.eval_mode", one_of(EVAL_MODES)),
+    Rule("protocol.n_negatives", int_min(0)),
+    Rule("protocol.cold_share", share(low_open=True)),
+    Rule("protocol.val_share", share()),
+    Rule("protocol.candidates", one_of(("all", "cold", "slice"))),
+    Rule("protocol.other_slice", one_of(("keep", "mask"))),
+    Rule("protocol.*_fraction", share(low_open=True)),
+    Rule("protocol.test_days", number_above(0)),
+    Rule("protocol.val_days", number_min(0)),
+    Rule("protocol.min_session_length", SIZE),
+    Rule("protocol.min_item_support", SIZE),
     # data
-    Rule("data.name", _rule("a non-empty str", lambda v: isinstance(v, str) and bool(v))),
-    Rule("data.min_*_interactions", _int_min(0, " (0: keep all)")),
-    Rule("data.text.missing", _one_of(MISSING_MODES)),
-    Rule("data.catalogue_items", _one_of(CATALOGUE_MODES)),
+    Rule("data.name", Validator("a non-empty str", lambda v: isinstance(v, str) and bool(v))),
+    Rule("data.min_*_interactions", int_min(0, " (0: keep all)")),
+    Rule("data.text.missing", one_of(MISSING_MODES)),
+    Rule("data.catalogue_items", one_of(CATALOGUE_MODES)),
     Rule("data.pseudonymise", _check_pseudonymise),
     Rule(
         "data.source.columns",
         _check_table_columns,
         target="hybridrec.data.readers.tables.read_table",
     ),
-    Rule("data.judgments.kind", _one_of(KINDS)),
-    Rule("data.judgments.invalid", _one_of(INVALID_MODES)),
-    Rule("data.judgments.normalise", _one_of(NORMALISE_MODES)),
-    Rule("data.judgments.reliability", _one_of(DATA_RELIABILITY)),
-    Rule("data.judgments.held_out_items", _share()),
-    Rule("data.judgments.max_pairs_per_group", _SIZE),
+    Rule("data.judgments.kind", one_of(KINDS)),
+    Rule("data.judgments.invalid", one_of(INVALID_MODES)),
+    Rule("data.judgments.normalise", one_of(NORMALISE_MODES)),
+    Rule("data.judgments.reliability", one_of(DATA_RELIABILITY)),
+    Rule("data.judgments.held_out_items", share()),
+    Rule("data.judgments.max_pairs_per_group", SIZE),
     # the human-rating term
-    Rule("judgment_blend", _share(high_open=False)),
+    Rule("judgment_blend", JUDGMENT_BLEND),
     Rule("judgment.weight", _check_judgment_weight),
     Rule("model._target_", _check_judgment_model),
-    Rule("judgment.warmup_steps", _int_min(0)),
-    Rule("judgment.pairwise", _number_min(0)),
-    Rule("judgment.pointwise", _number_min(0)),
-    Rule("judgment.reliability", _one_of(LOSS_RELIABILITY)),
-    Rule("judgment.everyone", _one_of(EVERYONE_MODES)),
+    Rule("judgment.warmup_steps", int_min(0)),
+    Rule("judgment.pairwise", number_min(0)),
+    Rule("judgment.pointwise", number_min(0)),
+    Rule("judgment.reliability", one_of(LOSS_RELIABILITY)),
+    Rule("judgment.everyone", one_of(EVERYONE_MODES)),
     Rule("judgment.head.source", _check_head_source),
-    Rule("judgment.head.lr", _or_null(_number_above(0))),
-    Rule("judgment.head.serving_lambda", _number_min(0)),
+    Rule("judgment.head.lr", number_above(0).or_null()),
+    Rule("judgment.head.serving_lambda", number_min(0)),
     Rule(
         "judgment.head.l2",
-        _rule(
+        Validator(
             "a non-empty list of numbers >= 0",
             lambda v: (
                 isinstance(v, (list, ListConfig))
                 and len(v) > 0
-                and all(_is_number(x) and x >= 0 for x in v)
+                and all(is_number(x) and x >= 0 for x in v)
             ),
         ),
     ),
     Rule(
         "judgment.crowd_bt_init",
-        _rule("a number in (0.5, 1)", lambda v: _is_number(v) and 0.5 < v < 1),
+        Validator("a number in (0.5, 1)", lambda v: is_number(v) and 0.5 < v < 1),
     ),
     # model (and its sub-nodes such as model.text)
-    Rule("*dropout*", _share()),
+    Rule("*dropout*", share()),
     Rule(
         "model.embedding_dim",
-        _int_min(0, " (0: none, unless embedding=separate)"),
+        int_min(0, " (0: none, unless embedding=separate)"),
         target="hybridrec.nn.GRU4Rec",
     ),
-    Rule("*ffn_dim", _int_min(0, " (0: 4 * dim)")),
-    Rule("*_dim", _SIZE),  # embedding_dim, gmf_dim, mlp_embedding_dim
-    Rule("*.dim", _SIZE),
-    Rule("*hidden_dims", _rule("a non-empty list of ints >= 1", _int_list)),
+    Rule("*ffn_dim", int_min(0, " (0: 4 * dim)")),
+    Rule("*_dim", SIZE),  # embedding_dim, gmf_dim, mlp_embedding_dim
+    Rule("*.dim", SIZE),
+    Rule("*hidden_dims", Validator("a non-empty list of ints >= 1", int_list)),
     Rule(
         "model.layers",
-        _rule(
+        Validator(
             "an int >= 1 or a non-empty list of ints >= 1",
-            lambda v: (_is_int(v) and v >= 1) or _int_list(v),
+            lambda v: (is_int(v) and v >= 1) or int_list(v),
         ),
     ),
-    Rule("*heads", _SIZE),
-    Rule("*transformer_layers", _SIZE),
-    Rule("*trainable_layers", _int_min(0, " (0: frozen)")),
-    Rule("*experts", _SIZE),
-    Rule("*vocab_size", _SIZE),
-    Rule("model*.max_length", _SIZE),
-    Rule("model*.init_std", _number_min(0)),
-    Rule("model.temperature", _or_null(_number_above(0))),
-    Rule("model.neighbours", _SIZE),
-    Rule("model.lam", _number_min(0)),
-    Rule("model.alpha", _share(high_open=False)),
-    Rule("model.embedding", _one_of(EMBEDDINGS)),
-    Rule("model.encoder", _one_of(USER_ENCODERS), target="hybridrec.nn.SeqRec"),
+    Rule("*heads", SIZE),
+    Rule("*transformer_layers", SIZE),
+    Rule("*trainable_layers", int_min(0, " (0: frozen)")),
+    Rule("*experts", SIZE),
+    Rule("*vocab_size", SIZE),
+    Rule("model*.max_length", SIZE),
+    Rule("model*.init_std", number_min(0)),
+    Rule("model.temperature", number_above(0).or_null()),
+    Rule("model.neighbours", SIZE),
+    Rule("model.lam", number_min(0)),
+    Rule("model.alpha", share(high_open=False)),
+    Rule("model.embedding", one_of(EMBEDDINGS)),
+    Rule("model.encoder", one_of(USER_ENCODERS), target="hybridrec.nn.SeqRec"),
     Rule("model.history", _check_history, target="hybridrec.nn.Hybrid"),
-    Rule("model.combine", _one_of(("composed", "joint")), target="hybridrec.nn.Hybrid"),
-    Rule("model.fusion", _one_of(FUSIONS), target="hybridrec.nn.Hybrid"),
-    Rule("model.head", _one_of(HEADS), target="hybridrec.nn.Hybrid"),
-    Rule("model.init", _one_of(INITS), target="hybridrec.nn.Hybrid"),
-    Rule("model.user_combine", _one_of(USER_COMBINES), target="hybridrec.nn.Hybrid"),
-    Rule("model.id_shrinkage", _number_min(0), target="hybridrec.nn.Hybrid"),
-    Rule("model.align", _number_min(0), target="hybridrec.nn.Hybrid"),
-    Rule("model.gate_bias", _rule("a number", _is_number), target="hybridrec.nn.Hybrid"),
-    Rule("model.head_layers", _rule("a non-empty list of ints >= 1", _int_list)),
+    Rule("model.combine", one_of(("composed", "joint")), target="hybridrec.nn.Hybrid"),
+    Rule("model.fusion", one_of(FUSIONS), target="hybridrec.nn.Hybrid"),
+    Rule("model.head", one_of(HEADS), target="hybridrec.nn.Hybrid"),
+    Rule("model.init", one_of(INITS), target="hybridrec.nn.Hybrid"),
+    Rule("model.user_combine", one_of(USER_COMBINES), target="hybridrec.nn.Hybrid"),
+    Rule("model.id_shrinkage", number_min(0), target="hybridrec.nn.Hybrid"),
+    Rule("model.align", number_min(0), target="hybridrec.nn.Hybrid"),
+    Rule("model.gate_bias", Validator("a number", is_number), target="hybridrec.nn.Hybrid"),
+    Rule("model.head_layers", Validator("a non-empty list of ints >= 1", int_list)),
     # the composed hybrid's combiner and its text student (lit/combiner.py, lit/student.py)
-    Rule("model.combiner.buckets", _SIZE),
-    Rule("model.combiner.user_buckets", _int_min(1, " (1: off)")),
+    Rule("model.combiner.buckets", COMBINER_BUCKETS),
+    Rule("model.combiner.user_buckets", COMBINER_USER_BUCKETS),
     Rule(
         "model.combiner.step",
-        _rule("a number in (0, 1] that divides 1 (0.05, 0.1, 0.25)", _grid_step),
+        Validator("a number in (0, 1] that divides 1 (0.05, 0.1, 0.25)", _grid_step),
     ),
     Rule(
         "model.combiner.search",
-        _one_of(("auto", "grid", "greedy"), " (auto: the grid up to three parts, greedy above)"),
+        one_of(("auto", "grid", "greedy"), " (auto: the grid up to three parts, greedy above)"),
     ),
-    Rule("model.combiner.min_gain", _number_min(0)),
-    Rule("model.combiner.max_rows", _SIZE),
-    Rule("model.combiner.student.hidden", _int_min(0, " (0: the linear map alone)")),
-    Rule("model.combiner.student.lr", _number_above(0)),
-    Rule("model.combiner.student.weight_decay", _number_min(0)),
-    Rule("model.combiner.student.patience", _int_min(0)),
-    Rule("model.combiner.student.holdout", _share(low_open=True)),
-    Rule("model.combiner.student.batch_size", _SIZE),
-    Rule("model.combiner.student.max_epochs", _SIZE),
-    Rule("model.combiner.student.pairs_per_epoch", _SIZE),
-    Rule("model.combiner.student.max_users", _SIZE),
-    Rule("model.combiner.student.rating", _number_min(0)),
-    Rule("model.combiner.student.ranking", _number_min(0)),
-    Rule("model.combiner.student.data", _number_min(0)),
-    Rule("model*.encoder", _one_of(ENCODERS)),
-    Rule("model*.adaptor", _one_of(ADAPTORS)),
+    Rule("model.combiner.min_gain", number_min(0)),
+    Rule("model.combiner.max_rows", SIZE),
+    Rule("model.combiner.student.hidden", int_min(0, " (0: the linear map alone)")),
+    Rule("model.combiner.student.lr", number_above(0)),
+    Rule("model.combiner.student.weight_decay", number_min(0)),
+    Rule("model.combiner.student.patience", int_min(0)),
+    Rule("model.combiner.student.holdout", share(low_open=True)),
+    Rule("model.combiner.student.batch_size", SIZE),
+    Rule("model.combiner.student.max_epochs", SIZE),
+    Rule("model.combiner.student.pairs_per_epoch", SIZE),
+    Rule("model.combiner.student.max_users", SIZE),
+    Rule("model.combiner.student.rating", number_min(0)),
+    Rule("model.combiner.student.ranking", number_min(0)),
+    Rule("model.combiner.student.data", number_min(0)),
+    Rule("model*.encoder", one_of(ENCODERS)),
+    Rule("model*.adaptor", one_of(ADAPTORS)),
     # loss
-    Rule("loss.weights.*", _number_min(0)),
-    Rule("loss.terms.*.score_reg", _number_min(0)),
-    Rule("loss.terms.*.elu", _number_min(0)),
-    Rule("loss.terms.*.logq", _number_min(0)),
+    Rule("loss.weights.*", number_min(0)),
+    Rule("loss.terms.*.score_reg", number_min(0)),
+    Rule("loss.terms.*.elu", number_min(0)),
+    Rule("loss.terms.*.logq", number_min(0)),
     # callbacks
-    Rule("callbacks.*.patience", _int_min(0)),
-    Rule("callbacks.*.mode", _one_of(("max",), " (every val/ metric is higher-is-better)")),
-    Rule("callbacks.*.save_top_k", _int_min(-1, " (-1: all)")),
-    Rule("callbacks.*.refresh_rate", _int_min(0)),
+    Rule("callbacks.*.patience", int_min(0)),
+    Rule("callbacks.*.mode", one_of(("max",), " (every val/ metric is higher-is-better)")),
+    Rule("callbacks.*.save_top_k", int_min(-1, " (-1: all)")),
+    Rule("callbacks.*.refresh_rate", int_min(0)),
 )
 
 
 @functools.lru_cache(maxsize=4096)
-def _rule_for(path: str, target: str | None) -> Rule | None:
+def rule_for(path: str, target: str | None) -> Rule | None:
     """The first rule for the key at ``path`` under a node with ``_target_`` ``target``."""
     for rule in RULES:
         if fnmatchcase(path, rule.pattern) and (
-            rule.target is None or (target is not None and _same_target(rule.target, target))
+            rule.target is None or (target is not None and same_target(rule.target, target))
         ):
             return rule
     return None

@@ -1,5 +1,5 @@
 """What a ``_target_`` takes: its keyword parameters, their annotations and defaults, read
-from its signature (:func:`_params`, cached per target).
+from its signature (:func:`target_params`, cached per target).
 
 A target that does not import, or that Hydra's target policy refuses, gives the reason as a
 str instead. ``NODE_SCHEMAS`` names the class a node without ``_target_`` is read as, and
@@ -39,7 +39,7 @@ _CLOSED_INITS = {"builtins.object.__init__", "torch.nn.modules.module.Module.__i
 
 
 @dataclass(frozen=True)
-class _Params:
+class Params:
     """The keyword parameters of a target, as a config can give them."""
 
     target: str
@@ -50,17 +50,17 @@ class _Params:
 
 
 @functools.cache
-def _params(target: str) -> _Params | str:
+def target_params(target: str) -> Params | str:
     """The parameters of ``target`` (cached), or why it cannot be imported."""
-    obj = _load(target)
+    obj = load_target(target)
     if isinstance(obj, str):
         return obj
     params = _params_of(obj, target)
-    forward = next((dst for src, dst in KWARGS_GO_TO.items() if _load(src) is obj), None)
+    forward = next((dst for src, dst in KWARGS_GO_TO.items() if load_target(src) is obj), None)
     if forward is None or not params.takes_kwargs:
         return params
-    other = _params(forward)
-    if not isinstance(other, _Params):
+    other = target_params(forward)
+    if not isinstance(other, Params):
         return params
     return dataclasses.replace(  # its own parameters first, then those **kwargs go to
         params,
@@ -72,7 +72,7 @@ def _params(target: str) -> _Params | str:
 
 
 @functools.cache
-def _load(target: str) -> Any:
+def load_target(target: str) -> Any:
     """The object ``target`` names, or why not (a str): Hydra's target policy refuses it (as
     ``instantiate`` would, before importing anything), or it does not import."""
     hydra_log = logging.getLogger("hydra.utils")  # get_object logs each failure: we report it
@@ -96,31 +96,31 @@ def _authorize(target: str) -> None:
     _authorize_target_name(target, target, "")
 
 
-def _same_target(a: str, b: str) -> bool:
+def same_target(a: str, b: str) -> bool:
     """Whether two target names name the same object (``hybridrec.nn.X`` and its module's)."""
     if a == b:
         return True
-    loaded = _load(a)
-    return not isinstance(loaded, str) and loaded is _load(b)
+    loaded = load_target(a)
+    return not isinstance(loaded, str) and loaded is load_target(b)
 
 
-def _params_of(obj: Any, target: str) -> _Params:
+def _params_of(obj: Any, target: str) -> Params:
     """The keyword parameters of a loaded target, from its signature."""
     init = getattr(obj, "__init__", None)
     closed = _init_name(init) in _CLOSED_INITS and obj.__new__ is object.__new__
     if inspect.isclass(obj) and closed:
-        return _Params(target, {}, frozenset(), frozenset(), takes_kwargs=False)
+        return Params(target, {}, frozenset(), frozenset(), takes_kwargs=False)
     try:
         signature = inspect.signature(obj)
     except (TypeError, ValueError):  # a builtin without a signature: accept any key
-        return _Params(target, {}, frozenset(), frozenset(), takes_kwargs=True)
+        return Params(target, {}, frozenset(), frozenset(), takes_kwargs=True)
     named = {
         name: p
         for name, p in signature.parameters.items()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     }
     hints = _hints(init if inspect.isclass(obj) else obj, signature)
-    return _Params(
+    return Params(
         target=target,
         types={name: hints.get(name, Any) for name in named},
         required=frozenset(n for n, p in named.items() if p.default is p.empty),

@@ -15,24 +15,24 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from hybridrec.cli.checks.keys import UNCHECKED, _default_keys, _is_known, _is_target_or_none
-from hybridrec.cli.checks.problems import _ABSENT, ConfigError, _Report, _show, _show_raw
+from hybridrec.cli.checks.keys import UNCHECKED, default_keys, is_known, is_target_or_none
+from hybridrec.cli.checks.problems import ABSENT, ConfigError, Report, show, show_raw
 from hybridrec.cli.checks.rules import TOP_LEVEL_TYPES, UNREAD_HINTS
-from hybridrec.cli.checks.targets import NODE_SCHEMAS, RESERVED, _Params, _params
-from hybridrec.cli.checks.values import _check_value
+from hybridrec.cli.checks.targets import NODE_SCHEMAS, RESERVED, Params, target_params
+from hybridrec.cli.checks.values import check_value
 
 
 def check_config(cfg: DictConfig) -> None:
     """Check the composed train config without reading data; raise :class:`ConfigError`
     listing every problem (unknown keys, wrong types, out-of-range values)."""
-    report = _Report(cfg)
+    report = Report(cfg)
     _check_node(report, cfg, "")
     _check_required(report, cfg)
     if report.problems:
         raise ConfigError(report.problems)
 
 
-def _check_required(report: _Report, cfg: DictConfig) -> None:
+def _check_required(report: Report, cfg: DictConfig) -> None:
     """Keys an experiment lists under ``required`` must be given a value: OmegaConf cannot
     make a key ``???`` again once a group default set it (``null`` wins the merge)."""
     for key in cfg.get("required") or []:
@@ -50,19 +50,19 @@ _NO_KEY = object()
 
 
 # -- one node --------------------------------------------------------------------------------
-def _check_node(report: _Report, node: DictConfig, path: str) -> None:
+def _check_node(report: Report, node: DictConfig, path: str) -> None:
     """Check the keys and values of one node, then the nodes inside it."""
     target = _target_of(node, path)
     params = _check_target(report, node, path, target) if target is not None else None
     # the top level and nodes without a target: their keys against the shipped configs'
-    keys_checked = path == "" or (params is None and path in _default_keys().nodes)
+    keys_checked = path == "" or (params is None and path in default_keys().nodes)
     for raw_key in node.keys():
         key = str(raw_key)
         child_path = _join(path, key)
         if path == "" and key in UNCHECKED:
             continue
         if key in RESERVED and target is not None:  # _target_, _partial_, ...
-            _check_value(report, node, key, child_path, RESERVED[key], f"{key} of a target node")
+            check_value(report, node, key, child_path, RESERVED[key], f"{key} of a target node")
         elif params is not None and not _accepts(params, key):
             _unknown_parameter(report, node, key, child_path, params)
             continue  # reported: neither its value nor what is inside it is checked
@@ -75,12 +75,12 @@ def _check_node(report: _Report, node: DictConfig, path: str) -> None:
 
 
 def _check_known_key(
-    report: _Report,
+    report: Report,
     node: DictConfig,
     path: str,
     key: str,
     target: str | None,
-    params: _Params | None,
+    params: Params | None,
 ) -> None:
     """The value of a key the node may have: against the target's parameter, the top-level
     type, or (a key of a node without a target) only its rule."""
@@ -89,14 +89,14 @@ def _check_known_key(
         annotation = params.types.get(key, Any)  # Any: a key **kwargs takes
         where = f"{key} of {params.target}"
         none_ok = key in params.none_default
-        _check_value(report, node, key, child_path, annotation, where, target, none_ok)
+        check_value(report, node, key, child_path, annotation, where, target, none_ok)
     elif path == "" and key in TOP_LEVEL_TYPES:
-        _check_value(report, node, key, child_path, TOP_LEVEL_TYPES[key], "top-level key")
+        check_value(report, node, key, child_path, TOP_LEVEL_TYPES[key], "top-level key")
     else:
-        _check_value(report, node, key, child_path, Any, "", target)
+        check_value(report, node, key, child_path, Any, "", target)
 
 
-def _descend(report: _Report, node: DictConfig, key: str, path: str) -> None:
+def _descend(report: Report, node: DictConfig, key: str, path: str) -> None:
     """Into a child node (and the nodes of a child list), unless it is null, ??? or ${...}."""
     child = node._get_node(key)
     if not isinstance(child, (DictConfig, ListConfig)):
@@ -126,53 +126,53 @@ def _target_of(node: DictConfig, path: str) -> str | None:
     return NODE_SCHEMAS.get(path)
 
 
-def _check_target(report: _Report, node: DictConfig, path: str, target: str) -> _Params | None:
+def _check_target(report: Report, node: DictConfig, path: str, target: str) -> Params | None:
     """The target's parameters; a problem if it does not import or a required one is absent."""
-    params = _params(target)
+    params = target_params(target)
     if isinstance(params, str):
         report.add(
             _join(path, "_target_"),
-            _show(target),
+            show(target),
             f"a class or function Hydra can import and instantiate ({params})",
         )
         return None
     partial = node.get("_partial_", False) is True if "_target_" in node else False
     if not partial and "_args_" not in node:
         for name in sorted(params.required - {str(k) for k in node.keys()}):
-            report.add(_join(path, name), _show(_ABSENT), f"a value: {params.target} requires it")
+            report.add(_join(path, name), show(ABSENT), f"a value: {params.target} requires it")
     return params
 
 
-def _accepts(params: _Params, key: str) -> bool:
+def _accepts(params: Params, key: str) -> bool:
     return key in params.types or params.takes_kwargs
 
 
 # -- unknown keys ----------------------------------------------------------------------------
 def _key_allowed(node: DictConfig, path: str, key: str) -> bool:
-    if _is_known(path, key):
+    if is_known(path, key):
         return True
     # a new entry of a collection is fine: callbacks.my_callback: {_target_: ...}
-    return path in _default_keys().collections and _is_target_or_none(node, key)
+    return path in default_keys().collections and is_target_or_none(node, key)
 
 
 def _unknown_parameter(
-    report: _Report, node: DictConfig, key: str, path: str, params: _Params
+    report: Report, node: DictConfig, key: str, path: str, params: Params
 ) -> None:
     names = [n for n in params.types if not n.startswith("_")]
     report.add(
         path,
-        _show_raw(node, key),
+        show_raw(node, key),
         f"a parameter of {params.target}, which has no {key!r}{_suggest(key, names)}",
     )
 
 
-def _unknown_key(report: _Report, node: DictConfig, key: str, path: str) -> None:
+def _unknown_key(report: Report, node: DictConfig, key: str, path: str) -> None:
     hint = f" ({UNREAD_HINTS[key]})" if key in UNREAD_HINTS and path == "" else ""
     where = "top-level key" if path == "" else f"key of {path}"
-    known = _default_keys().nodes[path] - UNCHECKED
+    known = default_keys().nodes[path] - UNCHECKED
     report.add(
         _join(path, key),
-        _show_raw(node, key),
+        show_raw(node, key),
         f"a known {where}: nothing reads {key!r}{hint}{_suggest(key, known)}",
     )
 

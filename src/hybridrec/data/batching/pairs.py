@@ -23,6 +23,7 @@ from hybridrec.data.batching.judgments import JudgmentData
 from hybridrec.data.preparation.staging import read_negatives
 from hybridrec.data.sampling import NegativeSampler, pair_keys
 from hybridrec.data.spec import DataSpec
+from hybridrec.validators import COUNT, SIZE
 
 
 def _long(frame: pd.DataFrame, column: str) -> Tensor:
@@ -314,10 +315,9 @@ class RecDataModule(BatchDataModule):
         judgment_population: int = 256,
     ) -> None:
         super().__init__()
-        if batch_size < 1 or eval_batch_size < 1:
-            raise ValueError("datamodule.batch_size and eval_batch_size must be >= 1")
-        if num_negatives < 0:
-            raise ValueError(f"datamodule.num_negatives={num_negatives}: expected >= 0")
+        SIZE.require("datamodule.batch_size", batch_size)
+        SIZE.require("datamodule.eval_batch_size", eval_batch_size)
+        COUNT.require("datamodule.num_negatives", num_negatives)
         self.data_dir = Path(data_dir)
         self.spec = DataSpec.load(self.data_dir)
         if self.spec.layout != "pairs":
