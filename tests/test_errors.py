@@ -9,12 +9,19 @@ from hybridrec.cli.evaluate import EvalError
 from hybridrec.cli.overrides import UsageError
 from hybridrec.data.errors import DataError
 from hybridrec.data.pseudonyms import MissingKeyError
-from hybridrec.errors import HybridrecError
+from hybridrec.errors import (
+    CheckpointError,
+    ExportError,
+    HybridrecError,
+    NotFoundError,
+    QueryError,
+)
 from hybridrec.export.recommender import RequestError
 from hybridrec.export.review import ReviewError
 from hybridrec.lit.callbacks import DivergenceError
 from hybridrec.tracking.run_ids import RunIdError
 from hybridrec.tracking.runs import TrackingError
+from hybridrec.validators import ArgumentError
 
 #: each error and the standard base it kept (code that caught that still does)
 ERRORS = [
@@ -28,6 +35,11 @@ ERRORS = [
     (DivergenceError, RuntimeError),
     (RunIdError, LookupError),
     (TrackingError, RuntimeError),
+    (ArgumentError, ValueError),
+    (CheckpointError, ValueError),
+    (ExportError, ValueError),
+    (QueryError, ValueError),
+    (NotFoundError, LookupError),
 ]
 
 

@@ -19,8 +19,33 @@ library catches ``HybridrecError`` for all of them. The subclasses keep their st
     RunIdError (tracking/run_ids)   a run id or prefix
     DivergenceError (lit)           a training loss that stopped being finite
     BatchLayoutError (data/batch)   a batch of a layout the model or loss does not read
+    CheckpointError (here)          a file that is not a checkpoint hybridrec-train wrote
+    ExportError (here)              a model that cannot be exported as asked
+    QueryError (here)               what was asked of the tracking store cannot be answered as
+                                    asked (a study's trials, a param the runs did not log)
+    NotFoundError (here)            no run, checkpoint, study or experiment matches
+
+The last four live here, not beside their raise sites, because several layers raise them
+(``lit``, ``export``, ``tracking`` and the console scripts).
 """
 
 
 class HybridrecError(Exception):
     """See the module docstring."""
+
+
+class CheckpointError(HybridrecError, ValueError):
+    """A file that is not a checkpoint hybridrec-train wrote, or one holding more than
+    tensors and plain data (refused: nothing in it runs)."""
+
+
+class ExportError(HybridrecError, ValueError):
+    """A model that cannot be exported as asked (``--add-items`` without item text, ...)."""
+
+
+class QueryError(HybridrecError, ValueError):
+    """What was asked of the tracking store cannot be answered as asked."""
+
+
+class NotFoundError(HybridrecError, LookupError):
+    """No run, checkpoint, study or experiment matches what was asked."""

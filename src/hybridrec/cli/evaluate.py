@@ -55,7 +55,7 @@ from hybridrec.cli.quiet import quiet_third_party
 from hybridrec.data.catalogue import read_id_maps
 from hybridrec.data.errors import DataError
 from hybridrec.data.spec import DataSpec
-from hybridrec.errors import HybridrecError
+from hybridrec.errors import CheckpointError, HybridrecError
 from hybridrec.export.source import resolve_checkpoint
 from hybridrec.lit import RecLitModule
 from hybridrec.lit.checkpoint import PAYLOAD, load_model, safe_load
@@ -125,11 +125,20 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     return cfg
 
 
+def _lambdas(text: str) -> list[float]:
+    """``--lambdas`` parsed; its plain ValueError (a parser of a command-line value) becomes
+    ours, with the same sentence."""
+    try:
+        return parse_lambdas(text)
+    except ValueError as exc:
+        raise EvalError(str(exc)) from None
+
+
 def _load(checkpoint: Path) -> dict[str, Any]:
     """The checkpoint's dict, loaded with ``weights_only`` (tensors and plain values only)."""
     try:
         saved = safe_load(checkpoint)
-    except ValueError as exc:  # not a torch file, or one holding objects beyond plain data
+    except CheckpointError as exc:  # not a torch file, or one holding objects beyond plain data
         raise EvalError(str(exc)) from None
     if not isinstance(saved, dict) or "hybridrec_config" not in saved or PAYLOAD not in saved:
         raise EvalError(
@@ -372,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_tracking_uri(uri)
         client = MlflowClient(tracking_uri=uri)
-        lambdas = parse_lambdas(args.lambdas) if args.lambdas is not None else None
+        lambdas = _lambdas(args.lambdas) if args.lambdas is not None else None
         results, where = evaluate(
             args.source,
             args.overrides,
@@ -384,12 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:  # bad input data: the message names the file, row and column
         print(f"hybridrec-eval: bad input data: {exc}", file=sys.stderr)
         return 1
-    except (HybridrecError, LookupError, FileNotFoundError) as exc:
-        print(f"hybridrec-eval: error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:  # --lambdas
-        if "--lambdas" not in str(exc):
-            raise
+    except (HybridrecError, FileNotFoundError) as exc:  # ours: one sentence; a bug: traceback
         print(f"hybridrec-eval: error: {exc}", file=sys.stderr)
         return 2
     except (InstantiationException, OmegaConfBaseException) as exc:

@@ -38,6 +38,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from hybridrec.errors import CheckpointError, ExportError, HybridrecError
+
 
 def export_model(checkpoint: Path, out: Path, add_items: Path | None = None) -> dict[str, Any]:
     """Write the export files of ``checkpoint`` into ``out``; returns the export.json content."""
@@ -59,7 +61,7 @@ def export_model(checkpoint: Path, out: Path, add_items: Path | None = None) -> 
         data = (saved.get("hybridrec_config") or {}).get("data") or {}
         text = data.get("text")
         if not text:
-            raise ValueError("--add-items: the run's data config has no item text (data.text)")
+            raise ExportError("--add-items: the run's data config has no item text (data.text)")
         known = [str(i) for i in maps.get("items", [])]
         new_ids, new_vectors = encode_new_items(model, add_items, text, known, data.get("source"))
         torch.save(
@@ -69,7 +71,7 @@ def export_model(checkpoint: Path, out: Path, add_items: Path | None = None) -> 
     files: dict[str, str] = {}
     try:
         scorer: ExportedScorer | None = ExportedScorer(model, new_vectors)
-    except ValueError as exc:  # e.g. a composed hybrid with a GRU4Rec part: no traced path
+    except ExportError as exc:  # e.g. a composed hybrid with a GRU4Rec part: no traced path
         if "no traced path" not in str(exc):
             raise
         print(
@@ -123,7 +125,7 @@ def _is_checkpoint(path: Path) -> Path:
     if not zipfile.is_zipfile(path):
         table = path.suffix.lower() in {".csv", ".tsv", ".txt", ".parquet", ".json"}
         hint = "; an item table of new products goes after --add-items, next to one"
-        raise ValueError(
+        raise CheckpointError(
             f"{path} is not a checkpoint: expected an MLflow run id or a .ckpt file written by "
             f"hybridrec-train (a torch zip archive){hint if table else ''}"
         )
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_user_table:
             meta["user_table"] = False
             (out / "export.json").write_text(json.dumps(meta, indent=2) + "\n")
-    except (LookupError, FileNotFoundError, ValueError) as exc:
+    except (HybridrecError, FileNotFoundError) as exc:  # ours: one sentence; a bug: traceback
         print(f"hybridrec-export: error: {exc}", file=sys.stderr)
         return 2
     print(f"exported {meta['model']} to {out}: {', '.join(meta['files'].values())}")

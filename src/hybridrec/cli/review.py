@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mlflow.tracking import MlflowClient
 
+    from hybridrec.errors import HybridrecError
     from hybridrec.export.review import build_review
     from hybridrec.export.review_html import render
     from hybridrec.export.source import resolve_checkpoint
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 raters_csv=raters,
                 logged=dict(run.data.metrics),
             )
-    except (LookupError, FileNotFoundError, ValueError) as exc:  # ReviewError is a ValueError
+    except (HybridrecError, FileNotFoundError) as exc:  # ours: one sentence; a bug: traceback
         print(f"hybridrec-review: error: {exc}", file=sys.stderr)
         return 2
     out = args.out or Path("reviews") / f"{run_id}.html"

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hybridrec.errors import HybridrecError, NotFoundError, QueryError
 from hybridrec.tracking.tags import PART_TAG
 
 if TYPE_CHECKING:  # MLflow and the comparison code load after the arguments parse (fast --help)
@@ -49,7 +50,7 @@ def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"{flag} {item!r}: expected KEY=VALUE")
+            raise QueryError(f"{flag} {item!r}: expected KEY=VALUE")
         out[key] = value
     return out
 
@@ -205,7 +206,7 @@ def _runs(args: argparse.Namespace, client: MlflowClient) -> list[Run]:
     left_out = f"{smoke} fast_dev_run run(s) left out (--fast-dev-runs shows them)"
     if not found:
         hint = f"; {left_out}" if smoke else ""
-        raise LookupError(f"no run matches (check -e/--param/--tag/--filter/--status){hint}")
+        raise NotFoundError(f"no run matches (check -e/--param/--tag/--filter/--status){hint}")
     if smoke:
         _note(args, left_out)
     one_experiment = args.command != "list" and not args.experiment and not args.all_experiments
@@ -363,7 +364,7 @@ def _plot(args: argparse.Namespace, client: MlflowClient) -> None:
     recs = _records(client, found, metrics)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.kind == "param" and not args.x_param:
-        raise ValueError("plot param needs --x KEY (e.g. --x judgment/weight)")
+        raise QueryError("plot param needs --x KEY (e.g. --x judgment/weight)")
     groups: dict[tuple[str, str], list[RunRecord]] = {}
     for rec in recs:  # never two protocols or datasets on one plot, unless --mix
         groups.setdefault(("(mixed)", "(mixed)") if args.mix else rec.group, []).append(rec)
@@ -390,7 +391,7 @@ def _plot(args: argparse.Namespace, client: MlflowClient) -> None:
     if args.kind == "front":  # with --evals: hybridrec-eval --lambdas runs, one checkpoint each
         paths += lambda_fronts(client, found, recs, args.out, metrics[1])
     if not paths:
-        raise LookupError(
+        raise NotFoundError(
             f"no run logged {AGREEMENT} (runs on data with judgments do)"
             if args.kind == "front"
             else f"none of the runs logged {', '.join(metrics)}"
@@ -414,7 +415,7 @@ def _plot_importance(args: argparse.Namespace, client: MlflowClient) -> None:
     from hybridrec.tracking.importance import param_importances, plot_importance, study_trials
 
     if not args.study:
-        raise ValueError("plot importance needs --study NAME (an hparams_search study)")
+        raise QueryError("plot importance needs --study NAME (an hparams_search study)")
     found = _runs(args, client)
     params, values, metric = study_trials(found, args.metrics)
     importances = param_importances(params, values)
@@ -441,7 +442,6 @@ def main(argv: list[str] | None = None) -> None:
     from mlflow.tracking import MlflowClient
 
     from hybridrec.tracking.mlflow_run import default_tracking_uri
-    from hybridrec.tracking.runs import TrackingError
 
     try:
         if args.command == "upload":
@@ -449,10 +449,7 @@ def main(argv: list[str] | None = None) -> None:
             return
         client = MlflowClient(tracking_uri=args.tracking_uri or default_tracking_uri())
         {"list": _list, "compare": _compare, "plot": _plot}[args.command](args, client)
-    except TrackingError as exc:
-        print(f"hybridrec-runs: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except (ValueError, LookupError) as exc:
+    except HybridrecError as exc:  # ours (TrackingError included): one sentence; a bug: traceback
         print(f"hybridrec-runs: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from hybridrec.data.errors import DataError
 from hybridrec.data.preparation.text import TextConfig, assemble_item_text
 from hybridrec.data.readers.tables import read_source_items
+from hybridrec.errors import ExportError
 from hybridrec.nn.composed import ComposedHybrid, reads_text
 from hybridrec.nn.textrec import TextItemTower
 
@@ -31,7 +32,7 @@ def text_tower(model: nn.Module) -> TextItemTower:
     for tower in (items, getattr(items, "text", None)):
         if isinstance(tower, TextItemTower):
             return tower
-    raise ValueError(
+    raise ExportError(
         f"--add-items: {type(model).__name__} has no text tower, so it cannot score an item "
         "it never saw; train a model with item text (model=hybrid, textrec, seqtext)"
     )
@@ -52,7 +53,7 @@ def encode_new_items(
     items (:meth:`ComposedHybrid.new_item_vectors`)."""
     if isinstance(model, ComposedHybrid):
         if not any(reads_text(part) for part in model.parts):
-            raise ValueError(
+            raise ExportError(
                 "--add-items: no part of this composed hybrid reads item text, so it cannot "
                 "score an item it never saw; add a text part (model.parts)"
             )
@@ -68,7 +69,7 @@ def encode_new_items(
             return new_ids, model.new_item_vectors(raw)
     tower = text_tower(model)
     if tower.text_encoder is None:
-        raise ValueError(
+        raise ExportError(
             "--add-items: this model keeps precomputed text vectors (a frozen pretrained "
             "encoder cached at training) and no encoder to run on new text"
         )

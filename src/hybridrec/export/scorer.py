@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hybridrec.errors import ExportError
 from hybridrec.nn.base import PairScorer
 from hybridrec.nn.composed import ComposedHybrid
 from hybridrec.nn.factorized import FactorizedModel
@@ -50,10 +51,10 @@ def _history_kind(towers: list[nn.Module]) -> tuple[str, int | None]:
     for tower in towers:
         if isinstance(tower, SelfAttentionTower):
             if width is not None and width != tower.max_length:
-                raise ValueError("export: parts with attention towers of different max_length")
+                raise ExportError("export: parts with attention towers of different max_length")
             width = tower.max_length
         elif not isinstance(tower, GRUTower):
-            raise ValueError(f"export: no traced path for the {type(tower).__name__}")
+            raise ExportError(f"export: no traced path for the {type(tower).__name__}")
     return ("history" if towers else "users"), width
 
 
@@ -101,14 +102,14 @@ class ExportedScorer(nn.Module):
                 self.kind = "history"
                 self.fixed_width = history.max_length
             else:
-                raise ValueError(f"export: no traced path for the {type(history).__name__}")
+                raise ExportError(f"export: no traced path for the {type(history).__name__}")
             self.register_buffer("all_items", torch.arange(table.shape[0]))
         elif isinstance(model, PairScorer):
             if new_items is not None:
-                raise ValueError("--add-items: a pair head has no item vectors to add to")
+                raise ExportError("--add-items: a pair head has no item vectors to add to")
             self.register_buffer("all_items", torch.arange(int(model.n_items) + 1))
         else:
-            raise ValueError(
+            raise ExportError(
                 f"export: {type(model).__name__} scores a whole batch with state carried between "
                 "batches (GRU4Rec, count baselines); only models with the tower contract "
                 "(MF, TextRec, SeqRec, the hybrid) and the NCF pair heads export"

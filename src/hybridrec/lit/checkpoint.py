@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from hybridrec.data.catalogue import Catalogue
+from hybridrec.errors import CheckpointError
 from hybridrec.nn.composed import ComposedHybrid
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.gru4rec import GRU4Rec, gru4rec_factorized
@@ -160,7 +161,7 @@ def _text_state(payload: dict[str, Any]) -> dict[str, Any] | None:
 def safe_load(path: str | os.PathLike[str]) -> Any:
     """``torch.load`` with ``weights_only=True`` (tensors and plain data; no code from the file
     runs), on the CPU. A file that needs more, or that is not a torch file at all, is a
-    ValueError naming it."""
+    CheckpointError naming it."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -168,18 +169,18 @@ def safe_load(path: str | os.PathLike[str]) -> Any:
         found = re.search(r"(?:Unsupported global:|unsupported GLOBAL) ([\w.]+)", text)
         if found:  # a pickle of classes or functions: refused
             name = f"a pickled {found[1]}"
-            raise ValueError(
+            raise CheckpointError(
                 f"{path}: refused, it holds Python objects beyond tensors and plain data "
                 f"({name}); hybridrec loads files with weights_only=True so that no code in a "
                 "file it was sent can run. Use checkpoints written by hybridrec-train."
             ) from None
         reason = text.split("WeightsUnpickler error:")[-1].strip().splitlines()[0][:120]
-        raise ValueError(_unreadable(path, reason)) from None
+        raise CheckpointError(_unreadable(path, reason)) from None
     except (EOFError, RuntimeError, zipfile.BadZipFile) as exc:
-        raise ValueError(_unreadable(path, str(exc).splitlines()[0][:120])) from None
+        raise CheckpointError(_unreadable(path, str(exc).splitlines()[0][:120])) from None
     except (IndexError, KeyError, ValueError) as exc:  # the unpickler on bytes of another kind
         reason = f"not a torch file ({type(exc).__name__} while reading it)"
-        raise ValueError(_unreadable(path, reason)) from None
+        raise CheckpointError(_unreadable(path, reason)) from None
 
 
 def _unreadable(path: str | os.PathLike[str], reason: str) -> str:
@@ -195,7 +196,7 @@ def load_model(checkpoint: str | os.PathLike[str]) -> nn.Module:
     path = Path(checkpoint)
     state = safe_load(path)
     if not isinstance(state, dict) or PAYLOAD not in state:
-        raise ValueError(
+        raise CheckpointError(
             f"{path} has no {PAYLOAD!r} entry: it was not saved by hybridrec-train (or by a "
             "version before self-contained checkpoints); retrain, or rebuild the model from "
             "its config and prepared data"

@@ -27,6 +27,7 @@ import numpy as np
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from hybridrec.errors import QueryError
 from hybridrec.tracking.mlflow_run import mlflow_key
 
 #: params that differ between any two runs without being a choice (paths, sizes filled in)
@@ -88,7 +89,7 @@ def experiment_ids(client: MlflowClient, names: Sequence[str] | None) -> list[st
     by_name = {e.name: e.experiment_id for e in experiments}
     unknown = [n for n in names if n not in by_name]
     if unknown:
-        raise ValueError(
+        raise QueryError(
             f"no experiment named {', '.join(map(repr, unknown))} in this tracking store; "
             f"experiments: {', '.join(sorted(by_name)) or '(none)'}"
         )

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hybridrec.errors import NotFoundError, QueryError
 from hybridrec.tracking.mlflow_run import mlflow_key
 from hybridrec.tracking.sweep import OVERRIDES_TAG, STUDY_TAG, parse_overrides
 from hybridrec.tracking.tags import PART_TAG
@@ -43,14 +44,14 @@ def study_trials(
     name) from a study's runs. ``metric``: the objective (default ``best/<monitor>``)."""
     runs = [r for r in runs if PART_TAG not in r.data.tags]  # a hybrid's parts
     if not runs:
-        raise LookupError("no run of this study (tag hybridrec.study) was found")
+        raise NotFoundError("no run of this study (tag hybridrec.study) was found")
     studies = sorted({str(r.data.tags.get(STUDY_TAG, "")) for r in runs})
     if len(studies) != 1 or not studies[0]:
-        raise ValueError(f"importance is computed for one study (--study NAME); got {studies}")
+        raise QueryError(f"importance is computed for one study (--study NAME); got {studies}")
     if metric is None:
         monitors = {r.data.params.get("monitor") for r in runs} - {None}
         if len(monitors) != 1:
-            raise ValueError(
+            raise QueryError(
                 f"study {studies[0]}: trials with monitors {sorted(monitors)}; give --metrics"
             )
         metric = f"best/{monitors.pop()}"
@@ -61,7 +62,7 @@ def study_trials(
         if r.info.status == "FINISHED" and math.isfinite(r.data.metrics.get(key, math.nan))
     ]
     if len(finished) < MIN_TRIALS:
-        raise ValueError(
+        raise QueryError(
             f"study {studies[0]}: {len(finished)} finished trial(s) with {key}; importance "
             f"needs at least {MIN_TRIALS}"
         )
@@ -72,7 +73,7 @@ def study_trials(
     keys = sorted({k for trial in overrides for k in trial})
     searched = [k for k in keys if len({trial.get(k) for trial in overrides}) > 1]
     if not searched:
-        raise ValueError(f"study {studies[0]}: no setting differs between its finished trials")
+        raise QueryError(f"study {studies[0]}: no setting differs between its finished trials")
     params = [{k: trial.get(k, "") for k in searched} for trial in overrides]
     return params, [float(r.data.metrics[key]) for r in finished], key
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from hybridrec.errors import QueryError
 from hybridrec.tracking.compare import RunRecord, differing, ranked_params, rows
 from hybridrec.tracking.front import AGREEMENT
 
@@ -162,7 +163,7 @@ def plot_param(
     if missing:
         known = sorted({k for r in records for k in r.params})
         hint = [k for k in known if param.split("/")[-1] in k][:5]
-        raise ValueError(
+        raise QueryError(
             f"param {param!r} is not logged by run(s) {', '.join(missing)}"
             + (f"; did you mean {', '.join(hint)}?" if hint else "")
         )

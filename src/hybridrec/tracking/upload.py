@@ -18,6 +18,7 @@ from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from hybridrec.errors import NotFoundError
 from hybridrec.tracking.fallback import SERVER_RUN_TAG
 from hybridrec.tracking.runs import check_tracking_uri, ensure_experiment
 from hybridrec.tracking.store import redact_uri
@@ -52,7 +53,7 @@ def upload(
         experiments = [e.experiment_id for e in source.search_experiments()]
         runs = list(source.search_runs(experiments, max_results=10_000)) if experiments else []
     if not runs:
-        raise LookupError(f"no run to upload in {redact_uri(source_uri)}")
+        raise NotFoundError(f"no run to upload in {redact_uri(source_uri)}")
     return [_upload_run(source, target, run, force) for run in runs]
 
 
