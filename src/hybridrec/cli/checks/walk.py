@@ -3,7 +3,7 @@
 A node with ``_target_`` (or one named in ``NODE_SCHEMAS``) is checked against the target's
 parameters: each key must be one (unless it takes ``**kwargs``), required ones must be given.
 The top level and nodes without a target are checked against the keys the shipped configs
-define. Each value is then checked by :func:`~hybridrec.cli.checks.values._check_value`.
+define. Each value is then checked by :func:`~hybridrec.cli.checks.values.check_value`.
 """
 
 from __future__ import annotations
