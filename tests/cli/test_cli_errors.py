@@ -150,3 +150,20 @@ def test_the_new_errors_keep_their_standard_bases() -> None:
     assert issubclass(NotFoundError, LookupError)
     for error in (CheckpointError, QueryError, NotFoundError):
         assert issubclass(error, HybridrecError)
+
+
+# -- the override parser (hybridrec-train, hybridrec-data) ------------------------------------
+def test_hydras_own_value_error_is_a_usage_error() -> None:
+    from hybridrec.cli.overrides import UsageError, compose_checked
+
+    with pytest.raises(UsageError, match=r"^~protocol=0: Config group override deletion"):
+        compose_checked("hybridrec-data prepare", ["~protocol=0"])
+
+
+def test_a_value_error_outside_hydra_is_a_bug(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hybridrec.cli.overrides import UsageError, compose_checked
+
+    monkeypatch.setattr("hybridrec.cli.overrides._compose_raw", _bug)
+    with pytest.raises(ValueError, match="a bug") as caught:
+        compose_checked("hybridrec-data prepare", ["seed=1"])
+    assert not isinstance(caught.value, UsageError)

@@ -42,6 +42,8 @@ def compose_checked(command: str, overrides: list[str]) -> DictConfig:
     except (ConfigCompositionException, OverrideParseException) as exc:
         raise UsageError(_composition_error(exc, overrides)) from None
     except ValueError as exc:  # Hydra's defaults list, e.g. ``~protocol=0``
+        if not _raised_by_hydra(exc):
+            raise  # a bug (ours, or in a resolver): its traceback, not a usage error
         found = re.search(r"input_line='([^']*)'", str(exc))
         override = found.group(1) if found is not None else " ".join(overrides)
         reason = str(exc).split(" : ")[0].strip()
@@ -49,6 +51,15 @@ def compose_checked(command: str, overrides: list[str]) -> DictConfig:
             f"{override}: {reason}; a config group is chosen with group=name (data=csv) and "
             "removed with ~group"
         ) from None
+
+
+def _raised_by_hydra(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside Hydra itself (its parser of the command line)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
+    return str(module).startswith("hydra.")
 
 
 def _data_options() -> list[str]:
