@@ -51,6 +51,7 @@ def composed_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     checkpoint = str(result.best_checkpoint)
     yield {
         "root": root,
+        "uri": uri,
         "cfg": cfg,
         "data_dir": data_dir,
         "run": run,
@@ -142,6 +143,35 @@ def test_lambda_zero_is_the_composed_models_answer_and_lambda_adds_the_head(
         assert got.tolist() == sorted(got.tolist(), reverse=True)
         assert set(items) == set(range(1, n + 1))
     assert list(answers.iloc[1]["items"]) != own["items"]  # the head moved the ranking
+
+
+def test_hybridrec_eval_gives_the_front_of_the_composed_run(composed_run: dict[str, Any]) -> None:
+    """``hybridrec-eval RUN --lambdas 0,1``: at lambda 0 exactly the composed run's own test
+    metrics and agreement; at lambda 1 the head moves the agreement."""
+    from hybridrec.cli.evaluate import main as eval_main
+    from hybridrec.tracking.lambda_front import FRONT_TAG
+
+    run_id, uri = composed_run["run"].info.run_id, composed_run["uri"]
+    cwd = os.getcwd()
+    os.chdir(composed_run["root"])  # MLflow puts artifacts under ./mlruns
+    try:
+        assert eval_main([run_id, "--lambdas", "0,1", "--tracking-uri", uri]) == 0
+    finally:
+        os.chdir(cwd)
+    client = MlflowClient(uri)
+    own = composed_run["run"].data.metrics
+    (front,) = client.search_runs(
+        [composed_run["run"].info.experiment_id], f"tags.`{FRONT_TAG}` = 'lambda'"
+    )
+    metrics = front.data.metrics
+    assert metrics["lambda_0/test/ndcg10"] == pytest.approx(own["test/ndcg10"])
+    assert metrics["lambda_0/test/hr10"] == pytest.approx(own["test/hr10"])
+    assert metrics["lambda_0/test/marketer_agreement"] == pytest.approx(
+        own["test/marketer_agreement"]
+    )
+    assert metrics["lambda_1/test/marketer_agreement"] != pytest.approx(
+        own["test/marketer_agreement"]
+    )
 
 
 def test_the_review_page_shows_the_composed_run(composed_run: dict[str, Any]) -> None:

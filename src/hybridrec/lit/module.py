@@ -23,6 +23,7 @@ from hybridrec.lit import adapter
 from hybridrec.lit.checkpoint import PAYLOAD, RUN_ID_KEY, model_payload
 from hybridrec.losses.human import JudgmentLoss
 from hybridrec.metrics import BeyondAccuracy, agreement, positive_ranks, ranking_metrics
+from hybridrec.nn.composed import ComposedHybrid
 from hybridrec.nn.contexts import USER, JudgmentContexts, context_vectors
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.judgment_head import JudgmentHead, standardise_rows
@@ -76,7 +77,11 @@ class RecLitModule(L.LightningModule):
             )
         self.embedding_l2 = float(embedding_l2)
         if judgment is not None:
-            towers = tower_contract(type(model).__name__, isinstance(model, FactorizedModel))
+            # a composed hybrid takes a judgment head (fitted after it: lit/judgment_fit.py),
+            # never the joint term (its parts are frozen)
+            head_only = isinstance(model, ComposedHybrid) and judgment.head is not None
+            factorized = isinstance(model, FactorizedModel) or head_only
+            towers = tower_contract(type(model).__name__, factorized)
             if towers is not None:
                 raise ArgumentError(f"judgment: expected {towers}")
         JUDGMENT_BLEND.require("judgment_blend", blend)
@@ -91,7 +96,7 @@ class RecLitModule(L.LightningModule):
         self.head: JudgmentHead | None = None
         self.head_losses: nn.ModuleList | None = None
         if judgment is not None and judgment.head is not None:
-            assert isinstance(model, FactorizedModel)
+            assert isinstance(model, (FactorizedModel, ComposedHybrid))
             self.head = JudgmentHead(
                 judgment.head, model, model.n_users, model.n_items, judgment.n_segments
             )
@@ -269,12 +274,14 @@ class RecLitModule(L.LightningModule):
         """kind, context (P,), items (P, C) -> (P, C): the model's scores of the items for
         each judgment's audience (see hybridrec.nn.contexts)."""
         model = self.model
-        assert isinstance(model, FactorizedModel)
         histories = self._histories()
         if self.contexts is not None:
             vectors = self.contexts(model, kind, context, population, histories)
         else:
             vectors = context_vectors(model, kind, context, population, histories)
+        if isinstance(model, ComposedHybrid):  # one dot product of concatenated vectors
+            return (vectors.unsqueeze(1) * model.item_vectors(items)).sum(-1)
+        assert isinstance(model, FactorizedModel)
         users = torch.where(kind == USER, context, torch.zeros_like(context))
         return model.scorer.score(vectors, model.item_vectors(items), users, items)
 
@@ -368,14 +375,17 @@ class RecLitModule(L.LightningModule):
         """(Q,) rows -> (Q,) s(c, i) + lambda s_J(c, i), each standardised over the catalogue
         for the row's context (what the combined ranking of that audience orders by)."""
         model = self.model
-        assert isinstance(model, FactorizedModel) and self.head is not None
+        assert isinstance(model, (FactorizedModel, ComposedHybrid)) and self.head is not None
         histories = self._histories()
         if self.contexts is not None:
             vectors = self.contexts(model, kind, context, population, histories)
         else:
             vectors = context_vectors(model, kind, context, population, histories)
         users = torch.where(kind == USER, context, torch.zeros_like(context))
-        own = model.scorer.score_all(vectors, model.item_vectors(), users)  # (Q, N)
+        if isinstance(model, ComposedHybrid):
+            own = vectors @ model.item_vectors().T  # (Q, N)
+        else:
+            own = model.scorer.score_all(vectors, model.item_vectors(), users)  # (Q, N)
         head = self.head.score_all(model, kind, context)  # (Q, N)
         combined = standardise_rows(own) + self.serving_lambda * standardise_rows(head)
         return combined.gather(1, items.unsqueeze(1)).squeeze(1)
@@ -406,7 +416,7 @@ class RecLitModule(L.LightningModule):
     def _log_agreement(self, stage: str) -> None:
         """Agreement with the held-out judgments of ``stage`` (see hybridrec.metrics.agreement)."""
         data = self._judgment_data()
-        if data is None or not isinstance(self.model, FactorizedModel):
+        if data is None or not isinstance(self.model, (FactorizedModel, ComposedHybrid)):
             return
         population = data.population.to(self.device)
         with torch.no_grad():
