@@ -22,7 +22,7 @@ Sides (``--sides``, run one after another in that order, never two at once, all 
   items trains). Epoch seconds: ``trainer._train_epoch``. Only ``--recbole-epochs`` epochs
   (default 2: enough for timing), so its accuracy is after that many epochs, not converged.
   One run (CE) whatever ``--losses``.
-- ``ours``: hybridrec in-process, ``hybridrec.cli.train.train`` on
+- ``ours``: hybridrec in-process, ``hybridrec.run.train.train`` on
   ``experiment=gru4rec_beauty_bprmax`` / ``gru4rec_beauty_xe`` (one per loss), ``--epochs``
   epochs, early stopping off. Epoch seconds: the EpochTimer callback (training only, validation
   excluded). Training: history minus the last two items; accuracy from the checkpoint with the
@@ -175,7 +175,7 @@ def run_recbole(args) -> dict:
 
 
 def run_ours(args, loss: str) -> dict:
-    from hybridrec.cli.train import train
+    from hybridrec.run.train import train
 
     cfg = _compose(
         OURS_EXPERIMENT[loss],

@@ -21,7 +21,8 @@ from hydra.core.global_hydra import GlobalHydra
 from mlflow.tracking import MlflowClient
 
 from hybridrec.cli.common import config_dir
-from hybridrec.cli.train import TrainResult, train
+from hybridrec.run.result import TrainResult
+from hybridrec.run.train import train
 from hybridrec.tracking import default_tracking_uri
 
 PAPER = {

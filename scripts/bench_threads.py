@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from hybridrec.cli.common import config_dir
-from hybridrec.cli.train import train
+from hybridrec.run.train import train
 
 
 def main() -> None:

@@ -125,7 +125,7 @@ def train_in(root: Path, *overrides: str) -> tuple[Any, DictConfig, Path, str]:
     under ``root``, from ``root`` (MLflow puts artifacts under ./mlruns; the prepared folder
     is relative). Returns (train's result, the config, the absolute prepared folder, the
     tracking URI)."""
-    from hybridrec.cli.train import train
+    from hybridrec.run.train import train
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     cfg = train_config(root, uri, *overrides)
@@ -349,8 +349,8 @@ def built_task(compose: Callable[..., DictConfig], *overrides: str) -> tuple[Any
     from omegaconf import open_dict
 
     from hybridrec.cli.common import prepare_from_config
-    from hybridrec.cli.train import _task
     from hybridrec.data.catalogue import Catalogue
+    from hybridrec.run.task import build_task
 
     cfg = compose(*SMALL_JUDGMENTS, *overrides)
     spec, folder = prepare_from_config(cfg)
@@ -359,7 +359,7 @@ def built_task(compose: Callable[..., DictConfig], *overrides: str) -> tuple[Any
         cfg.datamodule.data_dir = str(folder)
     datamodule = instantiate(cfg.datamodule)
     datamodule.setup()
-    module = _task(cfg, model_of(cfg), Catalogue.from_folder(folder))
+    module = build_task(cfg, model_of(cfg), Catalogue.from_folder(folder))
     module._trainer = SimpleNamespace(datamodule=datamodule, global_step=0)
     return module, datamodule
 

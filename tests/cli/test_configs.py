@@ -26,13 +26,13 @@ from conftest import (
     save_tiny_bert,
 )
 from hybridrec.cli.common import prepare_from_config, read_source
-from hybridrec.cli.compose import is_composed
-from hybridrec.cli.train import train
 from hybridrec.data.batch import PairBatch, RowEvalBatch, WindowBatch
 from hybridrec.data.raw import RawData
 from hybridrec.lit import adapter
 from hybridrec.losses import LossSum
 from hybridrec.nn import GMF, MLP, SeqRec, TextItemTower
+from hybridrec.run.compose import is_composed
+from hybridrec.run.train import train
 from hybridrec.text import train_wordpiece
 
 #: what choosing each option must set, by group (dotted config key -> value): written out from
@@ -822,7 +822,7 @@ def test_composed_experiment_parts_compose_and_check(compose_cfg: Compose, exper
     """Each part of each composed hybrid experiment composes from its overrides, passes the
     config checks as its own run would, and gets the parent's data and protocol."""
     from hybridrec.cli.checks import check_config
-    from hybridrec.cli.compose import default_parts, is_composed, part_config, part_key
+    from hybridrec.run.compose import default_parts, is_composed, part_config, part_key
 
     cfg = compose_cfg(f"experiment={experiment}")
     assert is_composed(cfg)

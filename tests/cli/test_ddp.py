@@ -13,12 +13,12 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from conftest import TINY_DATA, prepare_tiny, run_train_cli
-from hybridrec.cli.train import train
 from hybridrec.data.batching.pairs import RecDataModule
 from hybridrec.data.preparation.protocols import LeaveOneOut
 from hybridrec.lit import RecLitModule
 from hybridrec.losses import BCELoss, LossSum
 from hybridrec.nn import MF
+from hybridrec.run.train import train
 
 
 @pytest.mark.slow

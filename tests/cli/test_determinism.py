@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from conftest import TINY_DATA
-from hybridrec.cli.train import train
+from hybridrec.run.train import train
 
 #: NeuMF with dropout: the global generator (dropout masks), shuffling and negative sampling
 ARGS = [*TINY_DATA, "model.dropout=0.2", "trainer.max_epochs=3"]

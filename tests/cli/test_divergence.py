@@ -13,9 +13,10 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from conftest import TINY_DATA, run_train_cli
-from hybridrec.cli.train import FAILURE_TAG, train
 from hybridrec.lit.callbacks import DivergenceError
 from hybridrec.lit.checkpoint import safe_load
+from hybridrec.run.train import train
+from hybridrec.tracking.tags import FAILURE_TAG
 
 #: a real cause: a scheduler that multiplies the learning rate by 1e30 after the first epoch
 #: (epoch 0 trains well and is checkpointed, epoch 1 blows up)

@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from conftest import CONFIG_DIR, TINY_DATA
 from hybridrec.cli.evaluate import _test_and_log, apply_overrides, main
-from hybridrec.cli.train import TrainResult, train
+from hybridrec.run.result import TrainResult
+from hybridrec.run.train import train
 from hybridrec.tracking.compare import EVALUATES_TAG
 
 RANKING = ("hr10", "ndcg10", "mrr10")

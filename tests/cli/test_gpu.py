@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from conftest import TINY_DATA
-from hybridrec.cli.train import train
+from hybridrec.run.train import train
 
 
 @pytest.mark.gpu

@@ -15,10 +15,10 @@ from omegaconf import DictConfig, open_dict
 from conftest import TINY_DATA, TINY_JUDGMENTS, train_config
 from hybridrec.cli.evaluate import main as eval_main
 from hybridrec.cli.runs import main as runs_main
-from hybridrec.cli.train import train
 from hybridrec.export.judgment import served_judgment
 from hybridrec.export.source import resolve_checkpoint
 from hybridrec.lit.checkpoint import load_model, safe_load
+from hybridrec.run.train import train
 from hybridrec.tracking.lambda_front import (
     AGREEMENT,
     FRONT_TAG,

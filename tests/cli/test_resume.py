@@ -20,8 +20,10 @@ from omegaconf import DictConfig
 
 from conftest import TINY_DATA, run_train_cli
 from hybridrec.cli.checks import ConfigError
-from hybridrec.cli.train import OUTPUT_DIR_TAG, RESUMED_TAG, train
 from hybridrec.lit.checkpoint import safe_load
+from hybridrec.run.resume import RESUMED_TAG
+from hybridrec.run.tags import OUTPUT_DIR_TAG
+from hybridrec.run.train import train
 
 #: NeuMF with dropout (the global RNG matters), small batches (~100 steps an epoch, ~1 s on a
 #: CPU core), every step's loss logged (the steps must continue where the killed job stopped)

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from hybridrec.cli import evaluate, export, runs
 from hybridrec.cli.checks import ConfigError
-from hybridrec.cli.train import _get_run
+from hybridrec.run.resume import get_run
 from hybridrec.tracking.run_ids import RunIdError, resolve_run_id, run_or_path, short_ids
 
 #: two runs whose ids share their first 8 digits (MLflow draws ids with uuid4)
@@ -107,10 +107,10 @@ def test_resume_takes_a_prefix(store: tuple[str, list[str], str]) -> None:
     uri, ids, shared = store
     client = MlflowClient(tracking_uri=uri)
     run_id, prefix = _unique_prefix(ids)
-    assert _get_run(client, prefix, "resume").info.run_id == run_id
-    assert _get_run(client, _unknown_prefix(ids), "resume") is None  # train says what to do
+    assert get_run(client, prefix, "resume").info.run_id == run_id
+    assert get_run(client, _unknown_prefix(ids), "resume") is None  # train says what to do
     with pytest.raises(ConfigError, match=f"resume {shared} is ambiguous"):
-        _get_run(client, shared, "resume")
+        get_run(client, shared, "resume")
 
 
 def test_runs_verbs_take_a_prefix(

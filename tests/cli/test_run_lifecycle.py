@@ -18,9 +18,9 @@ from omegaconf import DictConfig
 
 from conftest import TINY_DATA
 from hybridrec.cli import train_app
-from hybridrec.cli.train import train
 from hybridrec.data.spec import DataSpec
 from hybridrec.lit import RecLitModule
+from hybridrec.run.train import train
 from hybridrec.tracking import TrackingError
 from hybridrec.tracking.runs import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 
@@ -164,7 +164,7 @@ def test_refit_on_val_is_refused_before_training_with_pairs(
 ) -> None:
     """The pair datamodule cannot add validation items to training: refused up front, not
     after a whole fit; no run is left behind."""
-    from hybridrec.cli.train import ConfigError
+    from hybridrec.cli.checks import ConfigError
 
     before = set(_runs(mlflow_uri))
     with pytest.raises(ConfigError, match="refit_on_val=true: the datamodule RecDataModule"):

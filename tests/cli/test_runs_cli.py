@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from hybridrec.cli.runs import main
-from hybridrec.cli.train import _run_tags
+from hybridrec.run.tags import run_tags
 from hybridrec.tracking.compare import EVALUATES_TAG, FAST_DEV_RUN_TAG
 from hybridrec.tracking.run_ids import resolve_run_id
 
@@ -409,8 +409,8 @@ def test_fast_dev_runs_are_left_out_unless_asked(
 
 def test_train_tags_a_fast_dev_run(compose_cfg: Callable[..., DictConfig]) -> None:
     spec = SimpleNamespace(counts={})
-    assert _run_tags(compose_cfg("debug=fast_dev_run"), spec)[FAST_DEV_RUN_TAG] == "true"  # type: ignore[arg-type]
-    assert FAST_DEV_RUN_TAG not in _run_tags(compose_cfg(), spec)  # type: ignore[arg-type]
+    assert run_tags(compose_cfg("debug=fast_dev_run"), spec)[FAST_DEV_RUN_TAG] == "true"  # type: ignore[arg-type]
+    assert FAST_DEV_RUN_TAG not in run_tags(compose_cfg(), spec)  # type: ignore[arg-type]
 
 
 def test_compare_prints_ids_that_commands_take_back(

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from conftest import TINY_DATA, run_train_cli
-from hybridrec.cli.train import train
+from hybridrec.run.train import train
 
 
 def test_fast_dev_run_default_config(compose_cfg: Callable[..., DictConfig]) -> None:

@@ -11,13 +11,13 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from hybridrec.cli.compose import own_shelf, part_config
 from hybridrec.data.batch import RowEvalBatch
 from hybridrec.data.batching.pairs import RecDataModule, candidate_rows
 from hybridrec.data.batching.sequence_datamodule import SequenceDataModule
 from hybridrec.data.preparation.prepare import prepare
 from hybridrec.data.preparation.protocols import ColdItems
 from hybridrec.data.readers import read_synthetic
+from hybridrec.run.compose import own_shelf, part_config
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from conftest import TINY_DATA
-from hybridrec.cli.train import train
 from hybridrec.lit import load_model
+from hybridrec.run.train import train
 
 SCRIPT = str(Path(sys.executable).parent / "hybridrec-export")
 

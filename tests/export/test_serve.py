@@ -16,8 +16,8 @@ import torch
 
 from conftest import TINY_DATA, TINY_JUDGMENTS, mlflow_models_serve, post_invocations
 from hybridrec.cli.export import main as export_main
-from hybridrec.cli.train import train
 from hybridrec.lit import load_model
+from hybridrec.run.train import train
 
 BIN = Path(sys.executable).parent
 

@@ -27,9 +27,10 @@ from omegaconf import DictConfig
 from hybridrec.cli.checks import ConfigError
 from hybridrec.cli.evaluate import main as eval_main
 from hybridrec.cli.export import main as export_main
-from hybridrec.cli.train import OUTPUT_DIR_TAG, train
 from hybridrec.export.pyfunc_model import HybridrecRecommender
 from hybridrec.lit.checkpoint import load_model, safe_load
+from hybridrec.run.tags import OUTPUT_DIR_TAG
+from hybridrec.run.train import train
 
 
 class _Payload:

@@ -13,9 +13,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from conftest import TINY_DATA, model_of
-from hybridrec.cli.train import train
 from hybridrec.lit import load_model
 from hybridrec.lit.checkpoint import PAYLOAD
+from hybridrec.run.train import train
 
 SEQUENCE = ["protocol=loo_full", "datamodule=next_item", "loss=xe", "model.dim=16"]
 CASES = {

@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 
 from conftest import SMALL_JUDGMENTS, TINY_DATA, built_task, run_train_cli
 from hybridrec.cli.checks import ConfigError
-from hybridrec.cli.train import train
 from hybridrec.data.batching.judgments import JudgmentBatch
+from hybridrec.run.train import train
 
 
 def _pair_batch(items: list[list[int]], kind: int = 0) -> JudgmentBatch:

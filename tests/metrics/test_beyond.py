@@ -12,11 +12,11 @@ import torch
 from omegaconf import DictConfig
 
 from conftest import TINY_DATA, prepare_tiny
-from hybridrec.cli.train import train
 from hybridrec.data.batching.pairs import RecDataModule
 from hybridrec.data.batching.sequence_datamodule import SequenceDataModule
 from hybridrec.data.preparation.protocols import LeaveOneOut
 from hybridrec.metrics import BeyondAccuracy, popularity_percentiles
+from hybridrec.run.train import train
 
 # items 1..5 with 4, 2, 2, 0, 1 training interactions (index 0 padding)
 COUNTS = torch.tensor([0, 4, 2, 2, 0, 1])

@@ -12,10 +12,10 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from conftest import TINY_DATA, prepare_with_text
-from hybridrec.cli.train import train
 from hybridrec.data.catalogue import Catalogue
 from hybridrec.nn import FusedItemTower, Hybrid, TextItemTower
 from hybridrec.nn.towers import GRUTower, ItemIdTower, SelfAttentionTower
+from hybridrec.run.train import train
 
 
 @pytest.fixture(scope="module")

@@ -185,7 +185,7 @@ def configure(overrides: list[str], epochs: int, count_flops: bool) -> DictConfi
 
 def bench(overrides: list[str], epochs: int = 3, count_flops: bool = True) -> BenchReport:
     """Train as hybridrec-train does for ``epochs`` epochs, then read the figures back."""
-    from hybridrec.cli.train import train
+    from hybridrec.run.train import train
 
     cfg = configure(overrides, epochs, count_flops)
     result = train(cfg)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -24,10 +23,11 @@ from hydra.errors import (
     InstantiationException,
 )
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+from omegaconf.errors import OmegaConfBaseException
 
 from hybridrec.cli.checks import check_config
 from hybridrec.cli.overrides import UsageError, compose_checked
+from hybridrec.config_errors import config_error
 from hybridrec.data.errors import DataError
 from hybridrec.data.raw import RawData
 from hybridrec.data.spec import DataSpec
@@ -229,23 +229,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config_error(exc: Exception) -> str:
-    """One line for an error in a composed config's values (a missing value, a bad argument)."""
-    if isinstance(exc, MissingMandatoryValue):
-        key = exc.full_key or "a key"
-        return f"{key} is not set (??? in the config); add {key}=... to the overrides"
-    if isinstance(exc, InstantiationException):
-        where = re.search(r"full_key: (\S+)", str(exc))
-        cause = exc.__cause__ if exc.__cause__ is not None else exc
-        if isinstance(cause, OmegaConfBaseException):
-            return _config_error(cause)
-        prefix = f"{where.group(1)}: " if where is not None else ""
-        return prefix + " ".join(str(cause).split())
-    if isinstance(exc, OmegaConfBaseException) and getattr(exc, "full_key", None):
-        return f"{exc.full_key}: {' '.join(str(exc).splitlines()[0].split())}"
-    return " ".join(str(exc).split())
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -254,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hybridrec-data: error: {exc}", file=sys.stderr)
         return 2
     except (InstantiationException, OmegaConfBaseException) as exc:
-        print(f"hybridrec-data: error: {_config_error(exc)}", file=sys.stderr)
+        print(f"hybridrec-data: error: {config_error(exc)}", file=sys.stderr)
         return 2
 
 

@@ -50,8 +50,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from hybridrec.cli.checks import check_config
 from hybridrec.cli.common import config_dir, prepare_from_config
-from hybridrec.cli.data import _config_error as config_error
 from hybridrec.cli.quiet import quiet_third_party
+from hybridrec.config_errors import config_error
 from hybridrec.data.catalogue import read_id_maps
 from hybridrec.data.errors import DataError
 from hybridrec.data.spec import DataSpec

@@ -1,4 +1,4 @@
-"""hybridrec-train's console script: the Hydra app around :func:`hybridrec.cli.train.train`.
+"""hybridrec-train's console script: the Hydra app around :func:`hybridrec.run.train.train`.
 
 Only Hydra loads here. torch, Lightning, MLflow and the data layer load when a job runs (in
 :func:`_hydra_main`) or a resumed run's overrides are read; a mistyped override is answered from
@@ -73,9 +73,9 @@ def main() -> None:
         return
     quiet_third_party()
     if any(arg.startswith("resume=") for arg in sys.argv[1:]):  # reads the run's store
-        from hybridrec.cli.train import _with_recorded_overrides
+        from hybridrec.run.replay import with_recorded_overrides
 
-        sys.argv[1:] = _with_recorded_overrides(sys.argv[1:])
+        sys.argv[1:] = with_recorded_overrides(sys.argv[1:])
     _check_search_plugin(sys.argv[1:])
     _check_overrides(sys.argv[1:])
     # SIGTERM (a scheduler, `kill`) ends a run like Ctrl-C: Lightning shuts down gracefully and

@@ -187,9 +187,9 @@ class Hybrid(FactorizedModel):
             ``sasrec`` (N(0, 0.02) for every Linear and Embedding, as SeqRec initialises).
         combine: ``joint`` (this class: one jointly trained model) or ``composed`` (trained
             parts combined on validation: hybridrec-train builds it, see
-            :mod:`hybridrec.cli.compose`; this class refuses it).
+            :mod:`hybridrec.run.compose`; this class refuses it).
         parts, combiner, reuse_parts: the composed hybrid's settings (read by
-            :mod:`hybridrec.cli.compose`; the joint model ignores them).
+            :mod:`hybridrec.run.compose`; the joint model ignores them).
     """
 
     def __init__(

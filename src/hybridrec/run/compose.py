@@ -1,4 +1,5 @@
-"""The composed hybrid's training job (``model=hybrid``, ``model.combine=composed``).
+"""The composed hybrid's parts, combiner and table (``model=hybrid``, ``model.combine=composed``);
+the job that runs them in order is :mod:`hybridrec.run.composed`.
 
     parts      each ``model.parts.<name>`` is a list of hybridrec-train overrides (its own
                model, datamodule, loss, optimiser: the part's best recipe), trained on THIS
