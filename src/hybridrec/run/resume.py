@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from hybridrec.cli.checks import ConfigError
+from hybridrec.errors import CheckpointError
 from hybridrec.lit.checkpoint import RUN_ID_KEY, safe_load
 from hybridrec.run.summary import shown_path
 from hybridrec.run.tags import OUTPUT_DIR_TAG, set_tag
@@ -92,7 +93,7 @@ def resume_plan(cfg: DictConfig, client: MlflowClient) -> Resume | None:
         raise ConfigError(f"ckpt_path={ckpt}: no such file")
     try:
         saved = safe_load(str(ckpt))
-    except ValueError as exc:
+    except CheckpointError as exc:  # not a checkpoint, or one holding objects
         raise ConfigError(f"ckpt_path: {exc}") from None
     if not isinstance(saved, dict) or "loops" not in saved:
         raise ConfigError(
