@@ -33,13 +33,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from hybridrec.data.batching.judgments import JudgmentData
 from hybridrec.losses.human import JudgmentLoss
 from hybridrec.metrics import agreement
 from hybridrec.nn.contexts import Histories, context_vectors
-from hybridrec.nn.judgment_head import JudgmentHead
+from hybridrec.nn.judgment_head import JudgmentHead, head_loss
 
 log = logging.getLogger("hybridrec.judgment")
 
@@ -71,33 +71,6 @@ class HeadFit:
         for k, value in enumerate(self.copies):
             out[f"val/head/l2_{k}/marketer_agreement"] = value
         return out
-
-
-def head_term(
-    head: JudgmentHead, losses: nn.ModuleList, model: nn.Module, batch: Any, step: int
-) -> Tensor:
-    """Every copy's human-rating loss plus its L2 on one JudgmentBatch, averaged over the
-    copies (as RecLitModule's head term)."""
-    n_pairs = batch.pair_items.shape[0]
-    kind = torch.cat([batch.pair_kind, batch.row_kind])
-    context = torch.cat([batch.pair_context, batch.row_context])
-    rows = torch.stack([batch.row_items, batch.row_items], 1)
-    scores = head(model, kind, context, torch.cat([batch.pair_items, rows]))  # (K, P + Q, 2)
-    penalty = head.penalty()  # (K,)
-    parts = [
-        loss(
-            pair_scores=scores[k, :n_pairs],
-            pair_weight=batch.pair_weight,
-            pair_rater=batch.pair_rater,
-            row_scores=scores[k, n_pairs:, 0],
-            row_targets=batch.row_targets,
-            row_weight=batch.row_weight,
-            step=step,
-        )
-        for k, loss in enumerate(losses)
-    ]
-    lam = parts[0]["lambda"]
-    return torch.stack([p["loss"] + lam * penalty[k] for k, p in enumerate(parts)]).mean()
 
 
 def copy_agreements(
@@ -152,7 +125,7 @@ def fit_head(
     for epoch in range(1, epochs + 1):
         head.train()
         for batch in data.train:
-            loss = head_term(head, losses, model, batch, step)
+            loss = head_loss(head, losses, model, batch, step)["loss"]
             optimise.zero_grad(set_to_none=True)
             loss.backward()
             optimise.step()

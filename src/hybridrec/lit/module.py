@@ -26,7 +26,7 @@ from hybridrec.metrics import BeyondAccuracy, agreement, positive_ranks, ranking
 from hybridrec.nn.composed import ComposedHybrid
 from hybridrec.nn.contexts import USER, JudgmentContexts, context_vectors
 from hybridrec.nn.factorized import FactorizedModel
-from hybridrec.nn.judgment_head import JudgmentHead, standardise_rows
+from hybridrec.nn.judgment_head import JudgmentHead, head_loss, standardise_rows
 from hybridrec.validators import EMBEDDING_L2, JUDGMENT_BLEND, ArgumentError, tower_contract
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -314,34 +314,7 @@ class RecLitModule(L.LightningModule):
         the copies (so with ``shared`` the model gets one copy's worth of gradient), times the
         training lambda."""
         assert self.head is not None and self.head_losses is not None
-        n_pairs = batch.pair_items.shape[0]
-        kind = torch.cat([batch.pair_kind, batch.row_kind])
-        context = torch.cat([batch.pair_context, batch.row_context])
-        rows = torch.stack([batch.row_items, batch.row_items], 1)
-        items = torch.cat([batch.pair_items, rows])  # (P + Q, 2)
-        scores = self.head(self.model, kind, context, items)  # (K, P + Q, 2)
-        penalty = self.head.penalty()  # (K,)
-        parts = [
-            loss(
-                pair_scores=scores[k, :n_pairs],
-                pair_weight=batch.pair_weight,
-                pair_rater=batch.pair_rater,
-                row_scores=scores[k, n_pairs:, 0],
-                row_targets=batch.row_targets,
-                row_weight=batch.row_weight,
-                step=self.global_step,
-            )
-            for k, loss in enumerate(self.head_losses)
-        ]
-        lam = parts[0]["lambda"]
-        total = torch.stack([p["loss"] + lam * penalty[k] for k, p in enumerate(parts)]).mean()
-        return {
-            "loss": total,
-            "pairwise": torch.stack([p["pairwise"] for p in parts]).mean(),
-            "pointwise": torch.stack([p["pointwise"] for p in parts]).mean(),
-            "l2": penalty.detach().mean(),
-            "lambda": lam,
-        }
+        return head_loss(self.head, self.head_losses, self.model, batch, self.global_step)
 
     def rater_reliability(self) -> Tensor | None:
         """Crowd-BT: each rater's learned eta (with a head: its kept copy's term), else None."""

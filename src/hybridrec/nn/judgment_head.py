@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -408,6 +409,41 @@ class JudgmentHead(nn.Module):
         )
         self.chosen.fill_(best)
         return best
+
+
+def head_loss(
+    head: JudgmentHead, losses: nn.ModuleList, model: nn.Module, batch: Any, step: int
+) -> dict[str, Tensor]:
+    """The head's term on one JudgmentBatch: every copy's human-rating loss (``losses``, one
+    per L2 copy) plus its L2, averaged over the copies (``loss``), with the copies' mean
+    ``pairwise`` / ``pointwise`` parts, mean ``l2`` and the term's ``lambda``. Shared by the
+    training step (RecLitModule) and the fit on a frozen model (lit/judgment_fit.py)."""
+    n_pairs = batch.pair_items.shape[0]
+    kind = torch.cat([batch.pair_kind, batch.row_kind])
+    context = torch.cat([batch.pair_context, batch.row_context])
+    rows = torch.stack([batch.row_items, batch.row_items], 1)
+    scores = head(model, kind, context, torch.cat([batch.pair_items, rows]))  # (K, P + Q, 2)
+    penalty = head.penalty()  # (K,)
+    parts = [
+        loss(
+            pair_scores=scores[k, :n_pairs],
+            pair_weight=batch.pair_weight,
+            pair_rater=batch.pair_rater,
+            row_scores=scores[k, n_pairs:, 0],
+            row_targets=batch.row_targets,
+            row_weight=batch.row_weight,
+            step=step,
+        )
+        for k, loss in enumerate(losses)
+    ]
+    lam = parts[0]["lambda"]
+    return {
+        "loss": torch.stack([p["loss"] + lam * penalty[k] for k, p in enumerate(parts)]).mean(),
+        "pairwise": torch.stack([p["pairwise"] for p in parts]).mean(),
+        "pointwise": torch.stack([p["pointwise"] for p in parts]).mean(),
+        "l2": penalty.detach().mean(),
+        "lambda": lam,
+    }
 
 
 def standardise_rows(scores: Tensor, columns: slice | None = None) -> Tensor:
