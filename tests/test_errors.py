@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 
 from hybridrec.cli.checks import ConfigError
-from hybridrec.cli.evaluate import EvalError
-from hybridrec.cli.overrides import UsageError
 from hybridrec.data.errors import DataError
 from hybridrec.data.pseudonyms import MissingKeyError
 from hybridrec.errors import (
@@ -19,6 +17,8 @@ from hybridrec.errors import (
 from hybridrec.export.recommender import RequestError
 from hybridrec.export.review import ReviewError
 from hybridrec.lit.callbacks import DivergenceError
+from hybridrec.overrides import UsageError
+from hybridrec.run.eval_config import EvalError
 from hybridrec.tracking.run_ids import RunIdError
 from hybridrec.tracking.runs import TrackingError
 from hybridrec.validators import ArgumentError

@@ -9,10 +9,10 @@ library catches ``HybridrecError`` for all of them. The subclasses keep their st
     ConfigError (cli/checks)        a config value, key or combination
     ArgumentError (validators)      a constructor argument outside its rule (the same rule
                                     and sentence as the config check's)
-    UsageError (cli/overrides)      a command line that cannot be parsed or composed
+    UsageError (overrides)          a command line that cannot be parsed or composed
     DataError (data/errors)         an input file: its row and column
     MissingKeyError                 the pseudonym key is not set (a DataError)
-    EvalError (cli/evaluate)        what hybridrec-eval was given
+    EvalError (run/eval_config)     what hybridrec-eval was given
     RequestError (export)           a served request's field
     ReviewError (export/review)     what hybridrec-review was given
     TrackingError (tracking/runs)   the MLflow store

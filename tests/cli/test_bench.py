@@ -17,6 +17,7 @@ from hybridrec.data.batch import PairBatch
 from hybridrec.lit.throughput import batch_samples, count_train_flops
 from hybridrec.losses import BCELoss
 from hybridrec.nn import MLP
+from hybridrec.run.bench import BENCH_TAG, measured_peak_gflops
 
 
 def test_flops_per_step_are_the_linear_layers_forward_and_backward() -> None:
@@ -57,7 +58,7 @@ def test_bench_reports_what_the_run_logged(
     )
     report = json.loads(out.read_text())
     run = MlflowClient(mlflow_uri).get_run(report["run_id"])
-    assert run.data.tags[bench_cli.BENCH_TAG] == "1"
+    assert run.data.tags[BENCH_TAG] == "1"
     assert run.data.params["trainer/max_epochs"] == "2"
     assert report["epochs"] == 2 and report["train_epoch_s"] == report["per_epoch_s"][1]
     # samples per epoch = training pairs x (1 positive + 4 negatives)
@@ -102,5 +103,5 @@ def test_bench_refuses_a_bad_override(capsys: pytest.CaptureFixture[str]) -> Non
 
 def test_measured_peak_is_a_real_matmul_rate() -> None:
     torch.set_num_threads(1)
-    gflops = bench_cli.measured_peak_gflops(torch.device("cpu"), torch.float32, budget_s=0.2)
+    gflops = measured_peak_gflops(torch.device("cpu"), torch.float32, budget_s=0.2)
     assert 1 < gflops < 5000

@@ -124,7 +124,7 @@ def test_runs_user_error_is_one_sentence(
 def test_runs_bug_keeps_its_traceback(
     mlflow_uri: str, monkeypatch: pytest.MonkeyPatch, bug: object
 ) -> None:
-    monkeypatch.setattr("hybridrec.cli.runs._runs", bug)
+    monkeypatch.setattr("hybridrec.tracking.listing.select_runs", bug)
     with pytest.raises((ValueError, KeyError), match="a bug"):
         runs_main(["compare", "--tracking-uri", mlflow_uri])
 
@@ -154,16 +154,16 @@ def test_the_new_errors_keep_their_standard_bases() -> None:
 
 # -- the override parser (hybridrec-train, hybridrec-data) ------------------------------------
 def test_hydras_own_value_error_is_a_usage_error() -> None:
-    from hybridrec.cli.overrides import UsageError, compose_checked
+    from hybridrec.overrides import UsageError, compose_checked
 
     with pytest.raises(UsageError, match=r"^~protocol=0: Config group override deletion"):
         compose_checked("hybridrec-data prepare", ["~protocol=0"])
 
 
 def test_a_value_error_outside_hydra_is_a_bug(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hybridrec.cli.overrides import UsageError, compose_checked
+    from hybridrec.overrides import UsageError, compose_checked
 
-    monkeypatch.setattr("hybridrec.cli.overrides._compose_raw", _bug)
+    monkeypatch.setattr("hybridrec.overrides._compose_raw", _bug)
     with pytest.raises(ValueError, match="a bug") as caught:
         compose_checked("hybridrec-data prepare", ["seed=1"])
     assert not isinstance(caught.value, UsageError)

@@ -17,7 +17,9 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from conftest import CONFIG_DIR, TINY_DATA
-from hybridrec.cli.evaluate import _test_and_log, apply_overrides, main
+from hybridrec.cli.evaluate import main
+from hybridrec.run.eval_config import apply_overrides
+from hybridrec.run.eval_log import evaluate_and_log
 from hybridrec.run.result import TrainResult
 from hybridrec.run.train import train
 from hybridrec.tracking.compare import EVALUATES_TAG
@@ -139,7 +141,7 @@ def test_a_failing_evaluation_leaves_a_failed_run(mlflow_uri: str) -> None:
 
     tags = {"dataset": "toy", "protocol": "loo_full"}
     with pytest.raises(RuntimeError):
-        _test_and_log(client, None, False, "loo_full", tags, broken)
+        evaluate_and_log(client, None, False, "loo_full", tags, broken)
     (run,) = [r for r in _bare_runs(client) if r.data.tags["dataset"] == "toy"]
     assert run.info.status == "FAILED"
 

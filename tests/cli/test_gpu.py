@@ -123,7 +123,7 @@ def test_gpu_evaluation_equals_the_cpu_evaluation(tmp_path: Path, eval_mode: str
 @pytest.mark.gpu
 @cuda
 def test_gpu_bench_reports_device_memory_and_flops(tmp_path: Path, mlflow_uri: str) -> None:
-    from hybridrec.cli.bench import bench
+    from hybridrec.run.bench import bench
 
     report = bench(
         [

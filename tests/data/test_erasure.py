@@ -146,7 +146,8 @@ def test_forget_needs_a_target(capsys: pytest.CaptureFixture[str]) -> None:
 def test_a_model_trained_before_still_evaluates_on_the_erased_folder(folder: Path) -> None:
     """hybridrec-eval refuses data whose ids differ from the model's; an erased user (null)
     is no difference: the other indices are those the model was trained on."""
-    from hybridrec.cli.evaluate import EvalError, check_same_ids
+    from hybridrec.run.eval_config import EvalError
+    from hybridrec.run.evaluate import check_same_ids
 
     trained = read_id_maps(folder)
     assert main(["forget", "cust-7", "--folder", str(folder), "--no-tag"]) == 0

@@ -113,7 +113,7 @@ def test_another_key_than_the_folders_is_refused(
     monkeypatch.setenv(KEY_ENV, "second")
     with pytest.raises(DataError, match="pseudonymised with another key"):
         from hybridrec.cli.common import prepare_from_config
-        from hybridrec.cli.overrides import compose_checked
+        from hybridrec.overrides import compose_checked
 
         prepare_from_config(compose_checked("t", [*root, "data.pseudonymise=true"]))
     monkeypatch.delenv(KEY_ENV)  # a prepared folder needs no key to be used
@@ -169,7 +169,7 @@ def test_session_ids(tmp_path: Path) -> None:
 def test_the_switch_is_checked_and_off_changes_no_folder_name() -> None:
     from hybridrec.cli.checks import ConfigError, check_config
     from hybridrec.cli.common import data_config, prepared_folder
-    from hybridrec.cli.overrides import compose_checked
+    from hybridrec.overrides import compose_checked
 
     default = compose_checked("t", [])
     assert default.data.pseudonymise is False

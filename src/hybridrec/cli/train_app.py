@@ -21,8 +21,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from hybridrec.cli.locate import config_dir
-from hybridrec.cli.overrides import UsageError, compose_checked
 from hybridrec.cli.quiet import quiet_third_party
+from hybridrec.overrides import UsageError, compose_checked
 
 USAGE = """usage:
   hybridrec-train                                   # NeuMF on the embedded synthetic data

@@ -1,4 +1,5 @@
-"""The jobs behind the console scripts: what ``hybridrec-train`` runs, as plain functions.
+"""The jobs behind the console scripts: what ``hybridrec-train``, ``-eval``, ``-bench`` and
+``-data`` run, as plain functions.
 
 train      the training job (:func:`~hybridrec.run.train.train`) and its fit-and-test
 composed   the composed hybrid's job; compose: its parts, combiner and side-by-side table
@@ -11,6 +12,11 @@ logs       data / judgments lines, rater reliability, the judgment head's choice
 plots      a hybrid's gate by item popularity (artifacts)
 summary    the printed summary of a finished run
 result     TrainResult
+evaluate   hybridrec-eval's job: a checkpoint tested under overrides (the --lambdas front too);
+           eval_config: the checkpoint and its config under the overrides, EvalError;
+           eval_log: the metrics into a new eval run or the evaluated one
+bench      hybridrec-bench: a short training run's figures against the device's peak
+data       hybridrec-data: validate's judgments line, describe's train line, forget
 
 Nothing is imported here: ``cli/`` modules import what they run, when they run it.
 """

@@ -148,7 +148,7 @@ def part_config(
     from hydra import compose
     from hydra.core.global_hydra import GlobalHydra
 
-    from hybridrec.cli.overrides import UsageError, compose_checked
+    from hybridrec.overrides import UsageError, compose_checked
 
     given = [str(o) for o in overrides] + inherited
     try:

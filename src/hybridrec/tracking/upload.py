@@ -112,3 +112,26 @@ def _server_run(client: MlflowClient, run_id: str | None) -> Run | None:
         return client.get_run(run_id)
     except MlflowException:  # another server, or its store was reset: a new run
         return None
+
+
+def upload_and_report(
+    source_uri: str, target_uri: str, run_refs: list[str] | None, force: bool = False
+) -> None:
+    """``hybridrec-runs upload``: copy the runs (all, or ``run_refs``: ids or unique prefixes
+    in the source store) and print one line per run."""
+    from hybridrec.tracking.run_ids import resolve_run_id
+
+    target = redact_uri(target_uri)
+    run_ids = None
+    if run_refs:  # prefixes name runs of the store copied from
+        source = MlflowClient(tracking_uri=source_uri)
+        run_ids = [resolve_run_id(source, ref, "--run-id") for ref in run_refs]
+    for done in upload(source_uri, target_uri, run_ids, force=force):
+        if done.skipped:
+            print(f"run {done.source_run_id}: uploaded before, as run {done.target_run_id}")
+            continue
+        into = "into its run" if done.merged else "as new run"
+        print(
+            f"run {done.source_run_id} -> {target} {into} {done.target_run_id}: "
+            f"{done.metrics} metric entries, {done.artifacts} artifact files"
+        )
