@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from hybridrec.export.files import export_model
 from mlflow.tracking import MlflowClient
 
 from conftest import TINY_DATA, run_train_cli
 from hybridrec.data.readers import read_synthetic
+from hybridrec.export.files import export_model
 from hybridrec.lit.checkpoint import load_model
 from hybridrec.nn.composed import ComposedHybrid
 

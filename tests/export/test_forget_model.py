@@ -12,12 +12,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from hybridrec.export.files import export_model
 from onnx import numpy_helper
 
 from conftest import TINY_DATA, train_config
 from hybridrec.cli.data import main as data_main
 from hybridrec.cli.export import main as export_main
+from hybridrec.export.files import export_model
 from hybridrec.export.pyfunc import save_recommender
 from hybridrec.export.pyfunc_model import HybridrecRecommender
 from hybridrec.lit.checkpoint import PAYLOAD, safe_load

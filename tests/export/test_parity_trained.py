@@ -17,12 +17,12 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from hybridrec.export.files import export_model
 from omegaconf import DictConfig
 
 from conftest import TINY_DATA
 from hybridrec.data.readers import read_synthetic
 from hybridrec.export import ExportedScorer, to_onnx, to_torchscript
+from hybridrec.export.files import export_model
 from hybridrec.lit import load_model
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.run.train import train
