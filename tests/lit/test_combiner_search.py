@@ -77,7 +77,7 @@ def quarter_data(
 
 def test_ranking_one_bucket_or_one_user_bucket_apart_is_the_whole_ranking() -> None:
     data, bucket = quarter_data()
-    ranker = _Ranker(data, bucket, K_AT, "pessimistic", 4)
+    ranker = _Ranker(data, bucket, K_AT, "pessimistic")
     assert ranker.by_bucket
     weights = torch.tensor([[0.25, 0.5, 0.0, 0.75], [0.5, 0.25, 1.0, 0.0], [0.25, 0.25, 0.0, 0.25]])
     offsets = torch.tensor([-0.5, 0.0, 0.25, 0.0])

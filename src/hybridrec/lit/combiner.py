@@ -213,11 +213,8 @@ class _Ranker:
     scores only bucket g's columns per trial; :meth:`user_rows` ranks only bucket h's rows.
     ``rankings`` counts whole-ranking equivalents (what the search cost)."""
 
-    def __init__(
-        self, data: ValidationScores, columns: Tensor, k: int, ties: str, n_buckets: int
-    ) -> None:
+    def __init__(self, data: ValidationScores, columns: Tensor, k: int, ties: str) -> None:
         self.data, self.columns, self.k, self.ties = data, columns, k, ties
-        self.n_buckets = n_buckets
         self.rankings = 0.0
         # one bucket's columns apart: full ranking, pessimistic ties, more than k + 1 columns
         n_columns = int(data.scores.shape[2])
@@ -236,20 +233,8 @@ class _Ranker:
             if column_weights.dim() == 3:  # sampled: per-row columns
                 column_weights, column_offsets = column_weights[:, rows], column_offsets[rows]
         per_row = self._per_row(factors, rows)  # (K, R') or None
-        combined: Tensor | None = None
-        for j in range(column_weights.shape[0]):
-            coefficient = column_weights[j]  # (N,) or (R', C)
-            if per_row is not None:
-                coefficient = coefficient * per_row[j].unsqueeze(1)
-            if not bool(coefficient.any()):
-                continue  # weight 0: adds nothing
-            part = data.scores[j] if rows is None else data.scores[j, rows]  # (R', N)
-            combined = (
-                part * coefficient if combined is None else combined.addcmul_(part, coefficient)
-            )
-        if combined is None:
-            combined = torch.zeros(masked.shape, dtype=data.scores.dtype)
-        combined += column_offsets
+        scores = data.scores if rows is None else data.scores[:, rows]  # (K, R', N)
+        combined = weighted_sum(scores, column_weights, per_row) + column_offsets
         self.rankings += 1.0 if rows is None else len(rows) / data.rows
         return combined.masked_fill_(masked, -torch.inf)
 
@@ -317,18 +302,9 @@ class _BucketTrials:
     def ndcg_rows(self, weights: Tensor, offset: float) -> Tensor:
         """(R,) per-row NDCG@k with bucket g's weights (K,) and offset."""
         ranker, k = self.ranker, self.ranker.k
-        combined: Tensor | None = None
-        for j in range(len(weights)):
-            coefficient: Tensor | float = float(weights[j])
-            if coefficient == 0.0:
-                continue
-            if self.per_row is not None:
-                coefficient = self.per_row[j].unsqueeze(1) * coefficient  # (R, 1)
-            part = self.scores[j]
-            combined = part * coefficient if combined is None else combined.add_(part * coefficient)
-        if combined is None:
-            combined = torch.zeros(self.masked.shape, dtype=self.scores.dtype)
-        combined = (combined + offset).masked_fill_(self.masked, -torch.inf)  # (R, n_g)
+        # (K, 1): every column of the bucket alike
+        combined = weighted_sum(self.scores, weights.unsqueeze(1), self.per_row) + offset
+        combined = combined.masked_fill_(self.masked, -torch.inf)  # (R, n_g)
         ranker.rankings += len(self.columns) / max(len(ranker.columns), 1)
         width = min(k + 1, combined.shape[1])
         best = torch.cat([self.others, combined.topk(width, dim=1).values], 1)
@@ -339,6 +315,22 @@ class _BucketTrials:
         )  # (R, P)
         ranks = ranks_from_best(best, mine, ranker.data.valid, k)
         return ranking_metrics(ranks, k).ndcg
+
+
+def weighted_sum(scores: Tensor, coefficients: Tensor, per_row: Tensor | None = None) -> Tensor:
+    """Σ_j coefficients[j] · per_row[j] · scores[j]: scores (K, R, M), coefficients (K, ...)
+    broadcasting to (R, M), per_row (K, R) multipliers or None; summed part by part in place
+    (no (K, R, M) temporary), a part whose coefficients are all 0 skipped. The one sum every
+    trial ranks, whole or one bucket apart (the same arithmetic)."""
+    combined: Tensor | None = None
+    for j, part in enumerate(scores):
+        coefficient = coefficients[j]
+        if per_row is not None:
+            coefficient = coefficient * per_row[j].unsqueeze(1)  # (R, M) or (R, 1)
+        if not bool(coefficient.any()):
+            continue  # weight 0: adds nothing
+        combined = part * coefficient if combined is None else combined.addcmul_(part, coefficient)
+    return combined if combined is not None else torch.zeros_like(scores[0])
 
 
 def top_k_ranks(scores: Tensor, positives: Tensor, valid: Tensor, k: int, ties: str) -> Tensor:
@@ -433,7 +425,7 @@ def fit_combiner(
     allowed = model.allowed.cpu()
     bucket = model.item_bucket.cpu()  # (N,)
     columns = bucket if data.items is None else bucket[data.items]  # (N,) or (R, C)
-    ranker = _Ranker(data, columns, k, ties, n_buckets)
+    ranker = _Ranker(data, columns, k, ties)
     ranker.by_bucket = ranker.by_bucket and shortcuts
     users = torch.ones(n_parts, n_user_buckets)  # a(h): 1 = as without user buckets
 
