@@ -2,7 +2,9 @@
 (one item bucket's columns, one user bucket's rows) give exactly the whole ranking's NDCG, the
 value a fit reports is the NDCG of the weights it chose, and greedy forward selection (the
 search for four parts or more) is never below the best part, close to the whole grid, for a
-fraction of its rankings."""
+fraction of its rankings. Where evaluation ranks a row's known items, the repeat offset is
+fitted by the same rule (never again where people do not repeat, up where they do), and the
+shortcuts stay exact with it."""
 
 from __future__ import annotations
 
@@ -41,15 +43,26 @@ class Composed:
     def set_user_weights(self, weights: Tensor) -> None:
         self.user_weights = weights
 
+    def set_repeat(self, repeat: float) -> None:
+        self.repeat = repeat
+
 
 def reference(
-    data: ValidationScores, bucket: Tensor, weights: Tensor, offsets: Tensor, factors: Tensor
+    data: ValidationScores,
+    bucket: Tensor,
+    weights: Tensor,
+    offsets: Tensor,
+    factors: Tensor,
+    repeat: float = 0.0,
 ) -> Tensor:
-    """(R,) per-row NDCG@10 by the definition: the weighted sum, every column sorted."""
+    """(R,) per-row NDCG@10 by the definition: the weighted sum (+ ``repeat`` at each row's
+    known items), every column sorted."""
     column = weights[:, bucket].unsqueeze(1)  # (K, 1, N)
     if data.user_bucket is not None:
         column = column * factors[:, data.user_bucket].unsqueeze(2)  # (K, R, N)
     combined = (data.scores * column).sum(0) + offsets[bucket]
+    if data.seen is not None:
+        combined = combined + repeat * data.seen.float()
     combined = combined.masked_fill(data.masked, -torch.inf)
     ranks = positive_ranks(combined, data.positives, data.valid, ties="pessimistic")
     return ranking_metrics(ranks, K_AT).ndcg
@@ -164,3 +177,74 @@ def test_auto_searches_the_grid_up_to_three_parts_and_greedy_above() -> None:
             assert fit.history[0]["points"] < grid.history[0]["points"] / 5
             assert fit.rankings < grid.rankings / 5
             assert fit.ndcg >= grid.ndcg - 0.02
+
+
+def with_known_items(data: ValidationScores, seed: int = 0) -> ValidationScores:
+    """``data`` with three known items per row that evaluation ranks (not masked, no
+    positive among them): what ``protocol.mask_known=false`` collects."""
+    generator = torch.Generator().manual_seed(seed)
+    rows, n = data.masked.shape
+    seen = torch.zeros(rows, n, dtype=torch.bool)
+    seen[torch.arange(rows).unsqueeze(1), torch.randint(1, n, (rows, 3), generator=generator)] = (
+        True
+    )
+    seen[torch.arange(rows).unsqueeze(1), data.positives] = False
+    seen &= ~data.masked
+    data.seen = seen
+    return data
+
+
+def test_the_shortcuts_stay_exact_with_a_repeat_offset() -> None:
+    data, bucket = quarter_data()
+    data = with_known_items(data)
+    ranker = _Ranker(data, bucket, K_AT, "pessimistic")
+    ranker.repeat = -1.25
+    weights = torch.tensor([[0.25, 0.5, 0.0, 0.75], [0.5, 0.25, 1.0, 0.0], [0.25, 0.25, 0.0, 0.25]])
+    offsets = torch.tensor([-0.5, 0.0, 0.25, 0.0])
+    factors = torch.tensor([[1.0, 0.5], [1.0, 1.5], [1.0, 1.0]])
+    whole = reference(data, bucket, weights, offsets, factors, repeat=-1.25)
+    assert not torch.equal(whole, reference(data, bucket, weights, offsets, factors))  # it acts
+    assert torch.equal(ranker.ndcg_rows(weights, offsets, factors), whole)
+    for g in range(4):
+        apart = ranker.bucket_trials(g, weights, offsets, factors)
+        trial = weights.clone()
+        trial[:, g] = torch.tensor([0.0, 0.5, 0.5])
+        expected = reference(data, bucket, trial, offsets, factors, repeat=-1.25)
+        assert torch.equal(apart.ndcg_rows(trial[:, g], float(offsets[g])), expected), g
+    rows = ranker.user_rows(1)
+    got = whole.clone()
+    got[rows] = ranker.ndcg_rows(weights, offsets, factors, rows)
+    assert torch.equal(got, whole)
+
+
+def test_the_repeat_offset_follows_whether_people_repeat() -> None:
+    """Known items that score high and are never taken again: the fit ranks them last (the
+    masked protocol's ranking, learned); known items that ARE the answers: it lifts them;
+    no known item ranked (masked): nothing fitted, r = 0. Shortcuts or not, the same fit."""
+    one = torch.zeros(50, dtype=torch.long)  # one item bucket: the global stage and r alone
+    allowed = torch.ones(2, 1, dtype=torch.bool)
+    data, _ = quarter_data(2, rows=100, seed=3, user_buckets=1)
+    data.user_bucket = None
+    data = with_known_items(data, seed=4)
+    assert data.seen is not None
+    scores = data.scores + 1.5 * data.seen.float()  # known items high, never the answer
+    never = ValidationScores(**{**data.__dict__, "scores": scores})
+    fit = fit_combiner(Composed(2, one, allowed), never, k=K_AT, step=0.25, search="grid")
+    assert fit.repeat < 0 and [h["stage"] for h in fit.history][-1] == "repeat"
+    assert fit.ndcg == float(
+        reference(never, one, fit.weights, fit.offsets, torch.ones(2, 1), fit.repeat).mean()
+    )
+    assert fit.ndcg > float(
+        reference(never, one, fit.weights, fit.offsets, torch.ones(2, 1)).mean()
+    )
+    again = ValidationScores(**{**data.__dict__, "seen": data.seen.clone()})
+    again.seen[torch.arange(100), again.positives[:, 0]] = True  # the first answer: had before
+    fit_again = fit_combiner(Composed(2, one, allowed), again, k=K_AT, step=0.25, search="grid")
+    assert fit_again.repeat > 0
+    whole = fit_combiner(
+        Composed(2, one, allowed), again, K_AT, 0.25, search="grid", shortcuts=False
+    )
+    assert whole.repeat == fit_again.repeat and whole.history == fit_again.history
+    masked = ValidationScores(**{**data.__dict__, "seen": None})
+    fit_masked = fit_combiner(Composed(2, one, allowed), masked, k=K_AT, step=0.25)
+    assert fit_masked.repeat == 0.0 and "repeat" not in [h["stage"] for h in fit_masked.history]

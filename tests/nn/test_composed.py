@@ -550,3 +550,64 @@ def test_the_composed_model_scores_alike_on_cuda(compose_cfg: Callable[..., Dict
         composed.cuda()
         got = composed.score_all(users.cuda(), history.cuda(), lengths.cuda()).cpu()
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_the_repeat_offset_moves_the_rows_known_items_everywhere(
+    compose_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """r at the items of the row's history, nowhere else: in score_all, score, the saved and
+    reloaded model, the traced and ONNX scorers and the served answer (a session whose items
+    are ranked: include_seen, exclude_recent=false); a checkpoint written before r loads
+    with r = 0."""
+    import onnxruntime
+
+    from hybridrec.export import to_onnx
+
+    parts, counts, configs = _parts(compose_cfg, ["mf", "ids", "text"])
+    composed = ComposedHybrid(parts, ["mf", "ids", "text"], counts, n_buckets=3)
+    composed.set_weights(torch.tensor([[0.0, 0.6, 0.1], [0.0, 0.2, 0.8], [1.0, 0.2, 0.1]]))
+    users, history, lengths = _inputs(int(counts.shape[0]) - 1)
+    with torch.no_grad():
+        before = composed.score_all(users, history, lengths)
+        composed.set_repeat(3.0)
+        got = composed.score_all(users, history, lengths)
+        candidates = torch.arange(1, 9).expand(3, -1)
+        one_by_one = composed.score(users, candidates, history, lengths)
+    known = torch.zeros_like(before, dtype=torch.bool)
+    known[torch.arange(3).unsqueeze(1), history] = True
+    known[:, 0] = False
+    torch.testing.assert_close(got, before + 3.0 * known.float())
+    torch.testing.assert_close(one_by_one, got[:, 1:9], atol=1e-5, rtol=0)
+    composed.part_payloads = [model_payload(p, c, None) for p, c in zip(parts, configs)]
+    path = tmp_path / "composed.ckpt"
+    state = {f"model.{k}": v for k, v in composed.state_dict().items()}
+    torch.save({"state_dict": state, PAYLOAD: model_payload(composed, configs[0], None)}, path)
+    loaded = load_model(path)
+    assert isinstance(loaded, ComposedHybrid) and float(loaded.repeat) == 3.0
+    scorer = ExportedScorer(loaded)
+    scripted = torch.jit.load(str(to_torchscript(scorer, tmp_path / "s.pt")))
+    session = onnxruntime.InferenceSession(str(to_onnx(scorer, tmp_path / "s.onnx")))
+    given = {"users": users.numpy(), "history": history.numpy(), "lengths": lengths.numpy()}
+    feed = {i.name: given[i.name] for i in session.get_inputs()}
+    assert not any(m.training for m in loaded.modules())  # the exporters left it in eval mode
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.score_all(users, history, lengths), got)
+        torch.testing.assert_close(scripted(users, history, lengths), got, atol=1e-5, rtol=0)
+    (onnx_scores,) = session.run(["scores"], feed)
+    torch.testing.assert_close(torch.from_numpy(onnx_scores), got, atol=1e-5, rtol=0)
+    items = [str(i) for i in range(int(counts.shape[0]))]
+    recommender = Recommender(loaded, items, [str(u) for u in range(50)], counts.numpy())
+    recent = [str(i) for i in history[0].tolist()]  # user 0 and the row's history
+    answer = recommender.recommend(user="0", recent_items=recent, k=8, include_seen=True)
+    top = got[0].clone()
+    top[0] = -torch.inf
+    assert answer["items"] == [str(i) for i in top.topk(8).indices.tolist()]
+    without = before[0].clone()
+    without[0] = -torch.inf
+    assert answer["items"] != [str(i) for i in without.topk(8).indices.tolist()]  # r moved it
+    del state["model.repeat"]  # a checkpoint of before the repeat offset
+    torch.save({"state_dict": state, PAYLOAD: model_payload(composed, configs[0], None)}, path)
+    old = load_model(path)
+    assert isinstance(old, ComposedHybrid) and float(old.repeat) == 0.0
+    with torch.no_grad():
+        torch.testing.assert_close(old.score_all(users, history, lengths), before)

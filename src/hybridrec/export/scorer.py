@@ -17,6 +17,10 @@ dynamic history axis. The self-attention tower builds its causal mask from the w
 trace freezes: its export takes histories of exactly ``max_length`` columns (left-padded), and
 the exported metadata says so.
 
+A composed hybrid with a fitted repeat offset r adds r at the columns of the history's items
+(one scatter, as :meth:`hybridrec.nn.composed.ComposedHybrid.score_all`; r is a constant of the
+trace).
+
 Shapes: B = rows, T = history width, N = n_items + 1, D = vector size.
 """
 
@@ -29,7 +33,7 @@ from torch import Tensor, nn
 
 from hybridrec.errors import ExportError
 from hybridrec.nn.base import PairScorer
-from hybridrec.nn.composed import ComposedHybrid
+from hybridrec.nn.composed import ComposedHybrid, repeat_mask
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.scoring import DotScorer
 from hybridrec.nn.towers import GRUTower, SelfAttentionTower
@@ -74,6 +78,7 @@ class ExportedScorer(nn.Module):
         self.kind = "pairs"
         self.fixed_width: int | None = None
         self.n_parts = 0
+        self.repeat = 0.0
         if isinstance(model, ComposedHybrid):  # one dot product of the parts' concatenated vectors
             with torch.no_grad():
                 table = model.item_vectors().detach().clone()  # (N, D)
@@ -85,6 +90,7 @@ class ExportedScorer(nn.Module):
             self.register_buffer("item_table", table)
             self.register_buffer("all_items", torch.arange(table.shape[0]))
             self.n_parts = len(model.parts)
+            self.repeat = float(model.repeat)  # a constant of the trace
             towers = [p.history for p in model.parts if isinstance(p.history, nn.Module)]
             self.kind, self.fixed_width = _history_kind(towers)
         elif isinstance(model, FactorizedModel):
@@ -115,6 +121,8 @@ class ExportedScorer(nn.Module):
                 "(MF, TextRec, SeqRec, the hybrid) and the NCF pair heads export"
             )
 
+        self.eval()  # an exporter restores the mode it found: eval, never the default train
+
     @property
     def inputs(self) -> list[str]:
         return ["users", "history", "lengths"] if self.kind == "history" else ["users"]
@@ -131,7 +139,11 @@ class ExportedScorer(nn.Module):
             ]
             composed_table: Tensor = self.item_table  # type: ignore[assignment]
             read = lengths if self.kind == "history" else None  # user-history buckets
-            return model.user_from_parts(raw, users, read) @ composed_table.T
+            scores = model.user_from_parts(raw, users, read) @ composed_table.T  # (B, N)
+            if self.kind == "history" and self.repeat != 0.0:  # the history's items: + r
+                assert history is not None
+                scores = scores + self.repeat * repeat_mask(history, scores)
+            return scores
         if not isinstance(model, FactorizedModel):
             # every (user, item) pair in one call: the models' own score_all works in chunks
             # sized by the batch, which a trace would freeze

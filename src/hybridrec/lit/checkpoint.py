@@ -211,9 +211,9 @@ def load_model(checkpoint: str | os.PathLike[str]) -> nn.Module:
         for key, value in state["state_dict"].items()
         if key.startswith("model.")
     }
-    if isinstance(model, ComposedHybrid):  # written before user buckets: without them
+    if isinstance(model, ComposedHybrid):  # written before user buckets / the repeat offset
         for key, value in model.state_dict().items():
-            if key.startswith("user_") and key not in weights:
+            if (key.startswith("user_") or key == "repeat") and key not in weights:
                 weights[key] = value
     model.load_state_dict(weights)
     return model.eval()

@@ -26,6 +26,11 @@ validation NDCG@K:
    bucket; 1 for every part: as without buckets), kept by the same rule; a trial ranks only
    that bucket's rows. Two rounds.
 
+Where evaluation ranks the items a row has already had (``protocol.mask_known=false``,
+sessions), the repeat offset r (:class:`~hybridrec.nn.composed.ComposedHybrid`) is chosen from
+``REPEATS`` right after the global weights, by the same rule: how much a known item should rise
+or fall. Where known items are masked (or rows read no history) there is nothing to fit: r = 0.
+
 Greedy selection on held-out scores is the ensemble practice for top-N (Vente et al. 2024;
 Collins et al. 2025 for ID + text ensembles).
 
@@ -47,12 +52,14 @@ from torch import Tensor
 
 from hybridrec.data.batch import PrefixEvalBatch, RowEvalBatch
 from hybridrec.metrics import positive_ranks, ranking_metrics
-from hybridrec.nn.composed import ComposedHybrid
+from hybridrec.nn.composed import ComposedHybrid, repeat_mask
 
 log = logging.getLogger("hybridrec.combiner")
 
 #: the bucket offsets tried, in standard deviations of the standardised scores
 OFFSETS = (-3.0, -2.0, -1.5, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0)
+#: the repeat offsets tried (standard deviations); -100: never again (finite: exports stay finite)
+REPEATS = (-100.0, -3.0, -2.0, -1.0, -0.5, 0.5, 1.0, 2.0, 3.0)
 #: ``search: auto``: the whole grid up to this many parts, greedy selection above
 GRID_PARTS = 3
 
@@ -67,6 +74,7 @@ class ValidationScores:
     valid: Tensor  # (R, P) bool
     items: Tensor | None = None  # (R, C) the item of each column (sampled rows); None: catalogue
     user_bucket: Tensor | None = None  # (R,) each row's user-history bucket; None: one bucket
+    seen: Tensor | None = None  # (R, N) bool: the row's history items it ranks; None: none
 
     @property
     def rows(self) -> int:
@@ -86,6 +94,7 @@ class CombinerFit:
     history: list[dict[str, Any]] = field(default_factory=list)  # accepted steps
     user_weights: Tensor | None = None  # (K, H) multipliers per user-history bucket
     rankings: float = 0.0  # whole-ranking equivalents the search cost
+    repeat: float = 0.0  # r: the offset of the row's history items (0: not fitted)
 
     def as_dict(self, names: list[str]) -> dict[str, Any]:
         out = {
@@ -98,6 +107,7 @@ class CombinerFit:
             "rows": self.rows,
             "steps": self.history,
             "rankings": round(self.rankings, 1),
+            "repeat": self.repeat,
         }
         if self.user_weights is not None and self.user_weights.shape[1] > 1:
             out["user_weights"] = {
@@ -169,7 +179,7 @@ def collect_validation(
     at random (seeded) from all of them, so that every kind of row (cold, warm, short and
     long histories) is represented as in the whole split."""
     model.eval().to(device)
-    scores, masks, positives, valids, items, buckets = [], [], [], [], [], []
+    scores, masks, positives, valids, items, buckets, seen = [], [], [], [], [], [], []
     for batch in drawn_rows(batches, max_rows, device, seed):
         z = model.standardised_scores(batch.users, batch.history, batch.history_lengths)
         lengths = batch.history_lengths if batch.history is not None else None
@@ -187,6 +197,8 @@ def collect_validation(
             mask = full_ranking_mask(batch, int(z.shape[2]))
             pos, valid = batch.targets, batch.targets > 0
         scores.append(z.masked_fill(mask.unsqueeze(0), 0.0).cpu())  # (K, B, N)
+        if batch.items is None and batch.history is not None:  # the known items it ranks
+            seen.append((repeat_mask(batch.history, z[0]) > 0).logical_and_(~mask).cpu())
         masks.append(mask.cpu())
         positives.append(pos.cpu())
         valids.append(valid.cpu())
@@ -200,6 +212,7 @@ def collect_validation(
         torch.cat(valids),
         torch.cat(items) if items else None,
         torch.cat(buckets) if model.n_user_buckets > 1 else None,
+        torch.cat(seen) if len(seen) == len(scores) and any(bool(s.any()) for s in seen) else None,
     )
 
 
@@ -216,6 +229,7 @@ class _Ranker:
     def __init__(self, data: ValidationScores, columns: Tensor, k: int, ties: str) -> None:
         self.data, self.columns, self.k, self.ties = data, columns, k, ties
         self.rankings = 0.0
+        self.repeat = 0.0  # r, added where ``data.seen``
         # one bucket's columns apart: full ranking, pessimistic ties, more than k + 1 columns
         n_columns = int(data.scores.shape[2])
         self.by_bucket = data.items is None and ties == "pessimistic" and n_columns > k + 1
@@ -235,6 +249,9 @@ class _Ranker:
         per_row = self._per_row(factors, rows)  # (K, R') or None
         scores = data.scores if rows is None else data.scores[:, rows]  # (K, R', N)
         combined = weighted_sum(scores, column_weights, per_row) + column_offsets
+        if self.repeat != 0.0 and data.seen is not None:
+            seen = data.seen if rows is None else data.seen[rows]
+            combined.add_(seen.to(combined.dtype), alpha=self.repeat)
         self.rankings += 1.0 if rows is None else len(rows) / data.rows
         return combined.masked_fill_(masked, -torch.inf)
 
@@ -298,12 +315,20 @@ class _BucketTrials:
         self.position, self.per_row = position, per_row
         self.scores = ranker.data.scores[:, :, columns]  # (K, R, n_g)
         self.masked = ranker.data.masked[:, columns]  # (R, n_g)
+        seen = ranker.data.seen
+        self.repeat = (
+            None
+            if seen is None or ranker.repeat == 0.0
+            else ranker.repeat * seen[:, columns].float()
+        )  # (R, n_g) the repeat term of the bucket's columns, fixed during its trials
 
     def ndcg_rows(self, weights: Tensor, offset: float) -> Tensor:
         """(R,) per-row NDCG@k with bucket g's weights (K,) and offset."""
         ranker, k = self.ranker, self.ranker.k
         # (K, 1): every column of the bucket alike
         combined = weighted_sum(self.scores, weights.unsqueeze(1), self.per_row) + offset
+        if self.repeat is not None:
+            combined.add_(self.repeat)
         combined = combined.masked_fill_(self.masked, -torch.inf)  # (R, n_g)
         ranker.rankings += len(self.columns) / max(len(ranker.columns), 1)
         width = min(k + 1, combined.shape[1])
@@ -487,6 +512,18 @@ def fit_combiner(
         noise = float(diff.std()) / max(len(diff), 1) ** 0.5 if len(diff) > 1 else 0.0
         return float(diff.mean()) > max(min_gain, noise), noise
 
+    if data.seen is not None and data.items is None:  # known items ranked: how they rank
+        chosen = 0.0
+        for value in REPEATS:
+            ranker.repeat = value
+            trial_rows = ranker.ndcg_rows(best_weights, best_offsets, users)
+            better, noise = accept(trial_rows)
+            if better:
+                chosen, best_rows, best = value, trial_rows, float(trial_rows.mean())
+                history.append({"stage": "repeat", "repeat": value, "ndcg": best, "gain_se": noise})
+        ranker.repeat = chosen
+        log.info("combiner: repeat offset %s, val ndcg@%d %.4f", chosen, k, best)
+
     if n_buckets > 1 or n_user_buckets > 1:
         for _ in range(rounds):
             changed = False
@@ -553,10 +590,20 @@ def fit_combiner(
     log.info("combiner: %.1f rankings of the %d validation rows", ranker.rankings, data.rows)
     model.set_weights(best_weights)
     model.set_offsets(best_offsets)
+    model.set_repeat(ranker.repeat)
     if model.n_user_buckets > 1:
         model.set_user_weights(
             users if n_user_buckets > 1 else torch.ones(n_parts, model.n_user_buckets)
         )
     return CombinerFit(
-        best_weights, best_offsets, best, part_ndcg, data.rows, k, history, users, ranker.rankings
+        best_weights,
+        best_offsets,
+        best,
+        part_ndcg,
+        data.rows,
+        k,
+        history,
+        users,
+        ranker.rankings,
+        ranker.repeat,
     )

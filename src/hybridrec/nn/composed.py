@@ -19,6 +19,15 @@ history read; split at quantiles of the users' training counts),
 on one part, a long one on another. It scales the user's blocks, so the model stays one dot
 product.
 
+Where a row reads a history (a sequence, a session, a served user's known items), an item the
+row has already had gets one more term, the repeat offset r (in standard deviations, fitted on
+validation where evaluation ranks known items: ``protocol.mask_known=false``, sessions):
+``s(u, i) + r · [i in history(u)]``. Whether people take an item again is a property of the
+data (none in Amazon Scientific's reviews, many in a session's clicks; repeat-aware
+recommenders learn it, Ren et al. 2019 RepeatNet); r = 0 where it was not fitted, and a
+large negative r ranks a user's own items last. It is a sparse term beside the dot product
+(one scatter over the history's items), not part of the vectors.
+
 Both statistics are over the warm items j (trained on) and come in closed form from the item
 side: with ũ = [u_k, 1], ṽ_i = [v_k(i), b_k(i)], m_k their mean and C_k their covariance,
 ``mean_j s = <ũ, m_k>`` and ``std_j s = sqrt(ũᵀ C_k ũ)``. So the composed model is again ONE
@@ -93,6 +102,19 @@ def popularity_buckets(counts: Tensor, n_buckets: int) -> tuple[Tensor, Tensor]:
     return bucket.long(), edges
 
 
+def repeat_mask(history: Tensor, scores: Tensor, items: Tensor | None = None) -> Tensor:
+    """(B, C) 1.0 where the column's item is in the row's ``history`` (B, T) (0 = padding,
+    never), else 0, in ``scores``' dtype; ``items`` (B, C) the columns' items (None: column i
+    is item i). The whole catalogue by one scatter (traces; ONNX ScatterElements)."""
+    if items is not None:  # a few candidates per row: compared with the history directly
+        hit = (items.unsqueeze(-1) == history.unsqueeze(1)).any(-1) & (items > 0)  # (B, C)
+        return hit.to(scores.dtype)
+    ones = torch.ones_like(history, dtype=scores.dtype)
+    seen = torch.zeros_like(scores).scatter(1, history, ones)  # (B, N)
+    seen[:, 0] = 0.0
+    return seen
+
+
 class ComposedHybrid(nn.Module):
     """Args:
     parts: trained factorised models with dot-product scorers (eval mode; frozen here).
@@ -114,6 +136,7 @@ class ComposedHybrid(nn.Module):
     user_weights: Tensor
     user_edges: Tensor
     user_counts: Tensor
+    repeat: Tensor
     item_bucket: Tensor
     counts: Tensor
     allowed: Tensor
@@ -162,6 +185,7 @@ class ComposedHybrid(nn.Module):
         weights = allowed.float() / allowed.float().sum(0, keepdim=True)
         self.register_buffer("weights", weights)
         self.register_buffer("offsets", torch.zeros(self.n_buckets))  # c(b), set by the combiner
+        self.register_buffer("repeat", torch.zeros(()))  # r, the history's items; the combiner
         # user-history buckets: edges (H - 1,) over the users' training counts, a multiplier
         # per part and bucket (1: as without them)
         COMBINER_USER_BUCKETS.require("model.combiner.user_buckets", n_user_buckets)
@@ -421,7 +445,17 @@ class ComposedHybrid(nn.Module):
         tables = self._tables()
         blocks = self.part_user_vectors(users, history, lengths, tables)
         user = self._users(self._scaled(blocks, self.user_bucket(users, lengths)))
-        return user @ self._items(self.part_item_vectors(tables)).T
+        scores = user @ self._items(self.part_item_vectors(tables)).T  # (B, N)
+        return self.with_repeat(scores, history)
+
+    def with_repeat(
+        self, scores: Tensor, history: Tensor | None, items: Tensor | None = None
+    ) -> Tensor:
+        """scores (B, C) plus r where the column's item is in the row's ``history`` (B, T),
+        0-padded; ``items`` (B, C): the columns' items (None: column i is item i)."""
+        if history is None or float(self.repeat) == 0.0:
+            return scores
+        return scores + float(self.repeat) * repeat_mask(history, scores, items)
 
     def score(
         self,
@@ -432,7 +466,8 @@ class ComposedHybrid(nn.Module):
     ) -> Tensor:
         """users (B,), items (B, C) -> (B, C)."""
         user = self.user_vectors(users, history, lengths)  # (B, D)
-        return (user.unsqueeze(1) * self.item_vectors(items)).sum(-1)
+        scores = (user.unsqueeze(1) * self.item_vectors(items)).sum(-1)
+        return self.with_repeat(scores, history, items)
 
     def standardised_scores(
         self, users: Tensor, history: Tensor | None = None, lengths: Tensor | None = None
@@ -477,6 +512,10 @@ class ComposedHybrid(nn.Module):
                 f"offsets: shape {tuple(offsets.shape)}, expected {tuple(self.offsets.shape)}"
             )
         self.offsets.copy_(offsets.to(self.offsets))
+
+    def set_repeat(self, repeat: float) -> None:
+        """r, the offset of the items a row's history holds, in standard deviations."""
+        self.repeat.fill_(float(repeat))
 
     @property
     def block_sizes(self) -> list[int]:

@@ -12,8 +12,8 @@ the job that runs them in order is :mod:`hybridrec.run.composed`.
                (the parts' weights and catalogues inside) that export and serving read
 
 The parent run logs the combiner's weights and offsets (metrics ``combiner/<part>/bucket<g>``,
-``combiner/offset/bucket<g>``, a plot, ``combiner.json``), the parts' run ids (tag
-``hybridrec.parts``) and the side-by-side table the job prints (``parts.md``).
+``combiner/offset/bucket<g>``, ``combiner/repeat``, a plot, ``combiner.json``), the parts' run
+ids (tag ``hybridrec.parts``) and the side-by-side table the job prints (``parts.md``).
 """
 
 from __future__ import annotations
@@ -464,6 +464,7 @@ def carry_weights(
         fit_text_student(cfg, composed, instantiate(cfg.datamodule), data_dir)
     composed.set_weights(fitted.weights.clone())
     composed.set_offsets(fitted.offsets.clone())
+    composed.set_repeat(float(fitted.repeat))
     if fitted.n_user_buckets > 1:  # the buckets the multipliers were fitted on
         composed.user_edges.copy_(fitted.user_edges)
         composed.set_user_weights(fitted.user_weights.clone())
@@ -565,6 +566,7 @@ def log_combiner(client: Any, run_id: str, composed: ComposedHybrid, fit: dict[s
             )
     for g, offset in enumerate(composed.offsets.cpu().tolist()):
         client.log_metric(run_id, f"combiner/offset/bucket{g}", float(offset))
+    client.log_metric(run_id, "combiner/repeat", float(composed.repeat))
     for key, value in (fit.get("student") or {}).items():  # the text student's fit
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             client.log_metric(run_id, f"student/{key}", float(value))
