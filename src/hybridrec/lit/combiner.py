@@ -28,8 +28,11 @@ validation NDCG@K:
 
 Where evaluation ranks the items a row has already had (``protocol.mask_known=false``,
 sessions), the repeat offset r (:class:`~hybridrec.nn.composed.ComposedHybrid`) is chosen from
-``REPEATS`` right after the global weights, by the same rule: how much a known item should rise
-or fall. Where known items are masked (or rows read no history) there is nothing to fit: r = 0.
+``REPEATS`` by the same rule, on the even mix before the global search (so that the search
+weighs the parts on the ranking the model will make: a part that ranks the user's own items
+high is not penalised for what r takes care of) and again after it: how much a known item
+should rise or fall. Where known items are masked (or rows read no history) there is nothing
+to fit: r = 0.
 
 Greedy selection on held-out scores is the ensemble practice for top-N (Vente et al. 2024;
 Collins et al. 2025 for ID + text ensembles).
@@ -59,7 +62,7 @@ log = logging.getLogger("hybridrec.combiner")
 #: the bucket offsets tried, in standard deviations of the standardised scores
 OFFSETS = (-3.0, -2.0, -1.5, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0)
 #: the repeat offsets tried (standard deviations); -100: never again (finite: exports stay finite)
-REPEATS = (-100.0, -3.0, -2.0, -1.0, -0.5, 0.5, 1.0, 2.0, 3.0)
+REPEATS = (-100.0, -3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0)
 #: ``search: auto``: the whole grid up to this many parts, greedy selection above
 GRID_PARTS = 3
 
@@ -427,6 +430,42 @@ def greedy_selection(
     return best_counts / best_counts.sum(), best, len(seen)
 
 
+def _better(trial_rows: Tensor, rows: Tensor, min_gain: float) -> tuple[bool, float]:
+    """Whether ``trial_rows`` (R,) beat ``rows`` by more than ``min_gain`` and one standard
+    error of the paired differences (the one-sigma rule); that standard error."""
+    diff = trial_rows - rows
+    noise = float(diff.std()) / max(len(diff), 1) ** 0.5 if len(diff) > 1 else 0.0
+    return float(diff.mean()) > max(min_gain, noise), noise
+
+
+def _fit_repeat(
+    ranker: _Ranker,
+    weights: Tensor,
+    offsets: Tensor,
+    factors: Tensor,
+    rows: Tensor,
+    min_gain: float,
+) -> tuple[Tensor, list[dict[str, Any]]]:
+    """``ranker.repeat`` set to the value of ``REPEATS`` that ranks best with everything else
+    held, each change kept by the one-sigma rule over ``rows`` (R,), the current per-row NDCG;
+    the per-row NDCG it ends on and its accepted steps."""
+    steps = []
+    for value in REPEATS:
+        if value == ranker.repeat:
+            continue
+        current, ranker.repeat = ranker.repeat, value
+        trial_rows = ranker.ndcg_rows(weights, offsets, factors)
+        better, noise = _better(trial_rows, rows, min_gain)
+        if better:
+            rows = trial_rows
+            steps.append(
+                {"stage": "repeat", "repeat": value, "ndcg": float(rows.mean()), "gain_se": noise}
+            )
+        else:
+            ranker.repeat = current
+    return rows, steps
+
+
 def fit_combiner(
     model: ComposedHybrid,
     data: ValidationScores,
@@ -472,8 +511,18 @@ def fit_combiner(
         corner[j] = 1.0
         part_ndcg[name] = evaluate(spread(corner), zero)
     history: list[dict[str, Any]] = []
+    repeats = data.seen is not None and data.items is None  # known items ranked: r to fit
+    if repeats:  # first on the even mix, so that the global search ranks as the model will
+        even = spread(torch.full((n_parts,), 1.0 / n_parts))
+        _fit_repeat(ranker, even, zero, users, ranker.ndcg_rows(even, zero, users), min_gain)
     if greedy:
-        first = max(range(n_parts), key=lambda j: (part_ndcg[model.names[j]], -j))
+        start = part_ndcg
+        if ranker.repeat != 0.0:  # each part alone, with r
+            start = {
+                name: evaluate(spread(torch.eye(n_parts)[j]), zero)
+                for j, name in enumerate(model.names)
+            }
+        first = max(range(n_parts), key=lambda j: (start[model.names[j]], -j))
         vector, best, points = greedy_selection(
             lambda v: evaluate(spread(v), zero), n_parts, first, 2 * round(1 / step)
         )
@@ -495,6 +544,7 @@ def fit_combiner(
             "points": points,
             "ndcg": best,
             "weights": best_weights[:, -1].tolist(),
+            "repeat": ranker.repeat,
         }  # fmt: skip
     )
     log.info(
@@ -506,23 +556,15 @@ def fit_combiner(
     best_rows = ranker.ndcg_rows(best_weights, best_offsets, users)
 
     def accept(trial_rows: Tensor) -> tuple[bool, float]:
-        """Whether a trial beats the current rows by more than ``min_gain`` and one standard
-        error of the paired differences; that standard error."""
-        diff = trial_rows - best_rows
-        noise = float(diff.std()) / max(len(diff), 1) ** 0.5 if len(diff) > 1 else 0.0
-        return float(diff.mean()) > max(min_gain, noise), noise
+        return _better(trial_rows, best_rows, min_gain)
 
-    if data.seen is not None and data.items is None:  # known items ranked: how they rank
-        chosen = 0.0
-        for value in REPEATS:
-            ranker.repeat = value
-            trial_rows = ranker.ndcg_rows(best_weights, best_offsets, users)
-            better, noise = accept(trial_rows)
-            if better:
-                chosen, best_rows, best = value, trial_rows, float(trial_rows.mean())
-                history.append({"stage": "repeat", "repeat": value, "ndcg": best, "gain_se": noise})
-        ranker.repeat = chosen
-        log.info("combiner: repeat offset %s, val ndcg@%d %.4f", chosen, k, best)
+    if repeats:  # again, on the chosen weights
+        best_rows, steps = _fit_repeat(
+            ranker, best_weights, best_offsets, users, best_rows, min_gain
+        )
+        history += steps
+        best = float(best_rows.mean())
+        log.info("combiner: repeat offset %s, val ndcg@%d %.4f", ranker.repeat, k, best)
 
     if n_buckets > 1 or n_user_buckets > 1:
         for _ in range(rounds):
