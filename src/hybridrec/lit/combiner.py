@@ -61,8 +61,9 @@ log = logging.getLogger("hybridrec.combiner")
 
 #: the bucket offsets tried, in standard deviations of the standardised scores
 OFFSETS = (-3.0, -2.0, -1.5, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0)
-#: the repeat offsets tried (standard deviations); -100: never again (finite: exports stay finite)
-REPEATS = (-100.0, -3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0)
+#: the repeat offsets tried (standard deviations): -100 never again, +100 the history first
+#: (finite: exported scores stay finite)
+REPEATS = (-100.0, -3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 100.0)
 #: ``search: auto``: the whole grid up to this many parts, greedy selection above
 GRID_PARTS = 3
 
