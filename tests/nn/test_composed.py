@@ -611,3 +611,52 @@ def test_the_repeat_offset_moves_the_rows_known_items_everywhere(
     assert isinstance(old, ComposedHybrid) and float(old.repeat) == 0.0
     with torch.no_grad():
         torch.testing.assert_close(old.score_all(users, history, lengths), before)
+
+
+def test_paired_rows_give_each_models_test_metrics_and_their_difference(
+    compose_cfg: Callable[..., DictConfig],
+) -> None:
+    """scripts/paired_rows.py: per kind of row, each model's mean is what the project's test
+    loop gives that model, and A - B is the mean of the per-row differences with its standard
+    error (0 for a model against itself)."""
+    import importlib.util
+
+    import lightning as L
+
+    from hybridrec.lit import RecLitModule
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "paired_rows.py"
+    spec = importlib.util.spec_from_file_location("paired_rows", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    cfg = compose_cfg(*TINY_DATA, "protocol=cold_items", "datamodule=next_item", *PARTS["text"])
+    spec_, folder = prepare_from_config(cfg)
+    with open_dict(cfg):
+        cfg.spec = spec_.summary()
+        cfg.datamodule.data_dir = str(folder)
+    models = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        models.append(model_of(cfg).eval())
+    datamodule = instantiate(cfg.datamodule)
+    datamodule.setup("test")
+    values, kinds = script.per_row(models, datamodule.test_dataloader(), 10, "pessimistic")
+    rows = {(r["rows"], r["metric"]): r for r in script.summary(values, kinds)}
+    assert set(rows) == {("cold", "HR"), ("cold", "NDCG"), ("warm", "HR"), ("warm", "NDCG")}
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    for j, model in enumerate(models):
+        module = RecLitModule(
+            model=model, loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer), ks=[10]
+        )
+        (tested,) = trainer.test(module, datamodule=datamodule, verbose=False)
+        side = "a" if j == 0 else "b"
+        for kind in ("cold", "warm"):
+            got = rows[(kind, "HR")][side]
+            assert got == pytest.approx(tested[f"test/{kind}/hr@10"], abs=1e-6)
+            got = rows[(kind, "NDCG")][side]
+            assert got == pytest.approx(tested[f"test/{kind}/ndcg@10"], abs=1e-6)
+    for r in rows.values():
+        assert r["diff"] == pytest.approx(r["a"] - r["b"], abs=1e-6)
+    same = script.summary(values[[0, 0]], kinds)
+    assert all(r["diff"] == 0 and r["se"] == 0 for r in same)
