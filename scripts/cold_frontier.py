@@ -4,10 +4,12 @@ A composed hybrid ranks a user's cold row and warm row against the same scores; 
 bucket's offset c(0) (in standard deviations) decides how every cold item competes with warm
 ones. This script keeps the fitted weights and offsets, sweeps c(0), and prints HR@K / NDCG@K
 of the cold rows and of the warm rows for each value — the frontier the combiner chose a point
-on (docs/benchmarks.md, the ML-1M / ML-100K cold_items sections).
+on (docs/benchmarks.md, the ML-1M / ML-100K cold_items sections). ``--slots`` traces the other
+rule a shelf can follow: a quota of m of the K places for the m best cold items (by the composed
+score), the K - m best warm items in the rest, for m = 0..K.
 
     HYBRIDREC_SHARED_DIR=../shared .venv/bin/python scripts/cold_frontier.py \\
-        <run folder>/checkpoints/composed.ckpt [--split val|test] [--k 10]
+        <run folder>/checkpoints/composed.ckpt [--split val|test] [--k 10] [--slots]
 
 Run it from the folder the run was trained in (the prepared data is found, or made, from the
 checkpoint's own config, as hybridrec-eval does).
@@ -66,11 +68,50 @@ def frontier(
     ]
 
 
+@torch.no_grad()
+def slot_frontier(
+    model: ComposedHybrid, batches: Any, slots: list[int], k: int, ties: str
+) -> list[dict[str, float]]:
+    """For each quota m: mean HR@k / NDCG@k of the cold rows and the warm rows when each row's
+    top k is its m best cold items and its k - m best warm ones (in the order of their
+    composed scores)."""
+    model.eval()
+    cold_items = model.item_bucket == 0
+    sums = {m: torch.zeros(2, 2) for m in slots}  # (cold, warm) x (hr, ndcg)
+    rows = torch.zeros(2)
+    for batch in drawn_rows(batches, max_rows=10**9):
+        assert batch.targets is not None and batch.exclude is not None and batch.cold is not None
+        scores = model.score_all(batch.users, batch.history, batch.history_lengths)  # (B, N)
+        scores = scores.masked_fill(full_ranking_mask(batch, int(scores.shape[1])), -torch.inf)
+        valid = batch.targets > 0
+        kind = (~batch.cold).long()  # 0: cold row, 1: warm row
+        rows += torch.bincount(kind, minlength=2).float()
+        for m in slots:
+            cold = scores.masked_fill(~cold_items, -torch.inf).topk(m, 1).indices  # (B, m)
+            warm = scores.masked_fill(cold_items, -torch.inf).topk(k - m, 1).indices
+            chosen = torch.cat([cold, warm], 1)  # (B, k): lifted above every other item
+            lifted = scores.scatter(1, chosen, torch.gather(scores, 1, chosen) + 1e4)
+            metrics = ranking_metrics(top_k_ranks(lifted, batch.targets, valid, k, ties), k)
+            for j, value in enumerate((metrics.hr, metrics.ndcg)):
+                sums[m][:, j] += torch.zeros(2).index_add_(0, kind, value)
+    return [
+        {
+            "slots": m,
+            "cold_hr": float(sums[m][0, 0] / rows[0]),
+            "cold_ndcg": float(sums[m][0, 1] / rows[0]),
+            "warm_hr": float(sums[m][1, 0] / rows[1]),
+            "warm_ndcg": float(sums[m][1, 1] / rows[1]),
+        }
+        for m in slots
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("--split", choices=("val", "test"), default="val")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--slots", action="store_true", help="a quota of cold places, m = 0..k")
     args = parser.parse_args()
     model = load_model(args.checkpoint)
     if not isinstance(model, ComposedHybrid):
@@ -84,9 +125,18 @@ def main() -> None:
     datamodule = instantiate(cfg.datamodule)
     datamodule.setup("fit" if args.split == "val" else "test")
     loader = datamodule.val_dataloader() if args.split == "val" else datamodule.test_dataloader()
+    k = args.k
+    if args.slots:
+        print(f"| cold places m | cold HR@{k} | cold NDCG@{k} | warm HR@{k} | warm NDCG@{k} |")
+        print("|---|---|---|---|---|")
+        for row in slot_frontier(model, loader, list(range(k + 1)), k, str(cfg.ties)):
+            print(
+                f"| {row['slots']} | {row['cold_hr']:.4f} | {row['cold_ndcg']:.4f} | "
+                f"{row['warm_hr']:.4f} | {row['warm_ndcg']:.4f} |"
+            )
+        return
     chosen = float(model.offsets[0])
     offsets = sorted({*OFFSETS, chosen, 2.0, 3.0})
-    k = args.k
     print(f"| c(0) | cold HR@{k} | cold NDCG@{k} | warm HR@{k} | warm NDCG@{k} |")
     print("|---|---|---|---|---|")
     for row in frontier(model, loader, offsets, args.k, str(cfg.ties)):

@@ -383,7 +383,8 @@ def test_the_cold_frontier_at_the_fitted_offset_is_the_models_evaluation(
     compose_cfg: Callable[..., DictConfig],
 ) -> None:
     """scripts/cold_frontier.py: its row for the model's own cold offset gives the cold and
-    warm metrics that the project's test loop gives the model."""
+    warm metrics that the project's test loop gives the model; its quota of cold places runs
+    from no cold hit (m = 0) to no warm hit (m = k)."""
     import importlib.util
 
     import lightning as L
@@ -419,6 +420,13 @@ def test_the_cold_frontier_at_the_fitted_offset_is_the_models_evaluation(
     assert row["cold_hr"] == pytest.approx(tested["test/cold/hr@10"], abs=1e-6)
     assert row["warm_ndcg"] == pytest.approx(tested["test/warm/ndcg@10"], abs=1e-6)
     assert row["cold_hr"] > 0 and row["warm_hr"] > 0
+    # --slots: no cold place, no cold hit; every place cold, no warm hit; in between, both
+    none, half, every = script.slot_frontier(
+        composed, datamodule.test_dataloader(), [0, 5, 10], 10, "pessimistic"
+    )
+    assert none["cold_hr"] == 0 and every["warm_hr"] == 0
+    assert none["warm_hr"] >= half["warm_hr"] and every["cold_hr"] >= half["cold_hr"]
+    assert half["cold_hr"] > 0 and half["warm_hr"] > 0
 
 
 def test_a_request_moves_the_cold_offset_of_its_answer(
