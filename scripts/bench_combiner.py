@@ -43,6 +43,9 @@ class _Composed:
     def set_offsets(self, offsets: torch.Tensor) -> None:
         self.offsets = offsets
 
+    def set_repeat(self, repeat: float) -> None:
+        self.repeat = repeat
+
 
 def _legacy_combined(
     self: _Ranker,
