@@ -47,9 +47,10 @@ def test_parts_are_nested_reused_and_never_better_than_the_hybrid(tmp_path: Path
     weights = {
         k: v
         for k, v in parent.data.metrics.items()
-        if k.startswith("combiner/") and "/offset/" not in k
+        if k.startswith("combiner/") and "/offset/" not in k and k != "combiner/repeat"
     }
     assert len(weights) == 2 * 4  # 2 parts x 4 buckets
+    assert parent.data.metrics["combiner/repeat"] == 0.0  # known items masked: nothing to fit
     offsets = [k for k in parent.data.metrics if k.startswith("combiner/offset/")]
     assert len(offsets) == 4
     assert abs(sum(v for k, v in weights.items() if k.endswith("bucket1")) - 1.0) < 1e-6
