@@ -31,6 +31,16 @@ from hybridrec.metrics import ranking_metrics
 from hybridrec.nn.composed import ComposedHybrid
 
 
+def _means(sums: torch.Tensor, rows: torch.Tensor) -> dict[str, float]:
+    """(cold, warm) x (hr, ndcg) sums over (cold, warm) row counts -> the four means."""
+    means = sums / rows.unsqueeze(1)
+    return {
+        f"{kind}_{metric}": float(means[i, j])
+        for i, kind in enumerate(("cold", "warm"))
+        for j, metric in enumerate(("hr", "ndcg"))
+    }
+
+
 @torch.no_grad()
 def frontier(
     model: ComposedHybrid, batches: Any, offsets: list[float], k: int, ties: str
@@ -56,16 +66,7 @@ def frontier(
             metrics = ranking_metrics(top_k_ranks(scores, batch.targets, valid, k, ties), k)
             for j, value in enumerate((metrics.hr, metrics.ndcg)):
                 sums[c][:, j] += torch.zeros(2).index_add_(0, kind, value)
-    return [
-        {
-            "offset": c,
-            "cold_hr": float(sums[c][0, 0] / rows[0]),
-            "cold_ndcg": float(sums[c][0, 1] / rows[0]),
-            "warm_hr": float(sums[c][1, 0] / rows[1]),
-            "warm_ndcg": float(sums[c][1, 1] / rows[1]),
-        }
-        for c in offsets
-    ]
+    return [{"offset": c, **_means(sums[c], rows)} for c in offsets]
 
 
 @torch.no_grad()
@@ -94,16 +95,7 @@ def slot_frontier(
             metrics = ranking_metrics(top_k_ranks(lifted, batch.targets, valid, k, ties), k)
             for j, value in enumerate((metrics.hr, metrics.ndcg)):
                 sums[m][:, j] += torch.zeros(2).index_add_(0, kind, value)
-    return [
-        {
-            "slots": m,
-            "cold_hr": float(sums[m][0, 0] / rows[0]),
-            "cold_ndcg": float(sums[m][0, 1] / rows[0]),
-            "warm_hr": float(sums[m][1, 0] / rows[1]),
-            "warm_ndcg": float(sums[m][1, 1] / rows[1]),
-        }
-        for m in slots
-    ]
+    return [{"slots": m, **_means(sums[m], rows)} for m in slots]
 
 
 def main() -> None:
