@@ -24,7 +24,9 @@ from unittest import mock
 
 import torch
 
-from hybridrec.lit.combiner import ValidationScores, _Ranker, fit_combiner
+from hybridrec.lit.combiner import fit_combiner
+from hybridrec.lit.ranking import _Ranker
+from hybridrec.lit.validation_rows import ValidationScores
 
 
 class _Composed:

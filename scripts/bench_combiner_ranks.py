@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from hybridrec.lit.combiner import top_k_ranks
+from hybridrec.lit.ranking import top_k_ranks
 from hybridrec.metrics import positive_ranks, ranking_metrics
 
 

@@ -26,7 +26,9 @@ from omegaconf import OmegaConf, open_dict
 
 from hybridrec.cli.common import prepare_from_config
 from hybridrec.lit.checkpoint import load_model, safe_load
-from hybridrec.lit.combiner import OFFSETS, drawn_rows, full_ranking_mask, top_k_ranks
+from hybridrec.lit.combiner import OFFSETS
+from hybridrec.lit.ranking import top_k_ranks
+from hybridrec.lit.validation_rows import drawn_rows, full_ranking_mask
 from hybridrec.metrics import ranking_metrics
 from hybridrec.nn.composed import ComposedHybrid
 

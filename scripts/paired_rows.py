@@ -34,7 +34,8 @@ from hybridrec.data.catalogue import read_id_maps
 from hybridrec.export.source import resolve_checkpoint
 from hybridrec.lit.adapter import scores_all
 from hybridrec.lit.checkpoint import load_model, safe_load
-from hybridrec.lit.combiner import drawn_rows, full_ranking_mask, top_k_ranks
+from hybridrec.lit.ranking import top_k_ranks
+from hybridrec.lit.validation_rows import drawn_rows, full_ranking_mask
 from hybridrec.metrics import ranking_metrics
 
 

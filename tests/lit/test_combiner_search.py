@@ -11,13 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hybridrec.lit.combiner import (
-    OFFSETS,
-    ValidationScores,
-    _Ranker,
-    fit_combiner,
-    greedy_selection,
-)
+from hybridrec.lit.combiner import OFFSETS, fit_combiner, greedy_selection
+from hybridrec.lit.ranking import _Ranker
+from hybridrec.lit.validation_rows import ValidationScores
 from hybridrec.metrics import positive_ranks, ranking_metrics
 
 K_AT = 10

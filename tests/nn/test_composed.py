@@ -23,14 +23,10 @@ from hybridrec.data.catalogue import Catalogue
 from hybridrec.export import ExportedScorer, to_torchscript
 from hybridrec.export.recommender import Recommender
 from hybridrec.lit.checkpoint import PAYLOAD, load_model, model_payload
-from hybridrec.lit.combiner import (
-    ValidationScores,
-    collect_validation,
-    fit_combiner,
-    simplex_grid,
-    top_k_ranks,
-)
+from hybridrec.lit.combiner import fit_combiner, simplex_grid
+from hybridrec.lit.ranking import top_k_ranks
 from hybridrec.lit.student import StudentOptions, confidence, fit_student
+from hybridrec.lit.validation_rows import ValidationScores, collect_validation
 from hybridrec.metrics import positive_ranks, ranking_metrics
 from hybridrec.nn.composed import ComposedHybrid, popularity_buckets, text_tower_of
 from hybridrec.nn.factorized import FactorizedModel

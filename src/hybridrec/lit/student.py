@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hybridrec.lit.combiner import drawn_rows
+from hybridrec.lit.validation_rows import drawn_rows
 from hybridrec.nn.composed import ComposedHybrid
 from hybridrec.nn.student import TextStudent
 

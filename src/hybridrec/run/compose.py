@@ -43,8 +43,9 @@ from hybridrec.cli.common import without_later_defaults
 from hybridrec.data.catalogue import Catalogue
 from hybridrec.lit import RecLitModule
 from hybridrec.lit.checkpoint import PAYLOAD, load_model, safe_load
-from hybridrec.lit.combiner import collect_validation, fit_combiner
+from hybridrec.lit.combiner import fit_combiner
 from hybridrec.lit.student import StudentOptions, collect_users, fit_student
+from hybridrec.lit.validation_rows import collect_validation
 from hybridrec.nn.composed import ComposedHybrid
 from hybridrec.nn.factorized import FactorizedModel
 from hybridrec.nn.gru4rec import GRU4Rec, gru4rec_factorized
