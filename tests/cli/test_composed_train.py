@@ -200,7 +200,8 @@ def test_a_shelf_of_its_own_reuses_the_parts_and_retests_them_on_it(tmp_path: Pa
 def test_the_side_by_side_table_shows_each_slice_on_cold_items() -> None:
     """cold_items runs: the table has each slice's HR / NDCG beside the overall ones, for the
     parts and the composed model alike."""
-    from hybridrec.run.compose import PartRun, side_by_side
+    from hybridrec.run.compose import side_by_side
+    from hybridrec.run.parts import PartRun
 
     metrics = {"test/hr@10": 0.3, "test/ndcg@10": 0.1, "test/cold/hr@10": 0.44}
     metrics |= {"test/cold/ndcg@10": 0.1, "test/warm/hr@10": 0.23, "test/warm/ndcg@10": 0.13}

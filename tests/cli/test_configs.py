@@ -31,7 +31,7 @@ from hybridrec.data.raw import RawData
 from hybridrec.lit import adapter
 from hybridrec.losses import LossSum
 from hybridrec.nn import GMF, MLP, SeqRec, TextItemTower
-from hybridrec.run.compose import is_composed
+from hybridrec.run.parts import is_composed
 from hybridrec.run.train import train
 from hybridrec.text import train_wordpiece
 
@@ -822,7 +822,7 @@ def test_composed_experiment_parts_compose_and_check(compose_cfg: Compose, exper
     """Each part of each composed hybrid experiment composes from its overrides, passes the
     config checks as its own run would, and gets the parent's data and protocol."""
     from hybridrec.cli.checks import check_config
-    from hybridrec.run.compose import default_parts, is_composed, part_config, part_key
+    from hybridrec.run.parts import default_parts, is_composed, part_config, part_key
 
     cfg = compose_cfg(f"experiment={experiment}")
     assert is_composed(cfg)

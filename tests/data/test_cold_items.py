@@ -17,7 +17,7 @@ from hybridrec.data.batching.sequence_datamodule import SequenceDataModule
 from hybridrec.data.preparation.prepare import prepare
 from hybridrec.data.preparation.protocols import ColdItems
 from hybridrec.data.readers import read_synthetic
-from hybridrec.run.compose import own_shelf, part_config
+from hybridrec.run.parts import own_shelf, part_config
 
 
 @pytest.fixture(scope="module")

@@ -189,7 +189,8 @@ class Hybrid(FactorizedModel):
             parts combined on validation: hybridrec-train builds it, see
             :mod:`hybridrec.run.compose`; this class refuses it).
         parts, combiner, reuse_parts: the composed hybrid's settings (read by
-            :mod:`hybridrec.run.compose`; the joint model ignores them).
+            :mod:`hybridrec.run.parts` and :mod:`hybridrec.run.compose`; the joint model
+            ignores them).
     """
 
     def __init__(

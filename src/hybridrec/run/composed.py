@@ -1,6 +1,7 @@
 """The composed hybrid's job (``model.combine=composed``): its parts (nested runs, or reused),
 the combiner fitted on the validation split, the composed model validated, tested and saved,
-the side-by-side table printed; the building blocks are in :mod:`hybridrec.run.compose`."""
+the side-by-side table printed; the building blocks are in :mod:`hybridrec.run.parts` (the
+parts) and :mod:`hybridrec.run.compose` (the combiner, model and table)."""
 
 from __future__ import annotations
 
@@ -19,21 +20,18 @@ from hybridrec.cli.checks import ConfigError
 from hybridrec.cli.common import prepare_from_config
 from hybridrec.data.catalogue import Catalogue
 from hybridrec.run.compose import (
-    PARTS_TAG,
     build_composed,
     carry_weights,
     evaluate_composed,
     fit_composed_head,
     fit_weights,
     log_combiner,
-    own_shelf,
     refit_composed,
     refit_config,
-    retest_parts,
     side_by_side,
-    train_parts,
 )
 from hybridrec.run.logs import log_data, log_judgments
+from hybridrec.run.parts import PARTS_TAG, own_shelf, retest_parts, train_parts
 from hybridrec.run.result import TrainResult
 from hybridrec.run.summary import print_summary
 from hybridrec.run.tags import default_run_name, job_output_dir, run_tags, set_tag
@@ -48,7 +46,7 @@ def train_composed(
 ) -> TrainResult:
     """The composed hybrid: its parts (nested runs, or reused, each trained by ``train``), the
     combiner fitted on the validation split, the composed model validated, tested and saved
-    (run/compose.py)."""
+    (run/parts.py, run/compose.py)."""
     judgment = cfg.get("judgment")
     if judgment and not judgment.get("head"):
         raise ConfigError(

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from hybridrec.data.spec import DataSpec
-from hybridrec.run.compose import PARENT_TAG, PART_KEY_TAG
+from hybridrec.run.parts import PARENT_TAG, PART_KEY_TAG
 from hybridrec.tracking import JOB_TAG, OVERRIDES_TAG, SWEEP_TAG, run_name, sweep_id
 from hybridrec.tracking.compare import FAST_DEV_RUN_TAG
 from hybridrec.tracking.sweep import study_tags

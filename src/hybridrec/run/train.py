@@ -25,9 +25,9 @@ from hybridrec.data.spec import DataSpec
 from hybridrec.lit import RecLitModule
 from hybridrec.lit.callbacks import DivergenceError, EpochTimer
 from hybridrec.lit.checkpoint import build_model
-from hybridrec.run.compose import is_composed
 from hybridrec.run.composed import train_composed
 from hybridrec.run.logs import head_choice, log_data, log_judgments, log_rater_reliability
+from hybridrec.run.parts import is_composed
 from hybridrec.run.plots import log_explanations
 from hybridrec.run.refit import check_refit, refit_on_val
 from hybridrec.run.result import TrainResult
@@ -69,7 +69,7 @@ def train(cfg: DictConfig) -> TrainResult:
 
     # a server that dies mid-run: the job goes on into a local store (tracking/fallback.py)
     client = cast(MlflowClient, FallbackClient(uri, job_output_dir(cfg)))
-    if is_composed(cfg):  # trained parts + a combiner fitted on validation (run/compose.py)
+    if is_composed(cfg):  # trained parts + a combiner (run/parts.py, run/compose.py)
         return train_composed(cfg, client, started_ms, train)
     plan = resume_plan(cfg, client)  # resume= / ckpt_path=: what to continue, and where
     spec, data_dir = prepare_from_config(cfg)
