@@ -664,3 +664,51 @@ def test_paired_rows_give_each_models_test_metrics_and_their_difference(
         assert r["diff"] == pytest.approx(r["a"] - r["b"], abs=1e-6)
     same = script.summary(values[[0, 0]], kinds)
     assert all(r["diff"] == 0 and r["se"] == 0 for r in same)
+
+
+def test_the_repeat_sweep_at_the_fitted_value_is_the_models_evaluation(
+    compose_cfg: Callable[..., DictConfig],
+) -> None:
+    """scripts/repeat_sweep.py: with known items ranked (mask_known=false), its row for the
+    model's own r gives the metrics the project's test loop gives the model, r moves them, and
+    the model keeps its r afterwards."""
+    import importlib.util
+
+    import lightning as L
+
+    from hybridrec.lit import RecLitModule
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "repeat_sweep.py"
+    spec = importlib.util.spec_from_file_location("repeat_sweep", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    models, cfg = [], None
+    for seed, name in enumerate(["ids", "text"]):
+        cfg = compose_cfg(
+            *TINY_DATA, "protocol=loo_full", "protocol.mask_known=false", "datamodule=next_item",
+            *PARTS[name],
+        )  # fmt: skip
+        spec_, folder = prepare_from_config(cfg)
+        with open_dict(cfg):
+            cfg.spec = spec_.summary()
+            cfg.datamodule.data_dir = str(folder)
+        torch.manual_seed(seed)
+        models.append(model_of(cfg).eval())
+    assert cfg is not None
+    counts = Catalogue.from_folder(cfg.datamodule.data_dir).item_counts
+    composed = ComposedHybrid(models, ["ids", "text"], counts, n_buckets=1)
+    composed.set_repeat(1.0)
+    datamodule = instantiate(cfg.datamodule)
+    datamodule.setup("test")
+    rows = script.sweep(composed, datamodule.test_dataloader(), [-100.0, 1.0], 10, "pessimistic")
+    assert float(composed.repeat) == 1.0  # restored
+    module = RecLitModule(
+        model=composed, loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer), ks=[10]
+    )
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (tested,) = trainer.test(module, datamodule=datamodule, verbose=False)
+    never, fitted = rows
+    assert fitted["hr"] == pytest.approx(tested["test/hr@10"], abs=1e-6)
+    assert fitted["ndcg"] == pytest.approx(tested["test/ndcg@10"], abs=1e-6)
+    assert (never["hr"], never["ndcg"]) != (fitted["hr"], fitted["ndcg"])  # r acts
