@@ -167,9 +167,9 @@ def _fit_repeat(
     rows: Tensor,
     min_gain: float,
 ) -> tuple[Tensor, list[dict[str, Any]]]:
-    """``ranker.repeat`` set to the value of ``REPEATS`` that ranks best with everything else
-    held, each change kept by the one-sigma rule over ``rows`` (R,), the current per-row NDCG;
-    the per-row NDCG it ends on and its accepted steps."""
+    """The values of ``REPEATS`` tried in turn as ``ranker.repeat`` with everything else held,
+    each kept when it beats the current one by the one-sigma rule over ``rows`` (R,), the
+    current per-row NDCG; returns the per-row NDCG it ends on and its accepted steps."""
     steps = []
     for value in REPEATS:
         if value == ranker.repeat:
