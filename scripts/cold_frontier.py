@@ -18,19 +18,18 @@ checkpoint's own config, as hybridrec-eval does).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf, open_dict
 
-from hybridrec.cli.common import prepare_from_config
 from hybridrec.lit.checkpoint import load_model, safe_load
 from hybridrec.lit.combiner import OFFSETS
 from hybridrec.lit.ranking import top_k_ranks
 from hybridrec.lit.validation_rows import drawn_rows, full_ranking_mask
 from hybridrec.metrics import ranking_metrics
 from hybridrec.nn.composed import ComposedHybrid
+from hybridrec.run.eval_config import split_batches
 
 
 def _means(sums: torch.Tensor, rows: torch.Tensor) -> dict[str, float]:
@@ -110,15 +109,10 @@ def main() -> None:
     model = load_model(args.checkpoint)
     if not isinstance(model, ComposedHybrid):
         raise SystemExit(f"{args.checkpoint}: not a composed hybrid")
-    cfg = OmegaConf.create(safe_load(args.checkpoint)["hybridrec_config"])
-    if cfg.protocol.name != "cold_items":
-        raise SystemExit(f"{args.checkpoint}: protocol {cfg.protocol.name}, not cold_items")
-    _, folder = prepare_from_config(cfg)
-    with open_dict(cfg):
-        cfg.datamodule.data_dir = str(folder)
-    datamodule = instantiate(cfg.datamodule)
-    datamodule.setup("fit" if args.split == "val" else "test")
-    loader = datamodule.val_dataloader() if args.split == "val" else datamodule.test_dataloader()
+    saved = safe_load(args.checkpoint)["hybridrec_config"]
+    if saved["protocol"]["name"] != "cold_items":
+        raise SystemExit(f"{args.checkpoint}: protocol {saved['protocol']['name']}, not cold_items")
+    cfg, _, loader = split_batches(Path(args.checkpoint), args.split)
     k = args.k
     if args.slots:
         print(f"| cold places m | cold HR@{k} | cold NDCG@{k} | warm HR@{k} | warm NDCG@{k} |")

@@ -24,9 +24,8 @@ import os
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from mlflow.tracking import MlflowClient
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 from torch import Tensor
 
 from hybridrec.cli.common import prepare_from_config
@@ -37,6 +36,7 @@ from hybridrec.lit.checkpoint import load_model, safe_load
 from hybridrec.lit.ranking import top_k_ranks
 from hybridrec.lit.validation_rows import drawn_rows, full_ranking_mask
 from hybridrec.metrics import ranking_metrics
+from hybridrec.run.eval_config import split_batches
 
 
 @torch.no_grad()
@@ -99,17 +99,10 @@ def main() -> None:
     client = MlflowClient(args.tracking_uri)
     paths = [resolve_checkpoint(source, client)[0] for source in (args.a, args.b)]
     models = [load_model(path) for path in paths]
-    configs = [OmegaConf.create(safe_load(path)["hybridrec_config"]) for path in paths]
-    cfg = configs[0]
-    _, folder = prepare_from_config(cfg)
-    other = prepare_from_config(configs[1])[1]
+    cfg, folder, loader = split_batches(paths[0], args.split)
+    other = prepare_from_config(OmegaConf.create(safe_load(paths[1])["hybridrec_config"]))[1]
     if other != folder and read_id_maps(other) != read_id_maps(folder):
         raise SystemExit(f"{args.b}: trained on other users or items than {args.a} ({folder})")
-    with open_dict(cfg):
-        cfg.datamodule.data_dir = str(folder)
-    datamodule = instantiate(cfg.datamodule)
-    datamodule.setup("fit" if args.split == "val" else "test")
-    loader = datamodule.val_dataloader() if args.split == "val" else datamodule.test_dataloader()
     values, kinds = per_row(models, loader, args.k, str(cfg.ties))
     k = args.k
     print(f"A = {args.a}\nB = {args.b}\n{args.split} rows of {folder.name}")

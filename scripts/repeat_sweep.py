@@ -18,18 +18,16 @@ import os
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from mlflow.tracking import MlflowClient
-from omegaconf import OmegaConf, open_dict
 
-from hybridrec.cli.common import prepare_from_config
 from hybridrec.export.source import resolve_checkpoint
-from hybridrec.lit.checkpoint import load_model, safe_load
+from hybridrec.lit.checkpoint import load_model
 from hybridrec.lit.combiner import REPEATS
 from hybridrec.lit.ranking import top_k_ranks
 from hybridrec.lit.validation_rows import drawn_rows, full_ranking_mask
 from hybridrec.metrics import ranking_metrics
 from hybridrec.nn.composed import ComposedHybrid
+from hybridrec.run.eval_config import split_batches
 
 METRICS = ("hr", "ndcg", "mrr")
 
@@ -76,13 +74,7 @@ def main() -> None:
     model = load_model(path)
     if not isinstance(model, ComposedHybrid):
         raise SystemExit(f"{args.source}: not a composed hybrid")
-    cfg = OmegaConf.create(safe_load(path)["hybridrec_config"])
-    _, folder = prepare_from_config(cfg)
-    with open_dict(cfg):
-        cfg.datamodule.data_dir = str(folder)
-    datamodule = instantiate(cfg.datamodule)
-    datamodule.setup("fit" if args.split == "val" else "test")
-    loader = datamodule.val_dataloader() if args.split == "val" else datamodule.test_dataloader()
+    cfg, _, loader = split_batches(path, args.split)
     k = args.k or int(cfg.ks[0])
     fitted = float(model.repeat)
     values = sorted({*REPEATS, fitted})

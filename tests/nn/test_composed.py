@@ -375,44 +375,65 @@ def test_top_k_ranks_give_the_full_ranks_metrics_at_k() -> None:
             torch.testing.assert_close(getattr(fast, name), getattr(full, name), rtol=0, atol=0)
 
 
+def _script(name: str) -> Any:
+    """scripts/<name>.py as a module."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def _seeded(
+    compose: Callable[..., DictConfig], overrides: list[str], names: list[str]
+) -> tuple[list[FactorizedModel], DictConfig]:
+    """One model per name (PARTS), seeds 0, 1, ..., on the tiny data under ``overrides`` with
+    the next-item datamodule; the last one's resolved config (the data is the same)."""
+    models, cfg = [], None
+    for seed, name in enumerate(names):
+        cfg = compose(*TINY_DATA, *overrides, "datamodule=next_item", *PARTS[name])
+        spec, folder = prepare_from_config(cfg)
+        with open_dict(cfg):
+            cfg.spec = spec.summary()
+            cfg.datamodule.data_dir = str(folder)
+        torch.manual_seed(seed)
+        models.append(model_of(cfg).eval())
+    assert cfg is not None
+    return models, cfg
+
+
+def _tested(model: Any, cfg: DictConfig, datamodule: Any) -> dict[str, float]:
+    """The project's test loop's metrics for ``model`` (ks = [10])."""
+    import lightning as L
+
+    from hybridrec.lit import RecLitModule
+
+    module = RecLitModule(
+        model=model, loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer), ks=[10]
+    )
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (tested,) = trainer.test(module, datamodule=datamodule, verbose=False)
+    return tested
+
+
 def test_the_cold_frontier_at_the_fitted_offset_is_the_models_evaluation(
     compose_cfg: Callable[..., DictConfig],
 ) -> None:
     """scripts/cold_frontier.py: its row for the model's own cold offset gives the cold and
     warm metrics that the project's test loop gives the model; its quota of cold places runs
     from no cold hit (m = 0) to no warm hit (m = k)."""
-    import importlib.util
-
-    import lightning as L
-
-    from hybridrec.lit import RecLitModule
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / "cold_frontier.py"
-    spec = importlib.util.spec_from_file_location("cold_frontier", path)
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    models, cfg = [], None
-    for seed, name in enumerate(["ids", "text"]):
-        cfg = compose_cfg(*TINY_DATA, "protocol=cold_items", "datamodule=next_item", *PARTS[name])
-        spec_, folder = prepare_from_config(cfg)
-        with open_dict(cfg):
-            cfg.spec = spec_.summary()
-            cfg.datamodule.data_dir = str(folder)
-        torch.manual_seed(seed)
-        models.append(model_of(cfg).eval())
-    assert cfg is not None
+    script = _script("cold_frontier")
+    models, cfg = _seeded(compose_cfg, ["protocol=cold_items"], ["ids", "text"])
     counts = Catalogue.from_folder(cfg.datamodule.data_dir).item_counts
     composed = ComposedHybrid(models, ["ids", "text"], counts, n_buckets=3)
     composed.set_offsets(torch.tensor([0.5, 0.0, 0.0]))
     datamodule = instantiate(cfg.datamodule)
     datamodule.setup("test")
     (row,) = script.frontier(composed, datamodule.test_dataloader(), [0.5], 10, "pessimistic")
-    module = RecLitModule(
-        model=composed, loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer), ks=[10]
-    )
-    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
-    (tested,) = trainer.test(module, datamodule=datamodule, verbose=False)
+    tested = _tested(composed, cfg, datamodule)
     assert row["cold_hr"] == pytest.approx(tested["test/cold/hr@10"], abs=1e-6)
     assert row["warm_ndcg"] == pytest.approx(tested["test/warm/ndcg@10"], abs=1e-6)
     assert row["cold_hr"] > 0 and row["warm_hr"] > 0
@@ -623,37 +644,15 @@ def test_paired_rows_give_each_models_test_metrics_and_their_difference(
     """scripts/paired_rows.py: per kind of row, each model's mean is what the project's test
     loop gives that model, and A - B is the mean of the per-row differences with its standard
     error (0 for a model against itself)."""
-    import importlib.util
-
-    import lightning as L
-
-    from hybridrec.lit import RecLitModule
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / "paired_rows.py"
-    spec = importlib.util.spec_from_file_location("paired_rows", path)
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    cfg = compose_cfg(*TINY_DATA, "protocol=cold_items", "datamodule=next_item", *PARTS["text"])
-    spec_, folder = prepare_from_config(cfg)
-    with open_dict(cfg):
-        cfg.spec = spec_.summary()
-        cfg.datamodule.data_dir = str(folder)
-    models = []
-    for seed in range(2):
-        torch.manual_seed(seed)
-        models.append(model_of(cfg).eval())
+    script = _script("paired_rows")
+    models, cfg = _seeded(compose_cfg, ["protocol=cold_items"], ["text", "text"])
     datamodule = instantiate(cfg.datamodule)
     datamodule.setup("test")
     values, kinds = script.per_row(models, datamodule.test_dataloader(), 10, "pessimistic")
     rows = {(r["rows"], r["metric"]): r for r in script.summary(values, kinds)}
     assert set(rows) == {("cold", "HR"), ("cold", "NDCG"), ("warm", "HR"), ("warm", "NDCG")}
-    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     for j, model in enumerate(models):
-        module = RecLitModule(
-            model=model, loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer), ks=[10]
-        )
-        (tested,) = trainer.test(module, datamodule=datamodule, verbose=False)
+        tested = _tested(model, cfg, datamodule)
         side = "a" if j == 0 else "b"
         for kind in ("cold", "warm"):
             got = rows[(kind, "HR")][side]
@@ -672,30 +671,9 @@ def test_the_repeat_sweep_at_the_fitted_value_is_the_models_evaluation(
     """scripts/repeat_sweep.py: with known items ranked (mask_known=false), its row for the
     model's own r gives the metrics the project's test loop gives the model, r moves them, and
     the model keeps its r afterwards."""
-    import importlib.util
-
-    import lightning as L
-
-    from hybridrec.lit import RecLitModule
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / "repeat_sweep.py"
-    spec = importlib.util.spec_from_file_location("repeat_sweep", path)
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    models, cfg = [], None
-    for seed, name in enumerate(["ids", "text"]):
-        cfg = compose_cfg(
-            *TINY_DATA, "protocol=loo_full", "protocol.mask_known=false", "datamodule=next_item",
-            *PARTS[name],
-        )  # fmt: skip
-        spec_, folder = prepare_from_config(cfg)
-        with open_dict(cfg):
-            cfg.spec = spec_.summary()
-            cfg.datamodule.data_dir = str(folder)
-        torch.manual_seed(seed)
-        models.append(model_of(cfg).eval())
-    assert cfg is not None
+    script = _script("repeat_sweep")
+    overrides = ["protocol=loo_full", "protocol.mask_known=false"]
+    models, cfg = _seeded(compose_cfg, overrides, ["ids", "text"])
     counts = Catalogue.from_folder(cfg.datamodule.data_dir).item_counts
     composed = ComposedHybrid(models, ["ids", "text"], counts, n_buckets=1)
     composed.set_repeat(1.0)
@@ -703,11 +681,7 @@ def test_the_repeat_sweep_at_the_fitted_value_is_the_models_evaluation(
     datamodule.setup("test")
     rows = script.sweep(composed, datamodule.test_dataloader(), [-100.0, 1.0], 10, "pessimistic")
     assert float(composed.repeat) == 1.0  # restored
-    module = RecLitModule(
-        model=composed, loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer), ks=[10]
-    )
-    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
-    (tested,) = trainer.test(module, datamodule=datamodule, verbose=False)
+    tested = _tested(composed, cfg, datamodule)
     never, fitted = rows
     assert fitted["hr"] == pytest.approx(tested["test/hr@10"], abs=1e-6)
     assert fitted["ndcg"] == pytest.approx(tested["test/ndcg@10"], abs=1e-6)

@@ -164,9 +164,10 @@ def carry_weights(
     data_dir: Path,
     fitted: ComposedHybrid,
 ) -> ComposedHybrid:
-    """A composed model over ``parts`` taking ``fitted``'s weights and offsets (fitted on
-    validation scores of other checkpoints of the same recipes); the text student, when
-    ``fitted`` had one, is fitted again to these parts."""
+    """A composed model over ``parts`` taking ``fitted``'s weights, offsets and repeat offset
+    (fitted on validation scores of other checkpoints of the same recipes: the selection
+    checkpoints, before a refit on train + validation or a second round); the text student,
+    when ``fitted`` had one, is fitted again to these parts, with the same options."""
     composed = build_composed(cfg, parts, catalogue)
     if fitted.student is not None:
         fit_text_student(cfg, composed, instantiate(cfg.datamodule), data_dir)
@@ -177,19 +178,6 @@ def carry_weights(
         composed.user_edges.copy_(fitted.user_edges)
         composed.set_user_weights(fitted.user_weights.clone())
     return composed
-
-
-def refit_composed(
-    cfg: DictConfig,
-    parts: list[PartRun],
-    catalogue: Catalogue,
-    data_dir: Path,
-    fitted: ComposedHybrid,
-) -> ComposedHybrid:
-    """The composed model over the parts refit on train + validation, with the weights and
-    offsets ``fitted`` chose on their selection checkpoints (and, when it had one, a text
-    student fitted again to the refit teachers, with the same options)."""
-    return carry_weights(cfg, parts, catalogue, data_dir, fitted)
 
 
 def evaluate_composed(

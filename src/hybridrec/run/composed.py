@@ -26,7 +26,6 @@ from hybridrec.run.compose import (
     fit_composed_head,
     fit_weights,
     log_combiner,
-    refit_composed,
     refit_config,
     side_by_side,
 )
@@ -104,7 +103,7 @@ def train_composed(
         fit = fit_weights(cfg, composed, datamodule, data_dir)  # on the parts chosen on val
         refit = any(p.refit for p in parts)
         if refit:  # the weights carry over to the parts refit on train + validation
-            composed = refit_composed(cfg, parts, catalogue, data_dir, composed)
+            composed = carry_weights(cfg, parts, catalogue, data_dir, composed)
         tested_cfg, round_two = cfg, refit_config(cfg)
         if round_two is not None:  # the parts trained again (model.combiner.refit), same weights
             spec_two, dir_two = prepare_from_config(round_two)

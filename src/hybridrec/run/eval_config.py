@@ -12,9 +12,10 @@ from typing import Any
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from hybridrec.cli.common import config_dir
+from hybridrec.cli.common import config_dir, prepare_from_config
 from hybridrec.errors import CheckpointError, HybridrecError
 from hybridrec.lit.checkpoint import PAYLOAD, safe_load
 
@@ -82,3 +83,17 @@ def load_checkpoint(checkpoint: Path) -> dict[str, Any]:
             f"hybridrec_config / {PAYLOAD} entries)"
         )
     return saved
+
+
+def split_batches(checkpoint: Path, split: str) -> tuple[DictConfig, Path, Any]:
+    """(the checkpoint's run config, its prepared folder, the ``split``'s evaluation batches:
+    ``val`` or ``test``), the data prepared from the config as hybridrec-eval prepares it —
+    what the analysis scripts (cold_frontier, paired_rows, repeat_sweep) score."""
+    cfg = OmegaConf.create(load_checkpoint(checkpoint)["hybridrec_config"])
+    _, folder = prepare_from_config(cfg)
+    with open_dict(cfg):
+        cfg.datamodule.data_dir = str(folder)
+    datamodule = instantiate(cfg.datamodule)
+    datamodule.setup("fit" if split == "val" else "test")
+    batches = datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
+    return cfg, folder, batches
