@@ -38,7 +38,7 @@ def sweep(
 ) -> list[dict[str, float]]:
     """For each r in ``values``: mean HR@k, NDCG@k and MRR@k over the rows (r restored after)."""
     model.eval()
-    fitted = float(model.repeat)
+    fitted = model.repeat_value
     sums = {r: torch.zeros(len(METRICS)) for r in values}
     rows = 0
     try:
@@ -76,7 +76,7 @@ def main() -> None:
         raise SystemExit(f"{args.source}: not a composed hybrid")
     cfg, _, loader = split_batches(path, args.split)
     k = args.k or int(cfg.ks[0])
-    fitted = float(model.repeat)
+    fitted = model.repeat_value
     values = sorted({*REPEATS, fitted})
     print(f"| r | HR@{k} | NDCG@{k} | MRR@{k} |")
     print("|---|---|---|---|")

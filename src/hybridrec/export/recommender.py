@@ -235,9 +235,9 @@ class Recommender:
             users = torch.tensor([user_row if user_row is not None else -1])
             vector = model.user_from_parts(raw, users, read_lengths)  # (1, D)
         scores = (vector @ self.table.T)[0]
-        if float(model.repeat) != 0.0:  # the items the user / session already had: + r
+        if model.repeat_value != 0.0:  # the items the user / session already had: + r
             had = set(self._seen(user_row)) | set(known)
-            scores[torch.tensor(sorted(had), dtype=torch.long)] += float(model.repeat)
+            scores[torch.tensor(sorted(had), dtype=torch.long)] += model.repeat_value
         if cold_offset is not None and self.cold_rows is not None:  # the offset column, moved
             shift = float(cold_offset) - float(model.offsets[0])
             scores = scores + shift * self.cold_rows.to(scores.dtype)

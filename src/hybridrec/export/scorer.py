@@ -90,7 +90,7 @@ class ExportedScorer(nn.Module):
             self.register_buffer("item_table", table)
             self.register_buffer("all_items", torch.arange(table.shape[0]))
             self.n_parts = len(model.parts)
-            self.repeat = float(model.repeat)  # a constant of the trace
+            self.repeat = model.repeat_value  # a constant of the trace
             towers = [p.history for p in model.parts if isinstance(p.history, nn.Module)]
             self.kind, self.fixed_width = _history_kind(towers)
         elif isinstance(model, FactorizedModel):

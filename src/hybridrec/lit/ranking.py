@@ -30,6 +30,8 @@ class _Ranker:
         self.data, self.columns, self.k, self.ties = data, columns, k, ties
         self.rankings = 0.0
         self.repeat = 0.0  # r, added where ``data.seen``
+        # the (row, column) of every known item ranked, found once: a trial adds r there
+        self.seen_at = None if data.seen is None else torch.nonzero(data.seen, as_tuple=True)
         # one bucket's columns apart: full ranking, pessimistic ties, more than k + 1 columns
         n_columns = int(data.scores.shape[2])
         self.by_bucket = data.items is None and ties == "pessimistic" and n_columns > k + 1
@@ -49,9 +51,11 @@ class _Ranker:
         per_row = self._per_row(factors, rows)  # (K, R') or None
         scores = data.scores if rows is None else data.scores[:, rows]  # (K, R', N)
         combined = weighted_sum(scores, column_weights, per_row) + column_offsets
-        if self.repeat != 0.0 and data.seen is not None:
-            seen = data.seen if rows is None else data.seen[rows]
-            combined.add_(seen.to(combined.dtype), alpha=self.repeat)
+        if self.repeat != 0.0 and data.seen is not None and self.seen_at is not None:
+            if rows is None:
+                combined[self.seen_at] += self.repeat
+            else:  # one user bucket's rows
+                combined.add_(data.seen[rows].to(combined.dtype), alpha=self.repeat)
         self.rankings += 1.0 if rows is None else len(rows) / data.rows
         return combined.masked_fill_(masked, -torch.inf)
 

@@ -115,6 +115,13 @@ def repeat_mask(history: Tensor, scores: Tensor, items: Tensor | None = None) ->
     return seen
 
 
+def _sync_after_load(module: nn.Module, _keys: Any) -> None:
+    """After load_state_dict: the Python copy of r follows the loaded buffer (a plain function,
+    so the module still deep-copies and pickles)."""
+    assert isinstance(module, ComposedHybrid)
+    module._sync_repeat()
+
+
 class ComposedHybrid(nn.Module):
     """Args:
     parts: trained factorised models with dot-product scorers (eval mode; frozen here).
@@ -186,6 +193,8 @@ class ComposedHybrid(nn.Module):
         self.register_buffer("weights", weights)
         self.register_buffer("offsets", torch.zeros(self.n_buckets))  # c(b), set by the combiner
         self.register_buffer("repeat", torch.zeros(()))  # r, the history's items; the combiner
+        self.repeat_value = 0.0  # r as a Python float: no device sync per scored batch
+        self.register_load_state_dict_post_hook(_sync_after_load)
         # user-history buckets: edges (H - 1,) over the users' training counts, a multiplier
         # per part and bucket (1: as without them)
         COMBINER_USER_BUCKETS.require("model.combiner.user_buckets", n_user_buckets)
@@ -453,9 +462,9 @@ class ComposedHybrid(nn.Module):
     ) -> Tensor:
         """scores (B, C) plus r where the column's item is in the row's ``history`` (B, T),
         0-padded; ``items`` (B, C): the columns' items (None: column i is item i)."""
-        if history is None or float(self.repeat) == 0.0:
+        if history is None or self.repeat_value == 0.0:
             return scores
-        return scores + float(self.repeat) * repeat_mask(history, scores, items)
+        return scores + self.repeat_value * repeat_mask(history, scores, items)
 
     def score(
         self,
@@ -516,6 +525,10 @@ class ComposedHybrid(nn.Module):
     def set_repeat(self, repeat: float) -> None:
         """r, the offset of the items a row's history holds, in standard deviations."""
         self.repeat.fill_(float(repeat))
+        self._sync_repeat()
+
+    def _sync_repeat(self) -> None:
+        self.repeat_value = float(self.repeat)
 
     @property
     def block_sizes(self) -> list[int]:

@@ -173,7 +173,7 @@ def carry_weights(
         fit_text_student(cfg, composed, instantiate(cfg.datamodule), data_dir)
     composed.set_weights(fitted.weights.clone())
     composed.set_offsets(fitted.offsets.clone())
-    composed.set_repeat(float(fitted.repeat))
+    composed.set_repeat(fitted.repeat_value)
     if fitted.n_user_buckets > 1:  # the buckets the multipliers were fitted on
         composed.user_edges.copy_(fitted.user_edges)
         composed.set_user_weights(fitted.user_weights.clone())
@@ -262,7 +262,7 @@ def log_combiner(client: Any, run_id: str, composed: ComposedHybrid, fit: dict[s
             )
     for g, offset in enumerate(composed.offsets.cpu().tolist()):
         client.log_metric(run_id, f"combiner/offset/bucket{g}", float(offset))
-    client.log_metric(run_id, "combiner/repeat", float(composed.repeat))
+    client.log_metric(run_id, "combiner/repeat", composed.repeat_value)
     for key, value in (fit.get("student") or {}).items():  # the text student's fit
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             client.log_metric(run_id, f"student/{key}", float(value))
